@@ -1,0 +1,1 @@
+//! arp: to be written (see issue 2).

@@ -1,0 +1,1 @@
+//! bpdu: to be written (see issue 2).

@@ -1,0 +1,1 @@
+//! icmp: to be written (see issue 2).

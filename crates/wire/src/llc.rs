@@ -1,0 +1,1 @@
+//! llc: to be written (see issue 2).
