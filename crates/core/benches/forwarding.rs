@@ -1,1 +1,222 @@
-fn main() {}
+//! Forwarding benchmark of the core alone: 64-byte frames, one core, frames/s.
+//!
+//! Cases (named as in the issue): `unicast` (2 ports, known unicast), `fdb_10k` (64 ports,
+//! 10 000 learned MACs, random pairs), `fdb_1m` (1 000 000 learned MACs, random pairs over
+//! the whole table), `flood16` (broadcast to 16 ports), `trunk` (access <-> trunk with the
+//! tag pushed and popped in the frame buffer). Each iteration decides a batch of frames.
+//!
+//! Run: `cargo bench -p vbridge-core --bench forwarding`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vbridge_core::{
+    Bridge, BridgeConfig, Decision, Instant, MacAddr, PortConfig, PortId, TagOp, Vid, VidSet,
+    VlanMode,
+};
+use vbridge_wire::vlan::{pop_in_place, push_in_place};
+
+const BATCH: usize = 1024;
+/// Frames the datapath receives from one port in one go.
+const BURST: usize = 32;
+
+fn host_mac(i: u64) -> MacAddr {
+    MacAddr::from_u64(0x0200_0000_0000 | i)
+}
+
+fn write_addrs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
+    frame[..6].copy_from_slice(&dst.0);
+    frame[6..12].copy_from_slice(&src.0);
+}
+
+fn base_frame() -> [u8; 64] {
+    let mut f = [0u8; 64];
+    f[12] = 0x08;
+    f
+}
+
+fn new_bridge(ports: u16, max_learned: u32) -> (Bridge, Vec<PortId>) {
+    let mut cfg = BridgeConfig::new(MacAddr([0x0a, 0, 0, 0, 0, 1]));
+    cfg.max_learned = max_learned;
+    cfg.ageing = Duration::from_secs(300);
+    let mut b = Bridge::new(cfg);
+    let p = (0..ports)
+        .map(|_| b.add_port(PortConfig::new(None)).unwrap())
+        .collect();
+    (b, p)
+}
+
+/// Learns `hosts` MACs, host `i` behind port `i % ports`.
+fn learn_hosts(b: &mut Bridge, p: &[PortId], hosts: u64) {
+    b.fdb_reserve(hosts as usize);
+    let mut f = base_frame();
+    let mut d = Decision::new();
+    for i in 0..hosts {
+        let port = p[(i % p.len() as u64) as usize];
+        // Flooding to 64 ports is the slow part of setup; a unicast to self is enough.
+        write_addrs(&mut f, host_mac(i), host_mac(i));
+        b.process(Instant::from_secs(1), port, &f, &mut d);
+    }
+    assert_eq!(b.stats().fdb_learned as u64, hosts);
+}
+
+/// `n` random (src, dst) host pairs on different ports, from a fixed seed.
+fn random_pairs(n: usize, hosts: u64, ports: u64) -> Vec<(u32, u32)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let s = next() % hosts;
+            let mut d = next() % hosts;
+            if d % ports == s % ports {
+                d = (d + 1) % hosts;
+            }
+            (s as u32, d as u32)
+        })
+        .collect()
+}
+
+fn bench_table(c: &mut Criterion, name: &str, ports: u16, hosts: u64, pairs: usize) {
+    let (mut b, p) = new_bridge(ports, hosts as u32 + 16);
+    learn_hosts(&mut b, &p, hosts);
+    let pairs = random_pairs(pairs, hosts, u64::from(ports));
+    let mut burst = [base_frame(); BURST];
+    let mut ingress = [p[0]; BURST];
+    let mut d = Decision::new();
+    let mut at = 0usize;
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(name, |bench| {
+        bench.iter(|| {
+            // As the datapath does: a burst of frames is warmed, then decided one by one.
+            for _ in 0..BATCH / BURST {
+                for (k, frame) in burst.iter_mut().enumerate() {
+                    let (s, t) = pairs[(at + k) % pairs.len()];
+                    write_addrs(frame, host_mac(u64::from(t)), host_mac(u64::from(s)));
+                    ingress[k] = p[s as usize % p.len()];
+                    b.warm(ingress[k], frame);
+                }
+                for (k, frame) in burst.iter().enumerate() {
+                    b.process(Instant::from_secs(2), ingress[k], frame, &mut d);
+                    black_box(&d);
+                }
+                at = (at + BURST) % pairs.len();
+            }
+        })
+    });
+    g.finish();
+}
+
+fn unicast(c: &mut Criterion) {
+    let (mut b, p) = new_bridge(2, 1024);
+    let (a, z) = (host_mac(1), host_mac(2));
+    let mut fa = base_frame();
+    write_addrs(&mut fa, z, a);
+    let mut fz = base_frame();
+    write_addrs(&mut fz, a, z);
+    let mut d = Decision::new();
+    b.process(Instant::from_secs(1), p[0], &fa, &mut d);
+    b.process(Instant::from_secs(1), p[1], &fz, &mut d);
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("unicast", |bench| {
+        bench.iter(|| {
+            for _ in 0..BATCH / 2 {
+                b.process(Instant::from_secs(2), p[0], black_box(&fa), &mut d);
+                black_box(&d);
+                b.process(Instant::from_secs(2), p[1], black_box(&fz), &mut d);
+                black_box(&d);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn fdb_10k(c: &mut Criterion) {
+    bench_table(c, "fdb_10k", 64, 10_000, 1 << 16);
+}
+
+fn fdb_1m(c: &mut Criterion) {
+    bench_table(c, "fdb_1m", 64, 1_000_000, 1 << 22);
+}
+
+fn flood16(c: &mut Criterion) {
+    let (mut b, p) = new_bridge(16, 1024);
+    let mut frames: Vec<[u8; 64]> = Vec::new();
+    for i in 0..16u64 {
+        let mut f = base_frame();
+        write_addrs(&mut f, MacAddr::BROADCAST, host_mac(i));
+        frames.push(f);
+    }
+    let mut d = Decision::new();
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("flood16", |bench| {
+        bench.iter(|| {
+            for i in 0..BATCH {
+                b.process(Instant::from_secs(2), p[i % 16], &frames[i % 16], &mut d);
+                black_box(&d);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn trunk(c: &mut Criterion) {
+    let (mut b, p) = new_bridge(2, 1024);
+    let ten = Vid::new(10).unwrap();
+    b.set_port_vlan(p[0], VlanMode::Access(ten)).unwrap();
+    let mut allowed = VidSet::new();
+    allowed.insert(ten);
+    b.set_port_vlan(
+        p[1],
+        VlanMode::Trunk {
+            allowed,
+            native: None,
+        },
+    )
+    .unwrap();
+    let (a, z) = (host_mac(1), host_mac(2));
+    // Buffers with 4 bytes of headroom: the frame starts at 4 untagged, at 0 tagged.
+    let mut up = [0u8; 68];
+    up[4..68].copy_from_slice(&base_frame());
+    write_addrs(&mut up[4..], z, a);
+    let mut down = [0u8; 68];
+    down[..16].copy_from_slice(&[&a.0[..], &z.0[..], &[0x81, 0x00, 0x00, 0x0a]].concat());
+    down[16] = 0x08;
+    let mut d = Decision::new();
+    b.process(Instant::from_secs(1), p[0], &up[4..], &mut d);
+    b.process(Instant::from_secs(1), p[1], &down, &mut d);
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("trunk", |bench| {
+        bench.iter(|| {
+            for _ in 0..BATCH / 2 {
+                // access -> trunk: push the tag, then undo it for the next round.
+                b.process(Instant::from_secs(2), p[0], &up[4..], &mut d);
+                if let TagOp::Push(t) = d.egress[0].op {
+                    let s = push_in_place(&mut up, 4, 68, t).unwrap();
+                    black_box(&up[s..]);
+                    pop_in_place(&mut up, s, 68).unwrap();
+                }
+                // trunk -> access: pop, then put the tag back.
+                b.process(Instant::from_secs(2), p[1], &down, &mut d);
+                if d.egress[0].op == TagOp::Pop {
+                    let (s, t) = pop_in_place(&mut down, 0, 68).unwrap();
+                    black_box(&down[s..]);
+                    push_in_place(&mut down, s, 68, t).unwrap();
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, unicast, fdb_10k, fdb_1m, flood16, trunk);
+criterion_main!(benches);

@@ -26,7 +26,7 @@ pub mod vlan;
 pub mod vxlan;
 
 pub use ethernet::{EtherType, MacAddr};
-pub use summary::summarize;
+pub use summary::{summarize, summarize_into};
 pub use vlan::{Tag, Vid};
 
 /// Why bytes could not be read as the format asked for.
@@ -63,6 +63,18 @@ pub(crate) fn check_len(what: &'static str, buf: &[u8], need: usize) -> Result<(
             what,
             need,
             have: buf.len(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that an output buffer for `emit` holds `need` bytes ([`Error::Invalid`] if not).
+pub(crate) fn check_room(what: &'static str, buf: &[u8], need: usize) -> Result<()> {
+    if buf.len() < need {
+        Err(Error::Invalid {
+            what,
+            why: "buffer too small",
         })
     } else {
         Ok(())

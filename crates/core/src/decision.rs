@@ -1,0 +1,142 @@
+//! What the bridge decided for one frame: forward (to which ports, with which tag
+//! operation), hand to the control plane, or drop — and why. A `Decision` is reused
+//! across frames so deciding never allocates once it has grown to the port count.
+
+use core::fmt;
+
+use vbridge_wire::Vid;
+
+use crate::counters::DropReason;
+use crate::port::PortId;
+use crate::vlan::TagOp;
+
+/// The outcome for the frame as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send a copy to every port in [`Decision::egress`].
+    Forward,
+    /// A link-local frame for the control plane (STP BPDUs, LLDP, ...); not forwarded.
+    Control,
+    /// Not forwarded anywhere, for this reason.
+    Drop(DropReason),
+}
+
+/// Why the frame went where it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The destination was in the FDB.
+    KnownUnicast,
+    /// The destination is one of the bridge's own addresses: delivered to the host port.
+    Local,
+    /// Sent to every eligible port: unknown unicast.
+    FloodUnknown,
+    /// Sent to every eligible port: multicast.
+    FloodMulticast,
+    /// Sent to every eligible port: broadcast.
+    FloodBroadcast,
+}
+
+impl Delivery {
+    /// Whether this is one of the flood kinds.
+    pub const fn is_flood(self) -> bool {
+        matches!(
+            self,
+            Delivery::FloodUnknown | Delivery::FloodMulticast | Delivery::FloodBroadcast
+        )
+    }
+}
+
+/// One copy of the frame leaving one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Egress {
+    pub port: PortId,
+    /// What to do with the outer VLAN tag on the way out.
+    pub op: TagOp,
+}
+
+/// The bridge's answer for one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// How the destination was resolved (for forwarded frames).
+    pub delivery: Option<Delivery>,
+    /// The VLAN the frame was classified into.
+    pub vid: Option<Vid>,
+    /// Ports to send to, each with its tag operation.
+    pub egress: Vec<Egress>,
+    /// The source address moved here from another port.
+    pub moved_from: Option<PortId>,
+}
+
+impl Default for Decision {
+    fn default() -> Self {
+        Decision::new()
+    }
+}
+
+impl Decision {
+    /// An empty decision, ready to be filled by [`crate::Bridge::process`].
+    pub fn new() -> Decision {
+        Decision {
+            verdict: Verdict::Drop(DropReason::UnknownPort),
+            delivery: None,
+            vid: None,
+            egress: Vec::with_capacity(16),
+            moved_from: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        self.verdict = Verdict::Forward;
+        self.delivery = None;
+        self.vid = None;
+        self.egress.clear();
+        self.moved_from = None;
+    }
+
+    /// The reason, when the frame was dropped.
+    pub fn drop_reason(&self) -> Option<DropReason> {
+        match self.verdict {
+            Verdict::Drop(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    /// One line, as `vbr trace` prints it: `vlan 10 flood-broadcast -> #2 (push 10), #3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(v) = self.vid {
+            write!(f, "vlan {v} ")?;
+        }
+        match self.verdict {
+            Verdict::Drop(r) => return write!(f, "drop: {r}"),
+            Verdict::Control => return f.write_str("control plane"),
+            Verdict::Forward => {}
+        }
+        let how = match self.delivery {
+            Some(Delivery::KnownUnicast) => "known-unicast",
+            Some(Delivery::Local) => "local",
+            Some(Delivery::FloodUnknown) => "flood-unknown",
+            Some(Delivery::FloodMulticast) => "flood-multicast",
+            Some(Delivery::FloodBroadcast) => "flood-broadcast",
+            None => "forward",
+        };
+        write!(f, "{how} ->")?;
+        for (i, e) in self.egress.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{}", e.port)?;
+            match e.op {
+                TagOp::Keep => {}
+                TagOp::Push(t) => write!(f, " (push {})", t.vid)?,
+                TagOp::Pop => f.write_str(" (pop)")?,
+                TagOp::SetVid(v) => write!(f, " (set vid {v})")?,
+            }
+        }
+        if let Some(p) = self.moved_from {
+            write!(f, "; source moved from {p}")?;
+        }
+        Ok(())
+    }
+}

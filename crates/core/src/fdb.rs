@@ -1,0 +1,379 @@
+//! The forwarding database: (VLAN, MAC) -> port, with dynamic entries learned from source
+//! addresses and aged out, static entries set by hand, and local entries (the bridge's
+//! and its ports' own addresses). Learning is bounded per port and bridge-wide.
+
+use core::time::Duration;
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+use vbridge_wire::{MacAddr, Vid};
+
+use crate::port::PortId;
+use crate::time::Instant;
+
+/// The VID under which local entries are kept: they match in every VLAN.
+const LOCAL_VID: u16 = 0;
+/// The port local entries of the bridge's own MAC point to.
+pub const BRIDGE_SELF: PortId = PortId(u16::MAX);
+
+/// How an entry came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Learned from a source address; ages out.
+    Dynamic,
+    /// Added by hand; never ages, never moves.
+    Static,
+    /// One of the bridge's own addresses: frames to it are delivered to the host port.
+    Local,
+}
+
+impl EntryKind {
+    /// The word `vbr fdb show` prints.
+    pub const fn name(self) -> &'static str {
+        match self {
+            EntryKind::Dynamic => "dynamic",
+            EntryKind::Static => "static",
+            EntryKind::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) port: PortId,
+    pub(crate) kind: EntryKind,
+    pub(crate) last_seen: Instant,
+}
+
+/// One entry as listed by [`crate::Bridge::fdb_entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub mac: MacAddr,
+    /// The VLAN, or `None` for local entries, which match in every VLAN.
+    pub vid: Option<Vid>,
+    /// The port; [`BRIDGE_SELF`] for the bridge's own MAC.
+    pub port: PortId,
+    pub kind: EntryKind,
+    /// Time since the entry was last refreshed (zero for static and local ones).
+    pub age: Duration,
+}
+
+/// Which entries a flush removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlushFilter {
+    /// Only entries on this port.
+    pub port: Option<PortId>,
+    /// Only entries in this VLAN.
+    pub vid: Option<Vid>,
+    /// Static entries too (local ones never).
+    pub include_static: bool,
+}
+
+/// What learning a source address did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Learned {
+    /// Known already on this port (refreshed), or static/local, or learning is off.
+    Nothing,
+    /// A new entry.
+    New,
+    /// The address moved from another port.
+    Moved { from: PortId },
+    /// Not learned: a limit is reached.
+    LimitReached,
+}
+
+#[inline]
+const fn key(vid: u16, mac: MacAddr) -> u64 {
+    ((vid as u64) << 48) | mac.to_u64()
+}
+
+#[inline]
+const fn unkey(k: u64) -> (u16, MacAddr) {
+    ((k >> 48) as u16, MacAddr::from_u64(k))
+}
+
+/// The table with its limits and ageing bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Fdb {
+    map: HashMap<u64, Entry, FxBuildHasher>,
+    /// Dynamic entries per port index.
+    learned_per_port: Vec<u32>,
+    learned_total: u32,
+    pub(crate) max_learned: u32,
+    pub(crate) ageing: Duration,
+    /// No dynamic entry expires before this.
+    next_sweep: Option<Instant>,
+    pub(crate) moves: u64,
+    pub(crate) limit_hits: u64,
+    pub(crate) aged_out: u64,
+}
+
+/// Least time between two ageing sweeps, so a large table is not scanned too often.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Fdb {
+    pub(crate) fn new(ageing: Duration, max_learned: u32) -> Fdb {
+        Fdb {
+            map: HashMap::with_hasher(FxBuildHasher),
+            learned_per_port: Vec::new(),
+            learned_total: 0,
+            max_learned,
+            ageing,
+            next_sweep: None,
+            moves: 0,
+            limit_hits: 0,
+            aged_out: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn learned_total(&self) -> u32 {
+        self.learned_total
+    }
+
+    pub(crate) fn learned_on(&self, port: PortId) -> u32 {
+        self.learned_per_port
+            .get(port.index())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The port a frame to `mac` in `vid` goes to, with the entry kind.
+    #[inline]
+    pub(crate) fn lookup(&self, vid: Vid, mac: MacAddr) -> Option<(PortId, EntryKind)> {
+        if let Some(e) = self.map.get(&key(vid.get(), mac)) {
+            return Some((e.port, e.kind));
+        }
+        self.map
+            .get(&key(LOCAL_VID, mac))
+            .map(|e| (e.port, EntryKind::Local))
+    }
+
+    /// The entry for `mac` in `vid` exactly (no local fallback).
+    #[inline]
+    pub(crate) fn get(&self, vid: Vid, mac: MacAddr) -> Option<&Entry> {
+        self.map.get(&key(vid.get(), mac))
+    }
+
+    /// Learns that `mac` in `vid` sits behind `port`.
+    #[inline]
+    pub(crate) fn learn(
+        &mut self,
+        now: Instant,
+        vid: Vid,
+        mac: MacAddr,
+        port: PortId,
+        port_limit: u32,
+    ) -> Learned {
+        let k = key(vid.get(), mac);
+        let port_full = port_limit != 0 && self.learned_on(port) >= port_limit;
+        if let Some(e) = self.map.get_mut(&k) {
+            if e.kind != EntryKind::Dynamic {
+                return Learned::Nothing;
+            }
+            if e.port == port {
+                e.last_seen = now;
+                return Learned::Nothing;
+            }
+            let from = e.port;
+            if port_full {
+                // Moving would break the limit: forget the address so frames to it flood.
+                self.map.remove(&k);
+                self.count(from, -1);
+                self.limit_hits += 1;
+                return Learned::LimitReached;
+            }
+            e.port = port;
+            e.last_seen = now;
+            self.count(from, -1);
+            self.count(port, 1);
+            self.moves += 1;
+            return Learned::Moved { from };
+        }
+        if self.ageing.is_zero() {
+            return Learned::Nothing;
+        }
+        if self.map.contains_key(&key(LOCAL_VID, mac)) {
+            return Learned::Nothing; // our own address coming back: never learn it
+        }
+        if self.learned_total >= self.max_learned || port_full {
+            self.limit_hits += 1;
+            return Learned::LimitReached;
+        }
+        self.map.insert(
+            k,
+            Entry {
+                port,
+                kind: EntryKind::Dynamic,
+                last_seen: now,
+            },
+        );
+        self.count(port, 1);
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + self.ageing);
+        }
+        Learned::New
+    }
+
+    fn count(&mut self, port: PortId, delta: i32) {
+        let i = port.index();
+        if self.learned_per_port.len() <= i {
+            self.learned_per_port.resize(i + 1, 0);
+        }
+        let c = &mut self.learned_per_port[i];
+        *c = c.saturating_add_signed(delta);
+        self.learned_total = self.learned_total.saturating_add_signed(delta);
+    }
+
+    /// Adds or replaces a static entry.
+    pub(crate) fn add_static(&mut self, vid: Vid, mac: MacAddr, port: PortId) {
+        let old = self.map.insert(
+            key(vid.get(), mac),
+            Entry {
+                port,
+                kind: EntryKind::Static,
+                last_seen: Instant::ZERO,
+            },
+        );
+        if let Some(old) = old.filter(|o| o.kind == EntryKind::Dynamic) {
+            self.count(old.port, -1);
+        }
+    }
+
+    /// Removes the entry for `mac` in `vid` (any kind but local); whether one existed.
+    pub(crate) fn remove(&mut self, vid: Vid, mac: MacAddr) -> bool {
+        let k = key(vid.get(), mac);
+        match self.map.get(&k) {
+            Some(e) if e.kind != EntryKind::Local => {
+                let e = *e;
+                self.map.remove(&k);
+                if e.kind == EntryKind::Dynamic {
+                    self.count(e.port, -1);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Replaces every local entry with `(mac, owner)` from `locals`, and drops dynamic
+    /// entries for addresses that are now the bridge's own.
+    pub(crate) fn set_locals(&mut self, locals: &[(MacAddr, PortId)]) {
+        let mut freed: Vec<PortId> = Vec::new();
+        self.map.retain(|k, e| match e.kind {
+            EntryKind::Local => false,
+            EntryKind::Dynamic if locals.iter().any(|(m, _)| *m == unkey(*k).1) => {
+                freed.push(e.port);
+                false
+            }
+            _ => true,
+        });
+        for p in freed {
+            self.count(p, -1);
+        }
+        for &(mac, port) in locals {
+            self.map.entry(key(LOCAL_VID, mac)).or_insert(Entry {
+                port,
+                kind: EntryKind::Local,
+                last_seen: Instant::ZERO,
+            });
+        }
+    }
+
+    /// Removes what `filter` selects; returns how many entries went.
+    pub(crate) fn flush(&mut self, filter: FlushFilter) -> usize {
+        let before = self.map.len();
+        let mut freed: Vec<PortId> = Vec::new();
+        self.map.retain(|k, e| {
+            let selected = match e.kind {
+                EntryKind::Local => false,
+                EntryKind::Static => filter.include_static,
+                EntryKind::Dynamic => true,
+            } && filter.port.is_none_or(|p| p == e.port)
+                && filter.vid.is_none_or(|v| v.get() == unkey(*k).0);
+            if selected && e.kind == EntryKind::Dynamic {
+                freed.push(e.port);
+            }
+            !selected
+        });
+        for p in freed {
+            self.count(p, -1);
+        }
+        before - self.map.len()
+    }
+
+    /// The instant of the next ageing sweep, if any dynamic entry exists.
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Removes dynamic entries not refreshed for `ageing` (or `override_ageing`, which STP
+    /// uses while a topology change lasts). Returns how many went.
+    pub(crate) fn age(&mut self, now: Instant, override_ageing: Option<Duration>) -> usize {
+        match self.next_sweep {
+            Some(t) if now >= t => {}
+            _ => return 0,
+        }
+        let ageing = override_ageing.unwrap_or(self.ageing);
+        let mut oldest: Option<Instant> = None;
+        let mut freed: Vec<PortId> = Vec::new();
+        self.map.retain(|_, e| {
+            if e.kind != EntryKind::Dynamic {
+                return true;
+            }
+            if now.saturating_since(e.last_seen) >= ageing {
+                freed.push(e.port);
+                return false;
+            }
+            oldest = Some(oldest.map_or(e.last_seen, |o| o.min(e.last_seen)));
+            true
+        });
+        let n = freed.len();
+        for p in freed {
+            self.count(p, -1);
+        }
+        self.aged_out += n as u64;
+        self.next_sweep = oldest.map(|o| (o + ageing).max(now + MIN_SWEEP_INTERVAL));
+        n
+    }
+
+    /// Brings the next sweep forward to `at` at the latest (after a change of ageing time).
+    pub(crate) fn reschedule(&mut self, at: Instant) {
+        if self.learned_total > 0 {
+            self.next_sweep = Some(self.next_sweep.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// Every entry with its age at `now`.
+    pub(crate) fn entries(&self, now: Instant) -> impl Iterator<Item = FdbEntry> + '_ {
+        self.map.iter().map(move |(&k, e)| {
+            let (vid, mac) = unkey(k);
+            FdbEntry {
+                mac,
+                vid: Vid::new(vid).ok(),
+                port: e.port,
+                kind: e.kind,
+                age: match e.kind {
+                    EntryKind::Dynamic => now.saturating_since(e.last_seen),
+                    _ => Duration::ZERO,
+                },
+            }
+        })
+    }
+
+    /// Forgets the per-port count of a port that is being removed (its entries are gone).
+    pub(crate) fn forget_port(&mut self, port: PortId) {
+        if let Some(c) = self.learned_per_port.get_mut(port.index()) {
+            debug_assert_eq!(*c, 0);
+            *c = 0;
+        }
+    }
+
+    /// Reserves room for `n` more entries (benchmarks, large static tables).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
+}

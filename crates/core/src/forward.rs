@@ -1,0 +1,257 @@
+//! Frame handling: one frame in, one [`Decision`] out. Checks, VLAN classification,
+//! learning, destination lookup, flooding and the egress filters, with every refusal
+//! counted by reason against the ingress port.
+
+use vbridge_wire::vlan::outer_tag;
+use vbridge_wire::{MacAddr, Vid};
+
+use crate::bridge::Bridge;
+use crate::counters::DropReason;
+use crate::decision::{Decision, Delivery, Egress, Verdict};
+use crate::fdb::{EntryKind, Learned};
+use crate::port::{Port, PortId};
+use crate::time::Instant;
+use crate::vlan::{Classified, TagOp};
+
+/// Bytes of the Ethernet header.
+const ETH_HLEN: usize = 14;
+
+impl Bridge {
+    /// Decides what to do with `frame`, received at `now` on `ingress`, into `d`.
+    ///
+    /// Never panics and never allocates once `d.egress` has room for every port.
+    pub fn process(&mut self, now: Instant, ingress: PortId, frame: &[u8], d: &mut Decision) {
+        d.reset();
+        if let Err(r) = self.decide(now, ingress, frame, d) {
+            d.verdict = Verdict::Drop(r);
+            d.egress.clear();
+        }
+        self.account(ingress, frame.len(), d);
+    }
+
+    /// Brings the FDB entries `frame` will touch into the cache, without deciding anything.
+    ///
+    /// A driver holding a batch of received frames calls this for every frame first and
+    /// then [`Bridge::process`] for each: the lookups of a large table then miss the cache
+    /// in parallel instead of one after another.
+    #[inline]
+    pub fn warm(&self, ingress: PortId, frame: &[u8]) {
+        let (Some(port), Some(dst), Some(src)) = (
+            self.port(ingress),
+            MacAddr::from_bytes(frame),
+            frame.get(6..).and_then(MacAddr::from_bytes),
+        ) else {
+            return;
+        };
+        let vid = if self.vlan_filtering {
+            match outer_tag(frame).map(|t| port.config.vlan.classify(t)) {
+                Ok(Ok(c)) => c.vid,
+                _ => return,
+            }
+        } else {
+            Vid::DEFAULT
+        };
+        core::hint::black_box(self.fdb.get(vid, src));
+        if !dst.is_multicast() {
+            core::hint::black_box(self.fdb.get(vid, dst));
+        }
+    }
+
+    /// Counters for a decided frame.
+    #[inline]
+    fn account(&mut self, ingress: PortId, len: usize, d: &Decision) {
+        let Some(Some(p)) = self.ports.get_mut(ingress.index()) else {
+            if let Verdict::Drop(r) = d.verdict {
+                self.orphan_drops.bump(r);
+            }
+            return;
+        };
+        let c = &mut p.counters;
+        c.rx_packets += 1;
+        c.rx_bytes += len as u64;
+        match d.verdict {
+            Verdict::Drop(r) => c.drops.bump(r),
+            Verdict::Control => c.rx_control += 1,
+            Verdict::Forward => {}
+        }
+        let flood = d.delivery.is_some_and(Delivery::is_flood);
+        if flood {
+            c.rx_flooded += 1;
+        }
+        for e in &d.egress {
+            if let Some(Some(out)) = self.ports.get_mut(e.port.index()) {
+                let c = &mut out.counters;
+                c.tx_packets += 1;
+                c.tx_bytes += match e.op {
+                    TagOp::Push(_) => len as u64 + 4,
+                    TagOp::Pop => len as u64 - 4,
+                    TagOp::Keep | TagOp::SetVid(_) => len as u64,
+                };
+                c.tx_flooded += u64::from(flood);
+            }
+        }
+    }
+
+    #[inline]
+    fn decide(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &[u8],
+        d: &mut Decision,
+    ) -> Result<(), DropReason> {
+        let port = self.port(ingress).ok_or(DropReason::UnknownPort)?;
+        if frame.len() < ETH_HLEN {
+            return Err(DropReason::Truncated);
+        }
+        if frame.len() > self.max_frame_len {
+            return Err(DropReason::Oversized);
+        }
+        if !port.config.up {
+            return Err(DropReason::PortDown);
+        }
+        let dst = MacAddr::from_bytes(frame).ok_or(DropReason::Truncated)?;
+        let src = MacAddr::from_bytes(&frame[6..]).ok_or(DropReason::Truncated)?;
+
+        if let Some(i) = dst.reserved_group_index() {
+            if !self.link_local_forwarded(i) {
+                return if i == 1 {
+                    Err(DropReason::ReservedGroup) // pause frames are never ours to read
+                } else {
+                    d.verdict = Verdict::Control;
+                    Ok(())
+                };
+            }
+        }
+        if !port.stp.learns() {
+            return Err(DropReason::PortBlocked);
+        }
+        if !src.is_unicast() {
+            return Err(DropReason::InvalidSource);
+        }
+
+        let class = if self.vlan_filtering {
+            let tag = outer_tag(frame).map_err(|_| DropReason::Truncated)?;
+            port.config.vlan.classify(tag)?
+        } else {
+            Classified {
+                vid: Vid::DEFAULT,
+                tagged: false,
+                carried: 0,
+            }
+        };
+        let vid = class.vid;
+        d.vid = Some(vid);
+
+        let flags = port.config.flags;
+        if flags.locked {
+            match self.fdb.get(vid, src) {
+                Some(e) if e.kind == EntryKind::Static && e.port == ingress => {}
+                _ => return Err(DropReason::LockedSource),
+            }
+        } else if flags.learning {
+            let limit = port.config.max_learned;
+            if let Learned::Moved { from } = self.fdb.learn(now, vid, src, ingress, limit) {
+                d.moved_from = Some(from);
+            }
+        }
+        // Re-borrow: learning needed `self.fdb` mutably.
+        let port = self.port(ingress).ok_or(DropReason::UnknownPort)?;
+        if !port.stp.forwards() {
+            return Err(DropReason::PortBlocked);
+        }
+
+        if dst.is_multicast() {
+            let kind = if dst.is_broadcast() {
+                Delivery::FloodBroadcast
+            } else {
+                Delivery::FloodMulticast
+            };
+            return self.flood(ingress, port, class, kind, d);
+        }
+        match self.fdb.lookup(vid, dst) {
+            Some((_, EntryKind::Local)) => {
+                let host = self.host_port.ok_or(DropReason::NoHostPort)?;
+                d.delivery = Some(Delivery::Local);
+                let op = self.egress_check(ingress, port, host, class)?;
+                d.egress.push(Egress { port: host, op });
+                Ok(())
+            }
+            Some((to, _)) => {
+                d.delivery = Some(Delivery::KnownUnicast);
+                let op = self.egress_check(ingress, port, to, class)?;
+                d.egress.push(Egress { port: to, op });
+                Ok(())
+            }
+            None => self.flood(ingress, port, class, Delivery::FloodUnknown, d),
+        }
+    }
+
+    /// Whether a frame to `01:80:c2:00:00:0{index}` is forwarded like any other.
+    #[inline]
+    fn link_local_forwarded(&self, index: u8) -> bool {
+        // With no STP running, BPDUs are forwarded so loops stay visible to outer STP
+        // (the Linux bridge does the same); the rest only as group_fwd_mask allows.
+        (index == 0 && !self.stp_enabled) || (index != 0 && self.group_fwd_mask & (1 << index) != 0)
+    }
+
+    /// Whether a copy may leave by `to`, and with which tag operation.
+    #[inline]
+    fn egress_check(
+        &self,
+        ingress: PortId,
+        from: &Port,
+        to: PortId,
+        class: Classified,
+    ) -> Result<TagOp, DropReason> {
+        let out = self.port(to).ok_or(DropReason::EgressUnavailable)?;
+        if to == ingress && !out.config.flags.hairpin {
+            return Err(DropReason::SameSegment);
+        }
+        if from.config.flags.isolated && out.config.flags.isolated {
+            return Err(DropReason::Isolated);
+        }
+        if !out.forwards() {
+            return Err(DropReason::EgressUnavailable);
+        }
+        if !self.vlan_filtering {
+            return Ok(TagOp::Keep);
+        }
+        if !out.config.vlan.carries(class.vid) {
+            return Err(DropReason::EgressUnavailable);
+        }
+        Ok(out.config.vlan.egress_op(class))
+    }
+
+    /// Sends a copy to every eligible port of the frame's VLAN.
+    fn flood(
+        &self,
+        ingress: PortId,
+        from: &Port,
+        class: Classified,
+        kind: Delivery,
+        d: &mut Decision,
+    ) -> Result<(), DropReason> {
+        d.delivery = Some(kind);
+        for (i, slot) in self.ports.iter().enumerate() {
+            let Some(out) = slot else { continue };
+            let wants = match kind {
+                Delivery::FloodBroadcast => out.config.flags.bcast_flood,
+                Delivery::FloodMulticast => out.config.flags.mcast_flood,
+                _ => out.config.flags.flood,
+            };
+            if !wants {
+                continue;
+            }
+            let to = PortId(i as u16);
+            if let Ok(op) = self.egress_check(ingress, from, to, class) {
+                d.egress.push(Egress { port: to, op });
+            }
+        }
+        if d.egress.is_empty() {
+            Err(DropReason::NoFloodTarget)
+        } else {
+            Ok(())
+        }
+    }
+}
