@@ -51,9 +51,9 @@ impl Bridge {
         } else {
             Vid::DEFAULT
         };
-        core::hint::black_box(self.fdb.get(vid, src));
+        self.fdb.prefetch(vid, src);
         if !dst.is_multicast() {
-            core::hint::black_box(self.fdb.get(vid, dst));
+            self.fdb.prefetch(vid, dst);
         }
     }
 

@@ -1,1 +1,32 @@
-//! ports
+//! Port backends for vbridge: where frames enter and leave the switch.
+//!
+//! - [`tap::Tap`]: a TAP device we create, with virtio-net headers and TSO/checksum
+//!   offloads so 64 KiB TCP super-frames pass through whole.
+//! - [`packet::AfPacket`]: an `AF_PACKET` socket on an existing netdev (veth end, NIC,
+//!   someone else's TAP), with vnet headers, VLAN tags put back from auxdata, promisc.
+//! - [`socket::SeqpacketPort`]: an `AF_UNIX` seqpacket pair, for tests and fd-passing.
+//!
+//! All of them implement [`PortIo`] and move frames in [`Batch`]es of reusable
+//! [`PacketBuf`]s. [`netdev`] has small helpers over device ioctls. Every `unsafe` line
+//! is in the private `sys` module.
+
+pub mod buf;
+pub mod error;
+pub mod netdev;
+pub mod packet;
+pub mod port;
+pub mod socket;
+mod sys;
+pub mod tap;
+pub mod vnet;
+
+#[cfg(test)]
+mod ns_tests;
+
+pub use buf::{Batch, BufError, HEADROOM, MAX_FRAME_LEN, PacketBuf};
+pub use error::PortError;
+pub use packet::{AfPacket, AfPacketOptions};
+pub use port::{MacAddr, PortIo, SendReport};
+pub use socket::SeqpacketPort;
+pub use tap::{Tap, TapOptions};
+pub use vnet::VnetHdr;

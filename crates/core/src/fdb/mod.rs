@@ -2,12 +2,13 @@
 //! addresses and aged out, static entries set by hand, and local entries (the bridge's
 //! and its ports' own addresses). Learning is bounded per port and bridge-wide.
 
-use core::time::Duration;
-use std::collections::HashMap;
+mod table;
 
-use rustc_hash::FxBuildHasher;
+use core::time::Duration;
+
 use vbridge_wire::{MacAddr, Vid};
 
+use self::table::{Slot, Table};
 use crate::port::PortId;
 use crate::time::Instant;
 
@@ -38,11 +39,11 @@ impl EntryKind {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// An entry as the forwarding path sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) port: PortId,
     pub(crate) kind: EntryKind,
-    pub(crate) last_seen: Instant,
 }
 
 /// One entry as listed by [`crate::Bridge::fdb_entries`].
@@ -95,7 +96,10 @@ const fn unkey(k: u64) -> (u16, MacAddr) {
 /// The table with its limits and ageing bookkeeping.
 #[derive(Debug, Clone)]
 pub(crate) struct Fdb {
-    map: HashMap<u64, Entry, FxBuildHasher>,
+    table: Table,
+    /// The instant stamps count from: an entry last seen at `t` holds `t - epoch` in
+    /// milliseconds. Moved forward before stamps could overflow.
+    epoch: u64,
     /// Dynamic entries per port index.
     learned_per_port: Vec<u32>,
     learned_total: u32,
@@ -110,11 +114,15 @@ pub(crate) struct Fdb {
 
 /// Least time between two ageing sweeps, so a large table is not scanned too often.
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Milliseconds of history kept behind `now` when the epoch moves (about 24.8 days, more
+/// than the longest ageing time); an entry older than that is stamped as that old.
+const EPOCH_KEEP: u64 = 1 << 31;
 
 impl Fdb {
     pub(crate) fn new(ageing: Duration, max_learned: u32) -> Fdb {
         Fdb {
-            map: HashMap::with_hasher(FxBuildHasher),
+            table: Table::new(),
+            epoch: 0,
             learned_per_port: Vec::new(),
             learned_total: 0,
             max_learned,
@@ -127,7 +135,7 @@ impl Fdb {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     pub(crate) fn learned_total(&self) -> u32 {
@@ -141,21 +149,65 @@ impl Fdb {
             .unwrap_or(0)
     }
 
+    /// Starts bringing the entry for `mac` in `vid` into the cache (see `Bridge::warm`).
+    #[inline]
+    pub(crate) fn prefetch(&self, vid: Vid, mac: MacAddr) {
+        self.table.prefetch(key(vid.get(), mac));
+    }
+
     /// The port a frame to `mac` in `vid` goes to, with the entry kind.
     #[inline]
     pub(crate) fn lookup(&self, vid: Vid, mac: MacAddr) -> Option<(PortId, EntryKind)> {
-        if let Some(e) = self.map.get(&key(vid.get(), mac)) {
+        if let Some(e) = self.table.get(key(vid.get(), mac)) {
             return Some((e.port, e.kind));
         }
-        self.map
-            .get(&key(LOCAL_VID, mac))
+        self.table
+            .get(key(LOCAL_VID, mac))
             .map(|e| (e.port, EntryKind::Local))
     }
 
     /// The entry for `mac` in `vid` exactly (no local fallback).
     #[inline]
-    pub(crate) fn get(&self, vid: Vid, mac: MacAddr) -> Option<&Entry> {
-        self.map.get(&key(vid.get(), mac))
+    pub(crate) fn get(&self, vid: Vid, mac: MacAddr) -> Option<Entry> {
+        self.table.get(key(vid.get(), mac)).map(|e| Entry {
+            port: e.port,
+            kind: e.kind,
+        })
+    }
+
+    /// `now` as a stamp.
+    #[inline]
+    fn stamp(&mut self, now: Instant) -> u32 {
+        match u32::try_from(now.millis().wrapping_sub(self.epoch)) {
+            Ok(s) => s,
+            Err(_) => self.stamp_slow(now),
+        }
+    }
+
+    #[cold]
+    fn stamp_slow(&mut self, now: Instant) -> u32 {
+        if now.millis() < self.epoch {
+            return 0; // more than EPOCH_KEEP back in time: as old as can be told
+        }
+        self.move_epoch(now);
+        (now.millis() - self.epoch) as u32
+    }
+
+    /// Moves the epoch to `EPOCH_KEEP` before `now`, restamping the dynamic entries.
+    fn move_epoch(&mut self, now: Instant) {
+        let epoch = now.millis().saturating_sub(EPOCH_KEEP).max(self.epoch);
+        let shift = u32::try_from(epoch - self.epoch).unwrap_or(u32::MAX);
+        self.table.retain(|_, e| {
+            e.seen = e.seen.saturating_sub(shift);
+            true
+        });
+        self.epoch = epoch;
+    }
+
+    /// The instant a stamp stands for.
+    #[inline]
+    fn instant(&self, seen: u32) -> Instant {
+        Instant::from_millis(self.epoch + u64::from(seen))
     }
 
     /// Learns that `mac` in `vid` sits behind `port`.
@@ -169,25 +221,26 @@ impl Fdb {
         port_limit: u32,
     ) -> Learned {
         let k = key(vid.get(), mac);
-        let port_full = port_limit != 0 && self.learned_on(port) >= port_limit;
-        if let Some(e) = self.map.get_mut(&k) {
+        let seen = self.stamp(now);
+        let port_full = |fdb: &Fdb| port_limit != 0 && fdb.learned_on(port) >= port_limit;
+        if let Some(p) = self.table.find(k) {
+            let e = self.table.at(p);
             if e.kind != EntryKind::Dynamic {
                 return Learned::Nothing;
             }
             if e.port == port {
-                e.last_seen = now;
+                self.table.set_seen(p, seen);
                 return Learned::Nothing;
             }
             let from = e.port;
-            if port_full {
+            if port_full(self) {
                 // Moving would break the limit: forget the address so frames to it flood.
-                self.map.remove(&k);
+                self.table.remove_at(p);
                 self.count(from, -1);
                 self.limit_hits += 1;
                 return Learned::LimitReached;
             }
-            e.port = port;
-            e.last_seen = now;
+            self.table.set(p, Slot { port, seen, ..e });
             self.count(from, -1);
             self.count(port, 1);
             self.moves += 1;
@@ -196,21 +249,15 @@ impl Fdb {
         if self.ageing.is_zero() {
             return Learned::Nothing;
         }
-        if self.map.contains_key(&key(LOCAL_VID, mac)) {
+        if self.table.find(key(LOCAL_VID, mac)).is_some() {
             return Learned::Nothing; // our own address coming back: never learn it
         }
-        if self.learned_total >= self.max_learned || port_full {
+        if self.learned_total >= self.max_learned || port_full(self) {
             self.limit_hits += 1;
             return Learned::LimitReached;
         }
-        self.map.insert(
-            k,
-            Entry {
-                port,
-                kind: EntryKind::Dynamic,
-                last_seen: now,
-            },
-        );
+        let kind = EntryKind::Dynamic;
+        self.table.insert_new(k, Slot { port, kind, seen });
         self.count(port, 1);
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + self.ageing);
@@ -230,12 +277,13 @@ impl Fdb {
 
     /// Adds or replaces a static entry.
     pub(crate) fn add_static(&mut self, vid: Vid, mac: MacAddr, port: PortId) {
-        let old = self.map.insert(
+        let kind = EntryKind::Static;
+        let old = self.table.insert(
             key(vid.get(), mac),
-            Entry {
+            Slot {
                 port,
-                kind: EntryKind::Static,
-                last_seen: Instant::ZERO,
+                kind,
+                seen: 0,
             },
         );
         if let Some(old) = old.filter(|o| o.kind == EntryKind::Dynamic) {
@@ -245,27 +293,26 @@ impl Fdb {
 
     /// Removes the entry for `mac` in `vid` (any kind but local); whether one existed.
     pub(crate) fn remove(&mut self, vid: Vid, mac: MacAddr) -> bool {
-        let k = key(vid.get(), mac);
-        match self.map.get(&k) {
-            Some(e) if e.kind != EntryKind::Local => {
-                let e = *e;
-                self.map.remove(&k);
-                if e.kind == EntryKind::Dynamic {
-                    self.count(e.port, -1);
-                }
-                true
-            }
-            _ => false,
+        let Some(p) = self.table.find(key(vid.get(), mac)) else {
+            return false;
+        };
+        let e = self.table.at(p);
+        match e.kind {
+            EntryKind::Local => return false,
+            EntryKind::Dynamic => self.count(e.port, -1),
+            EntryKind::Static => {}
         }
+        self.table.remove_at(p);
+        true
     }
 
     /// Replaces every local entry with `(mac, owner)` from `locals`, and drops dynamic
     /// entries for addresses that are now the bridge's own.
     pub(crate) fn set_locals(&mut self, locals: &[(MacAddr, PortId)]) {
         let mut freed: Vec<PortId> = Vec::new();
-        self.map.retain(|k, e| match e.kind {
+        self.table.retain(|k, e| match e.kind {
             EntryKind::Local => false,
-            EntryKind::Dynamic if locals.iter().any(|(m, _)| *m == unkey(*k).1) => {
+            EntryKind::Dynamic if locals.iter().any(|(m, _)| *m == unkey(k).1) => {
                 freed.push(e.port);
                 false
             }
@@ -275,25 +322,32 @@ impl Fdb {
             self.count(p, -1);
         }
         for &(mac, port) in locals {
-            self.map.entry(key(LOCAL_VID, mac)).or_insert(Entry {
-                port,
-                kind: EntryKind::Local,
-                last_seen: Instant::ZERO,
-            });
+            let k = key(LOCAL_VID, mac);
+            if self.table.find(k).is_none() {
+                let kind = EntryKind::Local;
+                self.table.insert_new(
+                    k,
+                    Slot {
+                        port,
+                        kind,
+                        seen: 0,
+                    },
+                );
+            }
         }
     }
 
     /// Removes what `filter` selects; returns how many entries went.
     pub(crate) fn flush(&mut self, filter: FlushFilter) -> usize {
-        let before = self.map.len();
+        let before = self.table.len();
         let mut freed: Vec<PortId> = Vec::new();
-        self.map.retain(|k, e| {
+        self.table.retain(|k, e| {
             let selected = match e.kind {
                 EntryKind::Local => false,
                 EntryKind::Static => filter.include_static,
                 EntryKind::Dynamic => true,
             } && filter.port.is_none_or(|p| p == e.port)
-                && filter.vid.is_none_or(|v| v.get() == unkey(*k).0);
+                && filter.vid.is_none_or(|v| v.get() == unkey(k).0);
             if selected && e.kind == EntryKind::Dynamic {
                 freed.push(e.port);
             }
@@ -302,7 +356,7 @@ impl Fdb {
         for p in freed {
             self.count(p, -1);
         }
-        before - self.map.len()
+        before - self.table.len()
     }
 
     /// The instant of the next ageing sweep, if any dynamic entry exists.
@@ -318,17 +372,19 @@ impl Fdb {
             _ => return 0,
         }
         let ageing = override_ageing.unwrap_or(self.ageing);
-        let mut oldest: Option<Instant> = None;
+        let epoch = self.epoch;
+        let mut oldest: Option<u32> = None;
         let mut freed: Vec<PortId> = Vec::new();
-        self.map.retain(|_, e| {
+        self.table.retain(|_, e| {
             if e.kind != EntryKind::Dynamic {
                 return true;
             }
-            if now.saturating_since(e.last_seen) >= ageing {
+            let seen = Instant::from_millis(epoch + u64::from(e.seen));
+            if now.saturating_since(seen) >= ageing {
                 freed.push(e.port);
                 return false;
             }
-            oldest = Some(oldest.map_or(e.last_seen, |o| o.min(e.last_seen)));
+            oldest = Some(oldest.map_or(e.seen, |o| o.min(e.seen)));
             true
         });
         let n = freed.len();
@@ -336,7 +392,11 @@ impl Fdb {
             self.count(p, -1);
         }
         self.aged_out += n as u64;
+        let oldest = oldest.map(|o| self.instant(o));
         self.next_sweep = oldest.map(|o| (o + ageing).max(now + MIN_SWEEP_INTERVAL));
+        if now.millis().saturating_sub(self.epoch) > EPOCH_KEEP {
+            self.move_epoch(now);
+        }
         n
     }
 
@@ -349,7 +409,7 @@ impl Fdb {
 
     /// Every entry with its age at `now`.
     pub(crate) fn entries(&self, now: Instant) -> impl Iterator<Item = FdbEntry> + '_ {
-        self.map.iter().map(move |(&k, e)| {
+        self.table.iter().map(move |(k, e)| {
             let (vid, mac) = unkey(k);
             FdbEntry {
                 mac,
@@ -357,7 +417,7 @@ impl Fdb {
                 port: e.port,
                 kind: e.kind,
                 age: match e.kind {
-                    EntryKind::Dynamic => now.saturating_since(e.last_seen),
+                    EntryKind::Dynamic => now.saturating_since(self.instant(e.seen)),
                     _ => Duration::ZERO,
                 },
             }
@@ -374,6 +434,6 @@ impl Fdb {
 
     /// Reserves room for `n` more entries (benchmarks, large static tables).
     pub(crate) fn reserve(&mut self, n: usize) {
-        self.map.reserve(n);
+        self.table.reserve(n);
     }
 }

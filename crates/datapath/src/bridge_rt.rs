@@ -1,0 +1,280 @@
+//! One bridge at run time: the sans-IO core, the port backends behind its port numbers,
+//! and the forwarding of a received batch (decide, apply tag operations, transmit).
+
+use vbridge_core::{
+    Bridge, Decision, DropReason, Instant, MacAddr, PortConfig, PortFlags, PortId, TagOp, Verdict,
+    VlanMode,
+};
+use vbridge_ports::{Batch, PacketBuf, PortIo};
+use vbridge_wire::vlan::set_outer_vid;
+
+use crate::config::StpParams;
+use crate::hostif::Quieted;
+use crate::view::PortKind;
+
+/// A port's backend and what the datapath knows about it.
+pub(crate) struct PortRt {
+    pub(crate) name: String,
+    pub(crate) kind: PortKind,
+    /// `None` while the netdev is gone.
+    pub(crate) io: Option<Box<dyn PortIo>>,
+    pub(crate) quiet: Quieted,
+    /// Frames the backend could not send (queue full, device refused).
+    pub(crate) tx_errors: u64,
+    /// STP path cost and port priority (stored and shown).
+    pub(crate) path_cost: u32,
+    pub(crate) priority: u8,
+}
+
+impl std::fmt::Debug for PortRt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortRt")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("attached", &self.io.is_some())
+            .finish()
+    }
+}
+
+/// A port to add: its netdev name and how it starts.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    pub name: String,
+    pub kind: PortKind,
+    /// Keep this port number (restoring saved configuration); else the lowest free one.
+    pub port_no: Option<u16>,
+    pub flags: PortFlags,
+    pub vlan: VlanMode,
+    pub max_learned: u32,
+}
+
+impl PortSpec {
+    /// A port with default flags in access VLAN 1.
+    pub fn new(name: &str, kind: PortKind) -> PortSpec {
+        PortSpec {
+            name: name.to_owned(),
+            kind,
+            port_no: None,
+            flags: PortFlags::default(),
+            vlan: VlanMode::default(),
+            max_learned: 0,
+        }
+    }
+}
+
+/// A bridge with its ports.
+#[derive(Debug)]
+pub struct BridgeRt {
+    pub(crate) name: String,
+    /// The switch itself.
+    pub core: Bridge,
+    /// Spanning-tree parameters.
+    pub stp: StpParams,
+    pub(crate) ports: Vec<Option<PortRt>>,
+    decision: Decision,
+    scratch: PacketBuf,
+}
+
+/// Ports whose device vanished while forwarding.
+pub(crate) type GonePorts = Vec<PortId>;
+
+impl BridgeRt {
+    pub(crate) fn new(name: &str, core: Bridge) -> BridgeRt {
+        BridgeRt {
+            name: name.to_owned(),
+            core,
+            stp: StpParams::default(),
+            ports: Vec::new(),
+            decision: Decision::new(),
+            scratch: PacketBuf::new(),
+        }
+    }
+
+    /// The bridge's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn port(&self, id: PortId) -> Option<&PortRt> {
+        self.ports.get(usize::from(id.0)).and_then(Option::as_ref)
+    }
+
+    /// STP path cost and priority of a port.
+    pub fn port_stp(&self, id: PortId) -> Option<(u32, u8)> {
+        self.port(id).map(|p| (p.path_cost, p.priority))
+    }
+
+    /// Sets STP path cost and/or priority of a port.
+    pub fn set_port_stp(&mut self, id: PortId, cost: Option<u32>, prio: Option<u8>) -> bool {
+        let Some(p) = self.port_mut(id) else {
+            return false;
+        };
+        if let Some(c) = cost {
+            p.path_cost = c;
+        }
+        if let Some(q) = prio {
+            p.priority = q;
+        }
+        true
+    }
+
+    pub(crate) fn port_mut(&mut self, id: PortId) -> Option<&mut PortRt> {
+        self.ports
+            .get_mut(usize::from(id.0))
+            .and_then(Option::as_mut)
+    }
+
+    /// The number of the port called `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.as_ref().is_some_and(|p| p.name == name))
+            .map(|(i, _)| PortId(i as u16))
+    }
+
+    /// Names and numbers of all ports.
+    pub fn port_names(&self) -> impl Iterator<Item = (PortId, &str)> + '_ {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), p.name.as_str())))
+    }
+
+    /// Adds a port to the core and keeps its backend.
+    pub(crate) fn insert_port(
+        &mut self,
+        spec: &PortSpec,
+        io: Option<Box<dyn PortIo>>,
+        mac: Option<MacAddr>,
+        quiet: Quieted,
+    ) -> Result<PortId, vbridge_core::ConfigError> {
+        let mut cfg = if spec.kind == PortKind::Host {
+            PortConfig::host()
+        } else {
+            PortConfig::new(mac)
+        };
+        cfg.flags = spec.flags;
+        cfg.vlan = spec.vlan.clone();
+        cfg.max_learned = spec.max_learned;
+        cfg.up = io.is_some();
+        let id = match spec.port_no {
+            Some(n) => {
+                self.core.add_port_with_id(PortId(n), cfg)?;
+                PortId(n)
+            }
+            None => self.core.add_port(cfg)?,
+        };
+        let i = usize::from(id.0);
+        if self.ports.len() <= i {
+            self.ports.resize_with(i + 1, || None);
+        }
+        self.ports[i] = Some(PortRt {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            io,
+            quiet,
+            tx_errors: 0,
+            path_cost: crate::config::DEFAULT_PATH_COST,
+            priority: crate::config::DEFAULT_PORT_PRIORITY,
+        });
+        Ok(id)
+    }
+
+    /// Removes a port; returns its runtime part (the backend closes when dropped).
+    pub(crate) fn take_port(&mut self, id: PortId) -> Option<PortRt> {
+        self.core.remove_port(id).ok()?;
+        self.ports.get_mut(usize::from(id.0))?.take()
+    }
+
+    /// Marks a port's device as gone: the core stops using it.
+    pub(crate) fn mark_gone(&mut self, id: PortId) {
+        if let Some(p) = self.port_mut(id) {
+            p.io = None;
+        }
+        let _ = self.core.set_port_up(id, false);
+    }
+
+    /// Decides and transmits every frame of `batch`, received on `ingress`.
+    pub(crate) fn forward(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        batch: &mut Batch,
+    ) -> GonePorts {
+        let mut gone = GonePorts::new();
+        for pkt in batch.packets() {
+            self.core.warm(ingress, pkt.frame());
+        }
+        for pkt in batch.packets_mut() {
+            self.core
+                .process(now, ingress, pkt.frame(), &mut self.decision);
+            if self.decision.verdict == Verdict::Forward {
+                self.transmit(pkt, &mut gone);
+            }
+        }
+        gone
+    }
+
+    /// Sends the decided copies of `pkt`. Copies that need a different tag are made in
+    /// the scratch buffer, except the last one, which is edited in place.
+    fn transmit(&mut self, pkt: &mut PacketBuf, gone: &mut GonePorts) {
+        let BridgeRt {
+            core,
+            ports,
+            decision,
+            scratch,
+            ..
+        } = self;
+        let n = decision.egress.len();
+        for (i, e) in decision.egress.iter().enumerate() {
+            let Some(Some(port)) = ports.get_mut(usize::from(e.port.0)) else {
+                continue;
+            };
+            let Some(io) = port.io.as_mut() else {
+                continue;
+            };
+            let plain_only = !io.vnet_hdr() && !pkt.hdr.is_plain();
+            let out: &mut PacketBuf = if e.op == TagOp::Keep && !plain_only {
+                pkt
+            } else if i + 1 == n {
+                pkt
+            } else {
+                scratch.hdr = pkt.hdr;
+                if scratch.set_frame(pkt.frame()).is_err() {
+                    core.count_drop(e.port, DropReason::TxError);
+                    continue;
+                }
+                scratch
+            };
+            if apply(out, e.op).is_err() || (plain_only && !make_plain(out)) {
+                core.count_drop(e.port, DropReason::TxError);
+                continue;
+            }
+            match io.send(out) {
+                Ok(()) => {}
+                Err(err) if err.is_gone() => gone.push(e.port),
+                Err(_) => {
+                    port.tx_errors += 1;
+                    core.count_drop(e.port, DropReason::TxError);
+                }
+            }
+        }
+    }
+}
+
+/// Applies a tag operation to a frame in its buffer.
+fn apply(pkt: &mut PacketBuf, op: TagOp) -> Result<(), ()> {
+    match op {
+        TagOp::Keep => Ok(()),
+        TagOp::Push(tag) => pkt.insert_tag(tag.tpid, tag.tci()).map_err(drop),
+        TagOp::Pop => pkt.remove_tag().map(drop).map_err(drop),
+        TagOp::SetVid(v) => set_outer_vid(pkt.frame_mut(), v).map_err(drop),
+    }
+}
+
+/// Finishes a partial checksum for a port without offloads; GSO super-frames cannot be
+/// sent there and are dropped.
+fn make_plain(pkt: &mut PacketBuf) -> bool {
+    !pkt.hdr.is_gso() && pkt.finish_csum().is_ok() && pkt.hdr.is_plain()
+}

@@ -1,0 +1,505 @@
+//! The engine: every bridge and port, one epoll loop on one thread. It reads batches from
+//! ready ports, runs timers, keeps the cores in step with the netdevs (MACs, up/down,
+//! vanished devices) and runs control jobs between batches.
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use vbridge_core::{Bridge, BridgeConfig, Event, Instant, MacAddr, PortId};
+use vbridge_ports::{AfPacket, AfPacketOptions, Batch, PortIo, Tap, TapOptions, netdev};
+
+use crate::bridge_rt::{BridgeRt, PortSpec};
+use crate::error::DpError;
+use crate::hostif::Quieted;
+use crate::view::PortKind;
+
+/// Token of the waker that signals control jobs.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Batches read from one port before others get their turn.
+const BATCHES_PER_TURN: usize = 4;
+/// How often netdevs are checked for MAC, up/down and re-appearance.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// A control job run on the datapath thread.
+pub(crate) type Job = Box<dyn FnOnce(&mut Engine) + Send>;
+
+fn token(bridge: usize, port: PortId) -> Token {
+    Token((bridge << 16) | usize::from(port.0))
+}
+
+fn untoken(t: Token) -> (usize, PortId) {
+    (t.0 >> 16, PortId((t.0 & 0xffff) as u16))
+}
+
+/// All bridges and their ports.
+pub struct Engine {
+    poll: Poll,
+    bridges: Vec<Option<BridgeRt>>,
+    names: BTreeMap<String, usize>,
+    batch: Batch,
+    origin: std::time::Instant,
+    /// Ports with frames left after their turn.
+    pending: Vec<Token>,
+    next_housekeeping: Instant,
+    pub(crate) stopping: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("bridges", &self.names)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub(crate) fn new(poll: Poll) -> Engine {
+        Engine {
+            poll,
+            bridges: Vec::new(),
+            names: BTreeMap::new(),
+            batch: Batch::new(Batch::DEFAULT_SIZE),
+            origin: std::time::Instant::now(),
+            pending: Vec::new(),
+            next_housekeeping: Instant::ZERO,
+            stopping: false,
+        }
+    }
+
+    /// The datapath's clock, as the cores see it.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    // ----- bridges -----
+
+    /// Creates bridge `name` with its host TAP `name` (down, carrying the bridge MAC).
+    pub fn add_bridge(&mut self, name: &str, config: BridgeConfig) -> Result<(), DpError> {
+        if self.names.contains_key(name) {
+            return Err(DpError::BridgeExists(name.to_owned()));
+        }
+        if self.find_port(name).is_some() {
+            return Err(DpError::InvalidName {
+                name: name.to_owned(),
+                why: "a port of another bridge has this name",
+            });
+        }
+        let tap = Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
+        tap.set_mac(config.mac.0)
+            .map_err(|e| DpError::port(name, e))?;
+        let index = self
+            .bridges
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.bridges.push(None);
+                self.bridges.len() - 1
+            });
+        let mut rt = BridgeRt::new(name, Bridge::new(config));
+        let spec = PortSpec::new(name, PortKind::Host);
+        let id = rt
+            .insert_port(&spec, Some(Box::new(tap)), None, Quieted::default())
+            .map_err(|e| DpError::config(name, e))?;
+        self.bridges[index] = Some(rt);
+        self.names.insert(name.to_owned(), index);
+        self.register(index, id)?;
+        self.sync_bridge(index);
+        tracing::info!(bridge = name, "bridge added");
+        Ok(())
+    }
+
+    /// Removes a bridge, its host TAP and all its ports (their netdevs are left as they
+    /// were before they were attached).
+    pub fn del_bridge(&mut self, name: &str) -> Result<(), DpError> {
+        let index = *self
+            .names
+            .get(name)
+            .ok_or_else(|| DpError::NoSuchBridge(name.to_owned()))?;
+        let mut rt = self.bridges[index]
+            .take()
+            .ok_or_else(|| DpError::NoSuchBridge(name.to_owned()))?;
+        self.names.remove(name);
+        for slot in rt.ports.iter_mut() {
+            if let Some(mut p) = slot.take() {
+                self.deregister(p.io.as_deref());
+                p.quiet.restore();
+            }
+        }
+        self.pending.retain(|t| untoken(*t).0 != index);
+        tracing::info!(bridge = name, "bridge removed");
+        Ok(())
+    }
+
+    /// Names of all bridges, sorted.
+    pub fn bridge_names(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+
+    /// A bridge by name.
+    pub fn bridge(&self, name: &str) -> Result<&BridgeRt, DpError> {
+        self.names
+            .get(name)
+            .and_then(|i| self.bridges[*i].as_ref())
+            .ok_or_else(|| DpError::NoSuchBridge(name.to_owned()))
+    }
+
+    /// A bridge by name, to change its core's settings. Call [`Engine::sync`] after.
+    pub fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeRt, DpError> {
+        let i = *self
+            .names
+            .get(name)
+            .ok_or_else(|| DpError::NoSuchBridge(name.to_owned()))?;
+        self.bridges[i]
+            .as_mut()
+            .ok_or_else(|| DpError::NoSuchBridge(name.to_owned()))
+    }
+
+    // ----- ports -----
+
+    /// The bridge and port number of the port called `name`, on any bridge.
+    pub fn find_port(&self, name: &str) -> Option<(String, PortId)> {
+        self.bridges
+            .iter()
+            .flatten()
+            .find_map(|b| b.port_id(name).map(|id| (b.name.clone(), id)))
+    }
+
+    /// Attaches a port. For `Interface` the netdev must exist; it is brought up, made
+    /// promiscuous and kept from the host's IP stack while attached. For `Tap` a TAP is
+    /// created and brought up. A port may be added while its netdev is missing only when
+    /// `allow_gone` (restoring configuration): it is attached when the netdev appears.
+    pub fn add_port(
+        &mut self,
+        bridge: &str,
+        spec: &PortSpec,
+        allow_gone: bool,
+    ) -> Result<PortId, DpError> {
+        if let Some((b, _)) = self.find_port(&spec.name) {
+            return Err(DpError::PortExists {
+                port: spec.name.clone(),
+                bridge: b,
+            });
+        }
+        if self.names.contains_key(&spec.name) {
+            return Err(DpError::InvalidName {
+                name: spec.name.clone(),
+                why: "that is a bridge's own interface",
+            });
+        }
+        let index = *self
+            .names
+            .get(bridge)
+            .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
+        let opened = open_backend(spec);
+        let (io, mac, quiet) = match opened {
+            Ok(x) => x,
+            Err(e) if allow_gone && spec.kind == PortKind::Interface => {
+                tracing::warn!(port = %spec.name, error = %e, "port kept as gone");
+                (None, None, Quieted::default())
+            }
+            Err(e) => return Err(e),
+        };
+        let rt = self.bridges[index]
+            .as_mut()
+            .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
+        let id = rt
+            .insert_port(spec, io, mac, quiet)
+            .map_err(|e| DpError::config(bridge, e))?;
+        self.register(index, id)?;
+        self.sync_bridge(index);
+        tracing::info!(bridge, port = %spec.name, no = id.0, "port added");
+        Ok(id)
+    }
+
+    /// Detaches the port called `name` from its bridge.
+    pub fn del_port(&mut self, bridge: &str, name: &str) -> Result<(), DpError> {
+        let index = *self
+            .names
+            .get(bridge)
+            .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
+        let rt = self.bridges[index]
+            .as_mut()
+            .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
+        let id = rt
+            .port_id(name)
+            .filter(|id| Some(*id) != rt.core.host_port())
+            .ok_or_else(|| DpError::NoSuchPort(format!("{name} (on bridge {bridge})")))?;
+        let mut p = rt
+            .take_port(id)
+            .ok_or_else(|| DpError::NoSuchPort(name.to_owned()))?;
+        self.deregister(p.io.as_deref());
+        p.quiet.restore();
+        let t = token(index, id);
+        self.pending.retain(|x| *x != t);
+        self.sync_bridge(index);
+        tracing::info!(bridge, port = name, "port removed");
+        Ok(())
+    }
+
+    // ----- the loop -----
+
+    /// Runs until a job sets `stopping`.
+    pub(crate) fn run(&mut self, jobs: &Receiver<Job>) {
+        let mut events = Events::with_capacity(256);
+        while !self.stopping {
+            let timeout = if self.pending.is_empty() {
+                self.timeout()
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "epoll failed");
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKER && !self.pending.contains(&ev.token()) {
+                    self.pending.push(ev.token());
+                }
+            }
+            let turn: Vec<Token> = std::mem::take(&mut self.pending);
+            for t in turn {
+                if self.service(t) {
+                    self.pending.push(t);
+                }
+            }
+            while let Ok(job) = jobs.try_recv() {
+                job(self);
+            }
+            self.timers();
+        }
+    }
+
+    /// Reads and forwards up to a few batches from one port; whether frames remain.
+    fn service(&mut self, t: Token) -> bool {
+        let (bi, port) = untoken(t);
+        let now = self.now();
+        let Engine { bridges, batch, .. } = self;
+        let Some(Some(rt)) = bridges.get_mut(bi) else {
+            return false;
+        };
+        let mut gone = Vec::new();
+        let mut more = false;
+        for _ in 0..BATCHES_PER_TURN {
+            let Some(io) = rt.port_mut(port).and_then(|p| p.io.as_mut()) else {
+                break;
+            };
+            match io.recv_batch(batch) {
+                Ok(0) => {
+                    more = false;
+                    break;
+                }
+                Ok(_) => {
+                    more = true;
+                    gone.extend(rt.forward(now, port, batch));
+                }
+                Err(e) if e.is_gone() => {
+                    gone.push(port);
+                    more = false;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(port = port.0, error = %e, "receive failed");
+                    break;
+                }
+            }
+        }
+        for id in gone {
+            self.port_gone(bi, id);
+        }
+        more
+    }
+
+    fn port_gone(&mut self, bi: usize, id: PortId) {
+        let Some(Some(rt)) = self.bridges.get_mut(bi) else {
+            return;
+        };
+        let bname = rt.name.clone();
+        if let Some(p) = rt.port_mut(id) {
+            tracing::warn!(bridge = %bname, port = %p.name, "netdev vanished; port kept as gone");
+            if let Some(io) = p.io.take() {
+                let fd = io.as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+        rt.mark_gone(id);
+        let t = token(bi, id);
+        self.pending.retain(|x| *x != t);
+    }
+
+    fn timeout(&self) -> Duration {
+        let now = self.now();
+        let mut next = self.next_housekeeping;
+        for b in self.bridges.iter().flatten() {
+            if let Some(t) = b.core.poll_at() {
+                next = next.min(t);
+            }
+        }
+        next.saturating_since(now).min(HOUSEKEEPING)
+    }
+
+    fn timers(&mut self) {
+        let now = self.now();
+        for i in 0..self.bridges.len() {
+            if let Some(rt) = self.bridges[i].as_mut() {
+                if rt.core.poll_at().is_some_and(|t| t <= now) {
+                    rt.core.handle_timeout(now);
+                    self.sync_bridge(i);
+                }
+            }
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.refresh();
+        }
+    }
+
+    /// Brings every core in step with its netdevs now: MAC changes (including the host
+    /// interface's MAC set by hand, which fixes the bridge MAC), up/down, vanished and
+    /// re-appeared devices. Runs every second, and before showing state.
+    pub fn refresh(&mut self) {
+        for i in 0..self.bridges.len() {
+            let mut reattach = Vec::new();
+            let Some(rt) = self.bridges[i].as_mut() else {
+                continue;
+            };
+            let host = rt.core.host_port();
+            let ids: Vec<PortId> = rt.port_names().map(|(id, _)| id).collect();
+            for id in ids {
+                let Some(p) = rt.port(id) else { continue };
+                let Some(io) = p.io.as_ref() else {
+                    if p.kind == PortKind::Interface && netdev::exists(&p.name).unwrap_or(false) {
+                        reattach.push(id);
+                    }
+                    continue;
+                };
+                let mac = io.mac().ok().map(MacAddr);
+                let up = netdev::is_up(&p.name).unwrap_or(true);
+                let kind = p.kind;
+                let _ = rt.core.set_port_up(id, up);
+                if Some(id) == host {
+                    if let Some(m) = mac.filter(|m| *m != rt.core.mac()) {
+                        tracing::info!(bridge = %rt.name, mac = %m, "bridge MAC set by hand");
+                        let _ = rt.core.set_mac(Some(m));
+                    }
+                } else if kind == PortKind::Interface {
+                    let cur = rt.core.port_config(id).ok().and_then(|c| c.mac);
+                    if mac.is_some() && mac != cur {
+                        let _ = rt.core.set_port_mac(id, mac);
+                    }
+                }
+            }
+            for id in reattach {
+                self.reattach(i, id);
+            }
+            self.sync_bridge(i);
+        }
+    }
+
+    fn reattach(&mut self, bi: usize, id: PortId) {
+        let Some(Some(rt)) = self.bridges.get_mut(bi) else {
+            return;
+        };
+        let Some(p) = rt.port_mut(id) else { return };
+        let spec = PortSpec::new(&p.name, p.kind);
+        match open_backend(&spec) {
+            Ok((io, mac, quiet)) => {
+                p.io = io;
+                p.quiet = quiet;
+                tracing::info!(port = %spec.name, "netdev is back; port re-attached");
+                let _ = rt.core.set_port_mac(id, mac);
+                let _ = rt.core.set_port_up(id, true);
+                if let Err(e) = self.register(bi, id) {
+                    tracing::warn!(error = %e, "re-attach failed");
+                }
+            }
+            Err(e) => tracing::debug!(port = %spec.name, error = %e, "re-attach failed"),
+        }
+    }
+
+    /// Applies what a core asked for after a change (the host TAP follows the bridge MAC).
+    fn sync_bridge(&mut self, i: usize) {
+        let Some(rt) = self.bridges[i].as_mut() else {
+            return;
+        };
+        while let Some(ev) = rt.core.poll_event() {
+            match ev {
+                Event::MacChanged { new, .. } => {
+                    if let Err(e) = netdev::set_mac(&rt.name, new.0) {
+                        tracing::warn!(bridge = %rt.name, error = %e, "cannot give the host interface the bridge MAC");
+                    }
+                }
+                Event::Aged { count } => {
+                    tracing::debug!(bridge = %rt.name, count, "entries aged out")
+                }
+            }
+        }
+    }
+
+    /// Applies pending core events of every bridge (after control jobs changed settings).
+    pub fn sync(&mut self) {
+        for i in 0..self.bridges.len() {
+            self.sync_bridge(i);
+        }
+    }
+
+    fn register(&mut self, bi: usize, id: PortId) -> Result<(), DpError> {
+        let Some(fd) = self.fd_of(bi, id) else {
+            return Ok(());
+        };
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), token(bi, id), Interest::READABLE)
+            .map_err(|source| DpError::Io {
+                what: "epoll registration".into(),
+                source,
+            })?;
+        // Edge-triggered: read whatever arrived before registration.
+        self.pending.push(token(bi, id));
+        Ok(())
+    }
+
+    fn deregister(&self, io: Option<&dyn PortIo>) {
+        if let Some(io) = io {
+            let fd = io.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    fn fd_of(&self, bi: usize, id: PortId) -> Option<RawFd> {
+        let rt = self.bridges.get(bi)?.as_ref()?;
+        rt.port(id)?.io.as_ref().map(|io| io.as_raw_fd())
+    }
+}
+
+type Backend = (Option<Box<dyn PortIo>>, Option<MacAddr>, Quieted);
+
+/// Opens the backend of a (non-host) port.
+fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
+    let name = &spec.name;
+    match spec.kind {
+        PortKind::Interface => {
+            let io = AfPacket::attach(name, AfPacketOptions::default())
+                .map_err(|e| DpError::port(name, e))?;
+            netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
+            let mac = io.mac().ok().map(MacAddr);
+            Ok((Some(Box::new(io)), mac, Quieted::apply(name)))
+        }
+        PortKind::Tap => {
+            let tap =
+                Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
+            tap.set_up().map_err(|e| DpError::port(name, e))?;
+            // The TAP's netdev is the far end (a VM or a namespace): not a bridge address.
+            Ok((Some(Box::new(tap)), None, Quieted::default()))
+        }
+        PortKind::Host => Err(DpError::InvalidName {
+            name: name.clone(),
+            why: "host ports are made with their bridge",
+        }),
+    }
+}

@@ -1,0 +1,91 @@
+//! The [`PortIo`] trait the datapath drives, implemented by every port backend, and the
+//! small types that go with it.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::buf::{Batch, PacketBuf};
+use crate::error::PortError;
+
+/// An Ethernet address, as stored in the frame.
+pub type MacAddr = [u8; 6];
+
+/// Outcome of [`PortIo::send_batch`] when the port is still usable.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    /// Frames handed to the kernel / peer.
+    pub sent: usize,
+    /// Frames lost to transient errors ([`PortError::Dropped`]).
+    pub dropped: usize,
+}
+
+/// One switch port: a source and sink of Ethernet frames behind a pollable descriptor.
+///
+/// All I/O is nonblocking. A port that reports [`PortError::Gone`] is dead; drop it.
+pub trait PortIo: Send {
+    /// The name given when the port was made (the netdev name for TAP and AF_PACKET).
+    fn name(&self) -> &str;
+
+    /// The descriptor to register with epoll. Readable: frames are waiting. An error or
+    /// hang-up condition: call [`PortIo::recv_batch`], which says whether the device is
+    /// gone (TAP and AF_PACKET stay in error forever after that, so deregister).
+    fn as_raw_fd(&self) -> RawFd;
+
+    /// Whether frames carry offload state in [`PacketBuf::hdr`]. When false, received
+    /// headers are default and sent frames must be plain: checksums finished
+    /// ([`PacketBuf::finish_csum`]) and no GSO super-frames (segment them first).
+    fn vnet_hdr(&self) -> bool;
+
+    /// Replaces `batch`'s content with the frames waiting now (at most `batch.size()`)
+    /// and returns their number; `Ok(0)` when there are none.
+    fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError>;
+
+    /// Sends one frame. [`PortError::Dropped`] means only this frame was lost.
+    fn send(&mut self, pkt: &PacketBuf) -> Result<(), PortError>;
+
+    /// Sends frames in order, counting transient losses; stops at the first other error.
+    fn send_batch(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
+        let mut report = SendReport::default();
+        for pkt in pkts {
+            match self.send(pkt) {
+                Ok(()) => report.sent += 1,
+                Err(e) if e.is_drop() => report.dropped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// The current MAC address of the device, read anew on each call.
+    fn mac(&self) -> Result<MacAddr, PortError>;
+
+    /// Frames the port received and discarded itself since it was made (too long for a
+    /// buffer, or not representable in a vnet header).
+    fn rx_dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// Refuses a frame whose header asks for offload work on a port that cannot carry it.
+pub(crate) fn check_plain(pkt: &PacketBuf) -> Result<(), PortError> {
+    if pkt.hdr.is_plain() {
+        Ok(())
+    } else {
+        Err(PortError::Dropped {
+            op: "send: frame needs checksum/GSO offload that this port cannot carry",
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        })
+    }
+}
+
+/// Refuses empty frames, which no port can carry (seqpacket would read them as EOF).
+pub(crate) fn check_nonempty(pkt: &PacketBuf) -> Result<(), PortError> {
+    if pkt.is_empty() {
+        Err(PortError::Dropped {
+            op: "send: empty frame",
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        })
+    } else {
+        Ok(())
+    }
+}

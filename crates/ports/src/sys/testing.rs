@@ -1,0 +1,31 @@
+//! Test-only syscalls: whether we are root, a private network namespace for the calling
+//! thread, and `UDP_SEGMENT` to make the kernel build UDP GSO packets.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::{cvt, setsockopt_int};
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Moves the calling thread (only it: namespaces are per thread) into a new, empty
+/// network namespace. Threads and processes it spawns afterwards inherit it.
+pub(crate) fn unshare_net() -> io::Result<()> {
+    // SAFETY: plain flag argument; unshare(2) affects only the calling thread here.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// Sets `UDP_SEGMENT` on a UDP socket: each send becomes one GSO packet of `size`-byte
+/// segments.
+pub(crate) fn set_udp_segment(fd: BorrowedFd<'_>, size: u16) -> io::Result<()> {
+    setsockopt_int(
+        fd,
+        libc::SOL_UDP,
+        libc::UDP_SEGMENT,
+        libc::c_int::from(size),
+    )
+}

@@ -1,0 +1,320 @@
+//! [`Tap`]: a TAP device we create through `/dev/net/tun`, nonblocking, with 10-byte
+//! virtio-net headers and checksum/TSO offloads. Not persistent: when the last queue's
+//! descriptor closes, the kernel removes the device.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::buf::{Batch, PacketBuf};
+use crate::error::{PortError, check_name, errno, frame_dropped, would_block};
+use crate::netdev::{Netdev, ctl_socket};
+use crate::port::{MacAddr, PortIo, check_nonempty, check_plain};
+use crate::sys;
+use crate::sys::mmsg::VNET_HDR_LEN;
+use crate::vnet::VnetHdr;
+
+/// How to create a [`Tap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapOptions {
+    /// `IFF_VNET_HDR` plus offloads `TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN`: the kernel hands
+    /// us TCP super-frames of up to 64 KiB with partial checksums, and takes them back.
+    pub vnet_hdr: bool,
+    /// `IFF_MULTI_QUEUE`: further queues can be opened with [`Tap::open_queue`].
+    pub multi_queue: bool,
+}
+
+impl Default for TapOptions {
+    fn default() -> Self {
+        TapOptions {
+            vnet_hdr: true,
+            multi_queue: false,
+        }
+    }
+}
+
+/// Offloads we let the kernel use towards us.
+const OFFLOADS: libc::c_uint =
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+
+/// One queue of a TAP device (the only one unless `multi_queue`).
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    /// An `AF_UNIX` socket made in the namespace the device was created in, for ioctls.
+    ctl: OwnedFd,
+    name: String,
+    opts: TapOptions,
+    rx_dropped: u64,
+}
+
+impl Tap {
+    /// Creates TAP device `name` in the calling thread's network namespace. Fails with
+    /// [`PortError::Exists`] if any device of that name exists. The device starts down;
+    /// see [`Tap::set_up`].
+    pub fn create(name: &str, opts: TapOptions) -> Result<Tap, PortError> {
+        check_name(name)?;
+        if name.contains('%') {
+            return Err(PortError::InvalidName {
+                name: name.to_owned(),
+                reason: "'%' asks the kernel to pick a name",
+            });
+        }
+        let fd = sys::tun::open().map_err(|e| PortError::io(name, "open /dev/net/tun", e))?;
+        let ctl = ctl_socket(name)?;
+        // TUNSETIFF says EINVAL for a name taken by a non-TAP device: ask first, clearly.
+        if (Netdev {
+            fd: ctl.as_fd(),
+            name,
+        })
+        .ifindex()
+        .is_ok()
+        {
+            return Err(PortError::Exists {
+                name: name.to_owned(),
+            });
+        }
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL;
+        if opts.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        if opts.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        let got = sys::tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match errno(&e) {
+            libc::EBUSY | libc::EEXIST => PortError::Exists {
+                name: name.to_owned(),
+            },
+            _ => PortError::io(name, "TUNSETIFF", e),
+        })?;
+        let tap = Tap {
+            fd,
+            ctl,
+            name: got,
+            opts,
+            rx_dropped: 0,
+        };
+        tap.configure_queue()?;
+        Ok(tap)
+    }
+
+    /// Opens one more queue of a multi-queue TAP: a new descriptor for the same device,
+    /// which the kernel spreads flows over. Closing every queue removes the device.
+    pub fn open_queue(&self) -> Result<Tap, PortError> {
+        if !self.opts.multi_queue {
+            return Err(PortError::io(
+                &self.name,
+                "open_queue on a single-queue TAP",
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
+        let name = self.current_name()?;
+        let fd = sys::tun::open().map_err(|e| PortError::io(&name, "open /dev/net/tun", e))?;
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
+        if self.opts.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        let got = sys::tun::set_iff(fd.as_fd(), &name, flags)
+            .map_err(|e| PortError::io(&name, "TUNSETIFF (attach queue)", e))?;
+        let ctl = ctl_socket(&got)?;
+        let queue = Tap {
+            fd,
+            ctl,
+            name: got,
+            opts: self.opts,
+            rx_dropped: 0,
+        };
+        queue.configure_queue()?;
+        Ok(queue)
+    }
+
+    fn configure_queue(&self) -> Result<(), PortError> {
+        if self.opts.vnet_hdr {
+            sys::tun::set_vnet_hdr_size(self.fd.as_fd(), VNET_HDR_LEN as libc::c_int)
+                .map_err(|e| PortError::io(&self.name, "TUNSETVNETHDRSZ", e))?;
+            sys::tun::set_offload(self.fd.as_fd(), OFFLOADS)
+                .map_err(|e| PortError::io(&self.name, "TUNSETOFFLOAD", e))?;
+        }
+        Ok(())
+    }
+
+    /// The device's name now (it can be renamed while we hold it).
+    pub fn current_name(&self) -> Result<String, PortError> {
+        match sys::tun::get_iff(self.fd.as_fd()) {
+            Ok((name, _)) => Ok(name),
+            Err(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
+            Err(e) => Err(PortError::io(&self.name, "TUNGETIFF", e)),
+        }
+    }
+
+    fn with_dev<T>(
+        &self,
+        f: impl FnOnce(Netdev<'_>) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let name = self.current_name()?;
+        f(Netdev {
+            fd: self.ctl.as_fd(),
+            name: &name,
+        })
+        .map_err(|e| match e {
+            PortError::NotFound { .. } => PortError::gone(&self.name),
+            e => e,
+        })
+    }
+
+    pub fn ifindex(&self) -> Result<u32, PortError> {
+        self.with_dev(|d| d.ifindex())
+    }
+
+    pub fn set_mac(&self, mac: MacAddr) -> Result<(), PortError> {
+        self.with_dev(|d| d.set_mac(mac))
+    }
+
+    pub fn mtu(&self) -> Result<u32, PortError> {
+        self.with_dev(|d| d.mtu())
+    }
+
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), PortError> {
+        self.with_dev(|d| d.set_mtu(mtu))
+    }
+
+    pub fn is_up(&self) -> Result<bool, PortError> {
+        self.with_dev(|d| d.is_up())
+    }
+
+    pub fn set_up(&self) -> Result<(), PortError> {
+        self.with_dev(|d| d.set_up(true))
+    }
+
+    pub fn set_down(&self) -> Result<(), PortError> {
+        self.with_dev(|d| d.set_up(false))
+    }
+
+    /// Reads one frame into `buf`. `Ok(false)`: nothing waiting.
+    fn read_one(&mut self, buf: &mut PacketBuf) -> Result<bool, std::io::Error> {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let vnet = self.opts.vnet_hdr;
+        let hdr_len = if vnet { VNET_HDR_LEN } else { 0 };
+        // Each skipped frame was consumed by the kernel, so this ends; the bound only
+        // keeps one call from running long under a flood of bad frames.
+        for _ in 0..MAX_SKIPS {
+            let area = buf.rx_area();
+            let room = area.len();
+            let got = if vnet {
+                sys::readv(
+                    self.fd.as_fd(),
+                    &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)],
+                )
+            } else {
+                sys::readv(self.fd.as_fd(), &mut [IoSliceMut::new(area)])
+            };
+            let got = match got {
+                Ok(0) => return Ok(false),
+                Ok(got) => got,
+                Err(e) if would_block(&e) => return Ok(false),
+                // The kernel consumed a frame it could not give us (EFAULT: longer than
+                // our buffer; EINVAL: no vnet header for its GSO type): count and go on.
+                Err(e) if matches!(errno(&e), libc::EFAULT | libc::EINVAL) => {
+                    self.rx_dropped += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if got < hdr_len || got - hdr_len >= room {
+                self.rx_dropped += 1;
+                continue;
+            }
+            let hdr = if vnet {
+                VnetHdr::from_bytes(&hdr)
+            } else {
+                VnetHdr::default()
+            };
+            buf.set_received(hdr, got - hdr_len);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Most frames one read call skips (counted in `rx_dropped`) before yielding.
+const MAX_SKIPS: usize = 64;
+
+/// Errors meaning the TAP device is no more (`EBADFD`: detached by `ip link del`).
+fn tap_gone(n: i32) -> bool {
+    matches!(n, libc::EBADFD | libc::ENODEV | libc::ENXIO)
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl PortIo for Tap {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn vnet_hdr(&self) -> bool {
+        self.opts.vnet_hdr
+    }
+
+    fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
+        let bufs = batch.begin_fill();
+        let mut n = 0;
+        let mut failure = None;
+        for buf in bufs.iter_mut() {
+            match self.read_one(buf) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        batch.finish_fill(n);
+        match failure {
+            // Deliver what we have; the error comes back on the next call.
+            Some(_) if n > 0 => Ok(n),
+            Some(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
+            Some(e) => Err(PortError::io(&self.name, "read from TAP", e)),
+            None => Ok(n),
+        }
+    }
+
+    fn send(&mut self, pkt: &PacketBuf) -> Result<(), PortError> {
+        check_nonempty(pkt)?;
+        let res = if self.opts.vnet_hdr {
+            let hdr = pkt.hdr.to_bytes();
+            sys::writev(
+                self.fd.as_fd(),
+                &[IoSlice::new(&hdr), IoSlice::new(pkt.frame())],
+            )
+        } else {
+            check_plain(pkt)?;
+            sys::writev(self.fd.as_fd(), &[IoSlice::new(pkt.frame())])
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
+            // EIO: the device is down.
+            Err(e) if frame_dropped(&e) || errno(&e) == libc::EIO => Err(PortError::Dropped {
+                op: "write to TAP",
+                source: e,
+            }),
+            Err(e) => Err(PortError::io(&self.name, "write to TAP", e)),
+        }
+    }
+
+    fn mac(&self) -> Result<MacAddr, PortError> {
+        self.with_dev(|d| d.mac())
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.rx_dropped
+    }
+}

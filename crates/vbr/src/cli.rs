@@ -1,0 +1,325 @@
+//! The command line: brctl's verbs with brctl's arguments, plus `fdb`, `link`, `stats`,
+//! `tap` and `daemon`; each becomes one API request.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use vbridge_datapath::{StpMode, VlanCfg};
+
+use crate::api::Request;
+
+/// Default API socket.
+pub(crate) const DEFAULT_SOCKET: &str = "/run/vbridge/vbr.sock";
+/// Default state directory.
+pub(crate) const DEFAULT_STATE: &str = "/var/lib/vbridge";
+
+/// vbridge: a userspace 802.1Q virtual switch. Verbs match brctl.
+///
+/// Exit codes: 0 success; 1 the daemon refused the request (the message says why);
+/// 2 bad command line; 3 the daemon cannot be reached.
+#[derive(Debug, Parser)]
+#[command(name = "vbr", version)]
+pub(crate) struct Cli {
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = "VBR_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Print the daemon's answer as JSON.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the daemon in the foreground (logs to stderr).
+    Daemon {
+        /// Where the configuration is kept.
+        #[arg(long, env = "VBR_STATE_DIR", default_value = DEFAULT_STATE)]
+        state_dir: PathBuf,
+    },
+    /// Create a bridge (and its host interface of the same name).
+    Addbr { bridge: String },
+    /// Delete a bridge.
+    Delbr { bridge: String },
+    /// Attach an existing interface (veth end, NIC, tap) to a bridge.
+    Addif { bridge: String, port: String },
+    /// Detach an interface from a bridge.
+    Delif { bridge: String, port: String },
+    /// List bridges and their interfaces.
+    Show { bridge: Option<String> },
+    /// List a bridge's forwarding database.
+    Showmacs { bridge: String },
+    /// Show spanning-tree information.
+    Showstp { bridge: String },
+    /// Turn spanning tree on, off, or to RSTP.
+    Stp { bridge: String, state: String },
+    /// Set the FDB ageing time (seconds; 0 = never learn).
+    Setageing { bridge: String, secs: f64 },
+    /// Set the bridge priority.
+    Setbridgeprio { bridge: String, prio: u16 },
+    /// Set the forward delay (seconds).
+    Setfd { bridge: String, secs: f64 },
+    /// Set the hello time (seconds).
+    Sethello { bridge: String, secs: f64 },
+    /// Set the max message age (seconds).
+    Setmaxage { bridge: String, secs: f64 },
+    /// Set a port's path cost.
+    Setpathcost {
+        bridge: String,
+        port: String,
+        cost: u32,
+    },
+    /// Set a port's priority.
+    Setportprio {
+        bridge: String,
+        port: String,
+        prio: u8,
+    },
+    /// Turn hairpin mode on or off on a port.
+    Hairpin {
+        bridge: String,
+        port: String,
+        state: String,
+    },
+    /// Static FDB entries: add, del, show, flush.
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Port settings: flags and VLANs.
+    #[command(subcommand)]
+    Link(LinkCmd),
+    /// Per-port counters and drops by reason.
+    Stats { bridge: Option<String> },
+    /// TAP ports held by vbridge.
+    #[command(subcommand)]
+    Tap(TapCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FdbCmd {
+    /// `fdb add BRIDGE MAC PORT [vlan VID]`
+    Add {
+        bridge: String,
+        mac: String,
+        port: String,
+        rest: Vec<String>,
+    },
+    /// `fdb del BRIDGE MAC [PORT] [vlan VID]`
+    Del {
+        bridge: String,
+        mac: String,
+        rest: Vec<String>,
+    },
+    /// `fdb show BRIDGE`
+    Show { bridge: String },
+    /// `fdb flush BRIDGE`: forget learned entries.
+    Flush { bridge: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LinkCmd {
+    /// `link set PORT [learning|flood|mcast_flood|bcast_flood|hairpin|isolated|locked on|off]...
+    /// [access VID | trunk VIDS [native VID]]`
+    Set {
+        port: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TapCmd {
+    /// Create a TAP held by vbridge and attach it.
+    Add {
+        name: String,
+        #[arg(long)]
+        bridge: String,
+    },
+    /// Remove a TAP port.
+    Del { name: String },
+}
+
+fn on_off(s: &str) -> Result<bool> {
+    match s {
+        "on" | "yes" | "1" => Ok(true),
+        "off" | "no" | "0" => Ok(false),
+        other => bail!("expected on or off, got {other:?}"),
+    }
+}
+
+fn vlan_opt(rest: &[String]) -> Result<Option<u16>> {
+    match rest {
+        [] => Ok(None),
+        [kw, v] if kw == "vlan" => Ok(Some(
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}"))?,
+        )),
+        _ => bail!("expected `vlan VID`, got {:?}", rest.join(" ")),
+    }
+}
+
+fn link_args(args: &[String]) -> Result<(BTreeMap<String, bool>, Option<VlanCfg>)> {
+    let mut flags = BTreeMap::new();
+    let mut vlan = None;
+    let mut it = args.iter();
+    while let Some(word) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{word} needs a value"))
+        };
+        match word.as_str() {
+            "access" => {
+                let v = value()?;
+                let vid = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}"))?;
+                vlan = Some(VlanCfg::Access { vid });
+            }
+            "trunk" => {
+                let allowed = value()?.clone();
+                vlan = Some(VlanCfg::Trunk {
+                    allowed,
+                    native: None,
+                });
+            }
+            "native" => {
+                let v = value()?;
+                let n: u16 = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}"))?;
+                match &mut vlan {
+                    Some(VlanCfg::Trunk { native, .. }) => *native = Some(n),
+                    _ => bail!("`native VID` goes after `trunk VIDS`"),
+                }
+            }
+            flag => {
+                let on = on_off(value()?)?;
+                flags.insert(flag.to_owned(), on);
+            }
+        }
+    }
+    if flags.is_empty() && vlan.is_none() {
+        bail!("nothing to set: give flags (e.g. `hairpin on`) or `access VID` / `trunk VIDS`");
+    }
+    Ok((flags, vlan))
+}
+
+impl Cmd {
+    /// The API request for a client command (`None` for `daemon`).
+    pub(crate) fn request(&self) -> Result<Option<Request>> {
+        let s = |x: &String| x.clone();
+        Ok(Some(match self {
+            Cmd::Daemon { .. } => return Ok(None),
+            Cmd::Addbr { bridge } => Request::Addbr { bridge: s(bridge) },
+            Cmd::Delbr { bridge } => Request::Delbr { bridge: s(bridge) },
+            Cmd::Addif { bridge, port } => Request::Addif {
+                bridge: s(bridge),
+                port: s(port),
+            },
+            Cmd::Delif { bridge, port } => Request::Delif {
+                bridge: s(bridge),
+                port: s(port),
+            },
+            Cmd::Show { bridge } => Request::Show {
+                bridge: bridge.clone(),
+            },
+            Cmd::Showmacs { bridge } => Request::Showmacs { bridge: s(bridge) },
+            Cmd::Showstp { bridge } => Request::Showstp { bridge: s(bridge) },
+            Cmd::Stp { bridge, state } => Request::Stp {
+                bridge: s(bridge),
+                mode: match state.as_str() {
+                    "rstp" => StpMode::Rstp,
+                    other => {
+                        if on_off(other)? {
+                            StpMode::Stp
+                        } else {
+                            StpMode::Off
+                        }
+                    }
+                },
+            },
+            Cmd::Setageing { bridge, secs } => Request::Setageing {
+                bridge: s(bridge),
+                secs: *secs,
+            },
+            Cmd::Setbridgeprio { bridge, prio } => Request::Setbridgeprio {
+                bridge: s(bridge),
+                prio: *prio,
+            },
+            Cmd::Setfd { bridge, secs } => Request::Setfd {
+                bridge: s(bridge),
+                secs: *secs,
+            },
+            Cmd::Sethello { bridge, secs } => Request::Sethello {
+                bridge: s(bridge),
+                secs: *secs,
+            },
+            Cmd::Setmaxage { bridge, secs } => Request::Setmaxage {
+                bridge: s(bridge),
+                secs: *secs,
+            },
+            Cmd::Setpathcost { bridge, port, cost } => Request::Setpathcost {
+                bridge: s(bridge),
+                port: s(port),
+                cost: *cost,
+            },
+            Cmd::Setportprio { bridge, port, prio } => Request::Setportprio {
+                bridge: s(bridge),
+                port: s(port),
+                prio: *prio,
+            },
+            Cmd::Hairpin {
+                bridge,
+                port,
+                state,
+            } => Request::Hairpin {
+                bridge: s(bridge),
+                port: s(port),
+                on: on_off(state)?,
+            },
+            Cmd::Fdb(FdbCmd::Add {
+                bridge,
+                mac,
+                port,
+                rest,
+            }) => Request::FdbAdd {
+                bridge: s(bridge),
+                mac: s(mac),
+                port: s(port),
+                vlan: vlan_opt(rest)?,
+            },
+            Cmd::Fdb(FdbCmd::Del { bridge, mac, rest }) => {
+                // An optional PORT before `vlan VID`, as in `fdb add`.
+                let rest = match rest.first() {
+                    Some(w) if w != "vlan" => &rest[1..],
+                    _ => &rest[..],
+                };
+                Request::FdbDel {
+                    bridge: s(bridge),
+                    mac: s(mac),
+                    vlan: vlan_opt(rest)?,
+                }
+            }
+            Cmd::Fdb(FdbCmd::Show { bridge }) => Request::FdbShow { bridge: s(bridge) },
+            Cmd::Fdb(FdbCmd::Flush { bridge }) => Request::FdbFlush { bridge: s(bridge) },
+            Cmd::Link(LinkCmd::Set { port, args }) => {
+                let (flags, vlan) = link_args(args)?;
+                Request::LinkSet {
+                    port: s(port),
+                    flags,
+                    vlan,
+                }
+            }
+            Cmd::Stats { bridge } => Request::Stats {
+                bridge: bridge.clone(),
+            },
+            Cmd::Tap(TapCmd::Add { name, bridge }) => Request::TapAdd {
+                name: s(name),
+                bridge: s(bridge),
+            },
+            Cmd::Tap(TapCmd::Del { name }) => Request::TapDel { name: s(name) },
+        }))
+    }
+}

@@ -1,0 +1,301 @@
+//! Carries out one API request on the datapath thread. Every refusal is an error message
+//! naming the object and what to do; nothing is changed when one is returned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vbridge_core::{BridgeConfig, FlushFilter, MacAddr, PortFlags, PortId, Vid};
+use vbridge_datapath::{DpError, Engine, PortKind, PortSpec, StpMode};
+
+use crate::api::Request;
+
+type Outcome = Result<Value, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn dp(e: DpError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(c) = src {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(&format!(": {cs}"));
+        }
+        src = c.source();
+    }
+    s
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':', ' ', '\t', '\n', '\0', '%']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid interface name {name:?}: use 1-15 characters without '/', ':', '%' or spaces"
+        ))
+    }
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    s.parse::<MacAddr>().map_err(err)
+}
+
+fn vid(v: Option<u16>) -> Result<Vid, String> {
+    let v = v.unwrap_or(1);
+    Vid::new(v).map_err(|_| format!("invalid VLAN id {v}: use 1..=4094"))
+}
+
+fn secs(what: &str, s: f64, lo: f64, hi: f64) -> Result<f64, String> {
+    if s.is_finite() && (lo..=hi).contains(&s) {
+        Ok(s)
+    } else {
+        Err(format!(
+            "{what} {s} is out of range: use {lo}..={hi} seconds"
+        ))
+    }
+}
+
+/// A random locally administered unicast MAC for a new bridge.
+fn random_mac() -> MacAddr {
+    let mut b = [0u8; 6];
+    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        let hex: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_hexdigit)
+            .collect();
+        for (i, pair) in hex.chunks(2).take(6).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap_or("0");
+            b[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+        }
+    }
+    b[0] = (b[0] & 0xfe) | 0x02;
+    MacAddr(b)
+}
+
+fn port_of(e: &Engine, bridge: &str, port: &str) -> Result<PortId, String> {
+    let rt = e.bridge(bridge).map_err(dp)?;
+    rt.port_id(port)
+        .ok_or_else(|| format!("{port} is not a port of bridge {bridge} (see `vbr show {bridge}`)"))
+}
+
+/// Runs `req` against the engine.
+pub(crate) fn apply(e: &mut Engine, req: Request) -> Outcome {
+    let out = run(e, req);
+    e.sync();
+    out
+}
+
+fn run(e: &mut Engine, req: Request) -> Outcome {
+    match req {
+        Request::Ping => Ok(json!("pong")),
+        Request::Addbr { bridge } => {
+            check_name(&bridge)?;
+            e.add_bridge(&bridge, BridgeConfig::new(random_mac()))
+                .map_err(dp)?;
+            Ok(json!({ "bridge": bridge }))
+        }
+        Request::Delbr { bridge } => {
+            e.del_bridge(&bridge).map_err(dp)?;
+            Ok(json!({ "bridge": bridge }))
+        }
+        Request::Addif { bridge, port } => add_port(e, &bridge, &port, PortKind::Interface),
+        Request::TapAdd { name, bridge } => add_port(e, &bridge, &name, PortKind::Tap),
+        Request::Delif { bridge, port } => {
+            e.del_port(&bridge, &port).map_err(dp)?;
+            Ok(json!({ "bridge": bridge, "port": port }))
+        }
+        Request::TapDel { name } => {
+            let (bridge, _) = e
+                .find_port(&name)
+                .ok_or_else(|| format!("no tap port {name} (see `vbr show`)"))?;
+            e.del_port(&bridge, &name).map_err(dp)?;
+            Ok(json!({ "bridge": bridge, "port": name }))
+        }
+        Request::Show { bridge } => {
+            e.refresh();
+            let names = match bridge {
+                Some(b) => vec![e.bridge(&b).map_err(dp)?.name().to_owned()],
+                None => e.bridge_names(),
+            };
+            let views: Vec<Value> = names
+                .iter()
+                .filter_map(|n| e.bridge(n).ok())
+                .map(|rt| json!(rt.view(rt.stp.priority)))
+                .collect();
+            Ok(Value::Array(views))
+        }
+        Request::Stats { bridge } => run(e, Request::Show { bridge }),
+        Request::Showmacs { bridge } | Request::FdbShow { bridge } => {
+            let now = e.now();
+            let rt = e.bridge(&bridge).map_err(dp)?;
+            Ok(json!(rt.fdb_rows(now)))
+        }
+        Request::Showstp { bridge } => {
+            e.refresh();
+            let rt = e.bridge(&bridge).map_err(dp)?;
+            let view = rt.view(rt.stp.priority);
+            let ports: Vec<Value> = view
+                .ports
+                .iter()
+                .filter(|p| p.kind != PortKind::Host)
+                .map(|p| {
+                    let (cost, prio) = rt.port_stp(PortId(p.port_no)).unwrap_or((0, 0));
+                    json!({
+                        "name": p.name, "port_no": p.port_no, "state": p.stp_state,
+                        "path_cost": cost, "priority": prio,
+                        "port_id": format!("{:02x}{:02x}", prio, p.port_no),
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "bridge": view.name, "bridge_id": view.bridge_id,
+                "designated_root": view.bridge_id, "root_port": 0, "path_cost": 0,
+                "stp": rt.stp, "ageing_time": view.ageing_secs, "ports": ports,
+            }))
+        }
+        Request::Stp { bridge, mode } => {
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            rt.stp.mode = mode;
+            rt.core.set_stp_enabled(mode != StpMode::Off);
+            Ok(json!({ "bridge": bridge, "stp": mode }))
+        }
+        Request::Setageing { bridge, secs: s } => {
+            let s = secs("ageing time", s, 0.0, 1_000_000.0)?;
+            let now = e.now();
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            rt.core
+                .set_ageing(now, Duration::from_secs_f64(s))
+                .map_err(err)?;
+            Ok(json!({ "bridge": bridge, "ageing_time": s }))
+        }
+        Request::Setbridgeprio { bridge, prio } => {
+            e.bridge_mut(&bridge).map_err(dp)?.stp.priority = prio;
+            Ok(json!({ "bridge": bridge, "priority": prio }))
+        }
+        Request::Setfd { bridge, secs: s } => {
+            let s = secs("forward delay", s, 2.0, 30.0)?;
+            e.bridge_mut(&bridge).map_err(dp)?.stp.forward_delay = s;
+            Ok(json!({ "bridge": bridge, "forward_delay": s }))
+        }
+        Request::Sethello { bridge, secs: s } => {
+            let s = secs("hello time", s, 1.0, 10.0)?;
+            e.bridge_mut(&bridge).map_err(dp)?.stp.hello_time = s;
+            Ok(json!({ "bridge": bridge, "hello_time": s }))
+        }
+        Request::Setmaxage { bridge, secs: s } => {
+            let s = secs("max age", s, 6.0, 40.0)?;
+            e.bridge_mut(&bridge).map_err(dp)?.stp.max_age = s;
+            Ok(json!({ "bridge": bridge, "max_age": s }))
+        }
+        Request::Setpathcost { bridge, port, cost } => {
+            if cost == 0 {
+                return Err("path cost 0 is out of range: use 1..=200000000".into());
+            }
+            let id = port_of(e, &bridge, &port)?;
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .set_port_stp(id, Some(cost), None);
+            Ok(json!({ "port": port, "path_cost": cost }))
+        }
+        Request::Setportprio { bridge, port, prio } => {
+            if prio % 16 != 0 && prio > 15 {
+                return Err(format!(
+                    "port priority {prio} must be 0..=240 in steps of 16, or 0..=15"
+                ));
+            }
+            let id = port_of(e, &bridge, &port)?;
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .set_port_stp(id, None, Some(prio));
+            Ok(json!({ "port": port, "priority": prio }))
+        }
+        Request::Hairpin { bridge, port, on } => {
+            let id = port_of(e, &bridge, &port)?;
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            let mut f = rt.core.port_config(id).map_err(err)?.flags;
+            f.hairpin = on;
+            rt.core.set_port_flags(id, f).map_err(err)?;
+            Ok(json!({ "port": port, "hairpin": on }))
+        }
+        Request::FdbAdd {
+            bridge,
+            mac,
+            port,
+            vlan,
+        } => {
+            let m = parse_mac(&mac)?;
+            let v = vid(vlan)?;
+            let id = port_of(e, &bridge, &port)?;
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            rt.core.fdb_add_static(v, m, id).map_err(err)?;
+            Ok(json!({ "mac": m.to_string(), "port": port, "vlan": v.get() }))
+        }
+        Request::FdbDel { bridge, mac, vlan } => {
+            let m = parse_mac(&mac)?;
+            let v = vid(vlan)?;
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            rt.core.fdb_remove(v, m).map_err(err)?;
+            Ok(json!({ "mac": m.to_string(), "vlan": v.get() }))
+        }
+        Request::FdbFlush { bridge } => {
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            let n = rt.core.fdb_flush(FlushFilter::default());
+            Ok(json!({ "flushed": n }))
+        }
+        Request::LinkSet { port, flags, vlan } => link_set(e, &port, &flags, vlan),
+    }
+}
+
+fn add_port(e: &mut Engine, bridge: &str, port: &str, kind: PortKind) -> Outcome {
+    check_name(port)?;
+    e.bridge(bridge).map_err(dp)?;
+    let id = e
+        .add_port(bridge, &PortSpec::new(port, kind), false)
+        .map_err(dp)?;
+    Ok(json!({ "bridge": bridge, "port": port, "port_no": id.0 }))
+}
+
+fn link_set(
+    e: &mut Engine,
+    port: &str,
+    flags: &BTreeMap<String, bool>,
+    vlan: Option<vbridge_datapath::VlanCfg>,
+) -> Outcome {
+    let (bridge, id) = e
+        .find_port(port)
+        .ok_or_else(|| format!("{port} is not a port of any bridge (see `vbr show`)"))?;
+    let rt = e.bridge_mut(&bridge).map_err(dp)?;
+    let mut f: PortFlags = rt.core.port_config(id).map_err(err)?.flags;
+    for (name, on) in flags {
+        let slot = match name.as_str() {
+            "learning" => &mut f.learning,
+            "flood" => &mut f.flood,
+            "mcast_flood" => &mut f.mcast_flood,
+            "bcast_flood" => &mut f.bcast_flood,
+            "hairpin" => &mut f.hairpin,
+            "isolated" => &mut f.isolated,
+            "locked" => &mut f.locked,
+            other => {
+                return Err(format!(
+                    "unknown port flag {other:?}: use learning, flood, mcast_flood, bcast_flood, hairpin, isolated or locked"
+                ));
+            }
+        };
+        *slot = *on;
+    }
+    let mode = vlan.map(|v| v.to_mode()).transpose().map_err(err)?;
+    rt.core.set_port_flags(id, f).map_err(err)?;
+    if let Some(m) = mode {
+        rt.core.set_port_vlan(id, m).map_err(err)?;
+    }
+    Ok(json!({ "bridge": bridge, "port": port }))
+}
