@@ -2,13 +2,13 @@
 //! and the forwarding of a received batch (decide, apply tag operations, transmit).
 
 use vbridge_core::{
-    Bridge, Decision, DropReason, Instant, MacAddr, PortConfig, PortFlags, PortId, TagOp, Verdict,
-    VlanMode,
+    Bridge, Decision, DropReason, Instant, PortConfig, PortFlags, PortId, TagOp, Verdict, VlanMode,
 };
 use vbridge_ports::{Batch, PacketBuf, PortIo};
 use vbridge_wire::vlan::set_outer_vid;
 
 use crate::config::StpParams;
+use crate::engine::Backend;
 use crate::hostif::Quieted;
 use crate::view::PortKind;
 
@@ -24,6 +24,17 @@ pub(crate) struct PortRt {
     /// STP path cost and port priority (stored and shown).
     pub(crate) path_cost: u32,
     pub(crate) priority: u8,
+    /// The netdev's index while attached (interfaces only).
+    pub(crate) ifindex: Option<u32>,
+}
+
+impl PortRt {
+    /// Takes an opened backend.
+    pub(crate) fn attach(&mut self, b: Backend) {
+        self.io = Some(b.io);
+        self.quiet = b.quiet;
+        self.ifindex = b.ifindex;
+    }
 }
 
 impl std::fmt::Debug for PortRt {
@@ -145,10 +156,9 @@ impl BridgeRt {
     pub(crate) fn insert_port(
         &mut self,
         spec: &PortSpec,
-        io: Option<Box<dyn PortIo>>,
-        mac: Option<MacAddr>,
-        quiet: Quieted,
+        backend: Option<Backend>,
     ) -> Result<PortId, vbridge_core::ConfigError> {
+        let mac = backend.as_ref().and_then(|b| b.mac);
         let mut cfg = if spec.kind == PortKind::Host {
             PortConfig::host()
         } else {
@@ -157,7 +167,7 @@ impl BridgeRt {
         cfg.flags = spec.flags;
         cfg.vlan = spec.vlan.clone();
         cfg.max_learned = spec.max_learned;
-        cfg.up = io.is_some();
+        cfg.up = backend.is_some();
         let id = match spec.port_no {
             Some(n) => {
                 self.core.add_port_with_id(PortId(n), cfg)?;
@@ -169,15 +179,20 @@ impl BridgeRt {
         if self.ports.len() <= i {
             self.ports.resize_with(i + 1, || None);
         }
-        self.ports[i] = Some(PortRt {
+        let mut port = PortRt {
             name: spec.name.clone(),
             kind: spec.kind,
-            io,
-            quiet,
+            io: None,
+            quiet: Quieted::default(),
             tx_errors: 0,
             path_cost: crate::config::DEFAULT_PATH_COST,
             priority: crate::config::DEFAULT_PORT_PRIORITY,
-        });
+            ifindex: None,
+        };
+        if let Some(b) = backend {
+            port.attach(b);
+        }
+        self.ports[i] = Some(port);
         Ok(id)
     }
 
@@ -235,9 +250,10 @@ impl BridgeRt {
                 continue;
             };
             let plain_only = !io.vnet_hdr() && !pkt.hdr.is_plain();
-            let out: &mut PacketBuf = if e.op == TagOp::Keep && !plain_only {
-                pkt
-            } else if i + 1 == n {
+            // The frame itself goes out unchanged, or changed when this is the last copy;
+            // other copies that need changes are made in the scratch buffer.
+            let in_place = (e.op == TagOp::Keep && !plain_only) || i + 1 == n;
+            let out: &mut PacketBuf = if in_place {
                 pkt
             } else {
                 scratch.hdr = pkt.hdr;

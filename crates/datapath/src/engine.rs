@@ -102,7 +102,15 @@ impl Engine {
         let mut rt = BridgeRt::new(name, Bridge::new(config));
         let spec = PortSpec::new(name, PortKind::Host);
         let id = rt
-            .insert_port(&spec, Some(Box::new(tap)), None, Quieted::default())
+            .insert_port(
+                &spec,
+                Some(Backend {
+                    io: Box::new(tap),
+                    mac: None,
+                    quiet: Quieted::default(),
+                    ifindex: None,
+                }),
+            )
             .map_err(|e| DpError::config(name, e))?;
         self.bridges[index] = Some(rt);
         self.names.insert(name.to_owned(), index);
@@ -194,12 +202,11 @@ impl Engine {
             .names
             .get(bridge)
             .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
-        let opened = open_backend(spec);
-        let (io, mac, quiet) = match opened {
-            Ok(x) => x,
+        let backend = match open_backend(spec) {
+            Ok(b) => Some(b),
             Err(e) if allow_gone && spec.kind == PortKind::Interface => {
                 tracing::warn!(port = %spec.name, error = %e, "port kept as gone");
-                (None, None, Quieted::default())
+                None
             }
             Err(e) => return Err(e),
         };
@@ -207,7 +214,7 @@ impl Engine {
             .as_mut()
             .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
         let id = rt
-            .insert_port(spec, io, mac, quiet)
+            .insert_port(spec, backend)
             .map_err(|e| DpError::config(bridge, e))?;
         self.register(index, id)?;
         self.sync_bridge(index);
@@ -365,6 +372,7 @@ impl Engine {
     pub fn refresh(&mut self) {
         for i in 0..self.bridges.len() {
             let mut reattach = Vec::new();
+            let mut gone = Vec::new();
             let Some(rt) = self.bridges[i].as_mut() else {
                 continue;
             };
@@ -378,6 +386,11 @@ impl Engine {
                     }
                     continue;
                 };
+                if p.ifindex.is_some() && netdev::ifindex(&p.name).ok() != p.ifindex {
+                    // Deleted, or deleted and made again: drop the old socket, attach anew.
+                    gone.push(id);
+                    continue;
+                }
                 let mac = io.mac().ok().map(MacAddr);
                 let up = netdev::is_up(&p.name).unwrap_or(true);
                 let kind = p.kind;
@@ -394,6 +407,9 @@ impl Engine {
                     }
                 }
             }
+            for id in gone {
+                self.port_gone(i, id);
+            }
             for id in reattach {
                 self.reattach(i, id);
             }
@@ -408,9 +424,9 @@ impl Engine {
         let Some(p) = rt.port_mut(id) else { return };
         let spec = PortSpec::new(&p.name, p.kind);
         match open_backend(&spec) {
-            Ok((io, mac, quiet)) => {
-                p.io = io;
-                p.quiet = quiet;
+            Ok(b) => {
+                let mac = b.mac;
+                p.attach(b);
                 tracing::info!(port = %spec.name, "netdev is back; port re-attached");
                 let _ = rt.core.set_port_mac(id, mac);
                 let _ = rt.core.set_port_up(id, true);
@@ -477,7 +493,14 @@ impl Engine {
     }
 }
 
-type Backend = (Option<Box<dyn PortIo>>, Option<MacAddr>, Quieted);
+/// An opened port backend with what is known of its netdev.
+pub(crate) struct Backend {
+    pub(crate) io: Box<dyn PortIo>,
+    pub(crate) mac: Option<MacAddr>,
+    pub(crate) quiet: Quieted,
+    /// The netdev's index, to notice it being replaced by another of the same name.
+    pub(crate) ifindex: Option<u32>,
+}
 
 /// Opens the backend of a (non-host) port.
 fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
@@ -487,15 +510,24 @@ fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
             let io = AfPacket::attach(name, AfPacketOptions::default())
                 .map_err(|e| DpError::port(name, e))?;
             netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
-            let mac = io.mac().ok().map(MacAddr);
-            Ok((Some(Box::new(io)), mac, Quieted::apply(name)))
+            Ok(Backend {
+                mac: io.mac().ok().map(MacAddr),
+                ifindex: Some(io.ifindex()),
+                io: Box::new(io),
+                quiet: Quieted::apply(name),
+            })
         }
         PortKind::Tap => {
             let tap =
                 Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
             tap.set_up().map_err(|e| DpError::port(name, e))?;
             // The TAP's netdev is the far end (a VM or a namespace): not a bridge address.
-            Ok((Some(Box::new(tap)), None, Quieted::default()))
+            Ok(Backend {
+                io: Box::new(tap),
+                mac: None,
+                quiet: Quieted::default(),
+                ifindex: None,
+            })
         }
         PortKind::Host => Err(DpError::InvalidName {
             name: name.clone(),

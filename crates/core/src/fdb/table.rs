@@ -67,9 +67,20 @@ impl Bucket {
         self.seen[w] = s.seen;
     }
 
+    /// Bit `w` set where `keys[w] == k`. Branch-free: which way holds a key is random,
+    /// so an early exit would be mispredicted half the time.
+    #[inline(always)]
+    fn matches(&self, k: u64) -> u32 {
+        let mut m = 0;
+        for w in 0..WAYS {
+            m |= u32::from(self.keys[w] == k) << w;
+        }
+        m
+    }
+
     #[inline]
     fn has_empty(&self) -> bool {
-        self.keys.contains(&EMPTY)
+        self.matches(EMPTY) != 0
     }
 }
 
@@ -156,8 +167,9 @@ impl Table {
         let mut b = self.home(k);
         loop {
             let bucket = &self.buckets[b];
-            if let Some(w) = bucket.keys.iter().position(|&x| x == k) {
-                return Some(b * WAYS + w);
+            let m = bucket.matches(k);
+            if m != 0 {
+                return Some(b * WAYS + m.trailing_zeros() as usize);
             }
             if bucket.has_empty() {
                 return None;

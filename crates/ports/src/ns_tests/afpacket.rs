@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    frame, in_netns, ip, is_test_frame, promiscuity, recv_frames, test_frames_within, veth,
+    eventually, frame, in_netns, ip, is_test_frame, promiscuity, recv_frames, recv_frames_within,
+    test_frames_within, veth,
 };
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
@@ -78,6 +79,9 @@ fn veth_frames_arrive_intact_with_their_vlan_tags() {
         assert_eq!(test_frames_within(&mut port, Duration::from_millis(50)), 0);
 
         drop(port);
+        eventually("promiscuity restored when the socket closes", || {
+            promiscuity("va") == 0
+        });
         assert_eq!(
             promiscuity("va"),
             0,
@@ -129,9 +133,11 @@ fn link_down_is_not_gone_and_recovers() {
         let sent = frame(A, B, &[], 2, 60);
         // Give the carrier a moment: veth raises it only once both ends are up.
         let mut got = Vec::new();
-        for _ in 0..50 {
+        for _ in 0..100 {
             peer.send(&PacketBuf::from_frame(&sent).unwrap()).ok();
-            got = recv_frames(&mut port, 1, |p| is_test_frame(p.frame()));
+            got = recv_frames_within(&mut port, 1, Duration::from_millis(30), |p| {
+                is_test_frame(p.frame())
+            });
             if !got.is_empty() {
                 break;
             }

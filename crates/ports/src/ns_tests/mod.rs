@@ -125,9 +125,19 @@ pub(super) fn recv_frames(
     want: usize,
     keep: impl Fn(&PacketBuf) -> bool,
 ) -> Vec<PacketBuf> {
+    recv_frames_within(port, want, Duration::from_secs(3), keep)
+}
+
+/// [`recv_frames`] with a given patience.
+pub(super) fn recv_frames_within(
+    port: &mut dyn PortIo,
+    want: usize,
+    wait: Duration,
+    keep: impl Fn(&PacketBuf) -> bool,
+) -> Vec<PacketBuf> {
     let mut batch = Batch::new(16);
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + wait;
     while got.len() < want && Instant::now() < deadline {
         match port.recv_batch(&mut batch) {
             Ok(0) => std::thread::sleep(Duration::from_millis(1)),
@@ -136,6 +146,17 @@ pub(super) fn recv_frames(
         }
     }
     got
+}
+
+/// Waits up to 2 s for `cond`. Closing a descriptor takes effect (device removed,
+/// promiscuity dropped) only when its last copy goes: a child that another test thread
+/// is forking at that moment holds copies until it execs, so the effect can lag.
+pub(super) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Test frames seen on `port` within `wait`, for "must not arrive" checks.

@@ -1,9 +1,9 @@
 //! TAP in a private namespace: creation, MAC/MTU/up, frames both ways between the TAP
 //! descriptor and an `AF_PACKET` socket on the device, and what happens when it goes.
 
-use std::time::Duration;
-
-use super::{ETH_TEST, frame, in_netns, ip, is_test_frame, link_field, mac_text, recv_frames};
+use super::{
+    ETH_TEST, eventually, frame, in_netns, ip, is_test_frame, link_field, mac_text, recv_frames,
+};
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
 use crate::port::PortIo;
@@ -73,7 +73,7 @@ fn tap_is_created_configured_and_passes_frames_both_ways() {
 
         // Closing the only queue removes the device; the packet socket learns it.
         drop(tap);
-        assert!(!netdev::exists("vbt0").unwrap());
+        eventually("vbt0 removed", || !netdev::exists("vbt0").unwrap());
         assert!(sock.is_gone());
         let mut batch = crate::Batch::new(4);
         assert!(sock.recv_batch(&mut batch).unwrap_err().is_gone());
@@ -138,8 +138,7 @@ fn multiqueue_tap_opens_more_queues() {
             "device lives while a queue is open"
         );
         drop(q1);
-        std::thread::sleep(Duration::from_millis(10));
-        assert!(!netdev::exists("vbt3").unwrap());
+        eventually("vbt3 removed", || !netdev::exists("vbt3").unwrap());
 
         let single = Tap::create("vbt4", TapOptions::default()).unwrap();
         assert!(single.open_queue().is_err());

@@ -1,0 +1,255 @@
+//! Harness for vbr's end-to-end tests: throw-away network namespaces (one stands in for
+//! "the host", so nothing touches the real host's links or routes), a daemon running
+//! inside it, and helpers to run commands there. Everything made is removed on drop,
+//! pass or fail.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// True when the test may run; prints why not otherwise.
+pub fn root_or_skip(test: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of this process.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if !root {
+        eprintln!("skipping {test}: needs root (network namespaces, TAP, AF_PACKET)");
+    }
+    root
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A short unique name (at most 15 characters): `v<pid><tag><n>`.
+pub fn uniq(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let s = format!("v{}{}{}", std::process::id() % 100_000, tag, n);
+    assert!(s.len() <= 15, "name {s} too long");
+    s
+}
+
+/// Runs a command line through `sh -c`.
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs")
+}
+
+/// Runs a command line and panics with its output if it fails.
+pub fn ok(cmd: &str) -> String {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Retries `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = uniq(tag);
+        ok(&format!("ip netns add {name}"));
+        ok(&format!("ip -n {name} link set lo up"));
+        Netns { name }
+    }
+
+    /// `ip netns exec NAME <cmd>`.
+    pub fn exec(&self, cmd: &str) -> Output {
+        sh(&format!("ip netns exec {} {cmd}", self.name))
+    }
+
+    /// Like `exec`, panicking on failure; returns stdout.
+    pub fn ok(&self, cmd: &str) -> String {
+        ok(&format!("ip netns exec {} {cmd}", self.name))
+    }
+
+    /// Whether `ping -c1` to `ip` succeeds from here.
+    pub fn ping(&self, ip: &str) -> bool {
+        self.exec(&format!("ping -c1 -W1 {ip}")).status.success()
+    }
+
+    /// Pings until it answers (ARP and learning take a moment), up to 5 s.
+    pub fn reaches(&self, ip: &str) -> bool {
+        eventually(Duration::from_secs(5), || self.ping(ip))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&format!("ip netns pids {} | xargs -r kill -9", self.name));
+        let _ = sh(&format!("ip netns del {}", self.name));
+    }
+}
+
+/// The `vbr` binary under test.
+pub fn vbr_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vbr")
+}
+
+/// A vbr daemon running inside namespace `host`, with its own socket and state dir.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub host: String,
+}
+
+impl Daemon {
+    /// Starts a daemon in `host` with a fresh state directory.
+    pub fn start(host: &Netns) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("vbr-test-{}", uniq("d")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Daemon {
+            child: None,
+            socket: dir.join("vbr.sock"),
+            dir,
+            host: host.name.clone(),
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts the daemon process (again) with the same state.
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host, vbr_bin(), "daemon"])
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("daemon starts");
+        self.child = Some(child);
+        let up = eventually(Duration::from_secs(10), || {
+            self.socket.exists() && self.vbr("show").status.success()
+        });
+        assert!(up, "daemon did not come up:\n{}", self.log());
+    }
+
+    /// Kills the daemon with SIGKILL (no cleanup at all).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `vbr <args>` against this daemon.
+    pub fn vbr(&self, args: &str) -> Output {
+        sh(&format!(
+            "{} --socket {} {args}",
+            vbr_bin(),
+            self.socket.display()
+        ))
+    }
+
+    /// Runs `vbr <args>`, panicking on failure; returns stdout.
+    pub fn ok(&self, args: &str) -> String {
+        let out = self.vbr(args);
+        assert!(
+            out.status.success(),
+            "`vbr {args}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `vbr --json <args>` parsed.
+    pub fn json(&self, args: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&format!("--json {args}"))).expect("JSON output")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = sh(&format!("kill -TERM {}", c.id()));
+            let stopped = eventually(Duration::from_secs(5), || {
+                c.try_wait().ok().flatten().is_some()
+            });
+            if !stopped {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A namespace joined to the "host" namespace by a veth pair: `host_end` stays in
+/// `host`, `ns_end` goes into the new namespace with `addr`, up.
+pub struct Endpoint {
+    pub ns: Netns,
+    pub host_end: String,
+}
+
+impl Endpoint {
+    pub fn new(host: &Netns, tag: &str, host_end: &str, ns_end: &str, addr: &str) -> Endpoint {
+        let ns = Netns::new(tag);
+        host.ok(&format!(
+            "ip link add {host_end} type veth peer name {ns_end}"
+        ));
+        host.ok(&format!("ip link set {ns_end} netns {}", ns.name));
+        ns.ok(&format!("ip addr add {addr} dev {ns_end}"));
+        ns.ok(&format!("ip link set {ns_end} up"));
+        Endpoint {
+            ns,
+            host_end: host_end.to_owned(),
+        }
+    }
+
+    /// The MAC of `dev` inside the endpoint's namespace.
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ns.ok(&format!("cat /sys/class/net/{dev}/address"));
+        out.trim().to_owned()
+    }
+}
