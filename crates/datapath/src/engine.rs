@@ -88,7 +88,13 @@ impl Engine {
                 why: "a port of another bridge has this name",
             });
         }
-        let tap = Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
+        // The host interface persists, so a daemon restart (even after kill -9) finds it
+        // with its addresses and routes; only `delbr` removes it.
+        let (tap, existed) = Tap::open_persistent(name, TapOptions::default())
+            .map_err(|e| DpError::port(name, e))?;
+        if existed {
+            tracing::info!(bridge = name, "host interface found from an earlier run");
+        }
         tap.set_mac(config.mac.0)
             .map_err(|e| DpError::port(name, e))?;
         let index = self
@@ -133,6 +139,9 @@ impl Engine {
         self.names.remove(name);
         for slot in rt.ports.iter_mut() {
             if let Some(mut p) = slot.take() {
+                if let Some(io) = p.io.as_mut() {
+                    io.release();
+                }
                 self.deregister(p.io.as_deref());
                 p.quiet.restore();
             }
@@ -140,6 +149,25 @@ impl Engine {
         self.pending.retain(|t| untoken(*t).0 != index);
         tracing::info!(bridge = name, "bridge removed");
         Ok(())
+    }
+
+    /// Closes every bridge at daemon shutdown: ports are detached and their netdevs
+    /// restored, but persistent host interfaces stay (with their addresses) for the next
+    /// start, as a kernel bridge stays when its management daemon stops.
+    pub fn close_all(&mut self) {
+        for slot in self.bridges.iter_mut() {
+            if let Some(mut rt) = slot.take() {
+                for p in rt.ports.iter_mut().flatten() {
+                    if let Some(io) = p.io.as_deref() {
+                        let fd = io.as_raw_fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    }
+                    p.quiet.restore();
+                }
+            }
+        }
+        self.names.clear();
+        self.pending.clear();
     }
 
     /// Names of all bridges, sorted.

@@ -59,6 +59,10 @@ pub trait PortIo: Send {
     /// The current MAC address of the device, read anew on each call.
     fn mac(&self) -> Result<MacAddr, PortError>;
 
+    /// Undoes what outlives the port: a persistent TAP stops persisting, so it vanishes
+    /// when the port is dropped. Called when the port is removed for good.
+    fn release(&mut self) {}
+
     /// Frames the port received and discarded itself since it was made (too long for a
     /// buffer, or not representable in a vnet header).
     fn rx_dropped(&self) -> u64 {

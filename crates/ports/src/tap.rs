@@ -97,6 +97,53 @@ impl Tap {
         Ok(tap)
     }
 
+    /// Creates TAP device `name`, or attaches to it if a persistent TAP of that name
+    /// exists (left by an earlier run), and makes it persistent: it then outlives this
+    /// process, keeping its addresses and routes, until [`Tap::set_persist`]`(false)` and
+    /// close. Returns the TAP and whether it existed. A non-TAP device of that name is
+    /// [`PortError::Exists`].
+    pub fn open_persistent(name: &str, opts: TapOptions) -> Result<(Tap, bool), PortError> {
+        check_name(name)?;
+        let existed = crate::netdev::exists(name)?;
+        if !existed {
+            let tap = Tap::create(name, opts)?;
+            tap.set_persist(true)?;
+            return Ok((tap, false));
+        }
+        let fd = sys::tun::open().map_err(|e| PortError::io(name, "open /dev/net/tun", e))?;
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        if opts.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        if opts.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        let got = sys::tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match errno(&e) {
+            // Not a TAP, or a TAP someone else holds.
+            libc::EBUSY | libc::EEXIST | libc::EINVAL | libc::EPERM => PortError::Exists {
+                name: name.to_owned(),
+            },
+            _ => PortError::io(name, "TUNSETIFF (attach)", e),
+        })?;
+        let ctl = ctl_socket(&got)?;
+        let tap = Tap {
+            fd,
+            ctl,
+            name: got,
+            opts,
+            rx_dropped: 0,
+        };
+        tap.configure_queue()?;
+        tap.set_persist(true)?;
+        Ok((tap, true))
+    }
+
+    /// Makes the device outlive its descriptors (`true`) or vanish with them (`false`).
+    pub fn set_persist(&self, on: bool) -> Result<(), PortError> {
+        sys::tun::set_persist(self.fd.as_fd(), on)
+            .map_err(|e| PortError::io(&self.name, "TUNSETPERSIST", e))
+    }
+
     /// Opens one more queue of a multi-queue TAP: a new descriptor for the same device,
     /// which the kernel spreads flows over. Closing every queue removes the device.
     pub fn open_queue(&self) -> Result<Tap, PortError> {
@@ -312,6 +359,10 @@ impl PortIo for Tap {
 
     fn mac(&self) -> Result<MacAddr, PortError> {
         self.with_dev(|d| d.mac())
+    }
+
+    fn release(&mut self) {
+        let _ = self.set_persist(false);
     }
 
     fn rx_dropped(&self) -> u64 {

@@ -18,6 +18,8 @@ fn kill9_and_restart_loses_nothing() {
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
+    host.ok("ip addr add 10.2.0.1/24 dev br0");
+    host.ok("ip link set br0 up");
     let a = Endpoint::new(&host, "a", "veth10", "veth11", "10.2.0.11/24");
     let b = Endpoint::new(&host, "b", "veth20", "veth21", "10.2.0.21/24");
     d.ok("addif br0 veth10");
@@ -26,6 +28,7 @@ fn kill9_and_restart_loses_nothing() {
     d.ok("fdb add br0 02:00:00:00:aa:01 veth10 vlan 1");
     d.ok("setageing br0 120");
     assert!(a.ns.reaches("10.2.0.21"));
+    assert!(host.reaches("10.2.0.11"));
     let before = d.json("show br0");
 
     d.kill9();
@@ -57,6 +60,15 @@ fn kill9_and_restart_loses_nothing() {
     );
     assert!(a.ns.reaches("10.2.0.21"), "traffic resumes after restart");
     assert!(b.ns.reaches("10.2.0.11"));
+    // br0 outlived the daemon with its address: the host reaches the namespaces again.
+    assert!(host.ok("ip -br addr show br0").contains("10.2.0.1/24"));
+    assert!(host.reaches("10.2.0.21"), "host -> namespace after restart");
+    // delbr removes the host interface for good.
+    d.ok("delbr br0");
+    assert!(
+        !host.exec("ip link show br0").status.success(),
+        "br0 left behind by delbr"
+    );
 }
 
 #[test]

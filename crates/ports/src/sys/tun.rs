@@ -51,3 +51,14 @@ pub(crate) fn set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) })?;
     Ok(())
 }
+
+/// `TUNSETPERSIST`: whether the device outlives its last descriptor.
+pub(crate) fn set_persist(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (an unsigned long), not a pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, c_ulong_of(on)) })?;
+    Ok(())
+}
+
+fn c_ulong_of(on: bool) -> libc::c_ulong {
+    libc::c_ulong::from(on)
+}

@@ -116,16 +116,13 @@ fn spawn_persister(shared: Arc<Shared>) {
 }
 
 impl Shared {
-    /// Final save, then every bridge is closed (ports detached, TAPs removed).
+    /// Final save, then every bridge is closed (ports detached and restored; host
+    /// interfaces stay for the next start).
     pub(crate) fn shutdown(&self) {
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.persist(&mut saved) {
             tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");
         }
-        let _ = self.dp.call(|e| {
-            for b in e.bridge_names() {
-                let _ = e.del_bridge(&b);
-            }
-        });
+        let _ = self.dp.call(|e| e.close_all());
     }
 }
