@@ -1,0 +1,93 @@
+//! Port kinds and live changes: a TAP held by vbridge moved into a namespace, and ports
+//! added and removed while traffic flows between others.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn tap_port_moved_into_a_namespace() {
+    if !root_or_skip("tap_port_moved_into_a_namespace") {
+        return;
+    }
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    d.ok("addbr br0");
+    host.ok("ip addr add 10.4.0.1/24 dev br0");
+    host.ok("ip link set br0 up");
+    d.ok("tap add tap0 --bridge br0");
+    let v = d.json("show br0");
+    let kinds: Vec<_> = v[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].clone(), p["kind"].clone()))
+        .collect();
+    assert!(kinds.contains(&("tap0".into(), "tap".into())), "{kinds:?}");
+    // The TAP's netdev goes into a namespace, like a container's eth0.
+    let ns = Netns::new("t");
+    host.ok(&format!("ip link set tap0 netns {}", ns.name));
+    ns.ok("ip addr add 10.4.0.2/24 dev tap0");
+    ns.ok("ip link set tap0 up");
+    assert!(
+        ns.reaches("10.4.0.1"),
+        "namespace -> host through the TAP port"
+    );
+    assert!(host.reaches("10.4.0.2"), "host -> namespace");
+    // TCP with TSO: the namespace hands 64 KB segments to the TAP.
+    ns.ok("iperf3 -s -1 -D -B 10.4.0.2");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = host.ok("iperf3 -c 10.4.0.2 -t 1 -J");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 10e6
+    );
+    d.ok("tap del tap0");
+    assert!(
+        !ns.exec("ip link show tap0").status.success(),
+        "tap0 outlived `tap del`"
+    );
+}
+
+#[test]
+fn ports_come_and_go_while_traffic_flows() {
+    if !root_or_skip("ports_come_and_go_while_traffic_flows") {
+        return;
+    }
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let a = Endpoint::new(&host, "a", "pa", "e", "10.5.0.1/24");
+    let _b = Endpoint::new(&host, "b", "pb", "e", "10.5.0.2/24");
+    d.ok("addif br0 pa");
+    d.ok("addif br0 pb");
+    assert!(a.ns.reaches("10.5.0.2"));
+    // 300 pings at 10 ms while a third port and a second bridge come and go.
+    let mut ping = Command::new("ip")
+        .args([
+            "netns", "exec", &a.ns.name, "ping", "-q", "-c", "300", "-i", "0.01", "-W", "1",
+            "10.5.0.2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    host.ok("ip link add pc type veth peer name pcp");
+    for _ in 0..10 {
+        d.ok("addif br0 pc");
+        d.ok("addbr br1");
+        d.ok("delif br0 pc");
+        d.ok("delbr br1");
+    }
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("300 received") || text.contains(" 0% packet loss"),
+        "{text}"
+    );
+}
