@@ -21,6 +21,10 @@ use crate::view::PortKind;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Batches read from one port before others get their turn.
 const BATCHES_PER_TURN: usize = 4;
+/// How long the loop keeps polling without sleeping after it last moved a frame. A reply
+/// that arrives within this window (a ping's echo, a TCP ACK) is picked up without the
+/// wake-up latency of a sleeping thread; an idle datapath sleeps.
+const BUSY_POLL: Duration = Duration::from_micros(50);
 /// How often netdevs are checked for MAC, up/down and re-appearance.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -45,6 +49,8 @@ pub struct Engine {
     /// Ports with frames left after their turn.
     pending: Vec<Token>,
     next_housekeeping: Instant,
+    /// When a frame was last received, for busy polling.
+    last_rx: std::time::Instant,
     pub(crate) stopping: bool,
 }
 
@@ -66,6 +72,7 @@ impl Engine {
             origin: std::time::Instant::now(),
             pending: Vec::new(),
             next_housekeeping: Instant::ZERO,
+            last_rx: std::time::Instant::now(),
             stopping: false,
         }
     }
@@ -281,7 +288,7 @@ impl Engine {
     pub(crate) fn run(&mut self, jobs: &Receiver<Job>) {
         let mut events = Events::with_capacity(256);
         while !self.stopping {
-            let timeout = if self.pending.is_empty() {
+            let timeout = if self.pending.is_empty() && self.last_rx.elapsed() > BUSY_POLL {
                 self.timeout()
             } else {
                 Duration::ZERO
@@ -314,7 +321,12 @@ impl Engine {
     fn service(&mut self, t: Token) -> bool {
         let (bi, port) = untoken(t);
         let now = self.now();
-        let Engine { bridges, batch, .. } = self;
+        let Engine {
+            bridges,
+            batch,
+            last_rx,
+            ..
+        } = self;
         let Some(Some(rt)) = bridges.get_mut(bi) else {
             return false;
         };
@@ -331,6 +343,7 @@ impl Engine {
                 }
                 Ok(_) => {
                     more = true;
+                    *last_rx = std::time::Instant::now();
                     gone.extend(rt.forward(now, port, batch));
                 }
                 Err(e) if e.is_gone() => {

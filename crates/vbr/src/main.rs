@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod daemon;
 mod output;
+mod topology;
 
 use std::process::ExitCode;
 
