@@ -8,6 +8,7 @@ use vbridge_ports::{Batch, PacketBuf, PortIo};
 use vbridge_wire::vlan::set_outer_vid;
 
 use crate::config::StpParams;
+use crate::connect::Connection;
 use crate::engine::Backend;
 use crate::hostif::Quieted;
 use crate::view::PortKind;
@@ -26,6 +27,8 @@ pub(crate) struct PortRt {
     pub(crate) priority: u8,
     /// The netdev's index while attached (interfaces only).
     pub(crate) ifindex: Option<u32>,
+    /// The namespace this port connects, if it was made by `vbr connect`.
+    pub(crate) conn: Option<Connection>,
 }
 
 impl PortRt {
@@ -57,6 +60,8 @@ pub struct PortSpec {
     pub flags: PortFlags,
     pub vlan: VlanMode,
     pub max_learned: u32,
+    /// Set for ports that connect a namespace (`vbr connect`).
+    pub conn: Option<Connection>,
 }
 
 impl PortSpec {
@@ -69,6 +74,7 @@ impl PortSpec {
             flags: PortFlags::default(),
             vlan: VlanMode::default(),
             max_learned: 0,
+            conn: None,
         }
     }
 }
@@ -144,6 +150,16 @@ impl BridgeRt {
             .map(|(i, _)| PortId(i as u16))
     }
 
+    /// Names of the ports that connect namespace `netns` (by name or path).
+    pub fn connected(&self, netns: &str) -> Vec<String> {
+        self.ports
+            .iter()
+            .flatten()
+            .filter(|p| p.conn.as_ref().is_some_and(|c| c.netns == netns))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// Names and numbers of all ports.
     pub fn port_names(&self) -> impl Iterator<Item = (PortId, &str)> + '_ {
         self.ports
@@ -188,6 +204,7 @@ impl BridgeRt {
             path_cost: crate::config::DEFAULT_PATH_COST,
             priority: crate::config::DEFAULT_PORT_PRIORITY,
             ifindex: None,
+            conn: spec.conn.clone(),
         };
         if let Some(b) = backend {
             port.attach(b);

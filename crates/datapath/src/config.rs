@@ -103,6 +103,9 @@ pub struct PortCfg {
     pub max_learned: u32,
     pub path_cost: u32,
     pub priority: u8,
+    /// The namespace a `vbr connect` port joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<crate::connect::Connection>,
 }
 
 /// A static FDB entry as saved.
@@ -165,6 +168,7 @@ impl Engine {
                     max_learned: cfg.max_learned,
                     path_cost: prt.path_cost,
                     priority: prt.priority,
+                    conn: prt.conn.clone(),
                 });
             }
             let now = self.now();
@@ -234,6 +238,7 @@ impl Engine {
                     },
                     vlan,
                     max_learned: p.max_learned,
+                    conn: p.conn.clone(),
                 };
                 match self.add_port(name, &spec, true) {
                     Ok(id) => {

@@ -146,11 +146,8 @@ impl Engine {
         self.names.remove(name);
         for slot in rt.ports.iter_mut() {
             if let Some(mut p) = slot.take() {
-                if let Some(io) = p.io.as_mut() {
-                    io.release();
-                }
                 self.deregister(p.io.as_deref());
-                p.quiet.restore();
+                release(&mut p);
             }
         }
         self.pending.retain(|t| untoken(*t).0 != index);
@@ -239,7 +236,7 @@ impl Engine {
             .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
         let backend = match open_backend(spec) {
             Ok(b) => Some(b),
-            Err(e) if allow_gone && spec.kind == PortKind::Interface => {
+            Err(e) if allow_gone && (spec.kind == PortKind::Interface || spec.conn.is_some()) => {
                 tracing::warn!(port = %spec.name, error = %e, "port kept as gone");
                 None
             }
@@ -274,7 +271,7 @@ impl Engine {
             .take_port(id)
             .ok_or_else(|| DpError::NoSuchPort(name.to_owned()))?;
         self.deregister(p.io.as_deref());
-        p.quiet.restore();
+        release(&mut p);
         let t = token(index, id);
         self.pending.retain(|x| *x != t);
         self.sync_bridge(index);
@@ -370,7 +367,10 @@ impl Engine {
         let bname = rt.name.clone();
         if let Some(p) = rt.port_mut(id) {
             tracing::warn!(bridge = %bname, port = %p.name, "netdev vanished; port kept as gone");
-            if let Some(io) = p.io.take() {
+            if let Some(mut io) = p.io.take() {
+                if p.conn.is_some() {
+                    io.release(); // a connection's TAP must not keep a deleted namespace
+                }
                 let fd = io.as_raw_fd();
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
@@ -422,11 +422,26 @@ impl Engine {
             for id in ids {
                 let Some(p) = rt.port(id) else { continue };
                 let Some(io) = p.io.as_ref() else {
-                    if p.kind == PortKind::Interface && netdev::exists(&p.name).unwrap_or(false) {
+                    let back = match &p.conn {
+                        Some(c) => crate::connect::netns_exists(c),
+                        None => {
+                            p.kind == PortKind::Interface
+                                && netdev::exists(&p.name).unwrap_or(false)
+                        }
+                    };
+                    if back {
                         reattach.push(id);
                     }
                     continue;
                 };
+                if p.conn
+                    .as_ref()
+                    .is_some_and(|c| !crate::connect::netns_exists(c))
+                {
+                    // The namespace was deleted (our TAP kept it alive): let it go.
+                    gone.push(id);
+                    continue;
+                }
                 if p.ifindex.is_some() && netdev::ifindex(&p.name).ok() != p.ifindex {
                     // Deleted, or deleted and made again: drop the old socket, attach anew.
                     gone.push(id);
@@ -463,7 +478,8 @@ impl Engine {
             return;
         };
         let Some(p) = rt.port_mut(id) else { return };
-        let spec = PortSpec::new(&p.name, p.kind);
+        let mut spec = PortSpec::new(&p.name, p.kind);
+        spec.conn = p.conn.clone();
         match open_backend(&spec) {
             Ok(b) => {
                 let mac = b.mac;
@@ -534,6 +550,20 @@ impl Engine {
     }
 }
 
+/// Undoes what a port removed for good leaves behind: persistence of its TAP, a veth
+/// pair made for a connection, the quieted sysctls of an attached interface.
+fn release(p: &mut crate::bridge_rt::PortRt) {
+    match &p.conn {
+        Some(c) => crate::connect::remove(&p.name, c, p.io.as_mut()),
+        None => {
+            if let Some(io) = p.io.as_mut() {
+                io.release();
+            }
+        }
+    }
+    p.quiet.restore();
+}
+
 /// An opened port backend with what is known of its netdev.
 pub(crate) struct Backend {
     pub(crate) io: Box<dyn PortIo>,
@@ -546,6 +576,9 @@ pub(crate) struct Backend {
 /// Opens the backend of a (non-host) port.
 fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
     let name = &spec.name;
+    if let Some(c) = &spec.conn {
+        return crate::connect::open(name, c);
+    }
     match spec.kind {
         PortKind::Interface => {
             let io = AfPacket::attach(name, AfPacketOptions::default())

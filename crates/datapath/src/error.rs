@@ -29,6 +29,8 @@ pub enum DpError {
         #[source]
         source: PortError,
     },
+    #[error("{0}")]
+    Host(#[source] Box<vbridge_host::HostError>),
     #[error("the datapath thread is not running")]
     Stopped,
     #[error("{what}: {source}")]

@@ -9,6 +9,7 @@
 
 mod bridge_rt;
 mod config;
+mod connect;
 mod engine;
 mod error;
 mod handle;
@@ -18,6 +19,7 @@ mod views;
 
 pub use bridge_rt::{BridgeRt, PortSpec};
 pub use config::{BridgeCfg, Config, PortCfg, StaticEntry, StpMode, StpParams, VlanCfg};
+pub use connect::Connection;
 pub use engine::Engine;
 pub use error::DpError;
 pub use handle::Datapath;

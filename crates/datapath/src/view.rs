@@ -39,6 +39,11 @@ pub struct PortView {
     pub flags: FlagsView,
     pub max_learned: u32,
     pub learned: u32,
+    /// For `vbr connect` ports: the namespace and the interface name inside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
     pub counters: CountersView,
 }
 

@@ -63,6 +63,8 @@ impl BridgeRt {
                 },
                 max_learned: cfg.max_learned,
                 learned: c.port_learned(id).unwrap_or(0),
+                netns: rt.conn.as_ref().map(|c| c.netns.clone()),
+                ifname: rt.conn.as_ref().map(|c| c.ifname.clone()),
                 counters: CountersView {
                     rx_packets: counters.rx_packets,
                     rx_bytes: counters.rx_bytes,

@@ -109,6 +109,27 @@ pub(crate) enum Request {
     TapDel {
         name: String,
     },
+    NetnsAdd {
+        name: String,
+    },
+    NetnsDel {
+        name: String,
+    },
+    NetnsList,
+    Connect(crate::daemon::ConnectArgs),
+    Disconnect {
+        netns: String,
+        bridge: String,
+    },
+    /// Apply a checked topology; `name` keys what it made (a file path, or "default").
+    Up {
+        name: String,
+        plan: crate::topology::Plan,
+    },
+    /// Remove what `up` with this name made.
+    Down {
+        name: String,
+    },
 }
 
 impl Request {
@@ -122,6 +143,7 @@ impl Request {
                 | Request::Showstp { .. }
                 | Request::FdbShow { .. }
                 | Request::Stats { .. }
+                | Request::NetnsList
         )
     }
 }

@@ -95,6 +95,46 @@ pub(crate) enum Cmd {
     /// TAP ports held by vbridge.
     #[command(subcommand)]
     Tap(TapCmd),
+    /// Named network namespaces (the same /run/netns names as `ip netns`).
+    #[command(subcommand)]
+    Netns(NetnsCmd),
+    /// Put a namespace on a bridge: a TAP (default) or veth pair inside it, renamed,
+    /// addressed, up, with a default route.
+    Connect {
+        /// A name under /run/netns, or a path like /proc/PID/ns/net.
+        netns: String,
+        bridge: String,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        /// An address with prefix length (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        /// A veth pair instead of a TAP.
+        #[arg(long)]
+        veth: bool,
+    },
+    /// Undo `connect`.
+    Disconnect { netns: String, bridge: String },
+    /// Bring up a topology file (or the built-in default: seed 002's br0 with ns0, ns1),
+    /// starting the daemon if none runs. Applying it again changes nothing.
+    Up { file: Option<PathBuf> },
+    /// Remove exactly what `up` of this file (or of the default) made.
+    Down { file: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetnsCmd {
+    /// Create a named namespace.
+    Add { name: String },
+    /// Delete a named namespace (ports connecting it go first).
+    Del { name: String },
+    /// List named namespaces.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +244,28 @@ fn link_args(args: &[String]) -> Result<(BTreeMap<String, bool>, Option<VlanCfg>
         bail!("nothing to set: give flags (e.g. `hairpin on`) or `access VID` / `trunk VIDS`");
     }
     Ok((flags, vlan))
+}
+
+/// The key under which a topology's objects are recorded: its canonical path, or
+/// "default".
+fn topology_name(file: Option<&std::path::Path>) -> Result<String> {
+    match file {
+        None => Ok("default".into()),
+        Some(f) => Ok(std::fs::canonicalize(f)
+            .unwrap_or_else(|_| f.to_owned())
+            .display()
+            .to_string()),
+    }
+}
+
+fn topology_source(file: Option<&std::path::Path>) -> Result<(String, String)> {
+    let name = topology_name(file)?;
+    let src = match file {
+        None => crate::topology::DEFAULT_TOPOLOGY.to_owned(),
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read topology file {}: {e}", f.display()))?,
+    };
+    Ok((name, src))
 }
 
 impl Cmd {
@@ -320,6 +382,38 @@ impl Cmd {
                 bridge: s(bridge),
             },
             Cmd::Tap(TapCmd::Del { name }) => Request::TapDel { name: s(name) },
+            Cmd::Netns(NetnsCmd::Add { name }) => Request::NetnsAdd { name: s(name) },
+            Cmd::Netns(NetnsCmd::Del { name }) => Request::NetnsDel { name: s(name) },
+            Cmd::Netns(NetnsCmd::List) => Request::NetnsList,
+            Cmd::Connect {
+                netns,
+                bridge,
+                ifname,
+                ips,
+                gateway,
+                mac,
+                veth,
+            } => Request::Connect(crate::daemon::ConnectArgs {
+                netns: s(netns),
+                bridge: s(bridge),
+                ifname: Some(s(ifname)),
+                ips: ips.clone(),
+                gateway: gateway.clone(),
+                mac: mac.clone(),
+                veth: *veth,
+            }),
+            Cmd::Disconnect { netns, bridge } => Request::Disconnect {
+                netns: s(netns),
+                bridge: s(bridge),
+            },
+            Cmd::Up { file } => {
+                let (name, src) = topology_source(file.as_deref())?;
+                let plan = crate::topology::parse(&name, &src)?;
+                Request::Up { name, plan }
+            }
+            Cmd::Down { file } => Request::Down {
+                name: topology_name(file.as_deref())?,
+            },
         }))
     }
 }

@@ -43,6 +43,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(req, api::Request::Up { .. }) {
+        if let Err(e) = client::ensure_daemon(&cli.socket) {
+            eprintln!("vbr: {e:#}");
+            return ExitCode::from(3);
+        }
+    }
+    let shows = matches!(req, api::Request::Up { .. });
     match client::call(&cli.socket, &req) {
         Ok(resp) if resp.ok => {
             let v = resp.result.unwrap_or(serde_json::Value::Null);
@@ -50,6 +57,12 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 output::print(&req, &v);
+            }
+            if shows && !cli.json {
+                let show = api::Request::Show { bridge: None };
+                if let Ok(r) = client::call(&cli.socket, &show) {
+                    output::print(&show, &r.result.unwrap_or_default());
+                }
             }
             ExitCode::SUCCESS
         }

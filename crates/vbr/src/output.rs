@@ -22,6 +22,17 @@ pub(crate) fn print(req: &Request, v: &Value) {
         Request::Stats { .. } => stats(v),
         Request::Ping => println!("{}", s(v)),
         Request::FdbFlush { .. } => println!("flushed {} entries", s(&v["flushed"])),
+        Request::NetnsList => {
+            for n in v.as_array().into_iter().flatten() {
+                println!("{}", s(n));
+            }
+        }
+        Request::Connect(_) => println!(
+            "{} is port {} of {}",
+            s(&v["netns"]),
+            s(&v["port"]),
+            s(&v["bridge"])
+        ),
         _ => {}
     }
 }

@@ -126,7 +126,11 @@ impl fmt::Display for TopologyError {
         if self.field.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
         } else {
-            write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message)
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.field, self.message
+            )
         }
     }
 }
@@ -138,7 +142,9 @@ pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (a, p) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?} is not an address with a prefix length, like 10.0.0.2/24"))?;
-    let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
+    let addr: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IP address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = p
         .parse()
@@ -158,7 +164,12 @@ impl Checker<'_> {
         self.src[..offset.min(self.src.len())].matches('\n').count() + 1
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, field: String, message: String) -> Result<T, TopologyError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: String,
+        message: String,
+    ) -> Result<T, TopologyError> {
         Err(TopologyError {
             file: self.file.to_owned(),
             line: self.line_of(span.start),
@@ -169,11 +180,19 @@ impl Checker<'_> {
 
     fn name(&self, v: &Spanned<String>, field: String) -> Result<String, TopologyError> {
         let n = v.get_ref();
-        let ok = !n.is_empty() && n.len() < 16 && !n.contains(['/', ':', ' ', '%']) && n != "." && n != "..";
+        let ok = !n.is_empty()
+            && n.len() < 16
+            && !n.contains(['/', ':', ' ', '%'])
+            && n != "."
+            && n != "..";
         if ok {
             Ok(n.clone())
         } else {
-            self.err(v.span(), field, format!("invalid name {n:?}: 1-15 characters, no '/', ':', '%' or spaces"))
+            self.err(
+                v.span(),
+                field,
+                format!("invalid name {n:?}: 1-15 characters, no '/', ':', '%' or spaces"),
+            )
         }
     }
 
@@ -191,7 +210,11 @@ impl Checker<'_> {
         if (1..=4094).contains(v.get_ref()) {
             Ok(*v.get_ref())
         } else {
-            self.err(v.span(), field, format!("VLAN id {} is invalid: use 1..=4094", v.get_ref()))
+            self.err(
+                v.span(),
+                field,
+                format!("VLAN id {} is invalid: use 1..=4094", v.get_ref()),
+            )
         }
     }
 }
@@ -210,8 +233,15 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
     for (bi, b) in parsed.bridges.iter().enumerate() {
         let at = format!("bridge[{bi}]");
         let name = c.name(&b.name, format!("{at}.name"))?;
-        if bridge_lines.insert(name.clone(), c.line_of(b.name.span().start)).is_some() {
-            return c.err(b.name.span(), format!("{at}.name"), format!("bridge {name} is defined twice"));
+        if bridge_lines
+            .insert(name.clone(), c.line_of(b.name.span().start))
+            .is_some()
+        {
+            return c.err(
+                b.name.span(),
+                format!("{at}.name"),
+                format!("bridge {name} is defined twice"),
+            );
         }
         let stp = match &b.stp {
             None => None,
@@ -219,12 +249,22 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
                 "off" | "no" => StpMode::Off,
                 "on" | "stp" | "yes" => StpMode::Stp,
                 "rstp" => StpMode::Rstp,
-                other => return c.err(s.span(), format!("{at}.stp"), format!("{other:?}: use off, stp or rstp")),
+                other => {
+                    return c.err(
+                        s.span(),
+                        format!("{at}.stp"),
+                        format!("{other:?}: use off, stp or rstp"),
+                    );
+                }
             }),
         };
         let ageing = match &b.ageing {
             Some(a) if !(0.0..=1e6).contains(a.get_ref()) => {
-                return c.err(a.span(), format!("{at}.ageing"), "use 0..=1000000 seconds".into());
+                return c.err(
+                    a.span(),
+                    format!("{at}.ageing"),
+                    "use 0..=1000000 seconds".into(),
+                );
             }
             a => a.as_ref().map(|a| *a.get_ref()),
         };
@@ -234,15 +274,28 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             let pname = c.name(&p.name, format!("{pat}.name"))?;
             let vlan = match (&p.access, &p.trunk) {
                 (Some(_), Some(t)) => {
-                    return c.err(t.span(), format!("{pat}.trunk"), "a port is either access or trunk".into());
+                    return c.err(
+                        t.span(),
+                        format!("{pat}.trunk"),
+                        "a port is either access or trunk".into(),
+                    );
                 }
-                (Some(a), None) => Some(VlanCfg::Access { vid: c.vid(a, format!("{pat}.access"))? }),
+                (Some(a), None) => Some(VlanCfg::Access {
+                    vid: c.vid(a, format!("{pat}.access"))?,
+                }),
                 (None, Some(t)) => {
                     if let Err(e) = VidSet::parse_list(t.get_ref()) {
                         return c.err(t.span(), format!("{pat}.trunk"), e.to_string());
                     }
-                    let native = p.native.as_ref().map(|n| c.vid(n, format!("{pat}.native"))).transpose()?;
-                    Some(VlanCfg::Trunk { allowed: t.get_ref().clone(), native })
+                    let native = p
+                        .native
+                        .as_ref()
+                        .map(|n| c.vid(n, format!("{pat}.native")))
+                        .transpose()?;
+                    Some(VlanCfg::Trunk {
+                        allowed: t.get_ref().clone(),
+                        native,
+                    })
                 }
                 (None, None) => None,
             };
@@ -261,36 +314,67 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         let at = format!("namespace[{ni}]");
         let name = n.name.get_ref().clone();
         if name.is_empty() || name.contains(['/', ' ']) && !name.starts_with("/proc/") {
-            return c.err(n.name.span(), format!("{at}.name"), format!("invalid namespace {name:?}"));
+            return c.err(
+                n.name.span(),
+                format!("{at}.name"),
+                format!("invalid namespace {name:?}"),
+            );
         }
         let bridge = n.bridge.get_ref().clone();
         if !bridge_lines.contains_key(&bridge) {
-            return c.err(n.bridge.span(), format!("{at}.bridge"), format!("bridge {bridge:?} is not defined in this file"));
+            return c.err(
+                n.bridge.span(),
+                format!("{at}.bridge"),
+                format!("bridge {bridge:?} is not defined in this file"),
+            );
         }
         let ifname = match &n.ifname {
             Some(i) => c.name(i, format!("{at}.ifname"))?,
             None => "eth0".to_owned(),
         };
-        if ns_names.insert((name.clone(), ifname.clone()), ()).is_some() {
-            return c.err(n.name.span(), format!("{at}.name"), format!("{name} already has an interface {ifname}"));
+        if ns_names
+            .insert((name.clone(), ifname.clone()), ())
+            .is_some()
+        {
+            return c.err(
+                n.name.span(),
+                format!("{at}.name"),
+                format!("{name} already has an interface {ifname}"),
+            );
         }
         let addresses = c.cidrs(&n.addresses, &format!("{at}.addresses"))?;
         let gateway = match &n.gateway {
             Some(g) => match g.get_ref().parse::<IpAddr>() {
                 Ok(ip) => Some(ip.to_string()),
-                Err(_) => return c.err(g.span(), format!("{at}.gateway"), format!("{:?} is not an IP address", g.get_ref())),
+                Err(_) => {
+                    return c.err(
+                        g.span(),
+                        format!("{at}.gateway"),
+                        format!("{:?} is not an IP address", g.get_ref()),
+                    );
+                }
             },
             None => None,
         };
         let mac = match &n.mac {
             Some(m) => match m.get_ref().parse::<MacAddr>() {
                 Ok(mac) if mac.is_unicast() => Some(mac.to_string()),
-                Ok(_) => return c.err(m.span(), format!("{at}.mac"), "must be a unicast address".into()),
+                Ok(_) => {
+                    return c.err(
+                        m.span(),
+                        format!("{at}.mac"),
+                        "must be a unicast address".into(),
+                    );
+                }
                 Err(e) => return c.err(m.span(), format!("{at}.mac"), e.to_string()),
             },
             None => None,
         };
-        let access = n.access.as_ref().map(|a| c.vid(a, format!("{at}.access"))).transpose()?;
+        let access = n
+            .access
+            .as_ref()
+            .map(|a| c.vid(a, format!("{at}.access")))
+            .transpose()?;
         plan.namespaces.push(NsPlan {
             name,
             bridge,
@@ -314,8 +398,15 @@ mod tests {
         let p = parse("default", DEFAULT_TOPOLOGY).unwrap();
         assert_eq!(p.bridges.len(), 1);
         assert_eq!(p.bridges[0].addresses, vec!["192.168.88.1/24"]);
-        let ns: Vec<_> = p.namespaces.iter().map(|n| (n.name.as_str(), n.addresses[0].as_str())).collect();
-        assert_eq!(ns, vec![("ns0", "192.168.88.2/24"), ("ns1", "192.168.88.3/24")]);
+        let ns: Vec<_> = p
+            .namespaces
+            .iter()
+            .map(|n| (n.name.as_str(), n.addresses[0].as_str()))
+            .collect();
+        assert_eq!(
+            ns,
+            vec![("ns0", "192.168.88.2/24"), ("ns1", "192.168.88.3/24")]
+        );
         assert_eq!(p.namespaces[0].ifname, "eth0");
         assert_eq!(p.namespaces[0].gateway.as_deref(), Some("192.168.88.1"));
     }
@@ -332,13 +423,20 @@ mod tests {
 
         let e = fails("[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n");
         assert_eq!((e.line, e.field.as_str()), (3, "bridge[0].addresses[0]"));
-        assert!(e.to_string().starts_with("t.toml:3: bridge[0].addresses[0]: prefix length"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.toml:3: bridge[0].addresses[0]: prefix length"),
+            "{e}"
+        );
 
-        let e = fails("[[bridge]]\nname = \"br0\"\n\n[[namespace]]\nname = \"a\"\nbridge = \"br9\"\n");
+        let e =
+            fails("[[bridge]]\nname = \"br0\"\n\n[[namespace]]\nname = \"a\"\nbridge = \"br9\"\n");
         assert_eq!((e.line, e.field.as_str()), (6, "namespace[0].bridge"));
         assert!(e.message.contains("br9"));
 
-        let e = fails("[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ngateway = \"10.0.0\"\n");
+        let e = fails(
+            "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ngateway = \"10.0.0\"\n",
+        );
         assert_eq!(e.field, "namespace[0].gateway");
 
         let e = fails("[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p\"\naccess = 4095\n");
@@ -346,7 +444,9 @@ mod tests {
 
         let e = fails("[[bridge]]\nname = \"br0\"\n[[bridge]]\nname = \"br0\"\n");
         assert!(e.message.contains("twice"));
-        let e = fails("[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\nmac = \"ff:ff:ff:ff:ff:ff\"\n");
+        let e = fails(
+            "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\nmac = \"ff:ff:ff:ff:ff:ff\"\n",
+        );
         assert_eq!(e.field, "namespace[0].mac");
         let e = fails("[[bridge]]\nname = \"br0\"\nstp = \"maybe\"\n");
         assert_eq!(e.field, "bridge[0].stp");
@@ -365,7 +465,13 @@ mod tests {
         assert_eq!(
             p.bridges[0].ports,
             vec![
-                ("eth1".into(), Some(VlanCfg::Trunk { allowed: "10,20".into(), native: Some(1) })),
+                (
+                    "eth1".into(),
+                    Some(VlanCfg::Trunk {
+                        allowed: "10,20".into(),
+                        native: Some(1)
+                    })
+                ),
                 ("eth2".into(), Some(VlanCfg::Access { vid: 10 })),
             ]
         );

@@ -69,7 +69,7 @@ fn ports_come_and_go_while_traffic_flows() {
     d.ok("addif br0 pb");
     assert!(a.ns.reaches("10.5.0.2"));
     // 300 pings at 10 ms while a third port and a second bridge come and go.
-    let mut ping = Command::new("ip")
+    let ping = Command::new("ip")
         .args([
             "netns", "exec", &a.ns.name, "ping", "-q", "-c", "300", "-i", "0.01", "-W", "1",
             "10.5.0.2",

@@ -94,8 +94,21 @@ pub(crate) fn apply(e: &mut Engine, req: Request) -> Outcome {
     out
 }
 
+/// Runs one request without the final sync (for composite requests).
+pub(crate) fn apply_one(e: &mut Engine, req: Request) -> Outcome {
+    run(e, req)
+}
+
 fn run(e: &mut Engine, req: Request) -> Outcome {
     match req {
+        Request::NetnsAdd { name } => super::wiring::netns_add(&name),
+        Request::NetnsDel { name } => super::wiring::netns_del(e, &name),
+        Request::NetnsList => super::wiring::netns_list(),
+        Request::Connect(args) => super::wiring::connect(e, &args),
+        Request::Disconnect { netns, bridge } => super::wiring::disconnect(e, &netns, &bridge),
+        Request::Up { .. } | Request::Down { .. } => {
+            Err("up/down are handled by the daemon itself".into())
+        }
         Request::Ping => Ok(json!("pong")),
         Request::Addbr { bridge } => {
             check_name(&bridge)?;

@@ -5,6 +5,9 @@
 mod handler;
 mod server;
 mod store;
+mod wiring;
+
+pub(crate) use wiring::ConnectArgs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,8 @@ pub(crate) struct Options {
 pub(crate) struct Shared {
     dp: Datapath,
     store: Store,
+    /// What each `vbr up` made; held while an up or down runs.
+    topologies: Mutex<store::Topologies>,
     /// The configuration last saved; held while a change is applied and saved, so
     /// changes are saved in the order they were made.
     saved: Mutex<Config>,
@@ -35,6 +40,11 @@ pub(crate) struct Shared {
 impl Shared {
     /// Runs one request; saves the configuration after a change.
     pub(crate) fn execute(&self, req: Request) -> Response {
+        match req {
+            Request::Up { name, plan } => return self.up(name, plan),
+            Request::Down { name } => return self.down(name),
+            _ => {}
+        }
         let mutates = req.mutates();
         let mut saved = if mutates {
             Some(self.saved.lock().unwrap_or_else(|p| p.into_inner()))
@@ -56,6 +66,69 @@ impl Shared {
         match out {
             Ok(v) => Response::ok(v),
             Err(msg) => Response::err(msg),
+        }
+    }
+
+    /// `vbr up`: applies the plan, records what it made (merged with earlier runs of the
+    /// same topology), saves both. A failure part-way leaves what was made recorded, so
+    /// `vbr down` can still remove it.
+    fn up(&self, name: String, plan: crate::topology::Plan) -> Response {
+        let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let out = self.dp.call(move |e| {
+            let mut made = wiring::Made::default();
+            let r = wiring::up(e, &plan, &mut made);
+            (r, made)
+        });
+        let (result, made) = match out {
+            Ok(x) => x,
+            Err(e) => return Response::err(e.to_string()),
+        };
+        let changed = !made.is_empty();
+        tops.entry(name.clone()).or_default().merge(made);
+        let saving = self
+            .store
+            .save_topologies(&tops)
+            .and_then(|()| self.persist(&mut saved));
+        if let Err(e) = saving {
+            return Response::err(format!(
+                "applied, but saving the configuration failed: {e:#}"
+            ));
+        }
+        match result {
+            Ok(()) => Response::ok(serde_json::json!({ "topology": name, "changed": changed })),
+            Err(m) => Response::err(format!("{name}: {m}")),
+        }
+    }
+
+    /// `vbr down`: removes exactly what `up` of this topology made.
+    fn down(&self, name: String) -> Response {
+        let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(made) = tops.get(&name).cloned() else {
+            return Response::err(format!("nothing was brought up from {name} (see `vbr up`)"));
+        };
+        let problems = match self.dp.call(move |e| wiring::down(e, &made)) {
+            Ok(p) => p,
+            Err(e) => return Response::err(e.to_string()),
+        };
+        tops.remove(&name);
+        let saving = self
+            .store
+            .save_topologies(&tops)
+            .and_then(|()| self.persist(&mut saved));
+        if let Err(e) = saving {
+            return Response::err(format!(
+                "removed, but saving the configuration failed: {e:#}"
+            ));
+        }
+        if problems.is_empty() {
+            Response::ok(serde_json::json!({ "topology": name }))
+        } else {
+            Response::err(format!(
+                "{name}: some objects could not be removed: {}",
+                problems.join("; ")
+            ))
         }
     }
 
@@ -86,8 +159,10 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         tracing::warn!("restoring configuration: {p}");
     }
     let listener = server::bind(&opts.socket)?;
+    let topologies = store.load_topologies()?;
     let shared = Arc::new(Shared {
         dp,
+        topologies: Mutex::new(topologies),
         store,
         saved: Mutex::new(config),
     });

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use vbridge_datapath::Config;
 
+use super::wiring::Made;
+
+/// What each `vbr up` made, by topology name (a file path, or "default").
+pub(crate) type Topologies = std::collections::BTreeMap<String, Made>;
+
 /// Where the configuration lives.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
@@ -41,9 +46,30 @@ impl Store {
 
     /// Replaces the saved configuration atomically.
     pub(crate) fn save(&self, config: &Config) -> Result<()> {
-        let path = self.path();
-        let tmp = self.dir.join("config.json.tmp");
-        let body = serde_json::to_vec_pretty(config)?;
+        self.write("config.json", config)
+    }
+
+    /// What each `vbr up` made, by topology name.
+    pub(crate) fn load_topologies(&self) -> Result<Topologies> {
+        let path = self.dir.join("topologies.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {} (fix or remove it)", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Topologies::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Replaces the record of what `vbr up` made.
+    pub(crate) fn save_topologies(&self, t: &Topologies) -> Result<()> {
+        self.write("topologies.json", t)
+    }
+
+    /// Writes `value` as JSON to `name` in the state directory, atomically.
+    fn write(&self, name: &str, value: &impl serde::Serialize) -> Result<()> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let body = serde_json::to_vec_pretty(value)?;
         let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(&body)?;
         f.write_all(b"\n")?;

@@ -140,8 +140,12 @@ impl Daemon {
     /// Starts the daemon process (again) with the same state.
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.host, vbr_bin(), "daemon"])
+        // nsenter enters only the network namespace; `ip netns exec` would also give the
+        // daemon a private mount namespace, hiding the namespaces it mounts under
+        // /run/netns from everyone else.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.host))
+            .args([vbr_bin(), "daemon"])
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")

@@ -1,0 +1,161 @@
+//! Ports that put a network namespace on a bridge (`vbr connect`): a TAP created inside
+//! the namespace under its final name (default; persistent, so a daemon restart finds it
+//! with its addresses), or a veth pair whose host end is attached with AF_PACKET. The
+//! namespace side gets its MAC, addresses, `lo` and the link up, and a default route.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use vbridge_core::MacAddr;
+use vbridge_host::{ErrorKind, HostError, Netlink, netns};
+use vbridge_ports::{AfPacket, AfPacketOptions, PortIo, Tap, TapOptions, netdev};
+
+use crate::engine::Backend;
+use crate::error::DpError;
+use crate::hostif::Quieted;
+
+/// A namespace connection as configured and saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// A name under /run/netns, or a path such as /proc/PID/ns/net.
+    pub netns: String,
+    /// The interface name inside the namespace.
+    pub ifname: String,
+    /// CIDRs for the interface.
+    pub addresses: Vec<String>,
+    pub gateway: Option<String>,
+    pub mac: Option<String>,
+    /// A veth pair instead of a TAP.
+    pub veth: bool,
+}
+
+impl Connection {
+    /// The port's name on the bridge: `<namespace>-<ifname>`, at most 15 characters (it
+    /// is the host end's netdev name for veth connections).
+    pub fn port_name(&self) -> String {
+        let ns = self
+            .netns
+            .trim_end_matches("/ns/net")
+            .rsplit('/')
+            .next()
+            .unwrap_or("ns");
+        let ns = if self.netns.contains('/') {
+            format!("p{ns}")
+        } else {
+            ns.to_owned()
+        };
+        let mut name = format!("{ns}-{}", self.ifname);
+        name.truncate(15);
+        name
+    }
+}
+
+fn host(e: HostError) -> DpError {
+    DpError::Host(Box::new(e))
+}
+
+/// Tolerates "already there" (addresses, routes, `lo` up on a restart).
+fn idempotent(r: Result<(), HostError>) -> Result<(), HostError> {
+    match r {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), DpError> {
+    let bad = || DpError::InvalidName {
+        name: s.to_owned(),
+        why: "not an address with a prefix length, like 10.0.0.2/24",
+    };
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
+}
+
+/// Gives the namespace side of a connection its settings. Runs inside the namespace.
+fn configure(nl: &mut Netlink, c: &Connection) -> Result<(), DpError> {
+    nl.set_up("lo").map_err(host)?;
+    if let Some(m) = &c.mac {
+        let mac: MacAddr = m.parse().map_err(|_| DpError::InvalidName {
+            name: m.clone(),
+            why: "not a MAC address",
+        })?;
+        nl.set_mac(&c.ifname, mac.0).map_err(host)?;
+    }
+    for a in &c.addresses {
+        let (ip, prefix) = parse_cidr(a)?;
+        idempotent(nl.add_address(&c.ifname, ip, prefix)).map_err(host)?;
+    }
+    nl.set_up(&c.ifname).map_err(host)?;
+    if let Some(g) = &c.gateway {
+        let gw: IpAddr = g.parse().map_err(|_| DpError::InvalidName {
+            name: g.clone(),
+            why: "not an IP address",
+        })?;
+        idempotent(nl.add_default_route(gw)).map_err(host)?;
+    }
+    Ok(())
+}
+
+/// Opens (or re-opens) the backend of a connected port called `port`.
+pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
+    let ns = netns::open(&c.netns).map_err(host)?;
+    if c.veth {
+        let mut nl = Netlink::new().map_err(host)?;
+        if !nl.link_exists(port).map_err(host)? {
+            nl.create_veth_with_peer_in(port, &c.ifname, &ns)
+                .map_err(host)?;
+        }
+        let conn = c.clone();
+        netns::run_in(&ns, move || {
+            Ok(Netlink::new()
+                .map_err(host)
+                .and_then(|mut nl| configure(&mut nl, &conn)))
+        })
+        .map_err(host)??;
+        let io = AfPacket::attach(port, AfPacketOptions::default())
+            .map_err(|e| DpError::port(port, e))?;
+        netdev::set_up(port).map_err(|e| DpError::port(port, e))?;
+        return Ok(Backend {
+            mac: io.mac().ok().map(MacAddr),
+            ifindex: Some(io.ifindex()),
+            io: Box::new(io),
+            quiet: Quieted::apply(port),
+        });
+    }
+    let conn = c.clone();
+    let tap = netns::run_in(&ns, move || {
+        Ok((|| {
+            let (tap, _existed) = Tap::open_persistent(&conn.ifname, TapOptions::default())
+                .map_err(|e| DpError::port(&conn.ifname, e))?;
+            configure(&mut Netlink::new().map_err(host)?, &conn)?;
+            Ok::<Tap, DpError>(tap)
+        })())
+    })
+    .map_err(host)??;
+    Ok(Backend {
+        io: Box::new(tap),
+        // The TAP's netdev is the namespace's interface: not a bridge address.
+        mac: None,
+        quiet: Quieted::default(),
+        ifindex: None,
+    })
+}
+
+/// Whether the namespace of a connection (still) exists.
+pub(crate) fn netns_exists(c: &Connection) -> bool {
+    netns::open(&c.netns).is_ok()
+}
+
+/// Removes what a connection made outside the port itself: a veth's host end (its peer
+/// in the namespace goes with it).
+pub(crate) fn remove(port: &str, c: &Connection, io: Option<&mut Box<dyn PortIo>>) {
+    if let Some(io) = io {
+        io.release();
+    }
+    if c.veth {
+        if let Ok(mut nl) = Netlink::new() {
+            let _ = nl.delete_link(port);
+        }
+    }
+}

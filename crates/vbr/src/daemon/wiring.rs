@@ -1,0 +1,314 @@
+//! Namespaces on bridges: `vbr netns`, `vbr connect`/`disconnect`, and `vbr up`/`down`,
+//! which apply a topology plan idempotently and record what they made so `down` removes
+//! exactly that.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use vbridge_core::MacAddr;
+use vbridge_datapath::{Connection, Engine, PortKind, PortSpec, VlanCfg};
+use vbridge_host::{Netlink, netns};
+
+use crate::topology::{Plan, parse_cidr};
+
+type Outcome = Result<Value, String>;
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(&format!(": {cs}"));
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// What one `vbr up` made, so `vbr down` removes exactly that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Made {
+    pub(crate) bridges: Vec<String>,
+    pub(crate) addresses: Vec<(String, String)>,
+    pub(crate) ports: Vec<(String, String)>,
+    pub(crate) netns: Vec<String>,
+    /// (bridge, port) of namespace connections.
+    pub(crate) connections: Vec<(String, String)>,
+}
+
+impl Made {
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Made::default()
+    }
+
+    /// Adds what `other` made.
+    pub(crate) fn merge(&mut self, other: Made) {
+        fn add<T: PartialEq>(v: &mut Vec<T>, more: Vec<T>) {
+            for x in more {
+                if !v.contains(&x) {
+                    v.push(x);
+                }
+            }
+        }
+        add(&mut self.bridges, other.bridges);
+        add(&mut self.addresses, other.addresses);
+        add(&mut self.ports, other.ports);
+        add(&mut self.netns, other.netns);
+        add(&mut self.connections, other.connections);
+    }
+}
+
+/// Options of `vbr connect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectArgs {
+    pub(crate) netns: String,
+    pub(crate) bridge: String,
+    pub(crate) ifname: Option<String>,
+    #[serde(default)]
+    pub(crate) ips: Vec<String>,
+    pub(crate) gateway: Option<String>,
+    pub(crate) mac: Option<String>,
+    #[serde(default)]
+    pub(crate) veth: bool,
+}
+
+fn check_netns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.len() > 200 {
+        Err(format!("invalid namespace name {name:?}"))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn netns_add(name: &str) -> Outcome {
+    check_netns_name(name)?;
+    netns::add(name).map_err(|e| chain(&e))?;
+    Ok(json!({ "netns": name }))
+}
+
+pub(crate) fn netns_del(e: &mut Engine, name: &str) -> Outcome {
+    check_netns_name(name)?;
+    // Ports connecting it go first (their TAPs live in it).
+    for b in e.bridge_names() {
+        let ports = e
+            .bridge(&b)
+            .map(|rt| rt.connected(name))
+            .unwrap_or_default();
+        for p in ports {
+            let _ = e.del_port(&b, &p);
+        }
+    }
+    netns::del(name).map_err(|e| chain(&e))?;
+    Ok(json!({ "netns": name }))
+}
+
+pub(crate) fn netns_list() -> Outcome {
+    Ok(json!(netns::list().map_err(|e| chain(&e))?))
+}
+
+/// `vbr connect`: a port for namespace `a.netns` on `a.bridge`.
+pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
+    e.bridge(&a.bridge).map_err(|x| chain(&x))?;
+    let mut addresses = Vec::new();
+    for ip in &a.ips {
+        let (addr, p) = parse_cidr(ip).map_err(|m| format!("--ip {ip}: {m}"))?;
+        addresses.push(format!("{addr}/{p}"));
+    }
+    if let Some(g) = &a.gateway {
+        g.parse::<IpAddr>()
+            .map_err(|_| format!("--gateway {g:?} is not an IP address"))?;
+    }
+    if let Some(m) = &a.mac {
+        let mac = m.parse::<MacAddr>().map_err(|x| x.to_string())?;
+        if !mac.is_unicast() {
+            return Err(format!("--mac {m} must be a unicast address"));
+        }
+    }
+    if netns::open(&a.netns).is_err() {
+        return Err(format!(
+            "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
+            a.netns, a.netns
+        ));
+    }
+    let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
+    if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', ':']) {
+        return Err(format!("invalid interface name {ifname:?}"));
+    }
+    let conn = Connection {
+        netns: a.netns.clone(),
+        ifname,
+        addresses,
+        gateway: a.gateway.clone(),
+        mac: a.mac.clone(),
+        veth: a.veth,
+    };
+    let name = conn.port_name();
+    if let Some((b, _)) = e.find_port(&name) {
+        return Err(format!(
+            "{} is already connected to bridge {b} as port {name}",
+            a.netns
+        ));
+    }
+    let kind = if a.veth {
+        PortKind::Interface
+    } else {
+        PortKind::Tap
+    };
+    let mut spec = PortSpec::new(&name, kind);
+    spec.conn = Some(conn);
+    let id = e.add_port(&a.bridge, &spec, false).map_err(|x| chain(&x))?;
+    Ok(json!({ "bridge": a.bridge, "port": name, "port_no": id.0, "netns": a.netns }))
+}
+
+/// `vbr disconnect NS BRIDGE`.
+pub(crate) fn disconnect(e: &mut Engine, ns: &str, bridge: &str) -> Outcome {
+    let ports = e.bridge(bridge).map_err(|x| chain(&x))?.connected(ns);
+    if ports.is_empty() {
+        return Err(format!(
+            "{ns} is not connected to bridge {bridge} (see `vbr show {bridge}`)"
+        ));
+    }
+    for p in &ports {
+        e.del_port(bridge, p).map_err(|x| chain(&x))?;
+    }
+    Ok(json!({ "bridge": bridge, "ports": ports }))
+}
+
+/// Applies a plan, noting in `made` what it made (nothing when everything already
+/// existed). On error, `made` still lists what was made before it.
+pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), String> {
+    let mut nl = Netlink::new().map_err(|x| chain(&x))?;
+    for b in &plan.bridges {
+        if e.bridge(&b.name).is_err() {
+            super::handler::apply_one(
+                e,
+                crate::api::Request::Addbr {
+                    bridge: b.name.clone(),
+                },
+            )?;
+            made.bridges.push(b.name.clone());
+        }
+        let have = nl.addresses(&b.name).map_err(|x| chain(&x))?;
+        for a in &b.addresses {
+            let (ip, p) = parse_cidr(a)?;
+            if !have.contains(&(ip, p)) {
+                nl.add_address(&b.name, ip, p).map_err(|x| chain(&x))?;
+                made.addresses.push((b.name.clone(), a.clone()));
+            }
+        }
+        nl.set_up(&b.name).map_err(|x| chain(&x))?;
+        if let Some(mode) = b.stp {
+            super::handler::apply_one(
+                e,
+                crate::api::Request::Stp {
+                    bridge: b.name.clone(),
+                    mode,
+                },
+            )?;
+        }
+        if let Some(s) = b.ageing {
+            super::handler::apply_one(
+                e,
+                crate::api::Request::Setageing {
+                    bridge: b.name.clone(),
+                    secs: s,
+                },
+            )?;
+        }
+        for (port, vlan) in &b.ports {
+            if e.find_port(port).is_none() {
+                super::handler::apply_one(
+                    e,
+                    crate::api::Request::Addif {
+                        bridge: b.name.clone(),
+                        port: port.clone(),
+                    },
+                )?;
+                made.ports.push((b.name.clone(), port.clone()));
+            }
+            set_vlan(e, port, vlan.clone())?;
+        }
+    }
+    for n in &plan.namespaces {
+        if !n.name.contains('/') && !netns::exists(&n.name) {
+            netns::add(&n.name).map_err(|x| chain(&x))?;
+            made.netns.push(n.name.clone());
+        }
+        let conn = Connection {
+            netns: n.name.clone(),
+            ifname: n.ifname.clone(),
+            addresses: n.addresses.clone(),
+            gateway: n.gateway.clone(),
+            mac: n.mac.clone(),
+            veth: n.veth,
+        };
+        let port = conn.port_name();
+        if e.find_port(&port).is_none() {
+            let args = ConnectArgs {
+                netns: n.name.clone(),
+                bridge: n.bridge.clone(),
+                ifname: Some(n.ifname.clone()),
+                ips: n.addresses.clone(),
+                gateway: n.gateway.clone(),
+                mac: n.mac.clone(),
+                veth: n.veth,
+            };
+            connect(e, &args)?;
+            made.connections.push((n.bridge.clone(), port.clone()));
+        }
+        set_vlan(e, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
+    }
+    e.sync();
+    Ok(())
+}
+
+fn set_vlan(e: &mut Engine, port: &str, vlan: Option<VlanCfg>) -> Result<(), String> {
+    if vlan.is_some() {
+        super::handler::apply_one(
+            e,
+            crate::api::Request::LinkSet {
+                port: port.to_owned(),
+                flags: Default::default(),
+                vlan,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes what `made` lists, newest first; returns what could not be removed.
+pub(crate) fn down(e: &mut Engine, made: &Made) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut note = |r: Result<(), String>| {
+        if let Err(m) = r {
+            problems.push(m);
+        }
+    };
+    for (b, p) in made.connections.iter().chain(made.ports.iter()).rev() {
+        if e.bridge(b).ok().and_then(|rt| rt.port_id(p)).is_some() {
+            note(e.del_port(b, p).map_err(|x| chain(&x)));
+        }
+    }
+    if let Ok(mut nl) = Netlink::new() {
+        for (b, a) in made.addresses.iter().rev() {
+            if let (Ok((ip, p)), true) = (parse_cidr(a), e.bridge(b).is_ok()) {
+                note(nl.del_address(b, ip, p).map_err(|x| chain(&x)));
+            }
+        }
+    }
+    for b in made.bridges.iter().rev() {
+        if e.bridge(b).is_ok() {
+            note(e.del_bridge(b).map_err(|x| chain(&x)));
+        }
+    }
+    for n in made.netns.iter().rev() {
+        if netns::exists(n) {
+            note(netns::del(n).map_err(|x| chain(&x)));
+        }
+    }
+    e.sync();
+    problems
+}
