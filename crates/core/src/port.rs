@@ -44,7 +44,8 @@ pub enum PortKind {
 }
 
 /// Per-port switches, named and meant as in the Linux bridge (`bridge link set`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PortFlags {
     /// Learn source addresses of frames received here.
     pub learning: bool,

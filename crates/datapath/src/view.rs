@@ -36,7 +36,7 @@ pub struct PortView {
     pub stp_state: String,
     pub mac: Option<String>,
     pub vlan: VlanView,
-    pub flags: FlagsView,
+    pub flags: vbridge_core::PortFlags,
     pub max_learned: u32,
     pub learned: u32,
     /// For `vbr connect` ports: the namespace and the interface name inside it.
@@ -58,18 +58,6 @@ pub enum VlanView {
         allowed: String,
         native: Option<u16>,
     },
-}
-
-/// A port's flags.
-#[derive(Debug, Clone, Serialize)]
-pub struct FlagsView {
-    pub learning: bool,
-    pub flood: bool,
-    pub mcast_flood: bool,
-    pub bcast_flood: bool,
-    pub hairpin: bool,
-    pub isolated: bool,
-    pub locked: bool,
 }
 
 /// A port's counters, drops by reason.

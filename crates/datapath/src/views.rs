@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use vbridge_core::{DropCounters, EntryKind, Instant, PortId, VlanMode};
 
 use crate::bridge_rt::BridgeRt;
-use crate::view::{BridgeView, CountersView, FdbRow, FlagsView, PortState, PortView, VlanView};
+use crate::view::{BridgeView, CountersView, FdbRow, PortState, PortView, VlanView};
 
 fn drops_map(d: &DropCounters) -> BTreeMap<String, u64> {
     d.nonzero().map(|(r, n)| (r.name().to_owned(), n)).collect()
@@ -33,7 +33,6 @@ impl BridgeRt {
             } else {
                 PortState::Down
             };
-            let f = cfg.flags;
             ports.push(PortView {
                 name: name.to_owned(),
                 port_no: id.0,
@@ -52,15 +51,7 @@ impl BridgeRt {
                         native: native.map(|n| n.get()),
                     },
                 },
-                flags: FlagsView {
-                    learning: f.learning,
-                    flood: f.flood,
-                    mcast_flood: f.mcast_flood,
-                    bcast_flood: f.bcast_flood,
-                    hairpin: f.hairpin,
-                    isolated: f.isolated,
-                    locked: f.locked,
-                },
+                flags: cfg.flags,
                 max_learned: cfg.max_learned,
                 learned: c.port_learned(id).unwrap_or(0),
                 netns: rt.conn.as_ref().map(|c| c.netns.clone()),

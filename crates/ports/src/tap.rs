@@ -32,6 +32,20 @@ impl Default for TapOptions {
     }
 }
 
+impl TapOptions {
+    /// The `TUNSETIFF` flags these options ask for.
+    fn iff_flags(&self) -> libc::c_int {
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        if self.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        if self.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        flags
+    }
+}
+
 /// Offloads we let the kernel use towards us.
 const OFFLOADS: libc::c_uint =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
@@ -73,13 +87,7 @@ impl Tap {
                 name: name.to_owned(),
             });
         }
-        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL;
-        if opts.vnet_hdr {
-            flags |= libc::IFF_VNET_HDR;
-        }
-        if opts.multi_queue {
-            flags |= libc::IFF_MULTI_QUEUE;
-        }
+        let flags = opts.iff_flags() | libc::IFF_TUN_EXCL;
         let got = sys::tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match errno(&e) {
             libc::EBUSY | libc::EEXIST => PortError::Exists {
                 name: name.to_owned(),
@@ -111,13 +119,7 @@ impl Tap {
             return Ok((tap, false));
         }
         let fd = sys::tun::open().map_err(|e| PortError::io(name, "open /dev/net/tun", e))?;
-        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
-        if opts.vnet_hdr {
-            flags |= libc::IFF_VNET_HDR;
-        }
-        if opts.multi_queue {
-            flags |= libc::IFF_MULTI_QUEUE;
-        }
+        let flags = opts.iff_flags();
         let got = sys::tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match errno(&e) {
             // Not a TAP, or a TAP someone else holds.
             libc::EBUSY | libc::EEXIST | libc::EINVAL | libc::EPERM => PortError::Exists {
@@ -156,10 +158,7 @@ impl Tap {
         }
         let name = self.current_name()?;
         let fd = sys::tun::open().map_err(|e| PortError::io(&name, "open /dev/net/tun", e))?;
-        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
-        if self.opts.vnet_hdr {
-            flags |= libc::IFF_VNET_HDR;
-        }
+        let flags = self.opts.iff_flags();
         let got = sys::tun::set_iff(fd.as_fd(), &name, flags)
             .map_err(|e| PortError::io(&name, "TUNSETIFF (attach queue)", e))?;
         let ctl = ctl_socket(&got)?;
