@@ -3,7 +3,8 @@
 //! Cases (named as in the issue): `unicast` (2 ports, known unicast), `fdb_10k` (64 ports,
 //! 10 000 learned MACs, random pairs), `fdb_1m` (1 000 000 learned MACs, random pairs over
 //! the whole table), `flood16` (broadcast to 16 ports), `trunk` (access <-> trunk with the
-//! tag pushed and popped in the frame buffer). Each iteration decides a batch of frames.
+//! tag pushed and popped in the frame buffer), `unicast_stp` (`unicast` with STP running and
+//! both ports forwarding). Each iteration decides a batch of frames.
 //!
 //! Run: `cargo bench -p vbridge-core --bench forwarding`
 
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vbridge_core::{
-    Bridge, BridgeConfig, Decision, Instant, MacAddr, PortConfig, PortId, TagOp, Vid, VidSet,
-    VlanMode,
+    Bridge, BridgeConfig, Decision, Instant, MacAddr, PortConfig, PortId, StpMode, StpState, TagOp,
+    Vid, VidSet, VlanMode,
 };
 use vbridge_wire::vlan::{pop_in_place, push_in_place};
 
@@ -138,6 +139,42 @@ fn unicast(c: &mut Criterion) {
     g.finish();
 }
 
+/// `unicast` with spanning tree (STP mode) running and both ports forwarding.
+fn unicast_stp(c: &mut Criterion) {
+    let (mut b, p) = new_bridge(2, 1024);
+    b.set_stp_mode(Instant::ZERO, StpMode::Stp);
+    // No peer answers: both ports are designated and forward after max age + forward delay.
+    for s in 1..=40 {
+        b.handle_timeout(Instant::from_secs(s));
+        while b.poll_transmit().is_some() {}
+    }
+    assert!(
+        p.iter()
+            .all(|&q| b.port_stp_state(q).unwrap() == StpState::Forwarding)
+    );
+    let (a, z) = (host_mac(1), host_mac(2));
+    let mut fa = base_frame();
+    write_addrs(&mut fa, z, a);
+    let mut fz = base_frame();
+    write_addrs(&mut fz, a, z);
+    let mut d = Decision::new();
+    b.process(Instant::from_secs(41), p[0], &fa, &mut d);
+    b.process(Instant::from_secs(41), p[1], &fz, &mut d);
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("unicast_stp", |bench| {
+        bench.iter(|| {
+            for _ in 0..BATCH / 2 {
+                b.process(Instant::from_secs(42), p[0], black_box(&fa), &mut d);
+                black_box(&d);
+                b.process(Instant::from_secs(42), p[1], black_box(&fz), &mut d);
+                black_box(&d);
+            }
+        })
+    });
+    g.finish();
+}
+
 fn fdb_10k(c: &mut Criterion) {
     bench_table(c, "fdb_10k", 64, 10_000, 1 << 16);
 }
@@ -218,5 +255,13 @@ fn trunk(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, unicast, fdb_10k, fdb_1m, flood16, trunk);
+criterion_group!(
+    benches,
+    unicast,
+    unicast_stp,
+    fdb_10k,
+    fdb_1m,
+    flood16,
+    trunk
+);
 criterion_main!(benches);

@@ -2,11 +2,18 @@
 //! timers. Frame handling is in `forward.rs`.
 //!
 //! # Call order (for drivers)
-//! 1. Create with [`Bridge::new`], add ports with [`Bridge::add_port`].
+//! 1. Create with [`Bridge::new`], add ports with [`Bridge::add_port`]; for spanning tree
+//!    call [`Bridge::set_stp_mode`] (and the `set_stp_*` / [`Bridge::set_port_stp_config`]
+//!    / [`Bridge::set_port_link`] settings, in any order).
 //! 2. For every received frame call [`Bridge::process`] with the current time; act on the
-//!    [`Decision`] (send copies, apply tag operations, hand control frames to STP).
-//! 3. Call [`Bridge::handle_timeout`] when [`Bridge::poll_at`] says (or periodically).
-//! 4. After configuration calls, drain [`Bridge::poll_event`] (bridge MAC changes, ...).
+//!    [`Decision`] (send copies, apply tag operations). BPDUs are consumed there while a
+//!    protocol runs (`Verdict::Control`): the driver does nothing more with them.
+//! 3. Call [`Bridge::handle_timeout`] when [`Bridge::poll_at`] says (or periodically);
+//!    spanning tree ticks once a second through it.
+//! 4. After any of the above, send what [`Bridge::poll_transmit`] returns until `None`
+//!    (BPDUs, each on its port), and drain [`Bridge::poll_event`] (bridge MAC changes,
+//!    ...) and [`Bridge::poll_stp_event`] (port states, roles, topology changes, ...).
+//!    Port states are already applied; report link changes with [`Bridge::set_port_up`].
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -18,6 +25,7 @@ use crate::decision::Decision;
 use crate::error::ConfigError;
 use crate::fdb::{BRIDGE_SELF, Fdb, FdbEntry, FlushFilter};
 use crate::port::{Port, PortConfig, PortFlags, PortId, PortKind, StpState};
+use crate::stp::Stp;
 use crate::time::Instant;
 use crate::vlan::VlanMode;
 
@@ -98,6 +106,8 @@ pub struct Bridge {
     pub(crate) host_port: Option<PortId>,
     /// STP/RSTP consumes BPDUs; when off, BPDUs are flooded like Linux does.
     pub(crate) stp_enabled: bool,
+    /// The spanning tree engine (`stp/`).
+    pub(crate) stp: Stp,
     /// Drops of frames whose ingress port is unknown.
     pub(crate) orphan_drops: DropCounters,
     events: VecDeque<Event>,
@@ -116,6 +126,7 @@ impl Bridge {
             vlan_filtering: config.vlan_filtering,
             host_port: None,
             stp_enabled: false,
+            stp: Stp::new(config.mac),
             orphan_drops: DropCounters::default(),
             events: VecDeque::new(),
         };
@@ -161,6 +172,7 @@ impl Bridge {
         }
         self.ports[id.index()] = Some(Port::new(config));
         self.recompute_mac();
+        self.stp_port_added(id);
         Ok(())
     }
 
@@ -174,6 +186,7 @@ impl Bridge {
         });
         self.fdb.forget_port(id);
         self.ports[id.index()] = None;
+        self.stp.remove_port(id);
         if self.host_port == Some(id) {
             self.host_port = None;
         }
@@ -181,6 +194,7 @@ impl Bridge {
             self.ports.pop();
         }
         self.recompute_mac();
+        self.stp_sync();
         Ok(())
     }
 
@@ -214,12 +228,15 @@ impl Bridge {
         Ok(self.fdb.learned_on(id))
     }
 
-    /// Brings a port up or down. Going down forgets what was learned on it.
+    /// Brings a port up or down (administratively or its link). Going down forgets what
+    /// was learned on it; spanning tree disables or enables the port.
     pub fn set_port_up(&mut self, id: PortId, up: bool) -> Result<(), ConfigError> {
         self.port_mut(id)?.config.up = up;
         if !up {
             self.flush_port_dynamic(id);
         }
+        self.stp.set_port_up(id, up);
+        self.stp_sync();
         Ok(())
     }
 
@@ -254,7 +271,8 @@ impl Bridge {
         Ok(())
     }
 
-    /// Sets a port's spanning-tree state (used by the STP state machines).
+    /// Sets a port's spanning-tree state by hand. While a protocol runs, its engine sets
+    /// the states itself (and overrides this at its next change).
     pub fn set_port_stp_state(&mut self, id: PortId, state: StpState) -> Result<(), ConfigError> {
         self.port_mut(id)?.stp = state;
         if !state.learns() {
@@ -369,14 +387,15 @@ impl Bridge {
         self.stp_enabled
     }
 
-    /// Marks STP as running (BPDUs become control frames) or not (they are flooded).
+    /// Turns spanning tree on ([`crate::StpMode::Stp`], or the protocol already running)
+    /// or off, at the latest time the bridge was given; see [`Bridge::set_stp_mode`].
     pub fn set_stp_enabled(&mut self, on: bool) {
-        self.stp_enabled = on;
-        if !on {
-            for p in self.ports.iter_mut().flatten() {
-                p.stp = StpState::Forwarding;
-            }
-        }
+        let mode = match (on, self.stp.mode) {
+            (false, _) => crate::StpMode::Off,
+            (true, crate::StpMode::Off) => crate::StpMode::Stp,
+            (true, running) => running,
+        };
+        self.set_stp_mode(self.stp.now, mode);
     }
 
     // ----- FDB -----
@@ -432,12 +451,16 @@ impl Bridge {
 
     /// When [`Bridge::handle_timeout`] next has work.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.fdb.poll_at()
+        match (self.fdb.poll_at(), self.stp.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs timers due at `now` (FDB ageing).
+    /// Runs timers due at `now` (spanning tree ticks, FDB ageing).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let n = self.fdb.age(now, None);
+        self.stp_timeout(now);
+        let n = self.fdb.age(now, self.stp_ageing_override(now));
         if n > 0 {
             self.events.push_back(Event::Aged { count: n });
         }
@@ -527,6 +550,8 @@ impl Bridge {
         if old != new {
             self.mac = new;
             self.events.push_back(Event::MacChanged { old, new });
+            self.stp.set_bridge_mac(new);
+            self.stp_sync();
         }
         self.refresh_locals();
     }

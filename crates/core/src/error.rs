@@ -26,6 +26,17 @@ pub enum ConfigError {
         "group_fwd_mask {0:#06x} sets bits 0-2 (STP, pause, LACP), which may never be forwarded"
     )]
     RestrictedGroupFwd(u16),
+    #[error(
+        "STP timers hello {hello_time} s, max age {max_age} s, forward delay {forward_delay} s \
+         break 2 * (forward delay - 1) >= max age >= 2 * (hello time + 1)"
+    )]
+    StpTimers {
+        hello_time: u64,
+        max_age: u64,
+        forward_delay: u64,
+    },
+    #[error("port {0} is the host port: it takes no part in spanning tree")]
+    NotStpPort(PortId),
     #[error("{what} {value} is out of range: {range}")]
     OutOfRange {
         what: &'static str,

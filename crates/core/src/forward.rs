@@ -29,11 +29,13 @@ impl Bridge {
         self.account(ingress, frame.len(), d);
     }
 
-    /// Brings the FDB entries `frame` will touch into the cache, without deciding anything.
+    /// Starts bringing the FDB entries `frame` will touch into the cache, without deciding
+    /// anything or waiting for memory.
     ///
     /// A driver holding a batch of received frames calls this for every frame first and
     /// then [`Bridge::process`] for each: the lookups of a large table then miss the cache
-    /// in parallel instead of one after another.
+    /// in parallel instead of one after another. Bursts of about 32 frames work best;
+    /// warming a few frames ahead of each decision instead measured slower.
     #[inline]
     pub fn warm(&self, ingress: PortId, frame: &[u8]) {
         let (Some(port), Some(dst), Some(src)) = (
@@ -115,12 +117,15 @@ impl Bridge {
 
         if let Some(i) = dst.reserved_group_index() {
             if !self.link_local_forwarded(i) {
-                return if i == 1 {
-                    Err(DropReason::ReservedGroup) // pause frames are never ours to read
-                } else {
-                    d.verdict = Verdict::Control;
-                    Ok(())
-                };
+                if i == 1 {
+                    return Err(DropReason::ReservedGroup); // pause frames are never ours to read
+                }
+                if i == 0 {
+                    // A BPDU while spanning tree runs: the engine takes it (never forwarded).
+                    self.stp_input(now, ingress, frame)?;
+                }
+                d.verdict = Verdict::Control;
+                return Ok(());
             }
         }
         if !port.stp.learns() {

@@ -9,8 +9,8 @@
 //! (VLAN, MAC) with learning, ageing, static and local entries, station moves and
 //! learning limits; flooding; hairpin and isolation; IEEE reserved group addresses;
 //! 802.1Q access and trunk ports with ingress filtering and egress tagging; the bridge MAC
-//! rule; per-port counters and a counter per drop reason. See `bridge.rs` for the order in
-//! which a driver calls it.
+//! rule; per-port counters and a counter per drop reason; STP and RSTP (`stp/`). See
+//! `bridge.rs` for the order in which a driver calls it.
 
 pub mod bridge;
 pub mod counters;
@@ -19,6 +19,7 @@ pub mod error;
 pub mod fdb;
 mod forward;
 pub mod port;
+pub mod stp;
 pub mod time;
 pub mod vlan;
 
@@ -28,6 +29,10 @@ pub use decision::{Decision, Delivery, Egress, Verdict};
 pub use error::ConfigError;
 pub use fdb::{EntryKind, FdbEntry, FlushFilter};
 pub use port::{PortConfig, PortFlags, PortId, PortKind, StpState};
+pub use stp::{
+    BpduFrame, BridgeId, PointToPoint, StpEvent, StpMode, StpParams, StpPortConfig, StpPortStatus,
+    StpRole, StpStatus,
+};
 pub use time::Instant;
 pub use vbridge_wire::{MacAddr, Vid};
 pub use vlan::{TagOp, VidSet, VlanMode};

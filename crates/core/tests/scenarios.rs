@@ -369,12 +369,19 @@ fn reserved_group_addresses() {
     }
     let d = send(&mut b, 0, p[0], &frame(group(1), mac(1)));
     assert_eq!(d.drop_reason(), Some(DropReason::ReservedGroup));
-    // With STP off, BPDUs are flooded (like Linux), with STP on they are control frames.
+    // With STP off, BPDUs are flooded (like Linux), with STP on they are control frames
+    // (and what is not a BPDU is refused).
     let d = send(&mut b, 0, p[0], &frame(group(0), mac(1)));
     assert_eq!(outs(&d), vec![p[1], p[2]]);
     b.set_stp_enabled(true);
     let d = send(&mut b, 0, p[0], &frame(group(0), mac(1)));
+    assert_eq!(d.drop_reason(), Some(DropReason::BadBpdu));
+    let mut tcn = [0u8; 60];
+    vbridge_wire::bpdu::emit_frame(&vbridge_wire::bpdu::Repr::Tcn, mac(1), &mut tcn).unwrap();
+    let d = send(&mut b, 0, p[0], &tcn);
     assert_eq!(d.verdict, Verdict::Control);
+    // (STP running keeps the ports discarding for a while: off again for what follows.)
+    b.set_stp_enabled(false);
     // group_fwd_mask lets LLDP through, but never STP/pause/LACP.
     b.set_group_fwd_mask(1 << 0x0e).unwrap();
     let d = send(&mut b, 0, p[0], &frame(group(0x0e), mac(1)));

@@ -1,6 +1,8 @@
 //! The forwarding database: (VLAN, MAC) -> port, with dynamic entries learned from source
 //! addresses and aged out, static entries set by hand, and local entries (the bridge's
-//! and its ports' own addresses). Learning is bounded per port and bridge-wide.
+//! and its ports' own addresses). Learning is bounded per port and bridge-wide. Entries
+//! live in the cache-line hash table of `table.rs`, their last-seen times as 32-bit
+//! millisecond stamps counted from an epoch that moves forward before they overflow.
 
 mod table;
 
@@ -435,5 +437,68 @@ impl Fdb {
     /// Reserves room for `n` more entries (benchmarks, large static tables).
     pub(crate) fn reserve(&mut self, n: usize) {
         self.table.reserve(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400_000;
+
+    fn vid() -> Vid {
+        Vid::new(1).unwrap()
+    }
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    fn age(f: &Fdb, now: u64, m: MacAddr) -> Option<Duration> {
+        let now = Instant::from_millis(now);
+        f.entries(now).find(|e| e.mac == m).map(|e| e.age)
+    }
+
+    #[test]
+    fn ages_stay_exact_as_the_epoch_moves_at_sweeps() {
+        let mut f = Fdb::new(Duration::from_secs(300), 10);
+        f.add_static(vid(), mac(9), PortId(2));
+        let mut now = 0;
+        while now < 30 * DAY {
+            f.learn(Instant::from_millis(now), vid(), mac(1), PortId(1), 0);
+            f.age(Instant::from_millis(now), None);
+            assert_eq!(
+                age(&f, now + 1234, mac(1)),
+                Some(Duration::from_millis(1234))
+            );
+            now += 200_000;
+        }
+        assert!(f.epoch > 0, "moved");
+        assert_eq!(age(&f, now, mac(9)), Some(Duration::ZERO));
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn a_stamp_far_ahead_moves_the_epoch_and_old_entries_still_age_out() {
+        let mut f = Fdb::new(Duration::from_secs(1_000_000), 10);
+        f.learn(Instant::ZERO, vid(), mac(1), PortId(1), 0);
+        // Sixty days on, with no sweep in between: past what 32-bit stamps hold.
+        let now = 60 * DAY;
+        f.learn(Instant::from_millis(now), vid(), mac(2), PortId(1), 0);
+        assert_eq!(age(&f, now, mac(2)), Some(Duration::ZERO));
+        // The old entry reads as at least EPOCH_KEEP old: still older than any ageing time.
+        let old = age(&f, now, mac(1)).unwrap();
+        assert!(old >= Duration::from_millis(EPOCH_KEEP) && old > f.ageing);
+        assert_eq!(f.age(Instant::from_millis(now), None), 1);
+        assert_eq!(age(&f, now, mac(1)), None);
+        assert_eq!(f.learned_total(), 1);
+    }
+
+    #[test]
+    fn time_going_back_reads_as_age_zero() {
+        let mut f = Fdb::new(Duration::from_secs(300), 10);
+        f.learn(Instant::from_secs(10), vid(), mac(1), PortId(1), 0);
+        assert_eq!(age(&f, 5000, mac(1)), Some(Duration::ZERO));
+        assert_eq!(age(&f, 12_000, mac(1)), Some(Duration::from_secs(2)));
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! Keys are the FDB's `(vid << 48) | mac`, so always below 2^63; the two values above
 //! (`EMPTY`, `TOMB`) mark free slots and slots whose entry was removed. The table grows (or
-//! is rebuilt at its size to drop tombstones) when free slots fall below an eighth.
+//! is rebuilt at its size to drop tombstones) when free slots fall below an eighth. The
+//! bucket count need not be a power of two: [`Table::reserve`] sizes the table for two
+//! thirds full, because past the last-level cache a smaller table is a faster one (fewer
+//! pages, more of it cached), and at that load few lookups spill into a second line.
 
 use core::fmt;
 
@@ -67,31 +70,31 @@ impl Bucket {
         self.seen[w] = s.seen;
     }
 
-    /// Bit `w` set where `keys[w] == k`. Branch-free: which way holds a key is random,
-    /// so an early exit would be mispredicted half the time.
+    /// The way holding `k`. Keys in a bucket are distinct, so at most one compare is
+    /// true and the way is read off the flags without branching (which way holds a key is
+    /// random: an early exit would be mispredicted half the time); one compare confirms.
     #[inline(always)]
-    fn matches(&self, k: u64) -> u32 {
-        let mut m = 0;
-        for w in 0..WAYS {
-            m |= u32::from(self.keys[w] == k) << w;
-        }
-        m
+    fn way_of(&self, k: u64) -> Option<usize> {
+        let w = usize::from(self.keys[1] == k)
+            | (usize::from(self.keys[2] == k) * 2)
+            | (usize::from(self.keys[3] == k) * 3);
+        (self.keys[w] == k).then_some(w)
     }
 
     #[inline]
     fn has_empty(&self) -> bool {
-        self.matches(EMPTY) != 0
+        self.keys.contains(&EMPTY)
     }
 }
 
-/// Where an entry sits: bucket index times [`WAYS`] plus the way. Valid until the next
-/// insert of a new key or removal.
+/// Where an entry sits: bucket index times [`WAYS`] plus the way. Valid until a new key is
+/// inserted or the table is retained or reserved in (any of which may rebuild it).
 pub(crate) type Pos = usize;
 
 /// Keys below 2^63 to [`Slot`]s.
 #[derive(Clone)]
 pub(crate) struct Table {
-    /// A power of two of them, at least one.
+    /// At least one; any number.
     buckets: Box<[Bucket]>,
     len: usize,
     tombs: usize,
@@ -107,19 +110,18 @@ impl fmt::Debug for Table {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn hash(k: u64) -> u64 {
-    // Folded multiply: every key bit reaches the low bits the bucket index is taken from.
+    // Folded multiply, then the well-mixed middle bits of the product are rotated to the
+    // top, where the bucket index is taken from: a plain multiply leaves keys that differ
+    // only in their middle bytes (MACs `..:xx:xx:00`) crowding a few buckets.
     let m = u128::from(k) * u128::from(MUL);
-    (m as u64) ^ ((m >> 64) as u64)
+    ((m as u64) ^ ((m >> 64) as u64)).rotate_left(32)
 }
 
-/// The fewest buckets (a power of two) that hold `n` entries below the maximum load.
+/// The buckets [`Table::reserve`] sets aside for `n` entries: enough for two thirds full.
 fn buckets_for(n: usize) -> usize {
-    n.saturating_mul(8)
-        .div_ceil(7 * WAYS)
-        .max(1)
-        .next_power_of_two()
+    n.saturating_mul(3).div_ceil(2 * WAYS).max(1)
 }
 
 impl Table {
@@ -139,14 +141,25 @@ impl Table {
         self.buckets.len() * WAYS
     }
 
-    #[inline]
+    /// The bucket a probe for `k` starts at: the hash scaled to the bucket count.
+    #[inline(always)]
     fn home(&self, k: u64) -> usize {
         debug_assert!(k < TOMB, "reserved key");
-        hash(k) as usize & (self.buckets.len() - 1)
+        ((u128::from(hash(k)) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// The bucket a probe visits after `b`.
+    #[inline]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
     }
 
     /// Starts loading the line `k` would be found in into the cache.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prefetch(&self, k: u64) {
         let line: *const Bucket = &self.buckets[self.home(k)];
         #[cfg(target_arch = "x86_64")]
@@ -161,43 +174,54 @@ impl Table {
     }
 
     /// Where `k` is, if present.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, k: u64) -> Option<Pos> {
-        let mask = self.buckets.len() - 1;
-        let mut b = self.home(k);
+        let b = self.home(k);
+        let bucket = &self.buckets[b];
+        if let Some(w) = bucket.way_of(k) {
+            return Some(b * WAYS + w);
+        }
+        if bucket.has_empty() {
+            return None;
+        }
+        self.find_after(b, k)
+    }
+
+    /// [`Table::find`] past the full bucket `b`, out of line to keep the common case short.
+    #[inline(never)]
+    fn find_after(&self, mut b: usize, k: u64) -> Option<Pos> {
         loop {
+            b = self.next(b);
             let bucket = &self.buckets[b];
-            let m = bucket.matches(k);
-            if m != 0 {
-                return Some(b * WAYS + m.trailing_zeros() as usize);
+            if let Some(w) = bucket.way_of(k) {
+                return Some(b * WAYS + w);
             }
             if bucket.has_empty() {
                 return None;
             }
-            b = (b + 1) & mask;
         }
     }
 
     /// The value for `k`, if present.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, k: u64) -> Option<Slot> {
         self.find(k).map(|p| self.at(p))
     }
 
     /// The value at `p`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn at(&self, p: Pos) -> Slot {
         self.buckets[p / WAYS].slot(p % WAYS)
     }
 
     /// Overwrites the value at `p`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set(&mut self, p: Pos, s: Slot) {
         self.buckets[p / WAYS].set(p % WAYS, s);
     }
 
     /// Refreshes the stamp at `p`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_seen(&mut self, p: Pos, seen: u32) {
         self.buckets[p / WAYS].seen[p % WAYS] = seen;
     }
@@ -226,7 +250,6 @@ impl Table {
     /// Puts `k` in the first free or removed slot of its probe sequence.
     #[inline]
     fn place(&mut self, k: u64, s: Slot) {
-        let mask = self.buckets.len() - 1;
         let mut b = self.home(k);
         loop {
             let bucket = &mut self.buckets[b];
@@ -239,7 +262,7 @@ impl Table {
                 self.len += 1;
                 return;
             }
-            b = (b + 1) & mask;
+            b = self.next(b);
         }
     }
 
@@ -319,7 +342,7 @@ impl Table {
 
     /// Moves every entry into a fresh array of `n` buckets.
     fn rebuild(&mut self, n: usize) {
-        debug_assert!(n.is_power_of_two() && n * WAYS * 7 >= self.len * 8);
+        debug_assert!(n * WAYS * 7 >= self.len * 8);
         let old = core::mem::replace(&mut self.buckets, vec![Bucket::EMPTY; n].into());
         self.len = 0;
         self.tombs = 0;
@@ -390,10 +413,10 @@ mod tests {
 
     #[test]
     fn tombstones_keep_probe_chains_and_are_reused() {
-        // One bucket's worth of keys that all hash to bucket 0 of a 4-bucket table.
+        // Keys that all hash to bucket 0 of a 3-bucket table: more than it holds.
         let mut t = Table::new();
         t.reserve(8);
-        assert_eq!(t.buckets.len(), 4);
+        assert_eq!(t.buckets.len(), 3);
         let same: Vec<u64> = (1..).map(key).filter(|&k| t.home(k) == 0).take(6).collect();
         for &k in &same {
             t.insert_new(k, slot(k));
@@ -424,7 +447,8 @@ mod tests {
             assert_eq!(t.insert(key(i), slot(i)), None);
         }
         assert_eq!(t.len(), n as usize);
-        assert_eq!(t.buckets.len(), buckets_for(n as usize));
+        // Doubling from one bucket, at 7/8 full: 2^15 buckets hold up to 114 688 entries.
+        assert_eq!(t.buckets.len(), 1 << 15);
         for i in 0..n {
             assert_eq!(t.get(key(i)), Some(slot(i)));
         }
@@ -447,6 +471,7 @@ mod tests {
         let mut t = Table::new();
         t.reserve(1000);
         let size = t.buckets.len();
+        assert_eq!(size, 375, "two thirds full");
         for i in 0..1000 {
             t.insert_new(key(i), slot(i));
         }
@@ -471,6 +496,27 @@ mod tests {
         t.retain(|_, _| false);
         assert_eq!((t.len(), t.tombs), (0, 0));
         assert_eq!(t.get(key(1)), None);
+    }
+
+    #[test]
+    fn keys_spread_whatever_bytes_differ() {
+        // Keys differing only in one part of the MAC or in the VID: few may miss their
+        // home bucket (about 8% do for random keys at two thirds full).
+        let base = (1 << 48) | 0x0200_0000_0000;
+        for shift in [0, 8, 16, 24, 32] {
+            let mut t = Table::new();
+            let keys: Vec<u64> = (0..60_000u64)
+                .map(|i| base ^ (i << shift))
+                .chain((1..4095).map(|v| (v << 48) | 0x0200_0000_ab00))
+                .collect();
+            t.reserve(keys.len());
+            for &k in &keys {
+                t.insert(k, slot(1));
+            }
+            let home = |k: u64| t.find(k).unwrap() / WAYS == t.home(k);
+            let away = keys.iter().filter(|&&k| !home(k)).count() as f64 / keys.len() as f64;
+            assert!(away < 0.12, "shift {shift}: {away}");
+        }
     }
 
     #[derive(Debug, Clone)]
