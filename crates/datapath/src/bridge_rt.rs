@@ -7,7 +7,6 @@ use vbridge_core::{
 use vbridge_ports::{Batch, PacketBuf, PortIo};
 use vbridge_wire::vlan::set_outer_vid;
 
-use crate::config::StpParams;
 use crate::connect::Connection;
 use crate::engine::Backend;
 use crate::hostif::Quieted;
@@ -22,9 +21,6 @@ pub(crate) struct PortRt {
     pub(crate) quiet: Quieted,
     /// Frames the backend could not send (queue full, device refused).
     pub(crate) tx_errors: u64,
-    /// STP path cost and port priority (stored and shown).
-    pub(crate) path_cost: u32,
-    pub(crate) priority: u8,
     /// The netdev's index while attached (interfaces only).
     pub(crate) ifindex: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
@@ -85,8 +81,6 @@ pub struct BridgeRt {
     pub(crate) name: String,
     /// The switch itself.
     pub core: Bridge,
-    /// Spanning-tree parameters.
-    pub stp: StpParams,
     pub(crate) ports: Vec<Option<PortRt>>,
     decision: Decision,
     scratch: PacketBuf,
@@ -100,7 +94,6 @@ impl BridgeRt {
         BridgeRt {
             name: name.to_owned(),
             core,
-            stp: StpParams::default(),
             ports: Vec::new(),
             decision: Decision::new(),
             scratch: PacketBuf::new(),
@@ -114,25 +107,6 @@ impl BridgeRt {
 
     pub(crate) fn port(&self, id: PortId) -> Option<&PortRt> {
         self.ports.get(usize::from(id.0)).and_then(Option::as_ref)
-    }
-
-    /// STP path cost and priority of a port.
-    pub fn port_stp(&self, id: PortId) -> Option<(u32, u8)> {
-        self.port(id).map(|p| (p.path_cost, p.priority))
-    }
-
-    /// Sets STP path cost and/or priority of a port.
-    pub fn set_port_stp(&mut self, id: PortId, cost: Option<u32>, prio: Option<u8>) -> bool {
-        let Some(p) = self.port_mut(id) else {
-            return false;
-        };
-        if let Some(c) = cost {
-            p.path_cost = c;
-        }
-        if let Some(q) = prio {
-            p.priority = q;
-        }
-        true
     }
 
     pub(crate) fn port_mut(&mut self, id: PortId) -> Option<&mut PortRt> {
@@ -201,8 +175,6 @@ impl BridgeRt {
             io: None,
             quiet: Quieted::default(),
             tx_errors: 0,
-            path_cost: crate::config::DEFAULT_PATH_COST,
-            priority: crate::config::DEFAULT_PORT_PRIORITY,
             ifindex: None,
             conn: spec.conn.clone(),
         };
@@ -227,6 +199,31 @@ impl BridgeRt {
         let _ = self.core.set_port_up(id, false);
     }
 
+    /// Sends the BPDUs the spanning tree queued.
+    pub(crate) fn transmit_bpdus(&mut self, gone: &mut GonePorts) {
+        let BridgeRt {
+            core,
+            ports,
+            scratch,
+            ..
+        } = self;
+        while let Some((port, frame)) = core.poll_transmit() {
+            let Some(Some(p)) = ports.get_mut(usize::from(port.0)) else {
+                continue;
+            };
+            let Some(io) = p.io.as_mut() else { continue };
+            scratch.hdr = Default::default();
+            if scratch.set_frame(&frame).is_err() {
+                continue;
+            }
+            match io.send(scratch) {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => gone.push(port),
+                Err(_) => core.count_drop(port, DropReason::TxError),
+            }
+        }
+    }
+
     /// Decides and transmits every frame of `batch`, received on `ingress`.
     pub(crate) fn forward(
         &mut self,
@@ -245,6 +242,7 @@ impl BridgeRt {
                 self.transmit(pkt, &mut gone);
             }
         }
+        self.transmit_bpdus(&mut gone);
         gone
     }
 

@@ -7,24 +7,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vbridge_core::{BridgeConfig, EntryKind, MacAddr, PortFlags, Vid, VidSet, VlanMode};
+use vbridge_core::{
+    BridgeConfig, EntryKind, MacAddr, PortFlags, StpMode, StpPortConfig, Vid, VidSet, VlanMode,
+};
 
 use crate::bridge_rt::PortSpec;
 use crate::engine::Engine;
 use crate::error::DpError;
 use crate::view::PortKind;
 
-/// Spanning-tree mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StpMode {
-    #[default]
-    Off,
-    Stp,
-    Rstp,
-}
-
-/// Bridge-wide spanning-tree parameters (stored and shown; acted on by the STP issue).
+/// Bridge-wide spanning-tree settings as saved (times in seconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StpParams {
@@ -35,15 +27,34 @@ pub struct StpParams {
     pub forward_delay: f64,
 }
 
-impl Default for StpParams {
-    fn default() -> Self {
+impl StpParams {
+    /// The core's settings in saved form.
+    pub fn of(core: &vbridge_core::Bridge) -> StpParams {
+        let p = core.stp_params();
         StpParams {
-            mode: StpMode::Off,
-            priority: 0x8000,
-            hello_time: 2.0,
-            max_age: 20.0,
-            forward_delay: 15.0,
+            mode: core.stp_mode(),
+            priority: p.priority,
+            hello_time: p.hello_time.as_secs_f64(),
+            max_age: p.max_age.as_secs_f64(),
+            forward_delay: p.forward_delay.as_secs_f64(),
         }
+    }
+
+    /// Applies saved settings to a core.
+    pub fn apply(
+        &self,
+        now: vbridge_core::Instant,
+        core: &mut vbridge_core::Bridge,
+    ) -> Result<(), vbridge_core::ConfigError> {
+        let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 3600.0));
+        let mut p = core.stp_params();
+        p.priority = self.priority;
+        p.hello_time = secs(self.hello_time);
+        p.max_age = secs(self.max_age);
+        p.forward_delay = secs(self.forward_delay);
+        core.set_stp_params(now, p)?;
+        core.set_stp_mode(now, self.mode);
+        Ok(())
     }
 }
 
@@ -95,8 +106,8 @@ pub struct PortCfg {
     pub flags: PortFlags,
     pub vlan: VlanCfg,
     pub max_learned: u32,
-    pub path_cost: u32,
-    pub priority: u8,
+    #[serde(default)]
+    pub stp: StpPortConfig,
     /// The namespace a `vbr connect` port joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<crate::connect::Connection>,
@@ -153,8 +164,7 @@ impl Engine {
                     flags: cfg.flags,
                     vlan: VlanCfg::from_mode(&cfg.vlan),
                     max_learned: cfg.max_learned,
-                    path_cost: prt.path_cost,
-                    priority: prt.priority,
+                    stp: c.port_stp_config(id).unwrap_or_default(),
                     conn: prt.conn.clone(),
                 });
             }
@@ -177,7 +187,7 @@ impl Engine {
                     mac: c.mac().to_string(),
                     mac_fixed: c.mac_fixed(),
                     ageing_secs: c.ageing().as_secs_f64(),
-                    stp: rt.stp.clone(),
+                    stp: StpParams::of(c),
                     ports,
                     static_fdb,
                 },
@@ -221,18 +231,21 @@ impl Engine {
                 };
                 match self.add_port(name, &spec, true) {
                     Ok(id) => {
+                        let now = self.now();
                         if let Ok(rt) = self.bridge_mut(name) {
-                            if let Some(prt) = rt.port_mut(id) {
-                                prt.path_cost = p.path_cost;
-                                prt.priority = p.priority;
+                            if let Err(e) = rt.core.set_port_stp_config(now, id, p.stp) {
+                                errors.push(DpError::config(name, e));
                             }
                         }
                     }
                     Err(e) => errors.push(e),
                 }
             }
+            let now = self.now();
             if let Ok(rt) = self.bridge_mut(name) {
-                rt.stp = b.stp.clone();
+                if let Err(e) = b.stp.apply(now, &mut rt.core) {
+                    errors.push(DpError::config(name, e));
+                }
                 for s in &b.static_fdb {
                     let (Ok(mac), Ok(vid), Some(id)) = (
                         s.mac.parse::<MacAddr>(),
@@ -251,8 +264,3 @@ impl Engine {
         errors
     }
 }
-
-/// Default per-port STP path cost (802.1D-2004 for 10 Gb/s, what veth and TAP report).
-pub(crate) const DEFAULT_PATH_COST: u32 = 2000;
-/// Default STP port priority.
-pub(crate) const DEFAULT_PORT_PRIORITY: u8 = 0x80;

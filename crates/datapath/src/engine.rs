@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use vbridge_core::{Bridge, BridgeConfig, Event, Instant, MacAddr, PortId};
+use vbridge_core::{Bridge, BridgeConfig, Event, Instant, MacAddr, PortId, StpEvent};
 use vbridge_ports::{AfPacket, AfPacketOptions, Batch, PortIo, Tap, TapOptions, netdev};
 
 use crate::bridge_rt::{BridgeRt, PortSpec};
@@ -248,6 +248,13 @@ impl Engine {
         let id = rt
             .insert_port(spec, backend)
             .map_err(|e| DpError::config(bridge, e))?;
+        if spec.kind == PortKind::Interface {
+            let (speed, full) = link_speed(&spec.name);
+            let now = self.now();
+            if let Some(rt) = self.bridges[index].as_mut() {
+                let _ = rt.core.set_port_link(now, id, speed, full);
+            }
+        }
         self.register(index, id)?;
         self.sync_bridge(index);
         tracing::info!(bridge, port = %spec.name, no = id.0, "port added");
@@ -450,7 +457,9 @@ impl Engine {
                 let mac = io.mac().ok().map(MacAddr);
                 let up = netdev::is_up(&p.name).unwrap_or(true);
                 let kind = p.kind;
-                let _ = rt.core.set_port_up(id, up);
+                if rt.core.port_config(id).map(|c| c.up).ok() != Some(up) {
+                    let _ = rt.core.set_port_up(id, up);
+                }
                 if Some(id) == host {
                     if let Some(m) = mac.filter(|m| *m != rt.core.mac()) {
                         tracing::info!(bridge = %rt.name, mac = %m, "bridge MAC set by hand");
@@ -512,6 +521,14 @@ impl Engine {
                 }
             }
         }
+        while let Some(ev) = rt.core.poll_stp_event() {
+            log_stp_event(rt, ev);
+        }
+        let mut gone = Vec::new();
+        rt.transmit_bpdus(&mut gone);
+        for id in gone {
+            self.port_gone(i, id);
+        }
     }
 
     /// Applies pending core events of every bridge (after control jobs changed settings).
@@ -548,6 +565,49 @@ impl Engine {
         let rt = self.bridges.get(bi)?.as_ref()?;
         rt.port(id)?.io.as_ref().map(|io| io.as_raw_fd())
     }
+}
+
+/// Logs a spanning tree event with the port's name.
+fn log_stp_event(rt: &BridgeRt, ev: StpEvent) {
+    let name = |p: PortId| rt.port(p).map_or_else(|| p.to_string(), |p| p.name.clone());
+    let b = rt.name();
+    match ev {
+        StpEvent::PortState { port, state } => {
+            tracing::info!(bridge = b, port = %name(port), state = state.name(), "STP port state")
+        }
+        StpEvent::PortRole { port, role } => {
+            tracing::info!(bridge = b, port = %name(port), role = role.name(), "STP port role")
+        }
+        StpEvent::TopologyChange { port } => {
+            tracing::info!(bridge = b, port = %name(port), "STP topology change")
+        }
+        StpEvent::NewRoot { root, root_port } => tracing::info!(
+            bridge = b,
+            root = %root,
+            root_port = %root_port.map_or_else(|| "none (we are root)".into(), name),
+            "STP new root"
+        ),
+        StpEvent::BpduGuard { port } => {
+            tracing::warn!(bridge = b, port = %name(port), "BPDU guard disabled the port")
+        }
+        StpEvent::RootGuard { port, blocking } => {
+            tracing::warn!(bridge = b, port = %name(port), blocking, "root guard")
+        }
+        StpEvent::Protocol { port, rstp } => {
+            tracing::info!(bridge = b, port = %name(port), rstp, "STP protocol of port")
+        }
+    }
+}
+
+/// The speed (Mb/s) and duplex the kernel reports for `dev`, for STP path costs.
+fn link_speed(dev: &str) -> (Option<u32>, bool) {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{dev}/{f}")).ok();
+    let speed = read("speed")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .and_then(|s| u32::try_from(s).ok());
+    let full = read("duplex").is_none_or(|d| d.trim() != "half");
+    (speed, full)
 }
 
 /// Undoes what a port removed for good leaves behind: persistence of its TAP, a veth

@@ -18,9 +18,10 @@ pub mod view;
 mod views;
 
 pub use bridge_rt::{BridgeRt, PortSpec};
-pub use config::{BridgeCfg, Config, PortCfg, StaticEntry, StpMode, StpParams, VlanCfg};
+pub use config::{BridgeCfg, Config, PortCfg, StaticEntry, StpParams, VlanCfg};
 pub use connect::Connection;
 pub use engine::Engine;
 pub use error::DpError;
 pub use handle::Datapath;
+pub use vbridge_core::StpMode;
 pub use view::{BridgeView, FdbRow, PortKind, PortState, PortView};

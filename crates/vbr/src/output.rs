@@ -114,35 +114,49 @@ fn fdb_show(v: &Value) {
 
 /// `brctl showstp`.
 fn showstp(v: &Value) {
-    let stp = &v["stp"];
     let f = |x: &Value| x.as_f64().unwrap_or(0.0);
-    println!("{}", s(&v["bridge"]));
+    let flag = |x: &Value, name: &str| {
+        if x.as_bool() == Some(true) {
+            format!("{name} ")
+        } else {
+            String::new()
+        }
+    };
+    println!("{} ({})", s(&v["bridge"]), s(&v["mode"]));
     println!(" bridge id\t\t{}", s(&v["bridge_id"]));
     println!(" designated root\t{}", s(&v["designated_root"]));
     println!(
         " root port\t\t{:>4}\t\t\tpath cost\t\t{:>4}",
-        s(&v["root_port"]),
+        s(&v["root_port_no"]),
         s(&v["path_cost"])
     );
     println!(
         " max age\t\t{:>7.2}\t\t\tbridge max age\t\t{:>7.2}",
-        f(&stp["max_age"]),
-        f(&stp["max_age"])
+        f(&v["max_age"]),
+        f(&v["bridge_max_age"])
     );
     println!(
         " hello time\t\t{:>7.2}\t\t\tbridge hello time\t{:>7.2}",
-        f(&stp["hello_time"]),
-        f(&stp["hello_time"])
+        f(&v["hello_time"]),
+        f(&v["bridge_hello_time"])
     );
     println!(
         " forward delay\t\t{:>7.2}\t\t\tbridge forward delay\t{:>7.2}",
-        f(&stp["forward_delay"]),
-        f(&stp["forward_delay"])
+        f(&v["forward_delay"]),
+        f(&v["bridge_forward_delay"])
     );
     println!(" ageing time\t\t{:>7.2}", f(&v["ageing_time"]));
-    println!(" stp mode\t\t{}", s(&stp["mode"]));
+    println!(
+        " topology change count\t{:>4}",
+        s(&v["topology_change_count"])
+    );
+    println!(
+        " flags\t\t\t{}",
+        flag(&v["topology_change"], "TOPOLOGY_CHANGE")
+    );
     println!();
     for p in v["ports"].as_array().into_iter().flatten() {
+        let c = &p["counters"];
         println!("{} ({})", s(&p["name"]), s(&p["port_no"]));
         println!(
             " port id\t\t{}\t\t\tstate\t\t{:>15}",
@@ -151,13 +165,40 @@ fn showstp(v: &Value) {
         );
         println!(
             " designated root\t{}\tpath cost\t\t{:>4}",
-            s(&v["designated_root"]),
+            s(&p["designated_root"]),
             s(&p["path_cost"])
         );
         println!(
-            " designated bridge\t{}\tpriority\t\t{:>4}",
-            s(&v["bridge_id"]),
-            s(&p["priority"])
+            " designated bridge\t{}\trole\t\t{:>15}",
+            s(&p["designated_bridge"]),
+            s(&p["role"])
+        );
+        println!(
+            " designated port\t{}\t\t\tmessage age timer\t{:>7.2}",
+            s(&p["designated_port"]),
+            f(&p["message_age_timer"])
+        );
+        println!(
+            " designated cost\t{:>4}\t\t\tforward delay timer\t{:>7.2}",
+            s(&p["designated_cost"]),
+            f(&p["forward_delay_timer"])
+        );
+        println!(
+            " bpdus in\t\t{}\t\t\tbpdus out\t\t{}",
+            c["rx_config"].as_u64().unwrap_or(0)
+                + c["rx_rst"].as_u64().unwrap_or(0)
+                + c["rx_tcn"].as_u64().unwrap_or(0),
+            c["tx_config"].as_u64().unwrap_or(0)
+                + c["tx_rst"].as_u64().unwrap_or(0)
+                + c["tx_tcn"].as_u64().unwrap_or(0)
+        );
+        println!(
+            " flags\t\t\t{}{}{}{}{}",
+            flag(&p["edge"], "EDGE"),
+            flag(&p["point_to_point"], "P2P"),
+            flag(&p["bpdu_guard"], "BPDU_GUARD"),
+            flag(&p["root_guard"], "ROOT_GUARD"),
+            flag(&p["topology_change"], "TOPOLOGY_CHANGE")
         );
         println!();
     }

@@ -48,7 +48,10 @@ use crate::error::ConfigError;
 use crate::port::{PortId, StpState};
 
 /// Which spanning tree protocol the bridge runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum StpMode {
     /// None: every port forwards and BPDUs are flooded like any frame (as Linux does).
     #[default]
@@ -172,7 +175,10 @@ pub(crate) fn round_secs(d: Duration) -> u64 {
 }
 
 /// Whether a port's LAN is point-to-point (802.1D-2004 adminPointToPointMAC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum PointToPoint {
     /// From the duplex the driver reports (full duplex: point-to-point).
     #[default]
@@ -182,7 +188,8 @@ pub enum PointToPoint {
 }
 
 /// Per-port spanning tree settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StpPortConfig {
     /// Port path cost, 1..=200 000 000; 0 = from the link speed (802.1D-2004 Table 17-3,
     /// 2000 while the speed is unknown, as for 10 Gb/s).

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vbridge_core::{BridgeConfig, FlushFilter, MacAddr, PortFlags, PortId, Vid};
-use vbridge_datapath::{DpError, Engine, PortKind, PortSpec, StpMode};
+use vbridge_core::{BridgeConfig, FlushFilter, MacAddr, PortFlags, PortId, StpPortConfig, Vid};
+use vbridge_datapath::{DpError, Engine, PortKind, PortSpec};
 
 use crate::api::Request;
 
@@ -142,7 +142,7 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
             let views: Vec<Value> = names
                 .iter()
                 .filter_map(|n| e.bridge(n).ok())
-                .map(|rt| json!(rt.view(rt.stp.priority)))
+                .map(|rt| json!(rt.view(rt.core.stp_params().priority)))
                 .collect();
             Ok(Value::Array(views))
         }
@@ -154,31 +154,16 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
         }
         Request::Showstp { bridge } => {
             e.refresh();
+            let now = e.now();
             let rt = e.bridge(&bridge).map_err(dp)?;
-            let view = rt.view(rt.stp.priority);
-            let ports: Vec<Value> = view
-                .ports
-                .iter()
-                .filter(|p| p.kind != PortKind::Host)
-                .map(|p| {
-                    let (cost, prio) = rt.port_stp(PortId(p.port_no)).unwrap_or((0, 0));
-                    json!({
-                        "name": p.name, "port_no": p.port_no, "state": p.stp_state,
-                        "path_cost": cost, "priority": prio,
-                        "port_id": format!("{:02x}{:02x}", prio, p.port_no),
-                    })
-                })
-                .collect();
-            Ok(json!({
-                "bridge": view.name, "bridge_id": view.bridge_id,
-                "designated_root": view.bridge_id, "root_port": 0, "path_cost": 0,
-                "stp": rt.stp, "ageing_time": view.ageing_secs, "ports": ports,
-            }))
+            Ok(super::stp::status_json(rt, now))
         }
         Request::Stp { bridge, mode } => {
-            let rt = e.bridge_mut(&bridge).map_err(dp)?;
-            rt.stp.mode = mode;
-            rt.core.set_stp_enabled(mode != StpMode::Off);
+            let now = e.now();
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .core
+                .set_stp_mode(now, mode);
             Ok(json!({ "bridge": bridge, "stp": mode }))
         }
         Request::Setageing { bridge, secs: s } => {
@@ -191,44 +176,57 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
             Ok(json!({ "bridge": bridge, "ageing_time": s }))
         }
         Request::Setbridgeprio { bridge, prio } => {
-            e.bridge_mut(&bridge).map_err(dp)?.stp.priority = prio;
+            let now = e.now();
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            rt.core.set_stp_priority(now, prio).map_err(err)?;
             Ok(json!({ "bridge": bridge, "priority": prio }))
         }
         Request::Setfd { bridge, secs: s } => {
-            let s = secs("forward delay", s, 2.0, 30.0)?;
-            e.bridge_mut(&bridge).map_err(dp)?.stp.forward_delay = s;
+            let d = Duration::from_secs_f64(secs("forward delay", s, 2.0, 30.0)?);
+            let now = e.now();
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .core
+                .set_stp_forward_delay(now, d)
+                .map_err(err)?;
             Ok(json!({ "bridge": bridge, "forward_delay": s }))
         }
         Request::Sethello { bridge, secs: s } => {
-            let s = secs("hello time", s, 1.0, 10.0)?;
-            e.bridge_mut(&bridge).map_err(dp)?.stp.hello_time = s;
+            let d = Duration::from_secs_f64(secs("hello time", s, 1.0, 10.0)?);
+            let now = e.now();
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .core
+                .set_stp_hello_time(now, d)
+                .map_err(err)?;
             Ok(json!({ "bridge": bridge, "hello_time": s }))
         }
         Request::Setmaxage { bridge, secs: s } => {
-            let s = secs("max age", s, 6.0, 40.0)?;
-            e.bridge_mut(&bridge).map_err(dp)?.stp.max_age = s;
+            let d = Duration::from_secs_f64(secs("max age", s, 6.0, 40.0)?);
+            let now = e.now();
+            e.bridge_mut(&bridge)
+                .map_err(dp)?
+                .core
+                .set_stp_max_age(now, d)
+                .map_err(err)?;
             Ok(json!({ "bridge": bridge, "max_age": s }))
         }
         Request::Setpathcost { bridge, port, cost } => {
-            if cost == 0 {
-                return Err("path cost 0 is out of range: use 1..=200000000".into());
-            }
             let id = port_of(e, &bridge, &port)?;
-            e.bridge_mut(&bridge)
-                .map_err(dp)?
-                .set_port_stp(id, Some(cost), None);
+            let now = e.now();
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            let mut c = rt.core.port_stp_config(id).map_err(err)?;
+            c.path_cost = cost;
+            rt.core.set_port_stp_config(now, id, c).map_err(err)?;
             Ok(json!({ "port": port, "path_cost": cost }))
         }
         Request::Setportprio { bridge, port, prio } => {
-            if prio % 16 != 0 && prio > 15 {
-                return Err(format!(
-                    "port priority {prio} must be 0..=240 in steps of 16, or 0..=15"
-                ));
-            }
             let id = port_of(e, &bridge, &port)?;
-            e.bridge_mut(&bridge)
-                .map_err(dp)?
-                .set_port_stp(id, None, Some(prio));
+            let now = e.now();
+            let rt = e.bridge_mut(&bridge).map_err(dp)?;
+            let mut c = rt.core.port_stp_config(id).map_err(err)?;
+            c.priority = prio;
+            rt.core.set_port_stp_config(now, id, c).map_err(err)?;
             Ok(json!({ "port": port, "priority": prio }))
         }
         Request::Hairpin { bridge, port, on } => {
@@ -268,6 +266,17 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
     }
 }
 
+/// The spanning-tree port setting a `link set` flag names, if it is one.
+fn stp_flag(name: &str) -> Option<fn(&mut StpPortConfig) -> &mut bool> {
+    Some(match name {
+        "edge" => |c| &mut c.admin_edge,
+        "auto_edge" => |c| &mut c.auto_edge,
+        "bpdu_guard" => |c| &mut c.bpdu_guard,
+        "root_guard" => |c| &mut c.root_guard,
+        _ => return None,
+    })
+}
+
 fn add_port(e: &mut Engine, bridge: &str, port: &str, kind: PortKind) -> Outcome {
     check_name(port)?;
     e.bridge(bridge).map_err(dp)?;
@@ -286,9 +295,15 @@ fn link_set(
     let (bridge, id) = e
         .find_port(port)
         .ok_or_else(|| format!("{port} is not a port of any bridge (see `vbr show`)"))?;
+    let now = e.now();
     let rt = e.bridge_mut(&bridge).map_err(dp)?;
     let mut f: PortFlags = rt.core.port_config(id).map_err(err)?.flags;
+    let mut stp = rt.core.port_stp_config(id).ok();
     for (name, on) in flags {
+        if let (Some(s), Some(slot)) = (stp.as_mut(), stp_flag(name)) {
+            *slot(s) = *on;
+            continue;
+        }
         let slot = match name.as_str() {
             "learning" => &mut f.learning,
             "flood" => &mut f.flood,
@@ -299,7 +314,7 @@ fn link_set(
             "locked" => &mut f.locked,
             other => {
                 return Err(format!(
-                    "unknown port flag {other:?}: use learning, flood, mcast_flood, bcast_flood, hairpin, isolated or locked"
+                    "unknown port flag {other:?}: use learning, flood, mcast_flood, bcast_flood, hairpin, isolated, locked, edge, auto_edge, bpdu_guard or root_guard"
                 ));
             }
         };
@@ -307,6 +322,9 @@ fn link_set(
     }
     let mode = vlan.map(|v| v.to_mode()).transpose().map_err(err)?;
     rt.core.set_port_flags(id, f).map_err(err)?;
+    if let Some(s) = stp {
+        rt.core.set_port_stp_config(now, id, s).map_err(err)?;
+    }
     if let Some(m) = mode {
         rt.core.set_port_vlan(id, m).map_err(err)?;
     }

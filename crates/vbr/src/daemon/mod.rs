@@ -5,6 +5,7 @@
 mod handler;
 mod server;
 mod store;
+mod stp;
 mod wiring;
 
 pub(crate) use wiring::ConnectArgs;
