@@ -27,6 +27,10 @@ fn kill9_and_restart_loses_nothing() {
     d.ok("link set veth20 hairpin on");
     d.ok("fdb add br0 02:00:00:00:aa:01 veth10 vlan 1");
     d.ok("setageing br0 120");
+    d.ok("setbridgeprio br0 4096");
+    d.ok("setpathcost br0 veth10 300");
+    d.ok("link set veth20 edge on bpdu_guard on");
+    d.ok("stp br0 rstp");
     assert!(a.ns.reaches("10.2.0.21"));
     assert!(host.reaches("10.2.0.11"));
     let before = d.json("show br0");
@@ -53,6 +57,29 @@ fn kill9_and_restart_loses_nothing() {
         .unwrap()
         .clone();
     assert_eq!(veth20["flags"]["hairpin"], true);
+    let stp = d.json("showstp br0");
+    assert_eq!(stp["mode"], "rstp");
+    assert!(
+        stp["bridge_id"].as_str().unwrap().starts_with("1000."),
+        "{stp}"
+    );
+    let port = |n: &str| {
+        stp["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(port("veth10")["path_cost"], 300);
+    assert_eq!(
+        (
+            port("veth20")["admin_edge"].as_bool(),
+            port("veth20")["bpdu_guard"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
     let fdb = d.ok("fdb show br0");
     assert!(
         fdb.contains("02:00:00:00:aa:01 dev veth10 vlan 1 static"),

@@ -280,3 +280,54 @@ fn rstp_triangle_of_vbridges_recovers_within_a_second() {
         text.lines().last().unwrap_or("")
     );
 }
+
+/// Captures BPDUs a real Linux kernel bridge sends and reads them with our wire parser.
+#[test]
+fn kernel_bpdus_parse() {
+    if !root_or_skip("kernel_bpdus_parse") {
+        return;
+    }
+    let k = Netns::new("k");
+    k.ok("ip link add kbr type bridge stp_state 1 hello_time 100 priority 12288");
+    k.ok("ip link add kp type veth peer name kq");
+    k.ok("ip link set kp master kbr");
+    for dev in ["kbr", "kp", "kq"] {
+        k.ok(&format!("ip link set {dev} up"));
+    }
+    let hex = k.ok("timeout 10 tcpdump -c 2 -xx -n -i kq stp");
+    let frames: Vec<Vec<u8>> = hex
+        .split("\n\t0x0000:")
+        .skip(1)
+        .map(|chunk| {
+            chunk
+                .lines()
+                .flat_map(|l| {
+                    l.split_once(':')
+                        .map_or(l, |(_, rest)| rest)
+                        .split_whitespace()
+                })
+                .take_while(|w| w.len() == 4 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                .flat_map(|w| {
+                    [
+                        u8::from_str_radix(&w[..2], 16).unwrap(),
+                        u8::from_str_radix(&w[2..], 16).unwrap(),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(frames.len(), 2, "captured:\n{hex}");
+    for f in &frames {
+        match vbridge_wire::bpdu::parse_frame(f) {
+            Ok(vbridge_wire::bpdu::Repr::Config(c)) => {
+                assert_eq!(c.bridge_id.priority, 12288);
+                assert_eq!(
+                    c.root_id, c.bridge_id,
+                    "a lone kernel bridge is its own root"
+                );
+                assert_eq!(c.hello_time_ticks, 256, "hello 1 s");
+            }
+            other => panic!("kernel BPDU {f:02x?} parsed as {other:?}"),
+        }
+    }
+}
