@@ -5,11 +5,14 @@
 # and p99 of 200 pings at 10 ms) and the daemon's RSS with 2 and with 200 connected
 # namespaces. Prints a table with ratios to the kernel bridge.
 #
-# Usage (root): bench/e2e.sh [seconds per iperf3 run, default 10]
+# Usage (root): bench/e2e.sh [seconds per iperf3 run, default 10] [rounds, default 3]
+# Each round measures the three setups one after another; the table shows medians, so a
+# burst of noise from elsewhere on the machine hits all three alike.
 # Everything runs in namespaces this script makes and removes; no traffic leaves them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+ROUNDS=${2:-3}
 VBR=${VBR:-$PWD/target/release/vbr}
 [ -x "$VBR" ] || cargo build --release -p vbr
 for t in iperf3 ping ip; do command -v $t >/dev/null || { echo "need $t" >&2; exit 1; }; done
@@ -81,9 +84,18 @@ print("%.3f %.3f" % (sum(t)/len(t), t[min(len(t)-1, int(len(t)*0.99))]))'
 }
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$DAEMON/status; }
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A T U R9 RA
+for r in $(seq "$ROUNDS"); do
+  for m in direct kernel vbridge; do
+    T[$m]+=" $(tcp $m)"; U[$m]+=" $(udp $m)"
+    read -r a p <<<"$(rtt $m)"; RA[$m]+=" $a"; R9[$m]+=" $p"
+  done
+  echo "round $r: TCP ${T[vbridge]##* } UDP ${U[vbridge]##* } RTT ${RA[vbridge]##* }" >&2
+done
 for m in direct kernel vbridge; do
-  T[$m]=$(tcp $m); U[$m]=$(udp $m); read -r RA[$m] R9[$m] <<<"$(rtt $m)"
+  T[$m]=$(median <<<"${T[$m]}"); U[$m]=$(median <<<"${U[$m]}")
+  RA[$m]=$(median <<<"${RA[$m]}"); R9[$m]=$(median <<<"${R9[$m]}")
 done
 RSS2=$(rss)
 # 198 more connected namespaces (TAP ports), to see memory at 200 ports.

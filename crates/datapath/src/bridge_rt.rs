@@ -5,11 +5,11 @@ use vbridge_core::{
     Bridge, Decision, DropReason, Instant, PortConfig, PortFlags, PortId, TagOp, Verdict, VlanMode,
 };
 use vbridge_ports::{Batch, PacketBuf, PortIo};
-use vbridge_wire::vlan::set_outer_vid;
 
 use crate::connect::Connection;
 use crate::engine::Backend;
 use crate::hostif::Quieted;
+use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;
 
 /// A port's backend and what the datapath knows about it.
@@ -83,7 +83,9 @@ pub struct BridgeRt {
     pub core: Bridge,
     pub(crate) ports: Vec<Option<PortRt>>,
     decision: Decision,
+    /// Buffer for BPDUs the spanning tree sends.
     scratch: PacketBuf,
+    tx: TxQueues,
 }
 
 /// Ports whose device vanished while forwarding.
@@ -97,6 +99,7 @@ impl BridgeRt {
             ports: Vec::new(),
             decision: Decision::new(),
             scratch: PacketBuf::new(),
+            tx: TxQueues::default(),
         }
     }
 
@@ -224,88 +227,59 @@ impl BridgeRt {
         }
     }
 
-    /// Decides and transmits every frame of `batch`, received on `ingress`.
-    pub(crate) fn forward(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        batch: &mut Batch,
-    ) -> GonePorts {
+    /// Decides every frame of `batch`, received on `ingress`, and sends the copies, per
+    /// egress port in one batch.
+    pub(crate) fn forward(&mut self, now: Instant, ingress: PortId, batch: &Batch) -> GonePorts {
         let mut gone = GonePorts::new();
-        for pkt in batch.packets() {
+        let rx = batch.packets();
+        for pkt in rx {
             self.core.warm(ingress, pkt.frame());
         }
-        for pkt in batch.packets_mut() {
+        for (i, pkt) in rx.iter().enumerate() {
             self.core
                 .process(now, ingress, pkt.frame(), &mut self.decision);
             if self.decision.verdict == Verdict::Forward {
-                self.transmit(pkt, &mut gone);
+                self.enqueue(i, pkt, rx, &mut gone);
             }
         }
+        self.tx
+            .flush(rx, &mut self.ports, &mut self.core, &mut gone);
         self.transmit_bpdus(&mut gone);
         gone
     }
 
-    /// Sends the decided copies of `pkt`. Copies that need a different tag are made in
-    /// the scratch buffer, except the last one, which is edited in place.
-    fn transmit(&mut self, pkt: &mut PacketBuf, gone: &mut GonePorts) {
+    /// Queues the decided copies of `pkt` (frame `i` of `rx`).
+    fn enqueue(&mut self, i: usize, pkt: &PacketBuf, rx: &[PacketBuf], gone: &mut GonePorts) {
         let BridgeRt {
             core,
             ports,
             decision,
-            scratch,
+            tx,
             ..
         } = self;
-        let n = decision.egress.len();
-        for (i, e) in decision.egress.iter().enumerate() {
-            let Some(Some(port)) = ports.get_mut(usize::from(e.port.0)) else {
+        for e in &decision.egress {
+            let Some(io) = ports
+                .get(usize::from(e.port.0))
+                .and_then(Option::as_ref)
+                .and_then(|p| p.io.as_ref())
+            else {
                 continue;
             };
-            let Some(io) = port.io.as_mut() else {
-                continue;
-            };
-            let plain_only = !io.vnet_hdr() && !pkt.hdr.is_plain();
-            // The frame itself goes out unchanged, or changed when this is the last copy;
-            // other copies that need changes are made in the scratch buffer.
-            let in_place = (e.op == TagOp::Keep && !plain_only) || i + 1 == n;
-            let out: &mut PacketBuf = if in_place {
-                pkt
-            } else {
-                scratch.hdr = pkt.hdr;
-                if scratch.set_frame(pkt.frame()).is_err() {
-                    core.count_drop(e.port, DropReason::TxError);
-                    continue;
-                }
-                scratch
-            };
-            if apply(out, e.op).is_err() || (plain_only && !make_plain(out)) {
-                core.count_drop(e.port, DropReason::TxError);
+            let plain = !io.vnet_hdr() && !pkt.hdr.is_plain();
+            if e.op == TagOp::Keep && !plain {
+                tx.queue(e.port, i);
                 continue;
             }
-            match io.send(out) {
-                Ok(()) => {}
-                Err(err) if err.is_gone() => gone.push(e.port),
-                Err(_) => {
-                    port.tx_errors += 1;
-                    core.count_drop(e.port, DropReason::TxError);
+            let queued = match tx.queue_changed(e.port, pkt, e.op, plain) {
+                Ok(q) => q,
+                Err(Full) => {
+                    tx.flush(rx, ports, core, gone);
+                    tx.queue_changed(e.port, pkt, e.op, plain).unwrap_or(false)
                 }
+            };
+            if !queued {
+                core.count_drop(e.port, DropReason::TxError);
             }
         }
     }
-}
-
-/// Applies a tag operation to a frame in its buffer.
-fn apply(pkt: &mut PacketBuf, op: TagOp) -> Result<(), ()> {
-    match op {
-        TagOp::Keep => Ok(()),
-        TagOp::Push(tag) => pkt.insert_tag(tag.tpid, tag.tci()).map_err(drop),
-        TagOp::Pop => pkt.remove_tag().map(drop).map_err(drop),
-        TagOp::SetVid(v) => set_outer_vid(pkt.frame_mut(), v).map_err(drop),
-    }
-}
-
-/// Finishes a partial checksum for a port without offloads; GSO super-frames cannot be
-/// sent there and are dropped.
-fn make_plain(pkt: &mut PacketBuf) -> bool {
-    !pkt.hdr.is_gso() && pkt.finish_csum().is_ok() && pkt.hdr.is_plain()
 }

@@ -21,10 +21,16 @@ use crate::view::PortKind;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Batches read from one port before others get their turn.
 const BATCHES_PER_TURN: usize = 4;
-/// How long the loop keeps polling without sleeping after it last moved a frame. A reply
-/// that arrives within this window (a ping's echo, a TCP ACK) is picked up without the
-/// wake-up latency of a sleeping thread; an idle datapath sleeps.
-const BUSY_POLL: Duration = Duration::from_micros(50);
+/// How long the loop keeps polling without sleeping after it last moved a frame
+/// (`VBR_BUSY_POLL_US`, default 0). A reply that arrives within this window is picked up
+/// without the wake-up latency of a sleeping thread; an idle datapath sleeps.
+fn busy_poll() -> Duration {
+    let us = std::env::var("VBR_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_micros(us)
+}
 /// How often netdevs are checked for MAC, up/down and re-appearance.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -51,6 +57,7 @@ pub struct Engine {
     next_housekeeping: Instant,
     /// When a frame was last received, for busy polling.
     last_rx: std::time::Instant,
+    busy_poll: Duration,
     pub(crate) stopping: bool,
 }
 
@@ -73,6 +80,7 @@ impl Engine {
             pending: Vec::new(),
             next_housekeeping: Instant::ZERO,
             last_rx: std::time::Instant::now(),
+            busy_poll: busy_poll(),
             stopping: false,
         }
     }
@@ -292,7 +300,7 @@ impl Engine {
     pub(crate) fn run(&mut self, jobs: &Receiver<Job>) {
         let mut events = Events::with_capacity(256);
         while !self.stopping {
-            let timeout = if self.pending.is_empty() && self.last_rx.elapsed() > BUSY_POLL {
+            let timeout = if self.pending.is_empty() && self.last_rx.elapsed() > self.busy_poll {
                 self.timeout()
             } else {
                 Duration::ZERO

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod handle;
 mod hostif;
+mod tx;
 pub mod view;
 mod views;
 

@@ -90,6 +90,9 @@ const fn key(vid: u16, mac: MacAddr) -> u64 {
     ((vid as u64) << 48) | mac.to_u64()
 }
 
+/// The MAC bits of a key: `key(vid, mac) & MAC_MASK == key(LOCAL_VID, mac)`.
+const MAC_MASK: u64 = (1 << 48) - 1;
+
 #[inline]
 const fn unkey(k: u64) -> (u16, MacAddr) {
     ((k >> 48) as u16, MacAddr::from_u64(k))
@@ -158,11 +161,17 @@ impl Fdb {
     }
 
     /// The port a frame to `mac` in `vid` goes to, with the entry kind.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(&self, vid: Vid, mac: MacAddr) -> Option<(PortId, EntryKind)> {
-        if let Some(e) = self.table.get(key(vid.get(), mac)) {
-            return Some((e.port, e.kind));
+        match self.table.get(key(vid.get(), mac)) {
+            Some(e) => Some((e.port, e.kind)),
+            None => self.lookup_local(mac),
         }
+    }
+
+    /// [`Fdb::lookup`] of an address not known in the frame's VLAN: one of ours?
+    #[inline(never)]
+    fn lookup_local(&self, mac: MacAddr) -> Option<(PortId, EntryKind)> {
         self.table
             .get(key(LOCAL_VID, mac))
             .map(|e| (e.port, EntryKind::Local))
@@ -213,7 +222,7 @@ impl Fdb {
     }
 
     /// Learns that `mac` in `vid` sits behind `port`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn learn(
         &mut self,
         now: Instant,
@@ -224,37 +233,52 @@ impl Fdb {
     ) -> Learned {
         let k = key(vid.get(), mac);
         let seen = self.stamp(now);
-        let port_full = |fdb: &Fdb| port_limit != 0 && fdb.learned_on(port) >= port_limit;
-        if let Some(p) = self.table.find(k) {
-            let e = self.table.at(p);
-            if e.kind != EntryKind::Dynamic {
-                return Learned::Nothing;
+        match self.table.find(k) {
+            // The common case, kept inline: a known address, seen again where it was.
+            Some(p) if self.table.at(p).port == port => {
+                if self.table.at(p).kind == EntryKind::Dynamic {
+                    self.table.set_seen(p, seen);
+                }
+                Learned::Nothing
             }
-            if e.port == port {
-                self.table.set_seen(p, seen);
-                return Learned::Nothing;
-            }
-            let from = e.port;
-            if port_full(self) {
-                // Moving would break the limit: forget the address so frames to it flood.
-                self.table.remove_at(p);
-                self.count(from, -1);
-                self.limit_hits += 1;
-                return Learned::LimitReached;
-            }
-            self.table.set(p, Slot { port, seen, ..e });
-            self.count(from, -1);
-            self.count(port, 1);
-            self.moves += 1;
-            return Learned::Moved { from };
+            Some(p) => self.learn_moved(p, seen, port, port_limit),
+            None => self.learn_new(now, k, port, port_limit, seen),
         }
+    }
+
+    /// [`Fdb::learn`] of a known address seen on another port.
+    #[inline(never)]
+    fn learn_moved(&mut self, p: table::Pos, seen: u32, port: PortId, limit: u32) -> Learned {
+        let e = self.table.at(p);
+        if e.kind != EntryKind::Dynamic {
+            return Learned::Nothing;
+        }
+        let from = e.port;
+        if limit != 0 && self.learned_on(port) >= limit {
+            // Moving would break the limit: forget the address so frames to it flood.
+            self.table.remove_at(p);
+            self.count(from, -1);
+            self.limit_hits += 1;
+            return Learned::LimitReached;
+        }
+        self.table.set(p, Slot { port, seen, ..e });
+        self.count(from, -1);
+        self.count(port, 1);
+        self.moves += 1;
+        Learned::Moved { from }
+    }
+
+    /// [`Fdb::learn`] of an address not in the table.
+    #[inline(never)]
+    fn learn_new(&mut self, now: Instant, k: u64, port: PortId, limit: u32, seen: u32) -> Learned {
         if self.ageing.is_zero() {
             return Learned::Nothing;
         }
-        if self.table.find(key(LOCAL_VID, mac)).is_some() {
+        if self.table.find(k & MAC_MASK).is_some() {
             return Learned::Nothing; // our own address coming back: never learn it
         }
-        if self.learned_total >= self.max_learned || port_full(self) {
+        let port_full = limit != 0 && self.learned_on(port) >= limit;
+        if self.learned_total >= self.max_learned || port_full {
             self.limit_hits += 1;
             return Learned::LimitReached;
         }
