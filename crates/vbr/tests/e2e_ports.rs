@@ -91,3 +91,45 @@ fn ports_come_and_go_while_traffic_flows() {
         "{text}"
     );
 }
+
+/// A namespace given by path, as Docker or Podman containers have them: the netns of a
+/// process, with a MAC chosen by hand.
+#[test]
+fn connect_a_namespace_by_path() {
+    if !root_or_skip("connect_a_namespace_by_path") {
+        return;
+    }
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    d.ok("addbr br0");
+    host.ok("ip addr add 10.8.0.1/24 dev br0");
+    host.ok("ip link set br0 up");
+    // A "container": a process in a network namespace of its own, with no name.
+    let mut proc_ = Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = proc_.id();
+    let path = format!("/proc/{pid}/ns/net");
+    assert!(eventually(Duration::from_secs(2), || std::fs::read_link(
+        &path
+    )
+    .is_ok()));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = d.ok(&format!(
+        "connect {path} br0 --ip 10.8.0.5/24 --gateway 10.8.0.1 --mac 02:00:00:00:08:05"
+    ));
+    let port = format!("p{pid}-eth0");
+    let port = &port[..port.len().min(15)];
+    assert!(out.contains(port), "{out}");
+    let inside = |cmd: &str| ok(&format!("nsenter --net={path} {cmd}"));
+    // (sysfs shows the mounting namespace's devices under nsenter: ask netlink)
+    assert!(inside("ip link show eth0").contains("02:00:00:00:08:05"));
+    assert!(inside("ip route").contains("default via 10.8.0.1"));
+    assert!(host.reaches("10.8.0.5"), "host -> the container");
+    assert!(inside("ping -c1 -W2 10.8.0.1").contains("1 received"));
+    d.ok(&format!("disconnect {path} br0"));
+    assert!(!inside("ip -br link").contains("eth0"));
+    let _ = proc_.kill();
+    let _ = proc_.wait();
+}
