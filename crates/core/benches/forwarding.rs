@@ -22,6 +22,14 @@ const BATCH: usize = 1024;
 /// Frames the datapath receives from one port in one go.
 const BURST: usize = 32;
 
+/// Measures `f`, which decides `BATCH` frames, as case `name` of group `core`.
+fn run(c: &mut Criterion, name: &str, mut f: impl FnMut()) {
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(name, |bench| bench.iter(&mut f));
+    g.finish();
+}
+
 fn host_mac(i: u64) -> MacAddr {
     MacAddr::from_u64(0x0200_0000_0000 | i)
 }
@@ -91,27 +99,22 @@ fn bench_table(c: &mut Criterion, name: &str, ports: u16, hosts: u64, pairs: usi
     let mut ingress = [p[0]; BURST];
     let mut d = Decision::new();
     let mut at = 0usize;
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function(name, |bench| {
-        bench.iter(|| {
-            // As the datapath does: a burst of frames is warmed, then decided one by one.
-            for _ in 0..BATCH / BURST {
-                for (k, frame) in burst.iter_mut().enumerate() {
-                    let (s, t) = pairs[(at + k) % pairs.len()];
-                    write_addrs(frame, host_mac(u64::from(t)), host_mac(u64::from(s)));
-                    ingress[k] = p[s as usize % p.len()];
-                    b.warm(ingress[k], frame);
-                }
-                for (k, frame) in burst.iter().enumerate() {
-                    b.process(Instant::from_secs(2), ingress[k], frame, &mut d);
-                    black_box(&d);
-                }
-                at = (at + BURST) % pairs.len();
+    run(c, name, || {
+        // As the datapath does: a burst of frames is warmed, then decided one by one.
+        for _ in 0..BATCH / BURST {
+            for (k, frame) in burst.iter_mut().enumerate() {
+                let (s, t) = pairs[(at + k) % pairs.len()];
+                write_addrs(frame, host_mac(u64::from(t)), host_mac(u64::from(s)));
+                ingress[k] = p[s as usize % p.len()];
+                b.warm(ingress[k], frame);
             }
-        })
+            for (k, frame) in burst.iter().enumerate() {
+                b.process(Instant::from_secs(2), ingress[k], frame, &mut d);
+                black_box(&d);
+            }
+            at = (at + BURST) % pairs.len();
+        }
     });
-    g.finish();
 }
 
 fn unicast(c: &mut Criterion) {
@@ -124,19 +127,14 @@ fn unicast(c: &mut Criterion) {
     let mut d = Decision::new();
     b.process(Instant::from_secs(1), p[0], &fa, &mut d);
     b.process(Instant::from_secs(1), p[1], &fz, &mut d);
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("unicast", |bench| {
-        bench.iter(|| {
-            for _ in 0..BATCH / 2 {
-                b.process(Instant::from_secs(2), p[0], black_box(&fa), &mut d);
-                black_box(&d);
-                b.process(Instant::from_secs(2), p[1], black_box(&fz), &mut d);
-                black_box(&d);
-            }
-        })
+    run(c, "unicast", || {
+        for _ in 0..BATCH / 2 {
+            b.process(Instant::from_secs(2), p[0], black_box(&fa), &mut d);
+            black_box(&d);
+            b.process(Instant::from_secs(2), p[1], black_box(&fz), &mut d);
+            black_box(&d);
+        }
     });
-    g.finish();
 }
 
 /// `unicast` with spanning tree (STP mode) running and both ports forwarding.
@@ -160,19 +158,14 @@ fn unicast_stp(c: &mut Criterion) {
     let mut d = Decision::new();
     b.process(Instant::from_secs(41), p[0], &fa, &mut d);
     b.process(Instant::from_secs(41), p[1], &fz, &mut d);
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("unicast_stp", |bench| {
-        bench.iter(|| {
-            for _ in 0..BATCH / 2 {
-                b.process(Instant::from_secs(42), p[0], black_box(&fa), &mut d);
-                black_box(&d);
-                b.process(Instant::from_secs(42), p[1], black_box(&fz), &mut d);
-                black_box(&d);
-            }
-        })
+    run(c, "unicast_stp", || {
+        for _ in 0..BATCH / 2 {
+            b.process(Instant::from_secs(42), p[0], black_box(&fa), &mut d);
+            black_box(&d);
+            b.process(Instant::from_secs(42), p[1], black_box(&fz), &mut d);
+            black_box(&d);
+        }
     });
-    g.finish();
 }
 
 fn fdb_10k(c: &mut Criterion) {
@@ -192,17 +185,12 @@ fn flood16(c: &mut Criterion) {
         frames.push(f);
     }
     let mut d = Decision::new();
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("flood16", |bench| {
-        bench.iter(|| {
-            for i in 0..BATCH {
-                b.process(Instant::from_secs(2), p[i % 16], &frames[i % 16], &mut d);
-                black_box(&d);
-            }
-        })
+    run(c, "flood16", || {
+        for i in 0..BATCH {
+            b.process(Instant::from_secs(2), p[i % 16], &frames[i % 16], &mut d);
+            black_box(&d);
+        }
     });
-    g.finish();
 }
 
 fn trunk(c: &mut Criterion) {
@@ -230,29 +218,24 @@ fn trunk(c: &mut Criterion) {
     let mut d = Decision::new();
     b.process(Instant::from_secs(1), p[0], &up[4..], &mut d);
     b.process(Instant::from_secs(1), p[1], &down, &mut d);
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("trunk", |bench| {
-        bench.iter(|| {
-            for _ in 0..BATCH / 2 {
-                // access -> trunk: push the tag, then undo it for the next round.
-                b.process(Instant::from_secs(2), p[0], &up[4..], &mut d);
-                if let TagOp::Push(t) = d.egress[0].op {
-                    let s = push_in_place(&mut up, 4, 68, t).unwrap();
-                    black_box(&up[s..]);
-                    pop_in_place(&mut up, s, 68).unwrap();
-                }
-                // trunk -> access: pop, then put the tag back.
-                b.process(Instant::from_secs(2), p[1], &down, &mut d);
-                if d.egress[0].op == TagOp::Pop {
-                    let (s, t) = pop_in_place(&mut down, 0, 68).unwrap();
-                    black_box(&down[s..]);
-                    push_in_place(&mut down, s, 68, t).unwrap();
-                }
+    run(c, "trunk", || {
+        for _ in 0..BATCH / 2 {
+            // access -> trunk: push the tag, then undo it for the next round.
+            b.process(Instant::from_secs(2), p[0], &up[4..], &mut d);
+            if let TagOp::Push(t) = d.egress[0].op {
+                let s = push_in_place(&mut up, 4, 68, t).unwrap();
+                black_box(&up[s..]);
+                pop_in_place(&mut up, s, 68).unwrap();
             }
-        })
+            // trunk -> access: pop, then put the tag back.
+            b.process(Instant::from_secs(2), p[1], &down, &mut d);
+            if d.egress[0].op == TagOp::Pop {
+                let (s, t) = pop_in_place(&mut down, 0, 68).unwrap();
+                black_box(&down[s..]);
+                push_in_place(&mut down, s, 68, t).unwrap();
+            }
+        }
     });
-    g.finish();
 }
 
 criterion_group!(

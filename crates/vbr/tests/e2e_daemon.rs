@@ -106,12 +106,15 @@ fn vanished_netdev_is_reported_and_others_keep_forwarding() {
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
-    let a = Endpoint::new(&host, "a", "p1", "e", "10.3.0.1/24");
-    let _b = Endpoint::new(&host, "b", "p2", "e", "10.3.0.2/24");
-    let c = Endpoint::new(&host, "c", "p3", "e", "10.3.0.3/24");
-    for p in ["p1", "p2", "p3"] {
-        d.ok(&format!("addif br0 {p}"));
-    }
+    let eps = d.endpoints(
+        &host,
+        &[
+            ("a", "p1", "e", "10.3.0.1/24"),
+            ("b", "p2", "e", "10.3.0.2/24"),
+            ("c", "p3", "e", "10.3.0.3/24"),
+        ],
+    );
+    let (a, c) = (&eps[0], &eps[2]);
     assert!(a.ns.reaches("10.3.0.3"));
     host.ok("ip link del p3");
     let state = |n: &str| {

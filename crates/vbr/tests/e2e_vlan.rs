@@ -17,12 +17,15 @@ fn access_vlans_isolate_one_subnet() {
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
-    let a = Endpoint::new(&host, "a", "p1", "e1", "10.0.0.1/24");
-    let b = Endpoint::new(&host, "b", "p2", "e2", "10.0.0.2/24");
-    let c = Endpoint::new(&host, "c", "p3", "e3", "10.0.0.3/24");
-    for p in ["p1", "p2", "p3"] {
-        d.ok(&format!("addif br0 {p}"));
-    }
+    let eps = d.endpoints(
+        &host,
+        &[
+            ("a", "p1", "e1", "10.0.0.1/24"),
+            ("b", "p2", "e2", "10.0.0.2/24"),
+            ("c", "p3", "e3", "10.0.0.3/24"),
+        ],
+    );
+    let (a, c) = (&eps[0], &eps[2]);
     d.ok("link set p1 access 10");
     d.ok("link set p2 access 10");
     d.ok("link set p3 access 20");
@@ -42,7 +45,6 @@ fn access_vlans_isolate_one_subnet() {
     };
     assert_eq!(port("p3")["vlan"]["vid"], 20);
     assert_eq!(port("p1")["vlan"]["mode"], "access");
-    let _ = b;
 }
 
 #[test]

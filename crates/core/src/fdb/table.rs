@@ -223,7 +223,12 @@ impl Table {
     /// Refreshes the stamp at `p`.
     #[inline(always)]
     pub(crate) fn set_seen(&mut self, p: Pos, seen: u32) {
-        self.buckets[p / WAYS].seen[p % WAYS] = seen;
+        let slot = &mut self.buckets[p / WAYS].seen[p % WAYS];
+        // Frames of one station within the same millisecond leave the line clean, so a
+        // busy table is not written back to memory for every frame.
+        if *slot != seen {
+            *slot = seen;
+        }
     }
 
     /// Sets `k` to `s`; the value it replaced, if any.

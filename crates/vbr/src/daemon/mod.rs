@@ -87,11 +87,7 @@ impl Shared {
         };
         let changed = !made.is_empty();
         tops.entry(name.clone()).or_default().merge(made);
-        let saving = self
-            .store
-            .save_topologies(&tops)
-            .and_then(|()| self.persist(&mut saved));
-        if let Err(e) = saving {
+        if let Err(e) = self.save_both(&tops, &mut saved) {
             return Response::err(format!(
                 "applied, but saving the configuration failed: {e:#}"
             ));
@@ -114,11 +110,7 @@ impl Shared {
             Err(e) => return Response::err(e.to_string()),
         };
         tops.remove(&name);
-        let saving = self
-            .store
-            .save_topologies(&tops)
-            .and_then(|()| self.persist(&mut saved));
-        if let Err(e) = saving {
+        if let Err(e) = self.save_both(&tops, &mut saved) {
             return Response::err(format!(
                 "removed, but saving the configuration failed: {e:#}"
             ));
@@ -131,6 +123,12 @@ impl Shared {
                 problems.join("; ")
             ))
         }
+    }
+
+    /// Saves the record of `vbr up` and the engine's configuration.
+    fn save_both(&self, tops: &store::Topologies, saved: &mut Config) -> Result<()> {
+        self.store.save_topologies(tops)?;
+        self.persist(saved)
     }
 
     /// Saves the engine's configuration if it differs from what was saved.

@@ -204,6 +204,18 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Endpoints `(tag, host end, ns end, address)` joined to `host` and attached to br0.
+    pub fn endpoints(&self, host: &Netns, specs: &[(&str, &str, &str, &str)]) -> Vec<Endpoint> {
+        specs
+            .iter()
+            .map(|(tag, host_end, ns_end, addr)| {
+                let e = Endpoint::new(host, tag, host_end, ns_end, addr);
+                self.ok(&format!("addif br0 {host_end}"));
+                e
+            })
+            .collect()
+    }
+
     /// `vbr --json <args>` parsed.
     pub fn json(&self, args: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&format!("--json {args}"))).expect("JSON output")
