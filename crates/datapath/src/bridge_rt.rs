@@ -31,7 +31,8 @@ impl PortRt {
     /// Takes an opened backend.
     pub(crate) fn attach(&mut self, b: Backend) {
         self.io = Some(b.io);
-        self.quiet = b.quiet;
+        // On a re-attach the values read now are our own: keep the originals.
+        self.quiet.keep_first(b.quiet);
         self.ifindex = b.ifindex;
     }
 }
@@ -125,6 +126,11 @@ impl BridgeRt {
             .enumerate()
             .find(|(_, p)| p.as_ref().is_some_and(|p| p.name == name))
             .map(|(i, _)| PortId(i as u16))
+    }
+
+    /// What stands behind port `id`.
+    pub fn port_kind(&self, id: PortId) -> Option<PortKind> {
+        self.port(id).map(|p| p.kind)
     }
 
     /// Names of the ports that connect namespace `netns` (by name or path).

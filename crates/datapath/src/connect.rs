@@ -28,6 +28,10 @@ pub struct Connection {
     pub mac: Option<String>,
     /// A veth pair instead of a TAP.
     pub veth: bool,
+    /// For a namespace given by path (`/proc/PID/ns/net`): the (device, inode) of the
+    /// namespace when it was connected, so a reused PID is never mistaken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<(u64, u64)>,
 }
 
 impl Connection {
@@ -46,7 +50,11 @@ impl Connection {
             ns.to_owned()
         };
         let mut name = format!("{ns}-{}", self.ifname);
-        name.truncate(15);
+        let mut end = name.len().min(15);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
         name
     }
 }
@@ -97,8 +105,27 @@ fn configure(nl: &mut Netlink, c: &Connection) -> Result<(), DpError> {
     Ok(())
 }
 
-/// Opens (or re-opens) the backend of a connected port called `port`.
+/// The (device, inode) identifying the namespace at `path`.
+pub fn netns_identity(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses a path-based connection whose path now leads to another namespace.
+fn check_identity(c: &Connection) -> Result<(), DpError> {
+    match c.netns_id {
+        Some(id) if netns_identity(&c.netns) != Some(id) => Err(DpError::InvalidName {
+            name: c.netns.clone(),
+            why: "that path now leads to another namespace than the one connected",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Opens (or re-opens) the backend of a connected port called `port`. What this call
+/// creates is removed again if configuring it fails.
 pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
+    check_identity(c)?;
     let ns = netns::open(&c.netns).map_err(host)?;
     if c.veth {
         let mut nl = Netlink::new().map_err(host)?;
@@ -126,9 +153,17 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
     let conn = c.clone();
     let tap = netns::run_in(&ns, move || {
         Ok((|| {
-            let (tap, _existed) = Tap::open_persistent(&conn.ifname, TapOptions::default())
+            let (tap, existed) = Tap::open_persistent(&conn.ifname, TapOptions::default())
                 .map_err(|e| DpError::port(&conn.ifname, e))?;
-            configure(&mut Netlink::new().map_err(host)?, &conn)?;
+            let configured = Netlink::new()
+                .map_err(host)
+                .and_then(|mut nl| configure(&mut nl, &conn));
+            if let Err(e) = configured {
+                if !existed {
+                    let _ = tap.set_persist(false); // it vanishes when dropped here
+                }
+                return Err(e);
+            }
             Ok::<Tap, DpError>(tap)
         })())
     })
@@ -142,9 +177,9 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
     })
 }
 
-/// Whether the namespace of a connection (still) exists.
+/// Whether the namespace of a connection (still) exists, as the same namespace.
 pub(crate) fn netns_exists(c: &Connection) -> bool {
-    netns::open(&c.netns).is_ok()
+    check_identity(c).is_ok() && netns::open(&c.netns).is_ok()
 }
 
 /// Removes what a connection made outside the port itself: a veth's host end (its peer

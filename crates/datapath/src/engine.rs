@@ -244,7 +244,7 @@ impl Engine {
             .ok_or_else(|| DpError::NoSuchBridge(bridge.to_owned()))?;
         let backend = match open_backend(spec) {
             Ok(b) => Some(b),
-            Err(e) if allow_gone && (spec.kind == PortKind::Interface || spec.conn.is_some()) => {
+            Err(e) if allow_gone => {
                 tracing::warn!(port = %spec.name, error = %e, "port kept as gone");
                 None
             }

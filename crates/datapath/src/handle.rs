@@ -32,7 +32,14 @@ impl Datapath {
             .name("vbr-datapath".into())
             .spawn(move || {
                 let mut engine = Engine::new(poll);
-                engine.run(&rx);
+                let run =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(&rx)));
+                if run.is_err() {
+                    // Without its datapath the daemon is useless: exit so a supervisor
+                    // restarts it, rather than answering "stopped" forever.
+                    tracing::error!("the datapath thread panicked; exiting");
+                    std::process::exit(70);
+                }
                 // Dropping the engine closes every port: TAPs vanish, promisc is undone.
                 drop(engine);
             })

@@ -32,6 +32,13 @@ impl Quieted {
         Quieted { saved }
     }
 
+    /// Takes `other`'s saved values unless this one already holds some.
+    pub(crate) fn keep_first(&mut self, other: Quieted) {
+        if self.saved.is_empty() {
+            self.saved = other.saved;
+        }
+    }
+
     /// Puts the old values back (the device may be gone: then nothing is left to restore).
     pub(crate) fn restore(&mut self) {
         for (path, old) in self.saved.drain(..) {

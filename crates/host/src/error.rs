@@ -38,6 +38,17 @@ pub enum HostError {
         #[source]
         source: OsError,
     },
+    /// `nft` refused or failed to change a ruleset.
+    #[error("cannot {action} nftables table {table}")]
+    Nft {
+        /// The action.
+        action: &'static str,
+        /// The table.
+        table: String,
+        /// What `nft` (or running it) said.
+        #[source]
+        source: Box<nftables::helper::NftablesError>,
+    },
     /// An I/O failure that carries no errno (bad data read back, ...).
     #[error("cannot {action} {object}")]
     Io {
@@ -100,6 +111,7 @@ impl HostError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid { .. } => ErrorKind::Invalid,
+            Self::Nft { .. } => ErrorKind::Other,
             Self::Os { source, .. } => kind_of(source.errno()),
             Self::Io { source, .. } => source
                 .raw_os_error()

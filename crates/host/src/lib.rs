@@ -9,6 +9,7 @@
 
 mod error;
 mod name;
+pub mod nat;
 mod netlink;
 pub mod netns;
 pub mod sysctl;

@@ -17,6 +17,8 @@ pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 
 [[bridge]]
 name = "br0"
 addresses = ["192.168.88.1/24"]
+# ip_forward on, and 192.168.88.0/24 masqueraded on its way out of the host.
+nat = true
 
 [[namespace]]
 name = "ns0"
@@ -50,6 +52,8 @@ struct BridgeDef {
     addresses: Vec<Spanned<String>>,
     stp: Option<Spanned<String>>,
     ageing: Option<Spanned<f64>>,
+    #[serde(default)]
+    nat: bool,
     #[serde(default, rename = "port")]
     ports: Vec<PortDef>,
 }
@@ -88,6 +92,9 @@ pub(crate) struct BridgePlan {
     pub(crate) addresses: Vec<String>,
     pub(crate) stp: Option<StpMode>,
     pub(crate) ageing: Option<f64>,
+    /// Forward and masquerade the bridge's IPv4 subnets (Docker-style).
+    #[serde(default)]
+    pub(crate) nat: bool,
     /// Existing netdevs to attach, with their VLAN mode.
     pub(crate) ports: Vec<(String, Option<VlanCfg>)>,
 }
@@ -306,6 +313,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             addresses: c.cidrs(&b.addresses, &format!("{at}.addresses"))?,
             stp,
             ageing,
+            nat: b.nat,
             ports,
         });
     }
@@ -409,6 +417,7 @@ mod tests {
         );
         assert_eq!(p.namespaces[0].ifname, "eth0");
         assert_eq!(p.namespaces[0].gateway.as_deref(), Some("192.168.88.1"));
+        assert!(p.bridges[0].nat);
     }
 
     fn fails(src: &str) -> TopologyError {

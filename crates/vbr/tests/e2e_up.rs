@@ -75,6 +75,7 @@ fn up_default_connect_disconnect_down() {
         state: dir.join("state"),
     };
 
+    let forwarding_before = host.ok("sysctl -n net.ipv4.ip_forward");
     // No daemon runs: `vbr up` starts one, brings up seed 002's network, prints `show`.
     let out = cli.ok("up");
     assert!(
@@ -84,6 +85,53 @@ fn up_default_connect_disconnect_down() {
     assert!(ok("ip netns exec ns0 ping -c1 -W2 192.168.88.3").contains("1 received"));
     assert!(host.reaches("192.168.88.2"), "host -> ns0");
     assert!(ok("ip netns exec ns0 ip route").contains("default via 192.168.88.1"));
+
+    // Seed 002's NAT: ns0 reaches a machine outside the subnet, which sees the host's
+    // address as the source (it has no route back to 192.168.88.0/24 at all).
+    let outside = Netns::new("o");
+    host.ok(&format!(
+        "ip link add up0 type veth peer name o0 netns {}",
+        outside.name
+    ));
+    host.ok("ip addr add 10.99.9.1/24 dev up0");
+    host.ok("ip link set up0 up");
+    outside.ok("ip addr add 10.99.9.2/24 dev o0");
+    outside.ok("ip link set o0 up");
+    let cap = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &outside.name,
+            "timeout",
+            "8",
+            "tcpdump",
+            "-l",
+            "-n",
+            "-c",
+            "1",
+            "-i",
+            "o0",
+            "icmp[icmptype] == icmp-echo",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        eventually(Duration::from_secs(5), || sh(
+            "ip netns exec ns0 ping -c1 -W1 10.99.9.2"
+        )
+        .status
+        .success()),
+        "ns0 does not reach the outside through NAT"
+    );
+    let seen = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        seen.contains("10.99.9.1 > 10.99.9.2"),
+        "outside saw: {seen}"
+    );
+    assert_eq!(host.ok("sysctl -n net.ipv4.ip_forward").trim(), "1");
 
     // Applying it again changes nothing.
     let config = std::fs::read(cli.state.join("config.json")).unwrap();
@@ -152,6 +200,15 @@ fn up_default_connect_disconnect_down() {
 
     // down removes exactly what up made.
     cli.ok("down");
+    assert!(
+        !host.ok("nft list tables").contains("vbridge_br0"),
+        "NAT table left behind"
+    );
+    assert_eq!(
+        host.ok("sysctl -n net.ipv4.ip_forward"),
+        forwarding_before,
+        "ip_forward not restored"
+    );
     assert!(
         !host.exec("ip link show br0").status.success(),
         "br0 left behind"

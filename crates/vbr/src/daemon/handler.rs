@@ -127,9 +127,17 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
             Ok(json!({ "bridge": bridge, "port": port }))
         }
         Request::TapDel { name } => {
-            let (bridge, _) = e
+            let (bridge, id) = e
                 .find_port(&name)
                 .ok_or_else(|| format!("no tap port {name} (see `vbr show`)"))?;
+            let is_tap = e
+                .bridge(&bridge)
+                .is_ok_and(|rt| rt.port_kind(id) == Some(PortKind::Tap));
+            if !is_tap {
+                return Err(format!(
+                    "{name} is not a TAP port (use `vbr delif {bridge} {name}`)"
+                ));
+            }
             e.del_port(&bridge, &name).map_err(dp)?;
             Ok(json!({ "bridge": bridge, "port": name }))
         }

@@ -109,7 +109,9 @@ impl Shared {
             Ok(p) => p,
             Err(e) => return Response::err(e.to_string()),
         };
-        tops.remove(&name);
+        if problems.is_empty() {
+            tops.remove(&name);
+        }
         if let Err(e) = self.save_both(&tops, &mut saved) {
             return Response::err(format!(
                 "removed, but saving the configuration failed: {e:#}"
@@ -119,7 +121,7 @@ impl Shared {
             Response::ok(serde_json::json!({ "topology": name }))
         } else {
             Response::err(format!(
-                "{name}: some objects could not be removed: {}",
+                "{name}: some objects could not be removed (the record is kept; run `vbr down` again to retry): {}",
                 problems.join("; ")
             ))
         }
@@ -146,6 +148,8 @@ impl Shared {
 pub(crate) fn run(opts: Options) -> Result<()> {
     let store = Store::new(&opts.state_dir)?;
     let config = store.load()?;
+    let topologies = store.load_topologies()?;
+    let listener = server::bind(&opts.socket)?;
     let dp = Datapath::start().context("starting the datapath")?;
     let restore = config.clone();
     let problems = dp.call(move |e| {
@@ -154,11 +158,16 @@ pub(crate) fn run(opts: Options) -> Result<()> {
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
     })?;
-    for p in problems {
-        tracing::warn!("restoring configuration: {p}");
+    if !problems.is_empty() {
+        // What could not be restored would vanish from the next save: keep a copy.
+        let kept = store
+            .keep_copy()
+            .context("keeping a copy of the configuration")?;
+        for p in &problems {
+            tracing::warn!("restoring configuration: {p}");
+        }
+        tracing::warn!(copy = %kept.display(), "part of the configuration could not be restored; the full file is kept");
     }
-    let listener = server::bind(&opts.socket)?;
-    let topologies = store.load_topologies()?;
     let shared = Arc::new(Shared {
         dp,
         topologies: Mutex::new(topologies),
@@ -192,11 +201,15 @@ fn spawn_persister(shared: Arc<Shared>) {
 impl Shared {
     /// Final save, then every bridge is closed (ports detached and restored; host
     /// interfaces stay for the next start).
-    pub(crate) fn shutdown(&self) {
+    /// The lock on the saved configuration is held until the process exits, so no
+    /// request or periodic save can record the closed (empty) engine.
+    pub(crate) fn shutdown(&self, socket: &std::path::Path) -> ! {
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.persist(&mut saved) {
             tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");
         }
         let _ = self.dp.call(|e| e.close_all());
+        let _ = std::fs::remove_file(socket);
+        std::process::exit(0)
     }
 }

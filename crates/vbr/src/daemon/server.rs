@@ -107,9 +107,7 @@ pub(super) fn spawn_signal_handler(shared: Arc<Shared>, socket: PathBuf) -> Resu
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "shutting down");
-            shared.shutdown();
-            let _ = std::fs::remove_file(&socket);
-            std::process::exit(0);
+            shared.shutdown(&socket);
         }
     });
     Ok(())

@@ -49,6 +49,16 @@ impl Store {
         self.write("config.json", config)
     }
 
+    /// Copies the configuration file aside (`config.json.<unix time>.bak`); the copy's path.
+    pub(crate) fn keep_copy(&self) -> Result<PathBuf> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let copy = self.dir.join(format!("config.json.{secs}.bak"));
+        fs::copy(self.path(), &copy).with_context(|| format!("copying to {}", copy.display()))?;
+        Ok(copy)
+    }
+
     /// What each `vbr up` made, by topology name.
     pub(crate) fn load_topologies(&self) -> Result<Topologies> {
         let path = self.dir.join("topologies.json");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vbridge_core::MacAddr;
 use vbridge_datapath::{Connection, Engine, PortKind, PortSpec, VlanCfg};
-use vbridge_host::{Netlink, netns};
+use vbridge_host::{Netlink, nat, netns, sysctl};
 
 use crate::topology::{Plan, parse_cidr};
 
@@ -36,6 +36,12 @@ pub(crate) struct Made {
     pub(crate) netns: Vec<String>,
     /// (bridge, port) of namespace connections.
     pub(crate) connections: Vec<(String, String)>,
+    /// Bridges whose NAT table `up` made.
+    #[serde(default)]
+    pub(crate) nat: Vec<String>,
+    /// `net.ipv4.ip_forward` before `up` turned it on, if it did.
+    #[serde(default)]
+    pub(crate) ip_forward_was: Option<String>,
 }
 
 impl Made {
@@ -57,6 +63,10 @@ impl Made {
         add(&mut self.ports, other.ports);
         add(&mut self.netns, other.netns);
         add(&mut self.connections, other.connections);
+        add(&mut self.nat, other.nat);
+        if self.ip_forward_was.is_none() {
+            self.ip_forward_was = other.ip_forward_was;
+        }
     }
 }
 
@@ -76,7 +86,12 @@ pub(crate) struct ConnectArgs {
 }
 
 fn check_netns_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.len() > 200 {
+    if name.is_empty()
+        || !name.is_ascii()
+        || name.contains('/')
+        || name.starts_with('.')
+        || name.len() > 200
+    {
         Err(format!("invalid namespace name {name:?}"))
     } else {
         Ok(())
@@ -134,7 +149,11 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         ));
     }
     let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
-    if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', ':']) {
+    if ifname.is_empty()
+        || !ifname.is_ascii()
+        || ifname.len() > 15
+        || ifname.contains(['/', ' ', ':'])
+    {
         return Err(format!("invalid interface name {ifname:?}"));
     }
     let conn = Connection {
@@ -144,6 +163,11 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         gateway: a.gateway.clone(),
         mac: a.mac.clone(),
         veth: a.veth,
+        netns_id: if a.netns.contains('/') {
+            vbridge_datapath::netns_identity(&a.netns)
+        } else {
+            None
+        },
     };
     let name = conn.port_name();
     if let Some((b, _)) = e.find_port(&name) {
@@ -218,7 +242,16 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
                 },
             )?;
         }
+        if b.nat {
+            nat_up(&b.name, &b.addresses, made)?;
+        }
         for (port, vlan) in &b.ports {
+            if let Some((other, _)) = e.find_port(port).filter(|(o, _)| *o != b.name) {
+                return Err(format!(
+                    "{port} is a port of bridge {other}, not of {}",
+                    b.name
+                ));
+            }
             if e.find_port(port).is_none() {
                 super::handler::apply_one(
                     e,
@@ -244,9 +277,17 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
             gateway: n.gateway.clone(),
             mac: n.mac.clone(),
             veth: n.veth,
+            netns_id: None,
         };
         let port = conn.port_name();
-        if e.find_port(&port).is_none() {
+        let existing = e.find_port(&port);
+        if let Some((other, _)) = existing.as_ref().filter(|(b, _)| *b != n.bridge) {
+            return Err(format!(
+                "{} is already connected to bridge {other} as {port}, not to {}",
+                n.name, n.bridge
+            ));
+        }
+        if existing.is_none() {
             let args = ConnectArgs {
                 netns: n.name.clone(),
                 bridge: n.bridge.clone(),
@@ -262,6 +303,34 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
         set_vlan(e, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
     }
     e.sync();
+    Ok(())
+}
+
+/// Forwarding on and the bridge's IPv4 subnets masqueraded (its NAT table is rewritten
+/// each time, so applying again changes nothing).
+fn nat_up(bridge: &str, addresses: &[String], made: &mut Made) -> Result<(), String> {
+    let subnets: Vec<(std::net::Ipv4Addr, u8)> = addresses
+        .iter()
+        .filter_map(|a| match parse_cidr(a) {
+            Ok((IpAddr::V4(ip), p)) => Some((ip, p)),
+            _ => None,
+        })
+        .collect();
+    if subnets.is_empty() {
+        return Err(format!(
+            "bridge {bridge}: nat needs an IPv4 address on the bridge"
+        ));
+    }
+    let existed = nat::exists(bridge).map_err(|x| chain(&x))?;
+    nat::masquerade(bridge, &subnets).map_err(|x| chain(&x))?;
+    if !existed {
+        made.nat.push(bridge.to_owned());
+    }
+    let fwd = sysctl::get("net.ipv4.ip_forward").map_err(|x| chain(&x))?;
+    if fwd.trim() != "1" {
+        sysctl::set("net.ipv4.ip_forward", "1").map_err(|x| chain(&x))?;
+        made.ip_forward_was = Some(fwd.trim().to_owned());
+    }
     Ok(())
 }
 
@@ -298,6 +367,12 @@ pub(crate) fn down(e: &mut Engine, made: &Made) -> Vec<String> {
                 note(nl.del_address(b, ip, p).map_err(|x| chain(&x)));
             }
         }
+    }
+    for b in made.nat.iter().rev() {
+        note(nat::remove(b).map_err(|x| chain(&x)));
+    }
+    if let Some(was) = &made.ip_forward_was {
+        note(sysctl::set("net.ipv4.ip_forward", was).map_err(|x| chain(&x)));
     }
     for b in made.bridges.iter().rev() {
         if e.bridge(b).is_ok() {
