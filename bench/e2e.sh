@@ -47,7 +47,7 @@ done
 
 # --- vbridge in its own "host" namespace, TAP ports moved into the namespaces ---
 mkns ${P}vh; mkns ${P}v1; mkns ${P}v2
-ip netns exec ${P}vh "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
+ip netns exec ${P}vh ${VBR_WRAP:-} "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
 DAEMON=$!
 for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
 vbr addbr br0
