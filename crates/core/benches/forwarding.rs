@@ -117,24 +117,30 @@ fn bench_table(c: &mut Criterion, name: &str, ports: u16, hosts: u64, pairs: usi
     });
 }
 
-fn unicast(c: &mut Criterion) {
-    let (mut b, p) = new_bridge(2, 1024);
+/// Known unicast back and forth between the two ports of `b`, from `t` seconds on.
+fn two_port_unicast(c: &mut Criterion, name: &str, mut b: Bridge, p: &[PortId], t: u64) {
     let (a, z) = (host_mac(1), host_mac(2));
     let mut fa = base_frame();
     write_addrs(&mut fa, z, a);
     let mut fz = base_frame();
     write_addrs(&mut fz, a, z);
     let mut d = Decision::new();
-    b.process(Instant::from_secs(1), p[0], &fa, &mut d);
-    b.process(Instant::from_secs(1), p[1], &fz, &mut d);
-    run(c, "unicast", || {
+    b.process(Instant::from_secs(t), p[0], &fa, &mut d);
+    b.process(Instant::from_secs(t), p[1], &fz, &mut d);
+    let now = Instant::from_secs(t + 1);
+    run(c, name, || {
         for _ in 0..BATCH / 2 {
-            b.process(Instant::from_secs(2), p[0], black_box(&fa), &mut d);
+            b.process(now, p[0], black_box(&fa), &mut d);
             black_box(&d);
-            b.process(Instant::from_secs(2), p[1], black_box(&fz), &mut d);
+            b.process(now, p[1], black_box(&fz), &mut d);
             black_box(&d);
         }
     });
+}
+
+fn unicast(c: &mut Criterion) {
+    let (b, p) = new_bridge(2, 1024);
+    two_port_unicast(c, "unicast", b, &p, 1);
 }
 
 /// `unicast` with spanning tree (STP mode) running and both ports forwarding.
@@ -150,22 +156,7 @@ fn unicast_stp(c: &mut Criterion) {
         p.iter()
             .all(|&q| b.port_stp_state(q).unwrap() == StpState::Forwarding)
     );
-    let (a, z) = (host_mac(1), host_mac(2));
-    let mut fa = base_frame();
-    write_addrs(&mut fa, z, a);
-    let mut fz = base_frame();
-    write_addrs(&mut fz, a, z);
-    let mut d = Decision::new();
-    b.process(Instant::from_secs(41), p[0], &fa, &mut d);
-    b.process(Instant::from_secs(41), p[1], &fz, &mut d);
-    run(c, "unicast_stp", || {
-        for _ in 0..BATCH / 2 {
-            b.process(Instant::from_secs(42), p[0], black_box(&fa), &mut d);
-            black_box(&d);
-            b.process(Instant::from_secs(42), p[1], black_box(&fz), &mut d);
-            black_box(&d);
-        }
-    });
+    two_port_unicast(c, "unicast_stp", b, &p, 41);
 }
 
 fn fdb_10k(c: &mut Criterion) {
