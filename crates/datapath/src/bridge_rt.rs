@@ -6,8 +6,8 @@ use vbridge_core::{
 };
 use vbridge_ports::{Batch, PacketBuf, PortIo};
 
+use crate::backend::Backend;
 use crate::connect::Connection;
-use crate::engine::Backend;
 use crate::hostif::Quieted;
 use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;

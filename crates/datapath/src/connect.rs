@@ -10,7 +10,7 @@ use vbridge_core::MacAddr;
 use vbridge_host::{ErrorKind, HostError, Netlink, netns};
 use vbridge_ports::{AfPacket, AfPacketOptions, PortIo, Tap, TapOptions, netdev};
 
-use crate::engine::Backend;
+use crate::backend::Backend;
 use crate::error::DpError;
 use crate::hostif::Quieted;
 

@@ -7,6 +7,7 @@
 //! check of the netdevs (MACs, up/down, vanished and returning devices) run between
 //! batches, and so do control jobs sent through [`Datapath::call`].
 
+mod backend;
 mod bridge_rt;
 mod config;
 mod connect;
