@@ -19,8 +19,6 @@ pub(crate) struct PortRt {
     /// `None` while the netdev is gone.
     pub(crate) io: Option<Box<dyn PortIo>>,
     pub(crate) quiet: Quieted,
-    /// Frames the backend could not send (queue full, device refused).
-    pub(crate) tx_errors: u64,
     /// The netdev's index while attached (interfaces only).
     pub(crate) ifindex: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
@@ -183,7 +181,6 @@ impl BridgeRt {
             kind: spec.kind,
             io: None,
             quiet: Quieted::default(),
-            tx_errors: 0,
             ifindex: None,
             conn: spec.conn.clone(),
         };

@@ -338,6 +338,7 @@ impl Engine {
             bridges,
             batch,
             last_rx,
+            busy_poll,
             ..
         } = self;
         let Some(Some(rt)) = bridges.get_mut(bi) else {
@@ -356,7 +357,9 @@ impl Engine {
                 }
                 Ok(_) => {
                     more = true;
-                    *last_rx = std::time::Instant::now();
+                    if !busy_poll.is_zero() {
+                        *last_rx = std::time::Instant::now();
+                    }
                     gone.extend(rt.forward(now, port, batch));
                 }
                 Err(e) if e.is_gone() => {

@@ -115,7 +115,6 @@ impl TxQueues {
                         for _ in 0..r.dropped {
                             core.count_drop(port, DropReason::TxError);
                         }
-                        p.tx_errors += r.dropped as u64;
                     }
                     Err(e) if e.is_gone() => {
                         gone.push(port);
@@ -123,7 +122,6 @@ impl TxQueues {
                     }
                     Err(_) => {
                         core.count_drop(port, DropReason::TxError);
-                        p.tx_errors += 1;
                     }
                 }
             }

@@ -16,8 +16,9 @@ fn hex_mac(m: vbridge_core::MacAddr) -> String {
 }
 
 impl BridgeRt {
-    /// The bridge as `vbr show` presents it, with STP bridge priority `prio`.
-    pub fn view(&self, prio: u16) -> BridgeView {
+    /// The bridge as `vbr show` presents it.
+    pub fn view(&self) -> BridgeView {
+        let prio = self.core.stp_params().priority;
         let c = &self.core;
         let s = c.stats();
         let mut ports = Vec::new();

@@ -144,6 +144,24 @@ impl fmt::Display for TopologyError {
 
 impl std::error::Error for TopologyError {}
 
+/// Checks a Linux interface name: 1-15 ASCII characters, no '/', ':', '%' or white
+/// space, not `.` or `..`. The one rule for the CLI, the API and topology files.
+pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.is_ascii()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| matches!(c, '/' | ':' | '%' | '\0') || c.is_ascii_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid interface name {name:?}: use 1-15 ASCII characters without '/', ':', '%' or spaces"
+        ))
+    }
+}
+
 /// Checks a CIDR like `10.0.0.1/24` or `fd00::1/64`.
 pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (a, p) = s
@@ -186,20 +204,9 @@ impl Checker<'_> {
     }
 
     fn name(&self, v: &Spanned<String>, field: String) -> Result<String, TopologyError> {
-        let n = v.get_ref();
-        let ok = !n.is_empty()
-            && n.len() < 16
-            && !n.contains(['/', ':', ' ', '%'])
-            && n != "."
-            && n != "..";
-        if ok {
-            Ok(n.clone())
-        } else {
-            self.err(
-                v.span(),
-                field,
-                format!("invalid name {n:?}: 1-15 characters, no '/', ':', '%' or spaces"),
-            )
+        match check_ifname(v.get_ref()) {
+            Ok(()) => Ok(v.get_ref().clone()),
+            Err(m) => self.err(v.span(), field, m),
         }
     }
 

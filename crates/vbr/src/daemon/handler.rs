@@ -29,21 +29,6 @@ fn dp(e: DpError) -> String {
     s
 }
 
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', ':', ' ', '\t', '\n', '\0', '%']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid interface name {name:?}: use 1-15 characters without '/', ':', '%' or spaces"
-        ))
-    }
-}
-
 fn parse_mac(s: &str) -> Result<MacAddr, String> {
     s.parse::<MacAddr>().map_err(err)
 }
@@ -89,17 +74,13 @@ fn port_of(e: &Engine, bridge: &str, port: &str) -> Result<PortId, String> {
 
 /// Runs `req` against the engine.
 pub(crate) fn apply(e: &mut Engine, req: Request) -> Outcome {
-    let out = run(e, req);
+    let out = apply_one(e, req);
     e.sync();
     out
 }
 
 /// Runs one request without the final sync (for composite requests).
 pub(crate) fn apply_one(e: &mut Engine, req: Request) -> Outcome {
-    run(e, req)
-}
-
-fn run(e: &mut Engine, req: Request) -> Outcome {
     match req {
         Request::NetnsAdd { name } => super::wiring::netns_add(&name),
         Request::NetnsDel { name } => super::wiring::netns_del(e, &name),
@@ -111,7 +92,7 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
         }
         Request::Ping => Ok(json!("pong")),
         Request::Addbr { bridge } => {
-            check_name(&bridge)?;
+            crate::topology::check_ifname(&bridge)?;
             e.add_bridge(&bridge, BridgeConfig::new(random_mac()))
                 .map_err(dp)?;
             Ok(json!({ "bridge": bridge }))
@@ -150,11 +131,11 @@ fn run(e: &mut Engine, req: Request) -> Outcome {
             let views: Vec<Value> = names
                 .iter()
                 .filter_map(|n| e.bridge(n).ok())
-                .map(|rt| json!(rt.view(rt.core.stp_params().priority)))
+                .map(|rt| json!(rt.view()))
                 .collect();
             Ok(Value::Array(views))
         }
-        Request::Stats { bridge } => run(e, Request::Show { bridge }),
+        Request::Stats { bridge } => apply_one(e, Request::Show { bridge }),
         Request::Showmacs { bridge } | Request::FdbShow { bridge } => {
             let now = e.now();
             let rt = e.bridge(&bridge).map_err(dp)?;
@@ -286,7 +267,7 @@ fn stp_flag(name: &str) -> Option<fn(&mut StpPortConfig) -> &mut bool> {
 }
 
 fn add_port(e: &mut Engine, bridge: &str, port: &str, kind: PortKind) -> Outcome {
-    check_name(port)?;
+    crate::topology::check_ifname(port)?;
     e.bridge(bridge).map_err(dp)?;
     let id = e
         .add_port(bridge, &PortSpec::new(port, kind), false)

@@ -149,13 +149,7 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         ));
     }
     let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
-    if ifname.is_empty()
-        || !ifname.is_ascii()
-        || ifname.len() > 15
-        || ifname.contains(['/', ' ', ':'])
-    {
-        return Err(format!("invalid interface name {ifname:?}"));
-    }
+    crate::topology::check_ifname(&ifname)?;
     let conn = Connection {
         netns: a.netns.clone(),
         ifname,
