@@ -3,7 +3,10 @@
 # Linux kernel bridge (veth pairs), and over a direct veth pair, measured in the same run:
 # iperf3 TCP throughput, iperf3 UDP small-packet rate (64-byte frames), ping RTT (average
 # and p99 of 200 pings at 10 ms) and the daemon's RSS with 2 and with 200 connected
-# namespaces. Prints a table with ratios to the kernel bridge.
+# namespaces. Prints a table with ratios to the kernel bridge. Where they are installed,
+# two other userspace switches run the same tests with the same TAP wiring, for context:
+# Open vSwitch's userspace datapath (datapath_type=netdev, type=tap ports) and VDE's
+# vde_switch (-t tap ports). Set PEERS=0 to skip them.
 #
 # Usage (root): bench/e2e.sh [seconds per iperf3 run, default 10] [rounds, default 3]
 # Each round measures the three setups one after another; the table shows medians, so a
@@ -21,8 +24,10 @@ P=vbe$$
 NSS=()
 STATE=$(mktemp -d)
 DAEMON=""
+PIDS=()
 cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
+  for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$STATE"
 }
@@ -45,34 +50,74 @@ for i in 1 2; do
   ip -n ${P}k$i addr add 10.99.2.$i/24 dev e0; ip -n ${P}k$i link set e0 up
 done
 
+# Move TAP t1/t2 from namespace $1 into $2{1,2} as e0 with 10.99.$3.{1,2}/24.
+move_taps() {
+  for i in 1 2; do
+    ip -n "$1" link set t$i netns "$2$i"
+    ip -n "$2$i" link set t$i name e0
+    ip -n "$2$i" addr add 10.99.$3.$i/24 dev e0; ip -n "$2$i" link set e0 up
+  done
+}
+
 # --- vbridge in its own "host" namespace, TAP ports moved into the namespaces ---
 mkns ${P}vh; mkns ${P}v1; mkns ${P}v2
 ip netns exec ${P}vh ${VBR_WRAP:-} "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
 DAEMON=$!
 for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
 vbr addbr br0
-for i in 1 2; do
-  vbr tap add t$i --bridge br0
-  ip -n ${P}vh link set t$i netns ${P}v$i
-  ip -n ${P}v$i link set t$i name e0
-  ip -n ${P}v$i addr add 10.99.3.$i/24 dev e0; ip -n ${P}v$i link set e0 up
-done
+vbr tap add t1 --bridge br0; vbr tap add t2 --bridge br0
+move_taps ${P}vh ${P}v 3
+
+SETUPS="direct kernel vbridge"
+# --- Open vSwitch, userspace datapath, in its own "host" namespace ---
+if [ "${PEERS:-1}" = 1 ] && command -v ovs-vswitchd >/dev/null && [ -f /usr/share/openvswitch/vswitch.ovsschema ]; then
+  O=$STATE/ovs; mkdir -p "$O"
+  mkns ${P}oh; mkns ${P}o1; mkns ${P}o2
+  export OVS_RUNDIR=$O OVS_LOGDIR=$O OVS_DBDIR=$O
+  ovsdb-tool create "$O/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ip netns exec ${P}oh ovsdb-server "$O/conf.db" --remote=punix:"$O/db.sock" --pidfile="$O/db.pid" --detach --log-file="$O/db.log" 2>/dev/null
+  PIDS+=("$O/db.pid")
+  ovs() { ovs-vsctl --db=unix:"$O/db.sock" "$@"; }
+  ovs --no-wait init >/dev/null
+  ip netns exec ${P}oh ovs-vswitchd unix:"$O/db.sock" --pidfile="$O/vsd.pid" --detach --log-file="$O/vsd.log" 2>/dev/null
+  PIDS+=("$O/vsd.pid")
+  ovs add-br obr -- set bridge obr datapath_type=netdev
+  for i in 1 2; do ovs add-port obr t$i -- set interface t$i type=tap; done
+  move_taps ${P}oh ${P}o 4
+  SETUPS+=" ovs"
+fi
+# --- VDE: one vde_switch process holding two TAPs ---
+if [ "${PEERS:-1}" = 1 ] && command -v vde_switch >/dev/null; then
+  mkns ${P}wh; mkns ${P}w1; mkns ${P}w2
+  ip netns exec ${P}wh vde_switch -s "$STATE/vde.ctl" -t t1 -t t2 -d -p "$STATE/vde.pid"
+  PIDS+=("$STATE/vde.pid")
+  move_taps ${P}wh ${P}w 5
+  SETUPS+=" vde"
+fi
 sleep 1.5   # carrier and DAD settle
 
-pair() { case $1 in direct) echo "${P}d1 ${P}d2 10.99.1.2";; kernel) echo "${P}k1 ${P}k2 10.99.2.2";; vbridge) echo "${P}v1 ${P}v2 10.99.3.2";; esac; }
+pair() { case $1 in direct) echo "${P}d1 ${P}d2 10.99.1.2";; kernel) echo "${P}k1 ${P}k2 10.99.2.2";;
+  vbridge) echo "${P}v1 ${P}v2 10.99.3.2";; ovs) echo "${P}o1 ${P}o2 10.99.4.2";; vde) echo "${P}w1 ${P}w2 10.99.5.2";; esac; }
 
 tcp() { # -> Gbit/s
   read -r a b ip <<<"$(pair "$1")"
   ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
   ip netns exec "$a" iperf3 -c "$ip" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-udp() { # -> received frames/s, 64-byte frames (18-byte UDP payload)
+udp() { # -> "received delivered" frames/s, 64-byte frames (18-byte UDP payload): what
+  # iperf3 received, and what reached the receiving namespace's e0 (the switch's output,
+  # before the receiving socket's own drops)
   read -r a b ip <<<"$(pair "$1")"
   ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
-  ip netns exec "$a" iperf3 -c "$ip" -u -b 0 -l 18 -t "$SECS" -J | python3 -c '
+  local rx0 rx1 out
+  rx0=$(ip netns exec "$b" cat /sys/class/net/e0/statistics/rx_packets)
+  out=$(ip netns exec "$a" iperf3 -c "$ip" -u -b 0 -l 18 -t "$SECS" -J)
+  rx1=$(ip netns exec "$b" cat /sys/class/net/e0/statistics/rx_packets)
+  python3 -c '
 import json,sys
-e=json.load(sys.stdin)["end"]["sum"]
-print("%.0f" % ((e["packets"]-e["lost_packets"])/e["seconds"]))'
+e=json.loads(sys.argv[3])["end"]["sum"]
+print("%.0f %.0f" % ((e["packets"]-e["lost_packets"])/e["seconds"], (int(sys.argv[2])-int(sys.argv[1]))/e["seconds"]))' \
+    "$rx0" "$rx1" "$out"
 }
 rtt() { # -> "avg p99" in ms
   read -r a b ip <<<"$(pair "$1")"
@@ -85,16 +130,17 @@ print("%.3f %.3f" % (sum(t)/len(t), t[min(len(t)-1, int(len(t)*0.99))]))'
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$DAEMON/status; }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A T U R9 RA
+declare -A T U UD R9 RA
 for r in $(seq "$ROUNDS"); do
-  for m in direct kernel vbridge; do
-    T[$m]+=" $(tcp $m)"; U[$m]+=" $(udp $m)"
+  for m in $SETUPS; do
+    T[$m]+=" $(tcp $m)"
+    read -r u d <<<"$(udp $m)"; U[$m]+=" $u"; UD[$m]+=" $d"
     read -r a p <<<"$(rtt $m)"; RA[$m]+=" $a"; R9[$m]+=" $p"
   done
   echo "round $r: TCP ${T[vbridge]##* } UDP ${U[vbridge]##* } RTT ${RA[vbridge]##* }" >&2
 done
-for m in direct kernel vbridge; do
-  T[$m]=$(median <<<"${T[$m]}"); U[$m]=$(median <<<"${U[$m]}")
+for m in $SETUPS; do
+  T[$m]=$(median <<<"${T[$m]}"); U[$m]=$(median <<<"${U[$m]}"); UD[$m]=$(median <<<"${UD[$m]}")
   RA[$m]=$(median <<<"${RA[$m]}"); R9[$m]=$(median <<<"${R9[$m]}")
 done
 RSS2=$(rss)
@@ -108,10 +154,17 @@ sleep 1
 RSS200=$(rss)
 
 ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
-printf '\n%-26s %12s %12s %12s %14s\n' "metric" "direct veth" "kernel br" "vbridge" "vbridge/kernel"
-printf '%-26s %12s %12s %12s %14s\n' "TCP Gbit/s" "${T[direct]}" "${T[kernel]}" "${T[vbridge]}" "$(ratio ${T[vbridge]} ${T[kernel]})"
-printf '%-26s %12s %12s %12s %14s\n' "UDP 64B frames/s" "${U[direct]}" "${U[kernel]}" "${U[vbridge]}" "$(ratio ${U[vbridge]} ${U[kernel]})"
-printf '%-26s %12s %12s %12s %14s\n' "ping RTT avg ms" "${RA[direct]}" "${RA[kernel]}" "${RA[vbridge]}" "$(ratio ${RA[vbridge]} ${RA[kernel]})"
-printf '%-26s %12s %12s %12s %14s\n' "ping RTT p99 ms" "${R9[direct]}" "${R9[kernel]}" "${R9[vbridge]}" "$(ratio ${R9[vbridge]} ${R9[kernel]})"
-printf '%-26s %12s %12s %12s\n' "daemon RSS MB, 2 ports" "-" "-" "$RSS2"
-printf '%-26s %12s %12s %12s\n' "daemon RSS MB, 200 ports" "-" "-" "$RSS200"
+declare -A NAME=([direct]="direct veth" [kernel]="kernel br" [vbridge]="vbridge" [ovs]="OVS netdev" [vde]="VDE")
+row() { # label, array name
+  local -n A=$2; printf '%-28s' "$1"
+  for m in $SETUPS; do printf ' %11s' "${A[$m]}"; done
+  printf ' %14s\n' "$(ratio "${A[vbridge]}" "${A[kernel]}")"
+}
+printf '\n%-28s' "metric"; for m in $SETUPS; do printf ' %11s' "${NAME[$m]}"; done; printf ' %14s\n' "vbridge/kernel"
+row "TCP Gbit/s" T
+row "UDP 64B frames/s received" U
+row "UDP 64B frames/s delivered" UD
+row "ping RTT avg ms" RA
+row "ping RTT p99 ms" R9
+printf '%-28s %s\n' "daemon RSS MB, 2 ports" "$RSS2"
+printf '%-28s %s\n' "daemon RSS MB, 200 ports" "$RSS200"

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         Ok(resp) if resp.ok => {
             let v = resp.result.unwrap_or(serde_json::Value::Null);
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                output::say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 output::print(&req, &v);
             }
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Ok(resp) => {
             let msg = resp.error.unwrap_or_else(|| "request failed".into());
             if cli.json {
-                println!("{}", serde_json::json!({ "error": msg }));
+                output::say!("{}", serde_json::json!({ "error": msg }));
             }
             eprintln!("vbr: {msg}");
             ExitCode::from(1)

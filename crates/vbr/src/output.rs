@@ -1,8 +1,31 @@
-//! Text output in brctl's formats (`show`, `showmacs`, `showstp`) and for vbr's own verbs.
+//! Text output in brctl's formats (`show`, `showmacs`, `showstp`) and for vbr's own verbs,
+//! and [`say!`], the `println!` that ends quietly when the reader went away
+//! (`vbr show | head`).
 
 use serde_json::Value;
 
 use crate::api::Request;
+
+/// `println!` to stdout that exits quietly (status 0) on a closed pipe and with status 1
+/// on any other write error, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::output::stdout_failed(e)
+        }
+    }};
+}
+pub(crate) use say;
+
+/// Ends the process after a failed write to stdout.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("vbr: writing output: {e}");
+    std::process::exit(1);
+}
 
 fn s(v: &Value) -> String {
     match v {
@@ -20,14 +43,14 @@ pub(crate) fn print(req: &Request, v: &Value) {
         Request::FdbShow { .. } => fdb_show(v),
         Request::Showstp { .. } => showstp(v),
         Request::Stats { .. } => stats(v),
-        Request::Ping => println!("{}", s(v)),
-        Request::FdbFlush { .. } => println!("flushed {} entries", s(&v["flushed"])),
+        Request::Ping => say!("{}", s(v)),
+        Request::FdbFlush { .. } => say!("flushed {} entries", s(&v["flushed"])),
         Request::NetnsList => {
             for n in v.as_array().into_iter().flatten() {
-                println!("{}", s(n));
+                say!("{}", s(n));
             }
         }
-        Request::Connect(_) => println!(
+        Request::Connect(_) => say!(
             "{} is port {} of {}",
             s(&v["netns"]),
             s(&v["port"]),
@@ -39,7 +62,7 @@ pub(crate) fn print(req: &Request, v: &Value) {
 
 /// `brctl show`: bridge name, bridge id, STP enabled, interfaces (one per line).
 fn show(v: &Value) {
-    println!("bridge name\tbridge id\t\tSTP enabled\tinterfaces");
+    say!("bridge name\tbridge id\t\tSTP enabled\tinterfaces");
     for b in v.as_array().into_iter().flatten() {
         let ports: Vec<String> = b["ports"]
             .as_array()
@@ -61,7 +84,7 @@ fn show(v: &Value) {
             "no"
         };
         let first = ports.first().cloned().unwrap_or_default();
-        println!(
+        say!(
             "{:<16}{:<24}{:<16}{}",
             s(&b["name"]),
             s(&b["bridge_id"]),
@@ -69,14 +92,14 @@ fn show(v: &Value) {
             first
         );
         for p in ports.iter().skip(1) {
-            println!("{:56}{}", "", p);
+            say!("{:56}{}", "", p);
         }
     }
 }
 
 /// `brctl showmacs`: port no, mac addr, is local?, ageing timer.
 fn showmacs(v: &Value) {
-    println!("port no\tmac addr\t\tis local?\tageing timer");
+    say!("port no\tmac addr\t\tis local?\tageing timer");
     for r in v.as_array().into_iter().flatten() {
         let local = if r["is_local"].as_bool() == Some(true) {
             "yes"
@@ -84,7 +107,7 @@ fn showmacs(v: &Value) {
             "no"
         };
         let age = r["ageing_timer"].as_f64().unwrap_or(0.0);
-        println!(
+        say!(
             "{:>3}\t{}\t{}\t\t{:>7.2}",
             s(&r["port_no"]),
             s(&r["mac"]),
@@ -101,7 +124,7 @@ fn fdb_show(v: &Value) {
             Value::Null => String::new(),
             x => format!(" vlan {x}"),
         };
-        println!(
+        say!(
             "{} dev {}{} {} age {:.2}",
             s(&r["mac"]),
             s(&r["port"]),
@@ -122,68 +145,68 @@ fn showstp(v: &Value) {
             String::new()
         }
     };
-    println!("{} ({})", s(&v["bridge"]), s(&v["mode"]));
-    println!(" bridge id\t\t{}", s(&v["bridge_id"]));
-    println!(" designated root\t{}", s(&v["designated_root"]));
-    println!(
+    say!("{} ({})", s(&v["bridge"]), s(&v["mode"]));
+    say!(" bridge id\t\t{}", s(&v["bridge_id"]));
+    say!(" designated root\t{}", s(&v["designated_root"]));
+    say!(
         " root port\t\t{:>4}\t\t\tpath cost\t\t{:>4}",
         s(&v["root_port_no"]),
         s(&v["path_cost"])
     );
-    println!(
+    say!(
         " max age\t\t{:>7.2}\t\t\tbridge max age\t\t{:>7.2}",
         f(&v["max_age"]),
         f(&v["bridge_max_age"])
     );
-    println!(
+    say!(
         " hello time\t\t{:>7.2}\t\t\tbridge hello time\t{:>7.2}",
         f(&v["hello_time"]),
         f(&v["bridge_hello_time"])
     );
-    println!(
+    say!(
         " forward delay\t\t{:>7.2}\t\t\tbridge forward delay\t{:>7.2}",
         f(&v["forward_delay"]),
         f(&v["bridge_forward_delay"])
     );
-    println!(" ageing time\t\t{:>7.2}", f(&v["ageing_time"]));
-    println!(
+    say!(" ageing time\t\t{:>7.2}", f(&v["ageing_time"]));
+    say!(
         " topology change count\t{:>4}",
         s(&v["topology_change_count"])
     );
-    println!(
+    say!(
         " flags\t\t\t{}",
         flag(&v["topology_change"], "TOPOLOGY_CHANGE")
     );
-    println!();
+    say!();
     for p in v["ports"].as_array().into_iter().flatten() {
         let c = &p["counters"];
-        println!("{} ({})", s(&p["name"]), s(&p["port_no"]));
-        println!(
+        say!("{} ({})", s(&p["name"]), s(&p["port_no"]));
+        say!(
             " port id\t\t{}\t\t\tstate\t\t{:>15}",
             s(&p["port_id"]),
             s(&p["state"])
         );
-        println!(
+        say!(
             " designated root\t{}\tpath cost\t\t{:>4}",
             s(&p["designated_root"]),
             s(&p["path_cost"])
         );
-        println!(
+        say!(
             " designated bridge\t{}\trole\t\t{:>15}",
             s(&p["designated_bridge"]),
             s(&p["role"])
         );
-        println!(
+        say!(
             " designated port\t{}\t\t\tmessage age timer\t{:>7.2}",
             s(&p["designated_port"]),
             f(&p["message_age_timer"])
         );
-        println!(
+        say!(
             " designated cost\t{:>4}\t\t\tforward delay timer\t{:>7.2}",
             s(&p["designated_cost"]),
             f(&p["forward_delay_timer"])
         );
-        println!(
+        say!(
             " bpdus in\t\t{}\t\t\tbpdus out\t\t{}",
             c["rx_config"].as_u64().unwrap_or(0)
                 + c["rx_rst"].as_u64().unwrap_or(0)
@@ -192,7 +215,7 @@ fn showstp(v: &Value) {
                 + c["tx_rst"].as_u64().unwrap_or(0)
                 + c["tx_tcn"].as_u64().unwrap_or(0)
         );
-        println!(
+        say!(
             " flags\t\t\t{}{}{}{}{}",
             flag(&p["edge"], "EDGE"),
             flag(&p["point_to_point"], "P2P"),
@@ -200,14 +223,14 @@ fn showstp(v: &Value) {
             flag(&p["root_guard"], "ROOT_GUARD"),
             flag(&p["topology_change"], "TOPOLOGY_CHANGE")
         );
-        println!();
+        say!();
     }
 }
 
 /// `vbr stats`: per-port counters and drops by reason.
 fn stats(v: &Value) {
     for b in v.as_array().into_iter().flatten() {
-        println!(
+        say!(
             "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits)",
             s(&b["name"]),
             s(&b["fdb_entries"]),
@@ -215,9 +238,15 @@ fn stats(v: &Value) {
             s(&b["fdb_moves"]),
             s(&b["fdb_limit_hits"])
         );
-        println!(
+        say!(
             "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  drops",
-            "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_flood", "tx_flood"
+            "port",
+            "rx_packets",
+            "rx_bytes",
+            "tx_packets",
+            "tx_bytes",
+            "rx_flood",
+            "tx_flood"
         );
         for p in b["ports"].as_array().into_iter().flatten() {
             let c = &p["counters"];
@@ -227,7 +256,7 @@ fn stats(v: &Value) {
                 .flatten()
                 .map(|(k, n)| format!("{k}={n}"))
                 .collect();
-            println!(
+            say!(
                 "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  {}",
                 s(&p["name"]),
                 s(&c["rx_packets"]),

@@ -217,6 +217,22 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     let v = raw_request(&d, b"{\"cmd\":\"ping\"}\n");
     assert_eq!(v["result"], "pong");
 
+    // A reader that went away (`vbr show | head -0`): a quiet end, no panic.
+    for args in [&["show"][..], &["--json", "show"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(vbr_bin())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+
     // The daemon is up and nothing was lost, also across a restart.
     assert!(d.alive(), "daemon died:\n{}", d.log());
     assert!(d.ok("show").contains("p1"));

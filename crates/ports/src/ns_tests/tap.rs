@@ -15,8 +15,21 @@ const OTHER: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0xbb, 0x02];
 
 #[test]
 fn tap_is_created_configured_and_passes_frames_both_ways() {
-    in_netns(|| {
-        let mut tap = Tap::create("vbt0", TapOptions::default()).unwrap();
+    passes_frames_both_ways(TapOptions::default());
+}
+
+#[test]
+fn tap_without_io_uring_passes_frames_both_ways() {
+    passes_frames_both_ways(TapOptions {
+        io_uring: false,
+        ..TapOptions::default()
+    });
+}
+
+fn passes_frames_both_ways(opts: TapOptions) {
+    in_netns(move || {
+        let mut tap = Tap::create("vbt0", opts).unwrap();
+        assert_eq!(tap.uses_io_uring(), opts.io_uring);
         assert!(tap.vnet_hdr());
         assert_eq!(tap.name(), "vbt0");
         tap.set_mac(TAP_MAC).unwrap();
@@ -52,9 +65,15 @@ fn tap_is_created_configured_and_passes_frames_both_ways() {
                 )
             })
             .collect();
-        for f in &to_dev {
-            tap.send(&PacketBuf::from_frame(f).unwrap()).unwrap();
-        }
+        tap.send(&PacketBuf::from_frame(&to_dev[0]).unwrap())
+            .unwrap();
+        let rest: Vec<PacketBuf> = to_dev[1..]
+            .iter()
+            .map(|f| PacketBuf::from_frame(f).unwrap())
+            .collect();
+        let refs: Vec<&PacketBuf> = rest.iter().collect();
+        let report = tap.send_batch(&refs).unwrap();
+        assert_eq!((report.sent, report.dropped), (rest.len(), 0));
         let got = recv_frames(&mut sock, to_dev.len(), |p| is_test_frame(p.frame()));
         let got: Vec<Vec<u8>> = got.iter().map(|p| p.frame().to_vec()).collect();
         assert_eq!(got, to_dev);
@@ -111,6 +130,8 @@ fn tap_down_drops_and_deleted_tap_is_gone() {
         // Down: the kernel refuses writes with EIO, which is a drop, not a failure.
         let err = tap.send(&pkt).unwrap_err();
         assert!(err.is_drop(), "down TAP: {err:?}");
+        let report = tap.send_batch(&[&pkt, &pkt, &pkt]).unwrap();
+        assert_eq!((report.sent, report.dropped), (0, 3));
         tap.set_up().unwrap();
         tap.send(&pkt).unwrap();
 
@@ -118,6 +139,7 @@ fn tap_down_drops_and_deleted_tap_is_gone() {
         let mut batch = crate::Batch::new(4);
         assert!(tap.recv_batch(&mut batch).unwrap_err().is_gone());
         assert!(tap.send(&pkt).unwrap_err().is_gone());
+        assert!(tap.send_batch(&[&pkt, &pkt]).unwrap_err().is_gone());
         assert!(tap.mac().unwrap_err().is_gone());
     });
 }
@@ -142,5 +164,59 @@ fn multiqueue_tap_opens_more_queues() {
 
         let single = Tap::create("vbt4", TapOptions::default()).unwrap();
         assert!(single.open_queue().is_err());
+    });
+}
+
+/// Bursts: many frames each way in one go, in order, with the read burst growing from
+/// two reads to a full batch and the empty device answering with nothing, not an error.
+#[test]
+fn tap_bursts_keep_order_and_size() {
+    in_netns(|| {
+        let mut tap = Tap::create("vbt4", TapOptions::default()).unwrap();
+        assert!(
+            tap.uses_io_uring(),
+            "io_uring available on the test machine"
+        );
+        tap.set_mac(TAP_MAC).unwrap();
+        tap.set_up().unwrap();
+        let mut sock = AfPacket::attach("vbt4", AfPacketOptions::default()).unwrap();
+        let mut batch = crate::Batch::new(64);
+        assert_eq!(tap.recv_batch(&mut batch).unwrap(), 0, "nothing yet");
+
+        let to_tap: Vec<Vec<u8>> = (0..150u16)
+            .map(|i| frame(TAP_MAC, OTHER, &[], i as u8, 60 + usize::from(i) * 9))
+            .collect();
+        for f in &to_tap {
+            sock.send(&PacketBuf::from_frame(f).unwrap()).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut largest = 0;
+        for _ in 0..100 {
+            let n = tap.recv_batch(&mut batch).unwrap();
+            largest = largest.max(n);
+            got.extend(
+                batch
+                    .iter()
+                    .filter(|p| is_test_frame(p.frame()))
+                    .map(|p| p.frame().to_vec()),
+            );
+            if got.len() == to_tap.len() {
+                break;
+            }
+        }
+        assert_eq!(got, to_tap);
+        assert!(largest >= 32, "bursts grew to {largest} frames");
+        assert_eq!(tap.recv_batch(&mut batch).unwrap(), 0, "drained");
+
+        let out: Vec<PacketBuf> = (0..100u16)
+            .map(|i| PacketBuf::from_frame(&frame(OTHER, TAP_MAC, &[], i as u8, 1000)).unwrap())
+            .collect();
+        let refs: Vec<&PacketBuf> = out.iter().collect();
+        let report = tap.send_batch(&refs).unwrap();
+        assert_eq!((report.sent, report.dropped), (100, 0));
+        let got = recv_frames(&mut sock, 100, |p| is_test_frame(p.frame()));
+        let want: Vec<&[u8]> = out.iter().map(|p| p.frame()).collect();
+        let got: Vec<&[u8]> = got.iter().map(|p| p.frame()).collect();
+        assert_eq!(got, want);
     });
 }

@@ -10,6 +10,7 @@ pub(crate) mod packet;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod tun;
+pub(crate) mod uring;
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem;

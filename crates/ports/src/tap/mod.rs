@@ -1,6 +1,8 @@
 //! [`Tap`]: a TAP device we create through `/dev/net/tun`, nonblocking, with 10-byte
 //! virtio-net headers and checksum/TSO offloads. Not persistent: when the last queue's
-//! descriptor closes, the kernel removes the device.
+//! descriptor closes, the kernel removes the device. Bursts through io_uring: `burst`.
+
+mod burst;
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -8,9 +10,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use crate::buf::{Batch, PacketBuf};
 use crate::error::{PortError, check_name, errno, frame_dropped, would_block};
 use crate::netdev::{Netdev, ctl_socket};
-use crate::port::{MacAddr, PortIo, check_nonempty, check_plain};
+use crate::port::{MacAddr, PortIo, SendReport, check_nonempty, check_plain};
 use crate::sys;
 use crate::sys::mmsg::VNET_HDR_LEN;
+use crate::sys::uring::Ring;
 use crate::vnet::VnetHdr;
 
 /// How to create a [`Tap`].
@@ -21,6 +24,9 @@ pub struct TapOptions {
     pub vnet_hdr: bool,
     /// `IFF_MULTI_QUEUE`: further queues can be opened with [`Tap::open_queue`].
     pub multi_queue: bool,
+    /// Read and write bursts of frames with one io_uring system call each, where the
+    /// kernel allows it (and `VBR_IO_URING=0` is not set); else a call per frame.
+    pub io_uring: bool,
 }
 
 impl Default for TapOptions {
@@ -28,6 +34,7 @@ impl Default for TapOptions {
         TapOptions {
             vnet_hdr: true,
             multi_queue: false,
+            io_uring: true,
         }
     }
 }
@@ -59,6 +66,10 @@ pub struct Tap {
     name: String,
     opts: TapOptions,
     rx_dropped: u64,
+    /// Batched reads and writes; `None` where io_uring is unavailable or refused us.
+    ring: Option<Ring>,
+    /// How many reads the next burst asks for: twice the last burst's yield.
+    rx_want: usize,
 }
 
 impl Tap {
@@ -100,6 +111,8 @@ impl Tap {
             name: got,
             opts,
             rx_dropped: 0,
+            ring: burst::new_ring(opts),
+            rx_want: burst::RX_WANT_MIN,
         };
         tap.configure_queue()?;
         Ok(tap)
@@ -134,10 +147,17 @@ impl Tap {
             name: got,
             opts,
             rx_dropped: 0,
+            ring: burst::new_ring(opts),
+            rx_want: burst::RX_WANT_MIN,
         };
         tap.configure_queue()?;
         tap.set_persist(true)?;
         Ok((tap, true))
+    }
+
+    /// Whether reads and writes go in io_uring bursts (see [`TapOptions::io_uring`]).
+    pub fn uses_io_uring(&self) -> bool {
+        self.ring.is_some()
     }
 
     /// Makes the device outlive its descriptors (`true`) or vanish with them (`false`).
@@ -168,6 +188,8 @@ impl Tap {
             name: got,
             opts: self.opts,
             rx_dropped: 0,
+            ring: burst::new_ring(self.opts),
+            rx_want: burst::RX_WANT_MIN,
         };
         queue.configure_queue()?;
         Ok(queue)
@@ -309,6 +331,9 @@ impl PortIo for Tap {
     }
 
     fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
+        if self.ring.is_some() {
+            return self.recv_burst(batch);
+        }
         let bufs = batch.begin_fill();
         let mut n = 0;
         let mut failure = None;
@@ -353,6 +378,22 @@ impl PortIo for Tap {
                 source: e,
             }),
             Err(e) => Err(PortError::io(&self.name, "write to TAP", e)),
+        }
+    }
+
+    fn send_batch(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
+        if self.ring.is_some() && pkts.len() > 1 {
+            self.send_burst(pkts)
+        } else {
+            pkts.iter()
+                .try_fold(SendReport::default(), |mut report, pkt| {
+                    match self.send(pkt) {
+                        Ok(()) => report.sent += 1,
+                        Err(e) if e.is_drop() => report.dropped += 1,
+                        Err(e) => return Err(e),
+                    }
+                    Ok(report)
+                })
         }
     }
 
