@@ -1,8 +1,10 @@
 //! Bursts of `readv`/`writev` on one descriptor through an io_uring: one `io_uring_enter`
 //! runs a whole burst and collects every result, where plain calls cost a system call per
-//! frame. Each operation is nonblocking (`RWF_NOWAIT` on an `O_NONBLOCK` descriptor), so
-//! the kernel completes it during the submission; the call still waits for every
-//! completion before it returns, so the buffers it names are only borrowed for the call.
+//! frame. Each operation is nonblocking (`RWF_NOWAIT`: a read with nothing waiting ends
+//! with `-EAGAIN` instead of waiting for data), so on a TAP the kernel completes it during
+//! the submission. Whatever happens, a burst returns only once the kernel is done with
+//! every operation it was given (completed or cancelled), so the buffers it names are
+//! only borrowed for the call.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -13,9 +15,9 @@ use io_uring::{IoUring, opcode, squeue, types};
 /// Most operations one burst may hold (the submission queue's size).
 pub(crate) const MAX_BURST: usize = 64;
 
-/// How long a burst may wait for completions before it cancels what is left. Nonblocking
-/// operations never get here; it only keeps a kernel surprise from hanging the datapath.
-const STUCK_AFTER: Duration = Duration::from_millis(200);
+/// How long one wait for completions lasts before the burst checks for a stall.
+/// Nonblocking operations on a TAP never get there.
+const WAIT_SLICE: Duration = Duration::from_millis(200);
 
 /// One io_uring, used by one port from one thread at a time.
 pub(crate) struct Ring {
@@ -48,6 +50,7 @@ impl Ring {
         results: &mut [i32],
     ) -> io::Result<()> {
         let n = bufs.len().min(results.len()).min(MAX_BURST);
+        let mut pushed = 0;
         for (i, iov) in bufs[..n].iter_mut().enumerate() {
             let op = opcode::Readv::new(
                 types::Fd(fd.as_raw_fd()),
@@ -57,9 +60,13 @@ impl Ring {
             .rw_flags(libc::RWF_NOWAIT)
             .build()
             .user_data(i as u64);
-            self.push(&op);
+            if !self.push(&op) {
+                break;
+            }
+            pushed += 1;
         }
-        self.complete(n, results)
+        results[pushed..n].fill(-libc::EAGAIN);
+        self.complete(pushed, results)
     }
 
     /// Writes one frame per entry of `bufs`, in order; results as for
@@ -71,6 +78,7 @@ impl Ring {
         results: &mut [i32],
     ) -> io::Result<()> {
         let n = bufs.len().min(results.len()).min(MAX_BURST);
+        let mut pushed = 0;
         for (i, iov) in bufs[..n].iter().enumerate() {
             let op = opcode::Writev::new(
                 types::Fd(fd.as_raw_fd()),
@@ -80,62 +88,78 @@ impl Ring {
             .rw_flags(libc::RWF_NOWAIT)
             .build()
             .user_data(i as u64);
-            self.push(&op);
+            if !self.push(&op) {
+                break;
+            }
+            pushed += 1;
         }
-        self.complete(n, results)
+        results[pushed..n].fill(-libc::EAGAIN);
+        self.complete(pushed, results)
     }
 
-    fn push(&mut self, op: &squeue::Entry) {
+    /// Queues one operation; `false` if the queue is full (it is empty at the start of
+    /// every burst, and bursts are at most [`MAX_BURST`] long, so this does not happen).
+    fn push(&mut self, op: &squeue::Entry) -> bool {
         // SAFETY: the entry points at iovecs and buffers the caller lends for the whole
-        // burst, and `complete` (which every caller runs right after pushing) does not
-        // return before the kernel has finished every pushed entry. The queue has room:
-        // bursts are at most MAX_BURST long and `complete` leaves it empty.
-        let pushed = unsafe { self.ring.submission().push(op) };
-        debug_assert!(pushed.is_ok(), "burst longer than the submission queue");
+        // burst, and every caller runs `complete` right after pushing, which does not
+        // return while the kernel may still use them (see there).
+        unsafe { self.ring.submission().push(op) }.is_ok()
     }
 
-    /// Submits what was pushed and waits until all `n` operations are complete.
+    /// Submits the `n` pushed operations and waits until the kernel is done with each.
     ///
-    /// An error means the kernel refused the ring itself (never seen in practice); the
-    /// caller must then drop the ring. Entries it did not take are discarded with it, and
-    /// entries it took were nonblocking and so finished during the submission.
+    /// If completions stall (never on a TAP) or the kernel refuses the ring itself, what
+    /// it still holds is cancelled synchronously first. After a refusal the caller must
+    /// drop the ring: entries never submitted are then discarded with it.
     fn complete(&mut self, n: usize, results: &mut [i32]) -> io::Result<()> {
         let mut done = 0;
-        let mut cancelled = false;
+        let mut stalls = 0;
+        let mut refused = None;
         while done < n {
-            let ts = types::Timespec::from(STUCK_AFTER);
+            let ts = types::Timespec::from(WAIT_SLICE);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(n - done, &args) {
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ETIME) && !cancelled => {
-                    // Something did not complete inline: cancel it, then keep waiting,
-                    // since the kernel may use the buffers until it reports.
-                    cancelled = true;
-                    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                        .build()
-                        .user_data(u64::MAX);
-                    // SAFETY: a cancel request names no memory.
-                    let _ = unsafe { self.ring.submission().push(&cancel) };
-                }
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => stalls += 1,
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
-                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
                     ) => {}
-                Err(e) => return Err(e),
+                Err(e) => refused = Some(e),
             }
             for cqe in self.ring.completion() {
                 let i = cqe.user_data() as usize;
                 if i < n {
-                    if let Some(r) = results.get_mut(i) {
-                        *r = cqe.result();
-                        done += 1;
-                    }
+                    results[i] = cqe.result();
+                    done += 1;
                 }
             }
+            if done < n && (stalls >= 2 || refused.is_some()) {
+                // The kernel still holds operations: cancel them and wait until it has
+                // let go of them all; their completions (-ECANCELED) follow.
+                match self
+                    .ring
+                    .submitter()
+                    .register_sync_cancel(None, types::CancelBuilder::any())
+                {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => {
+                        // Returning now could let the kernel write into buffers we no
+                        // longer own; nothing sound is left to do.
+                        eprintln!("vbridge: io_uring cannot cancel a stuck operation: {e}");
+                        std::process::abort();
+                    }
+                }
+                if let Some(e) = refused {
+                    // Submitted operations are now finished or cancelled; the rest never
+                    // reached the kernel and go with the ring.
+                    return Err(e);
+                }
+                stalls = 0;
+            }
         }
-        // A cancel's own completion may arrive after the others; it names no memory.
-        self.ring.completion().for_each(drop);
         Ok(())
     }
 }
@@ -143,3 +167,71 @@ impl Ring {
 /// The `iovec`s of a burst: `IoSlice`/`IoSliceMut` are ABI-compatible with `struct iovec`
 /// (std guarantees it on Unix), which is what the casts above rely on.
 const _: () = assert!(std::mem::size_of::<IoSlice<'_>>() == std::mem::size_of::<libc::iovec>());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    /// A pipe stands in for a TAP: it too completes `RWF_NOWAIT` reads at once, with data
+    /// or `-EAGAIN`, even on a blocking descriptor.
+    #[test]
+    fn read_burst_takes_what_is_there_and_reports_empty() {
+        let mut ring = Ring::new().expect("io_uring available");
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"abc").unwrap();
+        let mut bytes = [[0u8; 1]; 4];
+        let mut none: [[u8; 0]; 4] = [[]; 4];
+        let mut iovs: Vec<[IoSliceMut<'_>; 2]> = bytes
+            .iter_mut()
+            .zip(none.iter_mut())
+            .map(|(b, z)| [IoSliceMut::new(z), IoSliceMut::new(b)])
+            .collect();
+        let mut results = [0i32; 4];
+        ring.readv_burst(reader.as_fd(), &mut iovs, &mut results)
+            .unwrap();
+        drop(iovs);
+        assert_eq!(results, [1, 1, 1, -libc::EAGAIN]);
+        assert_eq!(bytes, [[b'a'], [b'b'], [b'c'], [0]]);
+    }
+
+    #[test]
+    fn write_burst_writes_in_order_and_the_ring_is_reusable() {
+        let mut ring = Ring::new().expect("io_uring available");
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        for round in 0..3u8 {
+            let heads = [[b'h', round]; MAX_BURST];
+            let bodies: Vec<Vec<u8>> = (0..MAX_BURST as u8).map(|i| vec![i; 3]).collect();
+            let iovs: Vec<[IoSlice<'_>; 2]> = heads
+                .iter()
+                .zip(&bodies)
+                .map(|(h, b)| [IoSlice::new(h), IoSlice::new(b)])
+                .collect();
+            let mut results = [0i32; MAX_BURST];
+            ring.writev_burst(writer.as_fd(), &iovs, &mut results)
+                .unwrap();
+            assert!(results.iter().all(|&r| r == 5), "{results:?}");
+            let mut got = vec![0u8; 5 * MAX_BURST];
+            reader.read_exact(&mut got).unwrap();
+            for (i, op) in got.chunks(5).enumerate() {
+                assert_eq!(op, [b'h', round, i as u8, i as u8, i as u8]);
+            }
+        }
+    }
+
+    #[test]
+    fn results_shorter_than_the_burst_bound_it() {
+        let mut ring = Ring::new().expect("io_uring available");
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let iovs: Vec<[IoSlice<'_>; 1]> = (0..4).map(|_| [IoSlice::new(b"x")]).collect();
+        let mut results = [0i32; 2];
+        ring.writev_burst(writer.as_fd(), &iovs, &mut results)
+            .unwrap();
+        assert_eq!(results, [1, 1]);
+        drop(writer);
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"xx");
+    }
+}

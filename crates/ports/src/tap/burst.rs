@@ -5,7 +5,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::AsFd;
 
-use super::{Tap, TapOptions, tap_gone};
+use super::{MAX_SKIPS, Tap, TapOptions, tap_gone};
 use crate::buf::{Batch, PacketBuf};
 use crate::error::{PortError, frame_dropped};
 use crate::port::{PortIo, SendReport};
@@ -30,67 +30,88 @@ pub(super) fn new_ring(opts: TapOptions) -> Option<Ring> {
 
 impl Tap {
     /// [`PortIo::recv_batch`] through the ring: one system call reads a burst of frames.
-    pub(super) fn recv_burst(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
-        let Some(ring) = self.ring.as_mut() else {
-            return Ok(0);
-        };
+    /// `None` when the ring is gone (the kernel refused it or `RWF_NOWAIT`): the caller
+    /// reads with plain calls from then on.
+    pub(super) fn recv_burst(&mut self, batch: &mut Batch) -> Option<Result<usize, PortError>> {
         let bufs = batch.begin_fill();
-        let want = self.rx_want.min(bufs.len()).min(MAX_BURST);
         let hdr_len = if self.opts.vnet_hdr { VNET_HDR_LEN } else { 0 };
-        let mut hdrs = [[0u8; VNET_HDR_LEN]; MAX_BURST];
-        let mut results = [0i32; MAX_BURST];
-        let mut rooms = [0usize; MAX_BURST];
-        let mut iovs: Vec<[IoSliceMut<'_>; 2]> = Vec::with_capacity(want);
-        for ((buf, hdr), room) in bufs
-            .iter_mut()
-            .zip(hdrs.iter_mut())
-            .zip(rooms.iter_mut())
-            .take(want)
-        {
-            let area = buf.rx_area();
-            *room = area.len();
-            iovs.push([IoSliceMut::new(&mut hdr[..hdr_len]), IoSliceMut::new(area)]);
-        }
-        let submitted = ring.readv_burst(self.fd.as_fd(), &mut iovs, &mut results);
-        drop(iovs);
-        if let Err(e) = submitted {
-            tracing::warn!(port = %self.name, error = %e, "io_uring failed; using plain system calls");
-            self.ring = None;
-            batch.finish_fill(0);
-            return Ok(0);
-        }
         let mut n = 0;
         let mut failure = None;
-        for i in 0..want {
-            let r = results[i];
-            if r < 0 {
-                match -r {
-                    libc::EAGAIN => {}
-                    libc::EFAULT | libc::EINVAL => self.rx_dropped += 1,
-                    e => failure = failure.or(Some(e)),
+        // A burst whose frames were all skipped (too long, bad vnet header) says nothing
+        // about what is left, and the engine's readiness is edge-triggered: read on until
+        // a read finds the queue empty, as the plain path does.
+        for _ in 0..MAX_SKIPS {
+            let ring = self.ring.as_mut()?;
+            let want = self.rx_want.min(bufs.len() - n).min(MAX_BURST);
+            if want == 0 {
+                break;
+            }
+            let mut hdrs = [[0u8; VNET_HDR_LEN]; MAX_BURST];
+            let mut results = [0i32; MAX_BURST];
+            let mut rooms = [0usize; MAX_BURST];
+            let mut iovs: Vec<[IoSliceMut<'_>; 2]> = Vec::with_capacity(want);
+            for ((buf, hdr), room) in bufs[n..]
+                .iter_mut()
+                .zip(&mut hdrs)
+                .zip(&mut rooms)
+                .take(want)
+            {
+                let area = buf.rx_area();
+                *room = area.len();
+                iovs.push([IoSliceMut::new(&mut hdr[..hdr_len]), IoSliceMut::new(area)]);
+            }
+            let submitted = ring.readv_burst(self.fd.as_fd(), &mut iovs, &mut results);
+            drop(iovs);
+            if let Err(e) = submitted {
+                self.drop_ring(&e);
+                break;
+            }
+            let base = n;
+            let (mut got, mut skipped, mut empty) = (0usize, 0usize, false);
+            for (i, &r) in results[..want].iter().enumerate() {
+                match r {
+                    0 => empty = true,
+                    r if r < 0 => match -r {
+                        libc::EAGAIN => empty = true,
+                        libc::ECANCELED => {}
+                        // The kernel consumed a frame it could not give us.
+                        libc::EFAULT | libc::EINVAL => skipped += 1,
+                        libc::EOPNOTSUPP => {
+                            self.drop_ring(&std::io::Error::from_raw_os_error(-r));
+                            empty = true;
+                        }
+                        e => failure = failure.or(Some(e)),
+                    },
+                    r => {
+                        let len = r as usize;
+                        if len < hdr_len || len - hdr_len >= rooms[i] {
+                            skipped += 1;
+                            continue;
+                        }
+                        let hdr = if hdr_len > 0 {
+                            VnetHdr::from_bytes(&hdrs[i])
+                        } else {
+                            VnetHdr::default()
+                        };
+                        bufs[base + i].set_received(hdr, len - hdr_len);
+                        bufs.swap(n, base + i);
+                        n += 1;
+                        got += 1;
+                    }
                 }
-                continue;
             }
-            let got = r as usize;
-            if got == 0 {
-                continue;
+            self.rx_dropped += skipped as u64;
+            self.rx_want = ((got + skipped) * 2).clamp(RX_WANT_MIN, MAX_BURST);
+            if got > 0 || empty || failure.is_some() {
+                break;
             }
-            if got < hdr_len || got - hdr_len >= rooms[i] {
-                self.rx_dropped += 1;
-                continue;
-            }
-            let hdr = if hdr_len > 0 {
-                VnetHdr::from_bytes(&hdrs[i])
-            } else {
-                VnetHdr::default()
-            };
-            bufs[i].set_received(hdr, got - hdr_len);
-            bufs.swap(n, i);
-            n += 1;
         }
-        self.rx_want = (n * 2).clamp(RX_WANT_MIN, MAX_BURST);
         batch.finish_fill(n);
-        match failure {
+        if n == 0 && self.ring.is_none() {
+            return None;
+        }
+        Some(match failure {
+            // Deliver what we have; the error comes back on the next call.
             Some(_) if n > 0 => Ok(n),
             Some(e) if tap_gone(e) => Err(PortError::gone(&self.name)),
             Some(e) => Err(PortError::io(
@@ -99,7 +120,13 @@ impl Tap {
                 std::io::Error::from_raw_os_error(e),
             )),
             None => Ok(n),
-        }
+        })
+    }
+
+    /// Gives up on the ring after the kernel refused it; plain calls take over.
+    fn drop_ring(&mut self, e: &std::io::Error) {
+        tracing::warn!(port = %self.name, error = %e, "io_uring refused; using plain system calls");
+        self.ring = None;
     }
 
     /// [`PortIo::send_batch`] through the ring: one system call writes the whole batch.
@@ -137,24 +164,34 @@ impl Tap {
             let submitted = ring.writev_burst(self.fd.as_fd(), &iovs, &mut results);
             drop(iovs);
             if let Err(e) = submitted {
-                tracing::warn!(port = %self.name, error = %e, "io_uring failed; using plain system calls");
-                self.ring = None;
+                // Some of the chunk may have gone out; sending it again could duplicate
+                // frames, so it counts as dropped.
+                self.drop_ring(&e);
                 report.dropped += count;
                 continue;
             }
+            let mut fatal = None;
             for &r in &results[..count] {
                 if r >= 0 {
                     report.sent += 1;
                     continue;
                 }
                 let e = std::io::Error::from_raw_os_error(-r);
+                if -r == libc::EOPNOTSUPP && self.ring.is_some() {
+                    self.drop_ring(&e);
+                }
                 if tap_gone(-r) {
-                    return Err(PortError::gone(&self.name));
-                } else if frame_dropped(&e) || -r == libc::EIO {
+                    fatal = fatal.or(Some(PortError::gone(&self.name)));
+                } else if frame_dropped(&e)
+                    || matches!(-r, libc::EIO | libc::ECANCELED | libc::EOPNOTSUPP)
+                {
                     report.dropped += 1;
                 } else {
-                    return Err(PortError::io(&self.name, "write to TAP", e));
+                    fatal = fatal.or(Some(PortError::io(&self.name, "write to TAP", e)));
                 }
+            }
+            if let Some(e) = fatal {
+                return Err(e);
             }
         }
         Ok(report)

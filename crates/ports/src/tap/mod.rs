@@ -304,7 +304,7 @@ impl Tap {
 }
 
 /// Most frames one read call skips (counted in `rx_dropped`) before yielding.
-const MAX_SKIPS: usize = 64;
+pub(super) const MAX_SKIPS: usize = 64;
 
 /// Errors meaning the TAP device is no more (`EBADFD`: detached by `ip link del`).
 fn tap_gone(n: i32) -> bool {
@@ -332,7 +332,9 @@ impl PortIo for Tap {
 
     fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
         if self.ring.is_some() {
-            return self.recv_burst(batch);
+            if let Some(res) = self.recv_burst(batch) {
+                return res;
+            }
         }
         let bufs = batch.begin_fill();
         let mut n = 0;
