@@ -256,4 +256,20 @@ fn bad_topology_files_are_refused_before_anything_changes() {
         );
     }
     assert!(!d.ok("show").contains("brx"), "nothing may change");
+
+    // A file moved after `up`: `down` with the new path names the recorded one, which
+    // still works.
+    let f = dir.join("good.toml");
+    std::fs::write(&f, "[[bridge]]\nname = \"brm\"\n").unwrap();
+    d.ok(&format!("up {}", f.display()));
+    assert!(d.ok("show").contains("brm"));
+    let moved = dir.join("moved.toml");
+    std::fs::rename(&f, &moved).unwrap();
+    let out = d.vbr(&format!("down {}", moved.display()));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    let recorded = std::fs::canonicalize(&dir).unwrap().join("good.toml");
+    assert!(err.contains(&recorded.display().to_string()), "{err}");
+    d.ok(&format!("down {}", recorded.display()));
+    assert!(!d.ok("show").contains("brm"));
 }

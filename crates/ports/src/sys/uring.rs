@@ -49,24 +49,13 @@ impl Ring {
         bufs: &mut [[IoSliceMut<'_>; N]],
         results: &mut [i32],
     ) -> io::Result<()> {
-        let n = bufs.len().min(results.len()).min(MAX_BURST);
-        let mut pushed = 0;
-        for (i, iov) in bufs[..n].iter_mut().enumerate() {
-            let op = opcode::Readv::new(
-                types::Fd(fd.as_raw_fd()),
-                iov.as_mut_ptr().cast::<libc::iovec>(),
-                N as u32,
-            )
-            .rw_flags(libc::RWF_NOWAIT)
-            .build()
-            .user_data(i as u64);
-            if !self.push(&op) {
-                break;
-            }
-            pushed += 1;
-        }
-        results[pushed..n].fill(-libc::EAGAIN);
-        self.complete(pushed, results)
+        let fd = types::Fd(fd.as_raw_fd());
+        let ops = bufs.iter_mut().map(|iov| {
+            opcode::Readv::new(fd, iov.as_mut_ptr().cast::<libc::iovec>(), N as u32)
+                .rw_flags(libc::RWF_NOWAIT)
+                .build()
+        });
+        self.burst(ops, results)
     }
 
     /// Writes one frame per entry of `bufs`, in order; results as for
@@ -77,18 +66,26 @@ impl Ring {
         bufs: &[[IoSlice<'_>; N]],
         results: &mut [i32],
     ) -> io::Result<()> {
-        let n = bufs.len().min(results.len()).min(MAX_BURST);
+        let fd = types::Fd(fd.as_raw_fd());
+        let ops = bufs.iter().map(|iov| {
+            opcode::Writev::new(fd, iov.as_ptr().cast::<libc::iovec>(), N as u32)
+                .rw_flags(libc::RWF_NOWAIT)
+                .build()
+        });
+        self.burst(ops, results)
+    }
+
+    /// Runs up to `results.len()` (at most [`MAX_BURST`]) of `ops`, whose memory the
+    /// caller lends for the call; an operation that could not be queued reads `-EAGAIN`.
+    fn burst(
+        &mut self,
+        ops: impl Iterator<Item = squeue::Entry>,
+        results: &mut [i32],
+    ) -> io::Result<()> {
+        let n = results.len().min(MAX_BURST);
         let mut pushed = 0;
-        for (i, iov) in bufs[..n].iter().enumerate() {
-            let op = opcode::Writev::new(
-                types::Fd(fd.as_raw_fd()),
-                iov.as_ptr().cast::<libc::iovec>(),
-                N as u32,
-            )
-            .rw_flags(libc::RWF_NOWAIT)
-            .build()
-            .user_data(i as u64);
-            if !self.push(&op) {
+        for (i, op) in ops.take(n).enumerate() {
+            if !self.push(&op.user_data(i as u64)) {
                 break;
             }
             pushed += 1;

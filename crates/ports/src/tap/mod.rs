@@ -105,15 +105,7 @@ impl Tap {
             },
             _ => PortError::io(name, "TUNSETIFF", e),
         })?;
-        let tap = Tap {
-            fd,
-            ctl,
-            name: got,
-            opts,
-            rx_dropped: 0,
-            ring: burst::new_ring(opts),
-            rx_want: burst::RX_WANT_MIN,
-        };
+        let tap = Tap::from_parts(fd, ctl, got, opts);
         tap.configure_queue()?;
         Ok(tap)
     }
@@ -141,15 +133,7 @@ impl Tap {
             _ => PortError::io(name, "TUNSETIFF (attach)", e),
         })?;
         let ctl = ctl_socket(&got)?;
-        let tap = Tap {
-            fd,
-            ctl,
-            name: got,
-            opts,
-            rx_dropped: 0,
-            ring: burst::new_ring(opts),
-            rx_want: burst::RX_WANT_MIN,
-        };
+        let tap = Tap::from_parts(fd, ctl, got, opts);
         tap.configure_queue()?;
         tap.set_persist(true)?;
         Ok((tap, true))
@@ -158,6 +142,19 @@ impl Tap {
     /// Whether reads and writes go in io_uring bursts (see [`TapOptions::io_uring`]).
     pub fn uses_io_uring(&self) -> bool {
         self.ring.is_some()
+    }
+
+    /// A queue around a descriptor already attached to device `name`.
+    fn from_parts(fd: OwnedFd, ctl: OwnedFd, name: String, opts: TapOptions) -> Tap {
+        Tap {
+            fd,
+            ctl,
+            name,
+            opts,
+            rx_dropped: 0,
+            ring: burst::new_ring(opts),
+            rx_want: burst::RX_WANT_MIN,
+        }
     }
 
     /// Makes the device outlive its descriptors (`true`) or vanish with them (`false`).
@@ -182,15 +179,7 @@ impl Tap {
         let got = sys::tun::set_iff(fd.as_fd(), &name, flags)
             .map_err(|e| PortError::io(&name, "TUNSETIFF (attach queue)", e))?;
         let ctl = ctl_socket(&got)?;
-        let queue = Tap {
-            fd,
-            ctl,
-            name: got,
-            opts: self.opts,
-            rx_dropped: 0,
-            ring: burst::new_ring(self.opts),
-            rx_want: burst::RX_WANT_MIN,
-        };
+        let queue = Tap::from_parts(fd, ctl, got, self.opts);
         queue.configure_queue()?;
         Ok(queue)
     }

@@ -103,7 +103,15 @@ impl Shared {
         let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
         let Some(made) = tops.get(&name).cloned() else {
-            return Response::err(format!("nothing was brought up from {name} (see `vbr up`)"));
+            let known: Vec<&str> = tops.keys().map(String::as_str).collect();
+            return Response::err(if known.is_empty() {
+                format!("nothing was brought up from {name} (see `vbr up`)")
+            } else {
+                format!(
+                    "nothing was brought up from {name}; brought up: {} (`vbr down` takes one of these paths, even if the file has moved)",
+                    known.join(", ")
+                )
+            });
         };
         let problems = match self.dp.call(move |e| wiring::down(e, &made)) {
             Ok(p) => p,
