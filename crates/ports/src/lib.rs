@@ -12,6 +12,7 @@
 
 pub mod buf;
 pub mod error;
+pub mod fastpath;
 pub mod netdev;
 pub mod packet;
 pub mod port;
@@ -25,6 +26,7 @@ mod ns_tests;
 
 pub use buf::{Batch, BufError, HEADROOM, MAX_FRAME_LEN, PacketBuf};
 pub use error::PortError;
+pub use fastpath::{FastPath, FastPort, Flow, FlowKey, FlowStats};
 pub use packet::{AfPacket, AfPacketOptions};
 pub use port::{MacAddr, PortIo, SendReport};
 pub use socket::SeqpacketPort;

@@ -7,6 +7,7 @@
 //! "skipping: needs root" and pass.
 
 mod afpacket;
+mod fastpath;
 mod offload;
 mod switch;
 mod tap;

@@ -4,6 +4,7 @@
 //! The rest of the crate never sees a raw pointer. Every `unsafe` block here carries a
 //! `// SAFETY:` note saying why the call is sound.
 
+pub(crate) mod bpf;
 pub(crate) mod ifreq;
 pub(crate) mod mmsg;
 pub(crate) mod packet;

@@ -1,0 +1,193 @@
+//! [`FastPath`]: forwarding of known unicast flows between veth ports inside the kernel.
+//!
+//! The switch keeps deciding: when it has sent a flow (ingress port, destination MAC,
+//! source MAC) to one egress veth port, it may [`FastPath::insert`] it. From then on the
+//! ingress veth's tcx program hands that flow's frames straight to the namespace behind
+//! the egress veth (`bpf_redirect_peer`: no copy, GSO super-frames kept whole, no
+//! userspace hop), counting them per flow, and the ingress port's socket filter keeps
+//! them from the switch, which sees them again the moment the flow is removed. Everything
+//! is held by descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind.
+//! The programs are in `prog`.
+
+mod prog;
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use crate::error::PortError;
+use crate::port::MacAddr;
+use crate::sys::bpf;
+use prog::{KEY_LEN, VALUE_LEN};
+
+/// The license the kernel is told for our programs (GPL-compatible, for its helpers).
+const LICENSE: &CStr = c"Dual MIT/GPL";
+
+/// One flow the kernel forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// ifindex of the ingress port's netdev (the host-side veth).
+    pub ingress: u32,
+    pub dst: MacAddr,
+    pub src: MacAddr,
+}
+
+impl FlowKey {
+    fn to_bytes(self) -> [u8; KEY_LEN] {
+        let mut k = [0u8; KEY_LEN];
+        k[..4].copy_from_slice(&self.ingress.to_ne_bytes());
+        k[4..10].copy_from_slice(&self.dst);
+        k[10..].copy_from_slice(&self.src);
+        k
+    }
+
+    fn from_bytes(k: &[u8; KEY_LEN]) -> FlowKey {
+        let mut dst = [0u8; 6];
+        let mut src = [0u8; 6];
+        dst.copy_from_slice(&k[4..10]);
+        src.copy_from_slice(&k[10..]);
+        FlowKey {
+            ingress: u32::from_ne_bytes([k[0], k[1], k[2], k[3]]),
+            dst,
+            src,
+        }
+    }
+}
+
+/// What the kernel forwarded for a flow since it was inserted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A flow as stored: where it goes and what it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// ifindex of the egress port's netdev (a host-side veth; frames go to its peer).
+    pub egress: u32,
+    pub stats: FlowStats,
+}
+
+fn decode_value(v: &[u8; VALUE_LEN]) -> (u32, FlowStats) {
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&v[i..i + 8]);
+        u64::from_ne_bytes(b)
+    };
+    (
+        u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+        FlowStats {
+            packets: u64_at(8),
+            bytes: u64_at(16),
+        },
+    )
+}
+
+fn err(op: &'static str, e: std::io::Error) -> PortError {
+    PortError::io("fastpath", op, e)
+}
+
+/// The flow table, shared by every port attached to it.
+#[derive(Debug)]
+pub struct FastPath {
+    map: OwnedFd,
+}
+
+/// One port's part: the tcx link on its netdev (detached when dropped; the socket
+/// filter goes with the socket, or with [`FastPort::detach`]).
+#[derive(Debug)]
+pub struct FastPort {
+    _link: OwnedFd,
+}
+
+impl FastPath {
+    /// An empty flow table for up to `max_flows` flows. Fails where the kernel has no
+    /// BPF for us (no `CAP_BPF`/`CAP_NET_ADMIN`, or too old: tcx needs Linux 6.6).
+    pub fn new(max_flows: u32) -> Result<FastPath, PortError> {
+        let map = bpf::hash_map(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
+            .map_err(|e| err("create flow map", e))?;
+        Ok(FastPath { map })
+    }
+
+    /// Attaches the port on netdev `ifindex` (a host-side veth in the calling thread's
+    /// namespace), whose frames the switch reads from `sock`: flows entering there may
+    /// then be forwarded by the kernel.
+    pub fn attach(&self, ifindex: u32, sock: BorrowedFd<'_>) -> Result<FastPort, PortError> {
+        let map = self.map.as_raw_fd();
+        let hide = bpf::prog_load(
+            bpf::PROG_SOCKET_FILTER,
+            0,
+            &prog::hide(ifindex, map),
+            LICENSE,
+        )
+        .map_err(|e| err("load socket filter", e))?;
+        let redirect = bpf::prog_load(
+            bpf::PROG_SCHED_CLS,
+            bpf::ATTACH_TCX_INGRESS,
+            &prog::redirect(ifindex, map),
+            LICENSE,
+        )
+        .map_err(|e| err("load tcx program", e))?;
+        bpf::attach_socket_filter(sock, hide.as_fd()).map_err(|e| err("SO_ATTACH_BPF", e))?;
+        let link = match bpf::tcx_ingress_link(redirect.as_fd(), ifindex) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = bpf::detach_socket_filter(sock);
+                return Err(err("attach tcx ingress", e));
+            }
+        };
+        Ok(FastPort { _link: link })
+    }
+
+    /// Lets the kernel forward `key`'s frames to the peer of netdev `egress`, with fresh
+    /// counters.
+    pub fn insert(&self, key: FlowKey, egress: u32) -> Result<(), PortError> {
+        let mut v = [0u8; VALUE_LEN];
+        v[..4].copy_from_slice(&egress.to_ne_bytes());
+        bpf::map_update(self.map.as_fd(), &key.to_bytes(), &v).map_err(|e| err("insert flow", e))
+    }
+
+    /// Gives `key` back to the switch; whether it was there.
+    pub fn remove(&self, key: FlowKey) -> Result<bool, PortError> {
+        bpf::map_delete(self.map.as_fd(), &key.to_bytes()).map_err(|e| err("remove flow", e))
+    }
+
+    /// `key`'s flow, if the kernel has it.
+    pub fn get(&self, key: FlowKey) -> Result<Option<Flow>, PortError> {
+        let mut v = [0u8; VALUE_LEN];
+        let found = bpf::map_lookup(self.map.as_fd(), &key.to_bytes(), &mut v)
+            .map_err(|e| err("read flow", e))?;
+        Ok(found.then(|| {
+            let (egress, stats) = decode_value(&v);
+            Flow { key, egress, stats }
+        }))
+    }
+
+    /// Every flow. Flows inserted or removed meanwhile may or may not be listed.
+    pub fn flows(&self) -> Result<Vec<Flow>, PortError> {
+        let mut out = Vec::new();
+        let mut key: Option<[u8; KEY_LEN]> = None;
+        loop {
+            let mut next = [0u8; KEY_LEN];
+            let more = bpf::map_next_key(self.map.as_fd(), key.as_ref().map(|k| &k[..]), &mut next)
+                .map_err(|e| err("list flows", e))?;
+            if !more {
+                break;
+            }
+            if let Some(f) = self.get(FlowKey::from_bytes(&next))? {
+                out.push(f);
+            }
+            key = Some(next);
+        }
+        Ok(out)
+    }
+}
+
+impl FastPort {
+    /// Takes the socket filter off `sock` (the one given to [`FastPath::attach`]); the
+    /// tcx program goes when this is dropped.
+    pub fn detach(self, sock: BorrowedFd<'_>) -> Result<(), PortError> {
+        bpf::detach_socket_filter(sock).map_err(|e| err("SO_DETACH_BPF", e))
+    }
+}

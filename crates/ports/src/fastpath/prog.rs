@@ -1,0 +1,257 @@
+//! The fast path's two eBPF programs, assembled here from instructions (they are a few
+//! dozen, and building them at run time lets the ingress ifindex and the map be
+//! immediates, with no compiler or object file involved):
+//!
+//! - `redirect`: tcx ingress on a port's host-side veth. Builds the flow key (this port's
+//!   ifindex, destination MAC, source MAC) from the frame, looks it up in the flow map and,
+//!   on a hit, counts the frame and hands it with `bpf_redirect_peer` straight to the
+//!   namespace behind the egress veth; on a miss the frame goes on as before.
+//! - `hide`: a socket filter for the port's `AF_PACKET` socket, which sees frames before
+//!   tcx does: it drops from the socket what the map says `redirect` will take, so the
+//!   switch does not forward those a second time.
+//!
+//! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source (16 bytes). Value:
+//! `u32` egress ifindex, `u32` zero, `u64` packets, `u64` bytes (24 bytes).
+
+/// Instruction classes, sizes, modes and operations of `linux/bpf_common.h` / `bpf.h`.
+mod op {
+    pub(super) const LD: u8 = 0x00;
+    pub(super) const LDX: u8 = 0x01;
+    pub(super) const ST: u8 = 0x02;
+    pub(super) const STX: u8 = 0x03;
+    pub(super) const JMP: u8 = 0x05;
+    pub(super) const ALU64: u8 = 0x07;
+    pub(super) const W: u8 = 0x00;
+    pub(super) const H: u8 = 0x08;
+    pub(super) const DW: u8 = 0x18;
+    pub(super) const IMM: u8 = 0x00;
+    pub(super) const MEM: u8 = 0x60;
+    pub(super) const ATOMIC: u8 = 0xc0;
+    pub(super) const K: u8 = 0x00;
+    pub(super) const X: u8 = 0x08;
+    pub(super) const ADD: u8 = 0x00;
+    pub(super) const MOV: u8 = 0xb0;
+    pub(super) const JEQ: u8 = 0x10;
+    pub(super) const JGT: u8 = 0x20;
+    pub(super) const JNE: u8 = 0x50;
+    pub(super) const CALL: u8 = 0x80;
+    pub(super) const EXIT: u8 = 0x90;
+}
+use op::*;
+
+/// `BPF_PSEUDO_MAP_FD`: a 64-bit immediate load that names a map by descriptor.
+const PSEUDO_MAP_FD: u8 = 1;
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_SKB_LOAD_BYTES: i32 = 26;
+const HELPER_REDIRECT_PEER: i32 = 155;
+/// `struct __sk_buff` offsets.
+const SKB_LEN: i16 = 0;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+/// `TCX_NEXT`: not ours, let the next program (or the stack) have it.
+const TCX_NEXT: i32 = -1;
+
+pub(crate) const KEY_LEN: usize = 16;
+pub(crate) const VALUE_LEN: usize = 24;
+
+/// Registers.
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+const R6: u8 = 6;
+const R10: u8 = 10;
+
+fn ins(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    u64::from(code)
+        | u64::from((src << 4) | dst) << 8
+        | u64::from(off as u16) << 16
+        | u64::from(imm as u32) << 32
+}
+
+fn mov_reg(dst: u8, src: u8) -> u64 {
+    ins(ALU64 | MOV | X, dst, src, 0, 0)
+}
+fn mov_imm(dst: u8, imm: i32) -> u64 {
+    ins(ALU64 | MOV | K, dst, 0, 0, imm)
+}
+fn add_imm(dst: u8, imm: i32) -> u64 {
+    ins(ALU64 | ADD | K, dst, 0, 0, imm)
+}
+fn ldx(size: u8, dst: u8, src: u8, off: i16) -> u64 {
+    ins(LDX | MEM | size, dst, src, off, 0)
+}
+fn stx(size: u8, dst: u8, off: i16, src: u8) -> u64 {
+    ins(STX | MEM | size, dst, src, off, 0)
+}
+fn st_imm(size: u8, dst: u8, off: i16, imm: i32) -> u64 {
+    ins(ST | MEM | size, dst, 0, off, imm)
+}
+fn atomic_add64(dst: u8, off: i16, src: u8) -> u64 {
+    ins(STX | ATOMIC | DW, dst, src, off, ADD as i32)
+}
+fn jmp_reg(cond: u8, dst: u8, src: u8, off: i16) -> u64 {
+    ins(JMP | cond | X, dst, src, off, 0)
+}
+fn jmp_imm(cond: u8, dst: u8, imm: i32, off: i16) -> u64 {
+    ins(JMP | cond | K, dst, 0, off, imm)
+}
+fn call(helper: i32) -> u64 {
+    ins(JMP | CALL, 0, 0, 0, helper)
+}
+fn exit() -> u64 {
+    ins(JMP | EXIT, 0, 0, 0, 0)
+}
+fn ld_map(dst: u8, map_fd: i32) -> [u64; 2] {
+    [ins(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, map_fd), 0]
+}
+
+/// Stores the key's ingress ifindex at `r10 - 16`: the key lives in `r10-16 .. r10`.
+fn key_ifindex(ifindex: u32) -> u64 {
+    st_imm(W, R10, -16, ifindex as i32)
+}
+
+/// The tcx ingress program for the port on netdev `ifindex`.
+pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
+    let mut p = vec![
+        mov_reg(R6, R1),
+        ldx(W, R2, R6, SKB_DATA),
+        ldx(W, R3, R6, SKB_DATA_END),
+        mov_reg(R4, R2),
+        add_imm(R4, 12),
+        jmp_reg(JGT, R4, R3, 0), // -> next (patched below)
+        key_ifindex(ifindex),
+        ldx(W, R5, R2, 0),
+        stx(W, R10, -12, R5),
+        ldx(H, R5, R2, 4),
+        stx(H, R10, -8, R5),
+        ldx(H, R5, R2, 6),
+        stx(H, R10, -6, R5),
+        ldx(W, R5, R2, 8),
+        stx(W, R10, -4, R5),
+    ];
+    let short = p.len() - 10;
+    p.extend(ld_map(R1, map_fd));
+    p.extend([
+        mov_reg(R2, R10),
+        add_imm(R2, -16),
+        call(HELPER_MAP_LOOKUP_ELEM),
+        jmp_imm(JEQ, R0, 0, 0), // -> next (patched below)
+    ]);
+    let miss = p.len() - 1;
+    p.extend([
+        mov_imm(R1, 1),
+        atomic_add64(R0, 8, R1),
+        ldx(W, R1, R6, SKB_LEN),
+        atomic_add64(R0, 16, R1),
+        ldx(W, R1, R0, 0),
+        mov_imm(R2, 0),
+        call(HELPER_REDIRECT_PEER),
+        exit(),
+    ]);
+    let next = p.len();
+    p.extend([mov_imm(R0, TCX_NEXT), exit()]);
+    patch(&mut p, short, next);
+    patch(&mut p, miss, next);
+    p
+}
+
+/// The socket filter for the `AF_PACKET` socket of the port on netdev `ifindex`.
+pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
+    let mut p = vec![
+        mov_reg(R6, R1),
+        mov_reg(R1, R6),
+        mov_imm(R2, 0),
+        mov_reg(R3, R10),
+        add_imm(R3, -32),
+        mov_imm(R4, 12),
+        call(HELPER_SKB_LOAD_BYTES),
+        jmp_imm(JNE, R0, 0, 0), // -> keep (patched below)
+    ];
+    let short = p.len() - 1;
+    p.extend([
+        key_ifindex(ifindex),
+        ldx(W, R1, R10, -32),
+        stx(W, R10, -12, R1),
+        ldx(H, R1, R10, -28),
+        stx(H, R10, -8, R1),
+        ldx(H, R1, R10, -26),
+        stx(H, R10, -6, R1),
+        ldx(W, R1, R10, -24),
+        stx(W, R10, -4, R1),
+    ]);
+    p.extend(ld_map(R1, map_fd));
+    p.extend([
+        mov_reg(R2, R10),
+        add_imm(R2, -16),
+        call(HELPER_MAP_LOOKUP_ELEM),
+        jmp_imm(JEQ, R0, 0, 0), // -> keep (patched below)
+    ]);
+    let miss = p.len() - 1;
+    p.extend([mov_imm(R0, 0), exit()]);
+    let keep = p.len();
+    p.extend([mov_imm(R0, 0x0004_0000), exit()]);
+    patch(&mut p, short, keep);
+    patch(&mut p, miss, keep);
+    p
+}
+
+/// Points the jump at `at` to instruction `to`.
+fn patch(p: &mut [u64], at: usize, to: usize) {
+    let off = (to as i64 - at as i64 - 1) as i16;
+    p[at] = (p[at] & !(0xffff << 16)) | u64::from(off as u16) << 16;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_encode_as_the_kernel_reads_them() {
+        // r6 = r1: BPF_ALU64|BPF_MOV|BPF_X = 0xbf, dst 6, src 1.
+        assert_eq!(
+            mov_reg(R6, R1).to_le_bytes(),
+            [0xbf, 0x16, 0, 0, 0, 0, 0, 0]
+        );
+        // *(u32 *)(r10 - 16) = 7: 0x62, dst 10, off -16, imm 7.
+        assert_eq!(
+            st_imm(W, R10, -16, 7).to_le_bytes(),
+            [0x62, 0x0a, 0xf0, 0xff, 7, 0, 0, 0]
+        );
+        // lock *(u64 *)(r0 + 8) += r1: 0xdb, dst 0, src 1, off 8, imm BPF_ADD.
+        assert_eq!(
+            atomic_add64(R0, 8, R1).to_le_bytes(),
+            [0xdb, 0x10, 8, 0, 0, 0, 0, 0]
+        );
+        // call 155; exit.
+        assert_eq!(call(155).to_le_bytes(), [0x85, 0, 0, 0, 155, 0, 0, 0]);
+        assert_eq!(exit().to_le_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0]);
+        // r1 = map fd 5: 0x18 with src BPF_PSEUDO_MAP_FD, then an empty second half.
+        assert_eq!(
+            ld_map(R1, 5)[0].to_le_bytes(),
+            [0x18, 0x11, 0, 0, 5, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn jumps_land_on_the_exit_paths() {
+        let p = redirect(3, 9);
+        let target = |at: usize| at as i64 + 1 + i64::from((p[at] >> 16) as u16 as i16);
+        let next = p.len() - 2;
+        assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
+        let jumps: Vec<usize> = (0..p.len())
+            .filter(|&i| {
+                (p[i] & 0x07) as u8 == JMP
+                    && (p[i] & 0xf0) as u8 != CALL
+                    && (p[i] & 0xf0) as u8 != EXIT
+            })
+            .collect();
+        assert_eq!(jumps.len(), 2);
+        assert!(jumps.iter().all(|&j| target(j) == next as i64));
+        let h = hide(3, 9);
+        let keep = h.len() - 2;
+        assert_eq!(h[keep], mov_imm(R0, 0x0004_0000));
+    }
+}

@@ -1,0 +1,148 @@
+//! The kernel fast path between two veth ports: flows forwarded by the kernel once
+//! inserted (ping across, counted per flow, hidden from the ports' packet sockets), back
+//! to the switch once removed, and nothing left once the port lets go.
+
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{in_netns, ip, recv_frames_within};
+use crate::fastpath::{FastPath, FlowKey};
+use crate::netdev;
+use crate::packet::{AfPacket, AfPacketOptions};
+use crate::port::MacAddr;
+
+/// Named namespaces (`bpf_redirect_peer` needs the peers in other namespaces than the
+/// ports), deleted when dropped.
+struct Spaces(Vec<String>);
+
+impl Drop for Spaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn in_ns(ns: &str, cmd: &str) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd.split_whitespace())
+        .output()
+        .expect("run ip netns exec")
+}
+
+fn ns_mac(ns: &str) -> MacAddr {
+    let out = String::from_utf8(in_ns(ns, "cat /sys/class/net/e0/address").stdout).unwrap();
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(out.trim().split(':')) {
+        *b = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+fn pings(ns: &str, to: &str) -> bool {
+    in_ns(ns, &format!("ping -c 3 -i 0.05 -W 1 {to}"))
+        .status
+        .success()
+}
+
+#[test]
+fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
+    in_netns(|| {
+        let tag = format!("vbfp{}", std::process::id());
+        let spaces = Spaces(vec![format!("{tag}a"), format!("{tag}b")]);
+        let (a, b) = (&spaces.0[0], &spaces.0[1]);
+        for (i, (ns, host)) in [(a, "h1"), (b, "h2")].into_iter().enumerate() {
+            ip(&format!("netns add {ns}"));
+            ip(&format!(
+                "link add {host} type veth peer name e0 netns {ns}"
+            ));
+            ip(&format!("link set {host} up"));
+            assert!(
+                in_ns(ns, &format!("ip addr add 10.9.0.{}/24 dev e0", i + 1))
+                    .status
+                    .success()
+            );
+            assert!(in_ns(ns, "ip link set e0 up").status.success());
+        }
+        let (ma, mb) = (ns_mac(a), ns_mac(b));
+        let text = |m: MacAddr| super::mac_text(m);
+        assert!(
+            in_ns(
+                a,
+                &format!("ip neigh add 10.9.0.2 lladdr {} dev e0", text(mb))
+            )
+            .status
+            .success()
+        );
+        assert!(
+            in_ns(
+                b,
+                &format!("ip neigh add 10.9.0.1 lladdr {} dev e0", text(ma))
+            )
+            .status
+            .success()
+        );
+        let (h1, h2) = (
+            netdev::ifindex("h1").unwrap(),
+            netdev::ifindex("h2").unwrap(),
+        );
+
+        let mut s1 = AfPacket::attach("h1", AfPacketOptions::default()).unwrap();
+        let s2 = AfPacket::attach("h2", AfPacketOptions::default()).unwrap();
+        let fp = FastPath::new(1024).unwrap();
+        let p1 = fp.attach(h1, s1.as_fd()).unwrap();
+        let _p2 = fp.attach(h2, s2.as_fd()).unwrap();
+        let to_b = |p: &crate::PacketBuf| p.frame().starts_with(&mb);
+
+        // No flows: nothing crosses, and the switch's socket sees the frames.
+        assert!(!pings(a, "10.9.0.2"), "nothing joins the veths yet");
+        assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
+
+        // Both directions inserted: ping crosses, counted, and the socket sees none.
+        let ab = FlowKey {
+            ingress: h1,
+            dst: mb,
+            src: ma,
+        };
+        let ba = FlowKey {
+            ingress: h2,
+            dst: ma,
+            src: mb,
+        };
+        fp.insert(ab, h2).unwrap();
+        fp.insert(ba, h1).unwrap();
+        recv_frames_within(&mut s1, usize::MAX, Duration::from_millis(100), |_| true);
+        assert!(pings(a, "10.9.0.2"), "the kernel forwards inserted flows");
+        let flow = fp.get(ab).unwrap().expect("flow listed");
+        assert_eq!(flow.egress, h2);
+        assert!(
+            flow.stats.packets >= 3 && flow.stats.bytes >= 3 * 98,
+            "{:?}",
+            flow.stats
+        );
+        assert!(
+            recv_frames_within(&mut s1, 1, Duration::from_millis(200), to_b).is_empty(),
+            "offloaded frames are hidden from the switch"
+        );
+        let mut all = fp.flows().unwrap();
+        all.sort_by_key(|f| f.key);
+        let mut want = vec![ab, ba];
+        want.sort();
+        assert_eq!(all.iter().map(|f| f.key).collect::<Vec<_>>(), want);
+
+        // One direction removed: the replies stop, the switch sees the frames again.
+        assert!(fp.remove(ab).unwrap());
+        assert!(!fp.remove(ab).unwrap(), "already gone");
+        assert!(fp.get(ab).unwrap().is_none());
+        assert!(!pings(a, "10.9.0.2"));
+        assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
+
+        // The port lets go: even with the flow back, the kernel no longer forwards it.
+        fp.insert(ab, h2).unwrap();
+        p1.detach(s1.as_fd()).unwrap();
+        assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");
+        assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
+    });
+}

@@ -1,0 +1,246 @@
+//! The `bpf(2)` commands the fast path needs: a hash map and its elements, loading a
+//! program from instructions, a tcx link (attached to a netdev's ingress, detached when
+//! its descriptor closes) and `SO_ATTACH_BPF` on a socket.
+//!
+//! Each command's `union bpf_attr` member is written into a zeroed 128-byte buffer at the
+//! offsets of `linux/bpf.h`; the kernel accepts a shorter `attr` whose tail is zero.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_PROG_TYPE_SOCKET_FILTER`.
+pub(crate) const PROG_SOCKET_FILTER: u32 = 1;
+/// `BPF_PROG_TYPE_SCHED_CLS`.
+pub(crate) const PROG_SCHED_CLS: u32 = 3;
+/// `BPF_TCX_INGRESS` (Linux 6.6).
+pub(crate) const ATTACH_TCX_INGRESS: u32 = 46;
+
+const SO_ATTACH_BPF: libc::c_int = 50;
+const SO_DETACH_BPF: libc::c_int = 27;
+
+/// One command's attributes, built field by field.
+struct Attr([u64; 16]);
+
+impl Attr {
+    fn new() -> Attr {
+        Attr([0; 16])
+    }
+
+    fn u32(mut self, off: usize, v: u32) -> Attr {
+        let word = &mut self.0[off / 8];
+        let shift = (off % 8) * 8;
+        *word = (*word & !(0xffff_ffff << shift)) | (u64::from(v) << shift);
+        self
+    }
+
+    fn u64(mut self, off: usize, v: u64) -> Attr {
+        debug_assert_eq!(off % 8, 0);
+        self.0[off / 8] = v;
+        self
+    }
+
+    fn ptr<T>(self, off: usize, p: *const T) -> Attr {
+        self.u64(off, p as u64)
+    }
+
+    fn run(&mut self, cmd: libc::c_long) -> io::Result<libc::c_long> {
+        // SAFETY: `self.0` is a writable, fully initialised buffer of the size passed; the
+        // pointers written into it (by `ptr`) refer to memory the calling wrapper keeps
+        // alive and of the sizes given for the whole call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                self.0.as_mut_ptr(),
+                std::mem::size_of_val(&self.0),
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    fn run_fd(&mut self, cmd: libc::c_long) -> io::Result<OwnedFd> {
+        let fd = self.run(cmd)?;
+        // SAFETY: the command returned a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    }
+}
+
+/// A hash map with `max_entries` entries of the given key and value sizes.
+pub(crate) fn hash_map(key_size: u32, value_size: u32, max_entries: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, BPF_MAP_TYPE_HASH)
+        .u32(4, key_size)
+        .u32(8, value_size)
+        .u32(12, max_entries)
+        .run_fd(BPF_MAP_CREATE)
+}
+
+/// Inserts or replaces `key` -> `value`; the slices must have the map's sizes.
+pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .ptr(8, key.as_ptr())
+        .ptr(16, value.as_ptr())
+        .run(BPF_MAP_UPDATE_ELEM)
+        .map(drop)
+}
+
+/// Reads `key`'s value into `value`; `false` if there is no such key.
+pub(crate) fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    absent_is_false(
+        Attr::new()
+            .u32(0, map.as_raw_fd() as u32)
+            .ptr(8, key.as_ptr())
+            .ptr(16, value.as_mut_ptr())
+            .run(BPF_MAP_LOOKUP_ELEM),
+    )
+}
+
+/// Removes `key`; `false` if there was no such key.
+pub(crate) fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<bool> {
+    absent_is_false(
+        Attr::new()
+            .u32(0, map.as_raw_fd() as u32)
+            .ptr(8, key.as_ptr())
+            .run(BPF_MAP_DELETE_ELEM),
+    )
+}
+
+/// The key after `key` (the first key with `None`) into `next`; `false` at the end.
+pub(crate) fn map_next_key(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> io::Result<bool> {
+    absent_is_false(
+        Attr::new()
+            .u32(0, map.as_raw_fd() as u32)
+            .ptr(8, key.map_or(std::ptr::null(), <[u8]>::as_ptr))
+            .ptr(16, next.as_mut_ptr())
+            .run(BPF_MAP_GET_NEXT_KEY),
+    )
+}
+
+fn absent_is_false(r: io::Result<libc::c_long>) -> io::Result<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads a program; on a verifier refusal the error carries the verifier's log.
+pub(crate) fn prog_load(
+    prog_type: u32,
+    expected_attach_type: u32,
+    insns: &[u64],
+    license: &CStr,
+) -> io::Result<OwnedFd> {
+    let mut log = vec![0u8; 64 * 1024];
+    let attempt = |log_level: u32, log: &mut [u8]| {
+        Attr::new()
+            .u32(0, prog_type)
+            .u32(4, insns.len() as u32)
+            .ptr(8, insns.as_ptr())
+            .ptr(16, license.as_ptr())
+            .u32(24, log_level)
+            .u32(28, if log_level > 0 { log.len() as u32 } else { 0 })
+            .ptr(
+                32,
+                if log_level > 0 {
+                    log.as_mut_ptr()
+                } else {
+                    std::ptr::null_mut()
+                },
+            )
+            .u32(68, expected_attach_type)
+            .run_fd(BPF_PROG_LOAD)
+    };
+    match attempt(0, &mut log) {
+        Ok(fd) => Ok(fd),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            // Again with the verifier's log, to say why.
+            let again = attempt(1, &mut log);
+            let text = CStr::from_bytes_until_nul(&log)
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match again {
+                Ok(fd) => Ok(fd),
+                Err(e2) => Err(io::Error::new(
+                    e2.kind(),
+                    format!("{e2}; verifier: {}", text.trim()),
+                )),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Attaches `prog` to the ingress of netdev `ifindex` (in the calling thread's network
+/// namespace) after any programs already there; closing the link detaches it.
+pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, ATTACH_TCX_INGRESS)
+        .run_fd(BPF_LINK_CREATE)
+}
+
+/// `SO_ATTACH_BPF`: `prog` (a socket filter) decides what `sock` receives.
+pub(crate) fn attach_socket_filter(sock: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let fd: libc::c_int = prog.as_raw_fd();
+    // SAFETY: `fd` lives on the stack for the call and its size is passed with it.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_BPF,
+            (&raw const fd).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `SO_DETACH_BPF`: removes the socket filter from `sock`, if any.
+pub(crate) fn detach_socket_filter(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let unused: libc::c_int = 0;
+    // SAFETY: as in `attach_socket_filter`.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_DETACH_BPF,
+            (&raw const unused).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
