@@ -202,7 +202,7 @@ impl Bridge {
 
     /// Whether a copy may leave by `to`, and with which tag operation.
     #[inline]
-    fn egress_check(
+    pub(crate) fn egress_check(
         &self,
         ingress: PortId,
         from: &Port,

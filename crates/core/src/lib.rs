@@ -18,6 +18,7 @@ pub mod decision;
 pub mod error;
 pub mod fdb;
 mod forward;
+mod offload;
 pub mod port;
 pub mod stp;
 pub mod time;

@@ -2,12 +2,14 @@
 //! and the forwarding of a received batch (decide, apply tag operations, transmit).
 
 use vbridge_core::{
-    Bridge, Decision, DropReason, Instant, PortConfig, PortFlags, PortId, TagOp, Verdict, VlanMode,
+    Bridge, Decision, Delivery, DropReason, Instant, PortConfig, PortFlags, PortId, TagOp, Verdict,
+    VlanMode,
 };
-use vbridge_ports::{Batch, PacketBuf, PortIo};
+use vbridge_ports::{Batch, FastPort, PacketBuf, PortIo};
 
 use crate::backend::Backend;
 use crate::connect::Connection;
+use crate::fast::Fast;
 use crate::hostif::Quieted;
 use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;
@@ -23,11 +25,14 @@ pub(crate) struct PortRt {
     pub(crate) ifindex: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
     pub(crate) conn: Option<Connection>,
+    /// On the bridge's kernel fast path (a veth port): its tcx program.
+    pub(crate) fast: Option<FastPort>,
 }
 
 impl PortRt {
     /// Takes an opened backend.
     pub(crate) fn attach(&mut self, b: Backend) {
+        self.fast = None;
         self.io = Some(b.io);
         // On a re-attach the values read now are our own: keep the originals.
         self.quiet.keep_first(b.quiet);
@@ -85,6 +90,8 @@ pub struct BridgeRt {
     /// Buffer for BPDUs the spanning tree sends.
     scratch: PacketBuf,
     tx: TxQueues,
+    /// Flows handed to the kernel (made with the first veth port).
+    pub(crate) fast: Option<Fast>,
 }
 
 /// Ports whose device vanished while forwarding.
@@ -99,6 +106,7 @@ impl BridgeRt {
             decision: Decision::new(),
             scratch: PacketBuf::new(),
             tx: TxQueues::default(),
+            fast: None,
         }
     }
 
@@ -183,12 +191,47 @@ impl BridgeRt {
             quiet: Quieted::default(),
             ifindex: None,
             conn: spec.conn.clone(),
+            fast: None,
         };
         if let Some(b) = backend {
             port.attach(b);
         }
         self.ports[i] = Some(port);
+        self.attach_fast(id);
         Ok(id)
+    }
+
+    /// Puts port `id` on the kernel fast path if its netdev is a veth.
+    pub(crate) fn attach_fast(&mut self, id: PortId) {
+        let Some(p) = self.ports.get(usize::from(id.0)).and_then(Option::as_ref) else {
+            return;
+        };
+        if p.kind == PortKind::Host || p.io.is_none() || !crate::fast::is_veth(&p.name) {
+            return;
+        }
+        if self.fast.is_none() {
+            self.fast = Fast::new(&self.name);
+        }
+        let (Some(fast), Some(Some(p))) =
+            (self.fast.as_ref(), self.ports.get_mut(usize::from(id.0)))
+        else {
+            return;
+        };
+        if let Some(io) = p.io.as_deref() {
+            p.fast = fast.attach(&p.name, io);
+        }
+    }
+
+    /// Checks every flow in the kernel against the core now (see [`Fast::revalidate`]).
+    pub(crate) fn revalidate_fast(&mut self, now: Instant) {
+        if let Some(f) = self.fast.as_mut() {
+            f.revalidate(now, &mut self.core, &self.ports);
+        }
+    }
+
+    /// Flows the kernel forwards for this bridge.
+    pub fn fast_flows(&self) -> usize {
+        self.fast.as_ref().map_or(0, Fast::len)
     }
 
     /// Removes a port; returns its runtime part (the backend closes when dropped).
@@ -201,6 +244,7 @@ impl BridgeRt {
     pub(crate) fn mark_gone(&mut self, id: PortId) {
         if let Some(p) = self.port_mut(id) {
             p.io = None;
+            p.fast = None;
         }
         let _ = self.core.set_port_up(id, false);
     }
@@ -241,14 +285,34 @@ impl BridgeRt {
         for (i, pkt) in rx.iter().enumerate() {
             self.core
                 .process(now, ingress, pkt.frame(), &mut self.decision);
+            if self.decision.moved_from.is_some() {
+                // A station moved: the kernel must stop sending to its old port before
+                // this frame (and the answers it draws) go out.
+                self.revalidate_fast(now);
+            }
             if self.decision.verdict == Verdict::Forward {
                 self.enqueue(i, pkt, rx, &mut gone);
+                self.offer_fast(ingress, pkt.frame());
             }
         }
         self.tx
             .flush(rx, &mut self.ports, &mut self.core, &mut gone);
         self.transmit_bpdus(&mut gone);
         gone
+    }
+
+    /// After a decided frame: a known unicast to one port, unchanged, may be handed to
+    /// the kernel.
+    fn offer_fast(&mut self, ingress: PortId, frame: &[u8]) {
+        let Some(fast) = self.fast.as_mut() else {
+            return;
+        };
+        let d = &self.decision;
+        if let ([e], Some(Delivery::KnownUnicast)) = (d.egress.as_slice(), d.delivery) {
+            if e.op == TagOp::Keep {
+                fast.offer(&self.core, &self.ports, ingress, e.port, frame);
+            }
+        }
     }
 
     /// Queues the decided copies of `pkt` (frame `i` of `rx`).

@@ -38,6 +38,11 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// A control job run on the datapath thread.
 pub(crate) type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 
+/// The cores' clock: time since the engine started.
+fn clock(origin: std::time::Instant) -> Instant {
+    Instant::from_millis(origin.elapsed().as_millis() as u64)
+}
+
 fn token(bridge: usize, port: PortId) -> Token {
     Token((bridge << 16) | usize::from(port.0))
 }
@@ -88,7 +93,7 @@ impl Engine {
 
     /// The datapath's clock, as the cores see it.
     pub fn now(&self) -> Instant {
-        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+        clock(self.origin)
     }
 
     // ----- bridges -----
@@ -395,6 +400,7 @@ impl Engine {
             }
         }
         rt.mark_gone(id);
+        rt.revalidate_fast(clock(self.origin));
         let t = token(bi, id);
         self.pending.retain(|x| *x != t);
     }
@@ -505,6 +511,7 @@ impl Engine {
             Ok(b) => {
                 let mac = b.mac;
                 p.attach(b);
+                rt.attach_fast(id);
                 tracing::info!(port = %spec.name, "netdev is back; port re-attached");
                 let _ = rt.core.set_port_mac(id, mac);
                 let _ = rt.core.set_port_up(id, true);
@@ -536,6 +543,8 @@ impl Engine {
         while let Some(ev) = rt.core.poll_stp_event() {
             log_stp_event(rt, ev);
         }
+        // Settings, timers or devices changed: the kernel's flows must still hold.
+        rt.revalidate_fast(clock(self.origin));
         let mut gone = Vec::new();
         rt.transmit_bpdus(&mut gone);
         for id in gone {

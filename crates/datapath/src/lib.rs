@@ -13,6 +13,7 @@ mod config;
 mod connect;
 mod engine;
 mod error;
+mod fast;
 mod handle;
 mod hostif;
 mod tx;

@@ -44,6 +44,8 @@ pub struct PortView {
     pub netns: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// On the kernel fast path (a veth port whose peer is in another namespace).
+    pub fast_path: bool,
     pub counters: CountersView,
 }
 
@@ -88,6 +90,8 @@ pub struct BridgeView {
     pub fdb_learned: u32,
     pub fdb_moves: u64,
     pub fdb_limit_hits: u64,
+    /// Flows the kernel forwards between veth ports for this bridge right now.
+    pub fast_flows: usize,
     pub drops: std::collections::BTreeMap<String, u64>,
     pub ports: Vec<PortView>,
 }

@@ -57,6 +57,7 @@ impl BridgeRt {
                 learned: c.port_learned(id).unwrap_or(0),
                 netns: rt.conn.as_ref().map(|c| c.netns.clone()),
                 ifname: rt.conn.as_ref().map(|c| c.ifname.clone()),
+                fast_path: rt.fast.is_some(),
                 counters: CountersView {
                     rx_packets: counters.rx_packets,
                     rx_bytes: counters.rx_bytes,
@@ -81,6 +82,7 @@ impl BridgeRt {
             fdb_learned: s.fdb_learned,
             fdb_moves: s.fdb_moves,
             fdb_limit_hits: s.fdb_limit_hits,
+            fast_flows: self.fast_flows(),
             drops: drops_map(&s.drops),
             ports,
         }

@@ -182,6 +182,10 @@ impl PortIo for AfPacket {
         &self.name
     }
 
+    fn attach_fast(&self, fp: &crate::FastPath) -> Result<Option<crate::FastPort>, PortError> {
+        fp.attach(self.ifindex, self.fd.as_fd()).map(Some)
+    }
+
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -59,6 +59,14 @@ pub trait PortIo: Send {
     /// The current MAC address of the device, read anew on each call.
     fn mac(&self) -> Result<MacAddr, PortError>;
 
+    /// Lets `fp` forward flows entering this port inside the kernel, where this kind of
+    /// port allows it (an `AF_PACKET` port; its netdev must be a veth). `Ok(None)`: it
+    /// does not.
+    fn attach_fast(&self, fp: &crate::FastPath) -> Result<Option<crate::FastPort>, PortError> {
+        let _ = fp;
+        Ok(None)
+    }
+
     /// Undoes what outlives the port: a persistent TAP stops persisting, so it vanishes
     /// when the port is dropped. Called when the port is removed for good.
     fn release(&mut self) {}

@@ -231,12 +231,13 @@ fn showstp(v: &Value) {
 fn stats(v: &Value) {
     for b in v.as_array().into_iter().flatten() {
         say!(
-            "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits)",
+            "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits), {} flows in the kernel fast path",
             s(&b["name"]),
             s(&b["fdb_entries"]),
             s(&b["fdb_learned"]),
             s(&b["fdb_moves"]),
-            s(&b["fdb_limit_hits"])
+            s(&b["fdb_limit_hits"]),
+            s(&b["fast_flows"])
         );
         say!(
             "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  drops",

@@ -29,6 +29,10 @@ pub struct Link {
     pub up: bool,
     /// MTU.
     pub mtu: Option<u32>,
+    /// The link type (`IFLA_INFO_KIND`: "veth", "bridge", "tun", ...), if it has one.
+    pub kind: Option<String>,
+    /// Its peer or lower device lives in another namespace (`IFLA_LINK_NETNSID`).
+    pub link_elsewhere: bool,
 }
 
 impl Link {
@@ -39,12 +43,21 @@ impl Link {
             mac: None,
             up: message.header.flags.contains(LinkFlags::Up),
             mtu: None,
+            kind: None,
+            link_elsewhere: false,
         };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name.clone_from(name),
                 LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
+                LinkAttribute::LinkNetNsId(_) => link.link_elsewhere = true,
+                LinkAttribute::LinkInfo(infos) => {
+                    link.kind = infos.iter().find_map(|i| match i {
+                        LinkInfo::Kind(k) => Some(k.to_string()),
+                        _ => None,
+                    });
+                }
                 _ => {}
             }
         }

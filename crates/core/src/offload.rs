@@ -1,0 +1,79 @@
+//! What a driver may hand to a faster path (the kernel, for veth ports) and what it must
+//! report back: [`Bridge::offload_target`] says whether every further frame of a flow
+//! (ingress port, source MAC, destination MAC) would be decided exactly like this one,
+//! with learning as the only side effect; [`Bridge::account_offloaded`] adds what the
+//! fast path carried to the counters and refreshes the source's FDB entry, as the frames
+//! would have done here.
+
+use vbridge_wire::{MacAddr, Vid};
+
+use crate::bridge::Bridge;
+use crate::fdb::EntryKind;
+use crate::port::PortId;
+use crate::time::Instant;
+use crate::vlan::Classified;
+
+impl Bridge {
+    /// The one port that every frame from `ingress` with `src` -> `dst` goes to, unchanged
+    /// and with nothing else to do but refresh `src` in the FDB; `None` if anything else
+    /// could happen to such a frame (VLAN filtering, unknown or local destination, a
+    /// source not yet learned there, locked or isolated ports, spanning tree not
+    /// forwarding, a port down), so it must keep coming here.
+    pub fn offload_target(&self, ingress: PortId, src: MacAddr, dst: MacAddr) -> Option<PortId> {
+        if self.vlan_filtering || !src.is_unicast() || dst.is_multicast() {
+            return None;
+        }
+        let from = self.port(ingress)?;
+        if !from.forwards() || from.config.flags.locked {
+            return None;
+        }
+        let vid = Vid::DEFAULT;
+        if from.config.flags.learning {
+            // A source seen elsewhere (a move) or not yet learned needs this path.
+            match self.fdb.lookup(vid, src) {
+                Some((p, _)) if p == ingress => {}
+                _ => return None,
+            }
+        }
+        let (to, kind) = self.fdb.lookup(vid, dst)?;
+        if kind == EntryKind::Local || to == ingress {
+            return None;
+        }
+        let class = Classified {
+            vid,
+            tagged: false,
+            carried: 0,
+        };
+        self.egress_check(ingress, from, to, class).ok()?;
+        Some(to)
+    }
+
+    /// Counts `packets` frames of `bytes` bytes from `ingress` with source `src` that a
+    /// fast path sent to `egress`, and refreshes `src`'s FDB entry at `now`.
+    pub fn account_offloaded(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        egress: PortId,
+        src: MacAddr,
+        packets: u64,
+        bytes: u64,
+    ) {
+        if packets == 0 {
+            return;
+        }
+        let Some(Some(p)) = self.ports.get_mut(ingress.index()) else {
+            return;
+        };
+        p.counters.rx_packets += packets;
+        p.counters.rx_bytes += bytes;
+        let (learning, limit) = (p.config.flags.learning, p.config.max_learned);
+        if let Some(Some(out)) = self.ports.get_mut(egress.index()) {
+            out.counters.tx_packets += packets;
+            out.counters.tx_bytes += bytes;
+        }
+        if learning {
+            self.fdb.learn(now, Vid::DEFAULT, src, ingress, limit);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The kernel fast path between veth-connected namespaces: flows go to the kernel once
+//! the switch knows them (iperf3 TCP counted on the ports), come back the moment the
+//! switch would decide otherwise (isolation set, a station moving to another port), and
+//! `VBR_FASTPATH`-free defaults leave every other behaviour as it was.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn fast_flows(d: &Daemon) -> u64 {
+    d.json("stats br0")[0]["fast_flows"].as_u64().unwrap()
+}
+
+fn port<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {v}"))
+}
+
+#[test]
+fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
+    if !root_or_skip("flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind") {
+        return;
+    }
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let (a, b, c) = (Netns::new("a"), Netns::new("b"), Netns::new("c"));
+    for (ns, ip) in [
+        (&a, "10.7.0.1/24"),
+        (&b, "10.7.0.2/24"),
+        (&c, "10.7.0.3/24"),
+    ] {
+        d.ok(&format!("connect {} br0 --veth --ip {ip}", ns.name));
+    }
+    let pa = format!("{}-eth0", a.name);
+    let pa = &pa[..pa.len().min(15)];
+    let pb = format!("{}-eth0", b.name);
+    let pb = &pb[..pb.len().min(15)];
+    let stats = d.json("stats br0");
+    assert_eq!(port(&stats, pa)["fast_path"], true, "{stats}");
+
+    // Known both ways after the first exchange: two flows in the kernel.
+    assert!(a.reaches("10.7.0.2"));
+    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+
+    // TCP through the kernel, counted on the switch's ports all the same.
+    let before = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
+        .as_u64()
+        .unwrap();
+    b.ok("iperf3 -s -1 -D -B 10.7.0.2");
+    std::thread::sleep(Duration::from_millis(300));
+    a.ok("iperf3 -c 10.7.0.2 -t 2");
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    let after = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(after - before > 100_000_000, "{before} -> {after}");
+
+    // Isolation on both ports: the switch would drop, so the kernel must stop at once.
+    d.ok(&format!("link set {pa} isolated on"));
+    d.ok(&format!("link set {pb} isolated on"));
+    assert!(!a.ping("10.7.0.2"), "isolated ports must not talk");
+    d.ok(&format!("link set {pa} isolated off"));
+    d.ok(&format!("link set {pb} isolated off"));
+    assert!(a.reaches("10.7.0.2"));
+
+    // B "migrates" to C's port: same MAC and address, B's link down. The first frame
+    // from the new place moves the station; the kernel's old flow must follow.
+    let mac_b = b.ok("cat /sys/class/net/eth0/address").trim().to_owned();
+    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    b.ok("ip link set eth0 down");
+    c.ok("ip link set eth0 down");
+    c.ok(&format!("ip link set eth0 address {mac_b}"));
+    c.ok("ip addr flush dev eth0");
+    c.ok("ip addr add 10.7.0.2/24 dev eth0");
+    c.ok("ip link set eth0 up");
+    c.ok("ping -c1 -W1 10.7.0.1");
+    assert!(a.reaches("10.7.0.2"), "A reaches B at its new port");
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}
