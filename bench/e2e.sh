@@ -3,7 +3,9 @@
 # Linux kernel bridge (veth pairs), and over a direct veth pair, measured in the same run:
 # iperf3 TCP throughput, iperf3 UDP small-packet rate (64-byte frames), ping RTT (average
 # and p99 of 200 pings at 10 ms) and the daemon's RSS with 2 and with 200 connected
-# namespaces. Prints a table with ratios to the kernel bridge. Where they are installed,
+# namespaces. vbridge runs twice: with TAP ports (every frame through the daemon) and with
+# veth-connected namespaces (`vbr connect --veth`: known flows forwarded by the kernel
+# fast path). Prints a table with ratios to the kernel bridge. Where they are installed,
 # two other userspace switches run the same tests with the same TAP wiring, for context:
 # Open vSwitch's userspace datapath (datapath_type=netdev, type=tap ports) and VDE's
 # vde_switch (-t tap ports). Set PEERS=0 to skip them.
@@ -67,8 +69,11 @@ for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && b
 vbr addbr br0
 vbr tap add t1 --bridge br0; vbr tap add t2 --bridge br0
 move_taps ${P}vh ${P}v 3
+# The same daemon, a second bridge with veth-connected namespaces (kernel fast path).
+vbr addbr br1
+for i in 1 2; do mkns ${P}x$i; vbr connect ${P}x$i br1 --veth --ifname e0 --ip 10.99.8.$i/24 >/dev/null; done
 
-SETUPS="direct kernel vbridge"
+SETUPS="direct kernel vbridge vbveth"
 # --- Open vSwitch, userspace datapath, in its own "host" namespace ---
 if [ "${PEERS:-1}" = 1 ] && command -v ovs-vswitchd >/dev/null && [ -f /usr/share/openvswitch/vswitch.ovsschema ]; then
   O=$STATE/ovs; mkdir -p "$O"
@@ -97,7 +102,7 @@ fi
 sleep 1.5   # carrier and DAD settle
 
 pair() { case $1 in direct) echo "${P}d1 ${P}d2 10.99.1.2";; kernel) echo "${P}k1 ${P}k2 10.99.2.2";;
-  vbridge) echo "${P}v1 ${P}v2 10.99.3.2";; ovs) echo "${P}o1 ${P}o2 10.99.4.2";; vde) echo "${P}w1 ${P}w2 10.99.5.2";; esac; }
+  vbridge) echo "${P}v1 ${P}v2 10.99.3.2";; vbveth) echo "${P}x1 ${P}x2 10.99.8.2";; ovs) echo "${P}o1 ${P}o2 10.99.4.2";; vde) echo "${P}w1 ${P}w2 10.99.5.2";; esac; }
 
 tcp() { # -> Gbit/s
   read -r a b ip <<<"$(pair "$1")"
@@ -137,14 +142,15 @@ for r in $(seq "$ROUNDS"); do
     read -r u d <<<"$(udp $m)"; U[$m]+=" $u"; UD[$m]+=" $d"
     read -r a p <<<"$(rtt $m)"; RA[$m]+=" $a"; R9[$m]+=" $p"
   done
-  echo "round $r: TCP ${T[vbridge]##* } UDP ${U[vbridge]##* } RTT ${RA[vbridge]##* }" >&2
+  echo "round $r: TAP TCP ${T[vbridge]##* } UDP ${U[vbridge]##* } RTT ${RA[vbridge]##* };" \
+    "veth TCP ${T[vbveth]##* } UDP ${U[vbveth]##* } RTT ${RA[vbveth]##* }" >&2
 done
 for m in $SETUPS; do
   T[$m]=$(median <<<"${T[$m]}"); U[$m]=$(median <<<"${U[$m]}"); UD[$m]=$(median <<<"${UD[$m]}")
   RA[$m]=$(median <<<"${RA[$m]}"); R9[$m]=$(median <<<"${R9[$m]}")
 done
 RSS2=$(rss)
-# 198 more connected namespaces (TAP ports), to see memory at 200 ports.
+# 198 more connected namespaces (TAP ports), to see memory at 202 ports.
 for i in $(seq 3 200); do
   mkns ${P}n$i >/dev/null
   vbr tap add t$i --bridge br0
@@ -154,17 +160,17 @@ sleep 1
 RSS200=$(rss)
 
 ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
-declare -A NAME=([direct]="direct veth" [kernel]="kernel br" [vbridge]="vbridge" [ovs]="OVS netdev" [vde]="VDE")
+declare -A NAME=([direct]="direct veth" [kernel]="kernel br" [vbridge]="vbridge TAP" [vbveth]="vbridge veth" [ovs]="OVS netdev" [vde]="VDE")
 row() { # label, array name
   local -n A=$2; printf '%-28s' "$1"
-  for m in $SETUPS; do printf ' %11s' "${A[$m]}"; done
-  printf ' %14s\n' "$(ratio "${A[vbridge]}" "${A[kernel]}")"
+  for m in $SETUPS; do printf ' %12s' "${A[$m]}"; done
+  printf ' %10s %10s\n' "$(ratio "${A[vbridge]}" "${A[kernel]}")" "$(ratio "${A[vbveth]}" "${A[kernel]}")"
 }
-printf '\n%-28s' "metric"; for m in $SETUPS; do printf ' %11s' "${NAME[$m]}"; done; printf ' %14s\n' "vbridge/kernel"
+printf '\n%-28s' "metric"; for m in $SETUPS; do printf ' %12s' "${NAME[$m]}"; done; printf ' %10s %10s\n' "TAP/kernel" "veth/kernel"
 row "TCP Gbit/s" T
 row "UDP 64B frames/s received" U
 row "UDP 64B frames/s delivered" UD
 row "ping RTT avg ms" RA
 row "ping RTT p99 ms" R9
-printf '%-28s %s\n' "daemon RSS MB, 2 ports" "$RSS2"
-printf '%-28s %s\n' "daemon RSS MB, 200 ports" "$RSS200"
+printf '%-28s %s\n' "daemon RSS MB, 4 ports" "$RSS2"
+printf '%-28s %s\n' "daemon RSS MB, 202 ports" "$RSS200"
