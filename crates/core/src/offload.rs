@@ -7,7 +7,7 @@
 
 use vbridge_wire::{MacAddr, Vid};
 
-use crate::bridge::Bridge;
+use crate::bridge::{Bridge, DEFAULT_MAX_FRAME};
 use crate::fdb::EntryKind;
 use crate::port::PortId;
 use crate::time::Instant;
@@ -20,7 +20,12 @@ impl Bridge {
     /// source not yet learned there, locked or isolated ports, spanning tree not
     /// forwarding, a port down), so it must keep coming here.
     pub fn offload_target(&self, ingress: PortId, src: MacAddr, dst: MacAddr) -> Option<PortId> {
-        if self.vlan_filtering || !src.is_unicast() || dst.is_multicast() {
+        // A lowered frame limit is not something the fast path can check.
+        if self.vlan_filtering
+            || self.max_frame_len < DEFAULT_MAX_FRAME
+            || !src.is_unicast()
+            || dst.is_multicast()
+        {
             return None;
         }
         let from = self.port(ingress)?;
@@ -49,7 +54,9 @@ impl Bridge {
     }
 
     /// Counts `packets` frames of `bytes` bytes from `ingress` with source `src` that a
-    /// fast path sent to `egress`, and refreshes `src`'s FDB entry at `now`.
+    /// fast path sent to `egress`, and refreshes `src`'s FDB entry at `now` if it is still
+    /// a dynamic entry on `ingress`: counts are old news, so they never create or move an
+    /// entry (a station that moved, or a flush, stands).
     pub fn account_offloaded(
         &mut self,
         now: Instant,
@@ -67,13 +74,13 @@ impl Bridge {
         };
         p.counters.rx_packets += packets;
         p.counters.rx_bytes += bytes;
-        let (learning, limit) = (p.config.flags.learning, p.config.max_learned);
+        let learns = p.config.flags.learning && p.stp.learns();
         if let Some(Some(out)) = self.ports.get_mut(egress.index()) {
             out.counters.tx_packets += packets;
             out.counters.tx_bytes += bytes;
         }
-        if learning {
-            self.fdb.learn(now, Vid::DEFAULT, src, ingress, limit);
+        if learns {
+            self.fdb.refresh(now, Vid::DEFAULT, src, ingress);
         }
     }
 }

@@ -113,3 +113,23 @@ fn offloaded_frames_count_and_keep_the_source_alive() {
     b.account_offloaded(Instant::from_secs(19), p[0], p[1], mac(1), 0, 0);
     assert_eq!(b.port_counters(p[0]).unwrap().rx_packets - rx0, 300);
 }
+
+#[test]
+fn late_counts_never_undo_a_move_or_a_flush() {
+    let (mut b, p) = learned();
+    // A moves to port 2; then counts of A's old flow from port 0 arrive.
+    send(&mut b, 1, p[2], &frame(mac(2), mac(1)));
+    b.account_offloaded(Instant::from_secs(2), p[0], p[1], mac(1), 10, 1000);
+    assert_eq!(b.fdb_lookup(vid(1), mac(1)), Some(p[2]), "the move stands");
+    // A flush, then late counts: nothing comes back.
+    b.fdb_flush(vbridge_core::FlushFilter::default());
+    b.account_offloaded(Instant::from_secs(3), p[2], p[1], mac(1), 10, 1000);
+    assert_eq!(b.fdb_lookup(vid(1), mac(1)), None, "the flush stands");
+}
+
+#[test]
+fn a_lowered_frame_limit_keeps_flows_here() {
+    let (mut b, p) = learned();
+    b.set_max_frame_len(1518).unwrap();
+    assert_eq!(b.offload_target(p[0], mac(1), mac(2)), None);
+}

@@ -2,8 +2,8 @@
 //! and the forwarding of a received batch (decide, apply tag operations, transmit).
 
 use vbridge_core::{
-    Bridge, Decision, Delivery, DropReason, Instant, PortConfig, PortFlags, PortId, TagOp, Verdict,
-    VlanMode,
+    Bridge, Decision, Delivery, DropReason, Instant, MacAddr, PortConfig, PortFlags, PortId, TagOp,
+    Verdict, VlanMode,
 };
 use vbridge_ports::{Batch, FastPort, PacketBuf, PortIo};
 
@@ -224,8 +224,24 @@ impl BridgeRt {
 
     /// Checks every flow in the kernel against the core now (see [`Fast::revalidate`]).
     pub(crate) fn revalidate_fast(&mut self, now: Instant) {
+        self.revalidate_fast_only(now, None);
+    }
+
+    /// [`BridgeRt::revalidate_fast`] for the flows of one station (all with `None`).
+    fn revalidate_fast_only(&mut self, now: Instant, only: Option<MacAddr>) {
         if let Some(f) = self.fast.as_mut() {
-            f.revalidate(now, &mut self.core, &self.ports);
+            f.revalidate(now, &mut self.core, &self.ports, only);
+        }
+    }
+
+    /// Takes ports whose netdev is no longer a veth with its peer elsewhere (moved, say)
+    /// off the fast path; their flows go at the next check.
+    pub(crate) fn recheck_fast(&mut self) {
+        for p in self.ports.iter_mut().flatten() {
+            if p.fast.is_some() && !crate::fast::is_veth(&p.name) {
+                tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
+                p.fast = None;
+            }
         }
     }
 
@@ -285,10 +301,16 @@ impl BridgeRt {
         for (i, pkt) in rx.iter().enumerate() {
             self.core
                 .process(now, ingress, pkt.frame(), &mut self.decision);
-            if self.decision.moved_from.is_some() {
-                // A station moved: the kernel must stop sending to its old port before
-                // this frame (and the answers it draws) go out.
-                self.revalidate_fast(now);
+            if self.fast.is_some() {
+                if self.decision.moved_from.is_some() {
+                    // A station moved: the kernel must stop sending to its old port
+                    // before this frame (and the answers it draws) go out.
+                    let src = pkt.frame().get(6..12).and_then(MacAddr::from_bytes);
+                    self.revalidate_fast_only(now, src);
+                } else if self.decision.verdict == Verdict::Control {
+                    // A BPDU may have changed port states or flushed the FDB.
+                    self.revalidate_fast(now);
+                }
             }
             if self.decision.verdict == Verdict::Forward {
                 self.enqueue(i, pkt, rx, &mut gone);

@@ -490,6 +490,7 @@ impl Engine {
                     }
                 }
             }
+            rt.recheck_fast();
             for id in gone {
                 self.port_gone(i, id);
             }

@@ -122,12 +122,25 @@ impl Fast {
     }
 
     /// Brings what the kernel carried into the core, then takes back every flow the core
-    /// would no longer send the same way.
-    pub(crate) fn revalidate(&mut self, now: Instant, core: &mut Bridge, ports: &[Option<PortRt>]) {
+    /// would no longer send the same way. With `only`, just the flows to or from that
+    /// station (a station move: cheap enough to do before the moved frame goes out).
+    pub(crate) fn revalidate(
+        &mut self,
+        now: Instant,
+        core: &mut Bridge,
+        ports: &[Option<PortRt>],
+        only: Option<MacAddr>,
+    ) {
         let fp = &self.fp;
         self.flows.retain(|key, rec| {
-            let Ok(Some(flow)) = fp.get(*key) else {
-                return false;
+            if only.is_some_and(|m| m.0 != key.src && m.0 != key.dst) {
+                return true;
+            }
+            let flow = match fp.get(*key) {
+                Ok(Some(f)) => f,
+                // Gone from the map: nothing to take back.
+                Ok(None) => return false,
+                Err(_) => return fp.remove(*key).is_err(),
             };
             let (dp, db) = (
                 flow.stats.packets.saturating_sub(rec.seen.packets),
@@ -139,11 +152,12 @@ impl Fast {
             let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.egress)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
                 && fast_ifindex(ports, rec.egress) == Some(rec.egress_ifindex);
-            if !keep {
-                let _ = fp.remove(*key);
-                tracing::debug!(?key, "flow taken back from the kernel");
+            if keep {
+                return true;
             }
-            keep
+            tracing::debug!(?key, "flow taken back from the kernel");
+            // Kept (and tried again next time) only if the kernel would not let go.
+            fp.remove(*key).is_err()
         });
     }
 }

@@ -221,6 +221,18 @@ impl Fdb {
         Instant::from_millis(self.epoch + u64::from(seen))
     }
 
+    /// Marks `mac` in `vid` as seen now behind `port` if it is a dynamic entry there;
+    /// never creates or moves an entry (what a fast path reports is old news).
+    pub(crate) fn refresh(&mut self, now: Instant, vid: Vid, mac: MacAddr, port: PortId) {
+        let seen = self.stamp(now);
+        if let Some(p) = self.table.find(key(vid.get(), mac)) {
+            let e = self.table.at(p);
+            if e.port == port && e.kind == EntryKind::Dynamic {
+                self.table.set_seen(p, seen);
+            }
+        }
+    }
+
     /// Learns that `mac` in `vid` sits behind `port`.
     #[inline(always)]
     pub(crate) fn learn(

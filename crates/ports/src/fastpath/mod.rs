@@ -12,7 +12,7 @@
 mod prog;
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::PortError;
 use crate::port::MacAddr;
@@ -91,7 +91,7 @@ fn err(op: &'static str, e: std::io::Error) -> PortError {
 /// The flow table, shared by every port attached to it.
 #[derive(Debug)]
 pub struct FastPath {
-    map: OwnedFd,
+    map: bpf::Map,
 }
 
 /// One port's part: the tcx link on its netdev (detached when dropped; the socket
@@ -105,7 +105,7 @@ impl FastPath {
     /// An empty flow table for up to `max_flows` flows. Fails where the kernel has no
     /// BPF for us (no `CAP_BPF`/`CAP_NET_ADMIN`, or too old: tcx needs Linux 6.6).
     pub fn new(max_flows: u32) -> Result<FastPath, PortError> {
-        let map = bpf::hash_map(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
+        let map = bpf::Map::hash(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
             .map_err(|e| err("create flow map", e))?;
         Ok(FastPath { map })
     }
@@ -114,7 +114,7 @@ impl FastPath {
     /// namespace), whose frames the switch reads from `sock`: flows entering there may
     /// then be forwarded by the kernel.
     pub fn attach(&self, ifindex: u32, sock: BorrowedFd<'_>) -> Result<FastPort, PortError> {
-        let map = self.map.as_raw_fd();
+        let map = self.map.raw_fd();
         let hide = bpf::prog_load(
             bpf::PROG_SOCKET_FILTER,
             0,
@@ -145,18 +145,24 @@ impl FastPath {
     pub fn insert(&self, key: FlowKey, egress: u32) -> Result<(), PortError> {
         let mut v = [0u8; VALUE_LEN];
         v[..4].copy_from_slice(&egress.to_ne_bytes());
-        bpf::map_update(self.map.as_fd(), &key.to_bytes(), &v).map_err(|e| err("insert flow", e))
+        self.map
+            .update(&key.to_bytes(), &v)
+            .map_err(|e| err("insert flow", e))
     }
 
     /// Gives `key` back to the switch; whether it was there.
     pub fn remove(&self, key: FlowKey) -> Result<bool, PortError> {
-        bpf::map_delete(self.map.as_fd(), &key.to_bytes()).map_err(|e| err("remove flow", e))
+        self.map
+            .delete(&key.to_bytes())
+            .map_err(|e| err("remove flow", e))
     }
 
     /// `key`'s flow, if the kernel has it.
     pub fn get(&self, key: FlowKey) -> Result<Option<Flow>, PortError> {
         let mut v = [0u8; VALUE_LEN];
-        let found = bpf::map_lookup(self.map.as_fd(), &key.to_bytes(), &mut v)
+        let found = self
+            .map
+            .lookup(&key.to_bytes(), &mut v)
             .map_err(|e| err("read flow", e))?;
         Ok(found.then(|| {
             let (egress, stats) = decode_value(&v);
@@ -170,7 +176,9 @@ impl FastPath {
         let mut key: Option<[u8; KEY_LEN]> = None;
         loop {
             let mut next = [0u8; KEY_LEN];
-            let more = bpf::map_next_key(self.map.as_fd(), key.as_ref().map(|k| &k[..]), &mut next)
+            let more = self
+                .map
+                .next_key(key.as_ref().map(|k| &k[..]), &mut next)
                 .map_err(|e| err("list flows", e))?;
             if !more {
                 break;

@@ -192,7 +192,7 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
     let miss = p.len() - 1;
     p.extend([mov_imm(R0, 0), exit()]);
     let keep = p.len();
-    p.extend([mov_imm(R0, 0x0004_0000), exit()]);
+    p.extend([ldx(W, R0, R6, SKB_LEN), exit()]);
     patch(&mut p, short, keep);
     patch(&mut p, miss, keep);
     p
@@ -252,6 +252,6 @@ mod tests {
         assert!(jumps.iter().all(|&j| target(j) == next as i64));
         let h = hide(3, 9);
         let keep = h.len() - 2;
-        assert_eq!(h[keep], mov_imm(R0, 0x0004_0000));
+        assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
     }
 }

@@ -25,6 +25,7 @@ pub(crate) const PROG_SCHED_CLS: u32 = 3;
 /// `BPF_TCX_INGRESS` (Linux 6.6).
 pub(crate) const ATTACH_TCX_INGRESS: u32 = 46;
 
+/// `asm-generic/socket.h` values (x86, arm, riscv, ...; not mips, sparc or parisc).
 const SO_ATTACH_BPF: libc::c_int = 50;
 const SO_DETACH_BPF: libc::c_int = 27;
 
@@ -79,60 +80,95 @@ impl Attr {
     }
 }
 
-/// A hash map with `max_entries` entries of the given key and value sizes.
-pub(crate) fn hash_map(key_size: u32, value_size: u32, max_entries: u32) -> io::Result<OwnedFd> {
-    Attr::new()
-        .u32(0, BPF_MAP_TYPE_HASH)
-        .u32(4, key_size)
-        .u32(8, value_size)
-        .u32(12, max_entries)
-        .run_fd(BPF_MAP_CREATE)
+/// A BPF hash map and the sizes of its keys and values, which every access checks: the
+/// kernel reads and writes exactly that many bytes through the pointers it is given.
+#[derive(Debug)]
+pub(crate) struct Map {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
 }
 
-/// Inserts or replaces `key` -> `value`; the slices must have the map's sizes.
-pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
-    Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .ptr(8, key.as_ptr())
-        .ptr(16, value.as_ptr())
-        .run(BPF_MAP_UPDATE_ELEM)
-        .map(drop)
-}
+/// `BPF_F_NO_PREALLOC`: entries are allocated as they are inserted.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// Reads `key`'s value into `value`; `false` if there is no such key.
-pub(crate) fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
-    absent_is_false(
+impl Map {
+    /// A hash map with up to `max_entries` entries of the given key and value sizes.
+    pub(crate) fn hash(key_size: u32, value_size: u32, max_entries: u32) -> io::Result<Map> {
+        let fd = Attr::new()
+            .u32(0, BPF_MAP_TYPE_HASH)
+            .u32(4, key_size)
+            .u32(8, value_size)
+            .u32(12, max_entries)
+            .u32(16, BPF_F_NO_PREALLOC)
+            .run_fd(BPF_MAP_CREATE)?;
+        Ok(Map {
+            fd,
+            key_size: key_size as usize,
+            value_size: value_size as usize,
+        })
+    }
+
+    /// The descriptor, for programs that name the map.
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    fn check(&self, key: usize, value: Option<usize>) -> io::Result<()> {
+        if key != self.key_size || value.is_some_and(|v| v != self.value_size) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces `key` -> `value`.
+    pub(crate) fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.check(key.len(), Some(value.len()))?;
         Attr::new()
-            .u32(0, map.as_raw_fd() as u32)
+            .u32(0, self.fd.as_raw_fd() as u32)
             .ptr(8, key.as_ptr())
-            .ptr(16, value.as_mut_ptr())
-            .run(BPF_MAP_LOOKUP_ELEM),
-    )
-}
+            .ptr(16, value.as_ptr())
+            .run(BPF_MAP_UPDATE_ELEM)
+            .map(drop)
+    }
 
-/// Removes `key`; `false` if there was no such key.
-pub(crate) fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<bool> {
-    absent_is_false(
-        Attr::new()
-            .u32(0, map.as_raw_fd() as u32)
-            .ptr(8, key.as_ptr())
-            .run(BPF_MAP_DELETE_ELEM),
-    )
-}
+    /// Reads `key`'s value into `value`; `false` if there is no such key.
+    pub(crate) fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        self.check(key.len(), Some(value.len()))?;
+        absent_is_false(
+            Attr::new()
+                .u32(0, self.fd.as_raw_fd() as u32)
+                .ptr(8, key.as_ptr())
+                .ptr(16, value.as_mut_ptr())
+                .run(BPF_MAP_LOOKUP_ELEM),
+        )
+    }
 
-/// The key after `key` (the first key with `None`) into `next`; `false` at the end.
-pub(crate) fn map_next_key(
-    map: BorrowedFd<'_>,
-    key: Option<&[u8]>,
-    next: &mut [u8],
-) -> io::Result<bool> {
-    absent_is_false(
-        Attr::new()
-            .u32(0, map.as_raw_fd() as u32)
-            .ptr(8, key.map_or(std::ptr::null(), <[u8]>::as_ptr))
-            .ptr(16, next.as_mut_ptr())
-            .run(BPF_MAP_GET_NEXT_KEY),
-    )
+    /// Removes `key`; `false` if there was no such key.
+    pub(crate) fn delete(&self, key: &[u8]) -> io::Result<bool> {
+        self.check(key.len(), None)?;
+        absent_is_false(
+            Attr::new()
+                .u32(0, self.fd.as_raw_fd() as u32)
+                .ptr(8, key.as_ptr())
+                .run(BPF_MAP_DELETE_ELEM),
+        )
+    }
+
+    /// The key after `key` (the first with `None`) into `next`; `false` at the end.
+    pub(crate) fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+        self.check(next.len(), None)?;
+        if let Some(k) = key {
+            self.check(k.len(), None)?;
+        }
+        absent_is_false(
+            Attr::new()
+                .u32(0, self.fd.as_raw_fd() as u32)
+                .ptr(8, key.map_or(std::ptr::null(), <[u8]>::as_ptr))
+                .ptr(16, next.as_mut_ptr())
+                .run(BPF_MAP_GET_NEXT_KEY),
+        )
+    }
 }
 
 fn absent_is_false(r: io::Result<libc::c_long>) -> io::Result<bool> {
@@ -204,14 +240,26 @@ pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result
 
 /// `SO_ATTACH_BPF`: `prog` (a socket filter) decides what `sock` receives.
 pub(crate) fn attach_socket_filter(sock: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
-    let fd: libc::c_int = prog.as_raw_fd();
-    // SAFETY: `fd` lives on the stack for the call and its size is passed with it.
+    set_int(sock, SO_ATTACH_BPF, prog.as_raw_fd())
+}
+
+/// `SO_DETACH_BPF`: removes the socket filter from `sock`, if any.
+pub(crate) fn detach_socket_filter(sock: BorrowedFd<'_>) -> io::Result<()> {
+    match set_int(sock, SO_DETACH_BPF, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
+}
+
+/// `setsockopt(sock, SOL_SOCKET, opt, &value)` for an `int` option.
+fn set_int(sock: BorrowedFd<'_>, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` lives on the stack for the call and its size is passed with it.
     let ret = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            SO_ATTACH_BPF,
-            (&raw const fd).cast(),
+            opt,
+            (&raw const value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -220,27 +268,4 @@ pub(crate) fn attach_socket_filter(sock: BorrowedFd<'_>, prog: BorrowedFd<'_>) -
     } else {
         Ok(())
     }
-}
-
-/// `SO_DETACH_BPF`: removes the socket filter from `sock`, if any.
-pub(crate) fn detach_socket_filter(sock: BorrowedFd<'_>) -> io::Result<()> {
-    let unused: libc::c_int = 0;
-    // SAFETY: as in `attach_socket_filter`.
-    let ret = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_DETACH_BPF,
-            (&raw const unused).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            return Ok(());
-        }
-        return Err(e);
-    }
-    Ok(())
 }
