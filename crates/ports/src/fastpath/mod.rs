@@ -9,7 +9,7 @@
 //! is held by descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind.
 //! The programs are in `prog`.
 
-mod prog;
+pub(crate) mod prog;
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -198,6 +198,13 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
     p
 }
 
+/// A tcx program that passes every frame on (`TCX_PASS`): a stand-in for someone
+/// else's program on the same device, in tests.
+#[cfg(test)]
+pub(crate) fn pass_all() -> Vec<u64> {
+    vec![mov_imm(R0, 0), exit()]
+}
+
 /// Points the jump at `at` to instruction `to`.
 fn patch(p: &mut [u64], at: usize, to: usize) {
     let off = (to as i64 - at as i64 - 1) as i16;

@@ -89,6 +89,17 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             netdev::ifindex("h2").unwrap(),
         );
 
+        // Someone else's tcx program already on h1 that passes everything on: ours must
+        // run ahead of it.
+        let other = crate::sys::bpf::prog_load(
+            crate::sys::bpf::PROG_SCHED_CLS,
+            crate::sys::bpf::ATTACH_TCX_INGRESS,
+            &crate::fastpath::prog::pass_all(),
+            c"GPL",
+        )
+        .unwrap();
+        let _other_link = crate::sys::bpf::tcx_ingress_link(other.as_fd(), h1).unwrap();
+
         let mut s1 = AfPacket::attach("h1", AfPacketOptions::default()).unwrap();
         let s2 = AfPacket::attach("h2", AfPacketOptions::default()).unwrap();
         let fp = FastPath::new(1024).unwrap();

@@ -228,14 +228,26 @@ pub(crate) fn prog_load(
     }
 }
 
+/// `BPF_F_BEFORE`: attach ahead of the programs already there.
+const BPF_F_BEFORE: u32 = 1 << 3;
+
 /// Attaches `prog` to the ingress of netdev `ifindex` (in the calling thread's network
-/// namespace) after any programs already there; closing the link detaches it.
+/// namespace), first in line where the kernel allows (a program ahead of ours that passed
+/// a frame on would skip ours, while our socket filter hid it from the switch), else
+/// after the others; closing the link detaches it.
 pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
-    Attr::new()
-        .u32(0, prog.as_raw_fd() as u32)
-        .u32(4, ifindex)
-        .u32(8, ATTACH_TCX_INGRESS)
-        .run_fd(BPF_LINK_CREATE)
+    let link = |flags: u32| {
+        Attr::new()
+            .u32(0, prog.as_raw_fd() as u32)
+            .u32(4, ifindex)
+            .u32(8, ATTACH_TCX_INGRESS)
+            .u32(12, flags)
+            .run_fd(BPF_LINK_CREATE)
+    };
+    match link(BPF_F_BEFORE) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => link(0),
+        r => r,
+    }
 }
 
 /// `SO_ATTACH_BPF`: `prog` (a socket filter) decides what `sock` receives.
