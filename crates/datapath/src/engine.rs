@@ -288,6 +288,11 @@ impl Engine {
             .port_id(name)
             .filter(|id| Some(*id) != rt.core.host_port())
             .ok_or_else(|| DpError::NoSuchPort(format!("{name} (on bridge {bridge})")))?;
+        // Off the fast path first, with what the kernel carried for it counted.
+        if let Some(p) = rt.port_mut(id) {
+            p.fast = None;
+        }
+        rt.revalidate_fast(clock(self.origin));
         let mut p = rt
             .take_port(id)
             .ok_or_else(|| DpError::NoSuchPort(name.to_owned()))?;
