@@ -86,10 +86,23 @@ fn trunk_between_two_hosts_carries_tags() {
             "trunk2", "-c", "6", "vlan",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Start talking only once tcpdump listens (it says so on stderr); a fixed wait was
+    // too short on a loaded machine.
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut err = std::io::BufReader::new(cap.stderr.take().unwrap());
+        while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("listening on") {
+            line.clear();
+        }
+        assert!(
+            line.contains("listening on"),
+            "tcpdump did not start: {line}"
+        );
+    }
     assert!(a10.ns.reaches("10.1.0.2"), "VLAN 10 across the trunk");
     assert!(a20.ns.reaches("10.1.0.4"), "VLAN 20 across the trunk");
     assert!(

@@ -539,10 +539,14 @@ mod tests {
                 prop_assert_eq!(e.destination_addr(), p.dst_addr());
                 prop_assert_eq!(e.options(), p.options());
                 prop_assert_eq!(e.payload_len().unwrap() as usize, p.payload().len());
-                let mut zeroed = p.header().to_vec();
-                zeroed[10] = 0;
-                zeroed[11] = 0;
-                prop_assert_eq!(e.to_header().calc_header_checksum(), checksum(&zeroed));
+                // etherparse's header struct has no place for the reserved flag bit, so
+                // its recomputed checksum differs whenever that bit is set.
+                if p.header()[6] & 0x80 == 0 {
+                    let mut zeroed = p.header().to_vec();
+                    zeroed[10] = 0;
+                    zeroed[11] = 0;
+                    prop_assert_eq!(e.to_header().calc_header_checksum(), checksum(&zeroed));
+                }
             } else if let Ok(e) = &theirs {
                 // etherparse reads the header alone; we also refused the total length.
                 let hlen = e.ihl() as usize * 4;
