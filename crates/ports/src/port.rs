@@ -45,15 +45,7 @@ pub trait PortIo: Send {
 
     /// Sends frames in order, counting transient losses; stops at the first other error.
     fn send_batch(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
-        let mut report = SendReport::default();
-        for pkt in pkts {
-            match self.send(pkt) {
-                Ok(()) => report.sent += 1,
-                Err(e) if e.is_drop() => report.dropped += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
+        send_each(self, pkts)
     }
 
     /// The current MAC address of the device, read anew on each call.
@@ -79,6 +71,22 @@ pub trait PortIo: Send {
 }
 
 /// Refuses a frame whose header asks for offload work on a port that cannot carry it.
+/// [`PortIo::send_batch`] as a [`PortIo::send`] per frame, for ports with nothing better.
+pub(crate) fn send_each<P: PortIo + ?Sized>(
+    port: &mut P,
+    pkts: &[&PacketBuf],
+) -> Result<SendReport, PortError> {
+    let mut report = SendReport::default();
+    for pkt in pkts {
+        match port.send(pkt) {
+            Ok(()) => report.sent += 1,
+            Err(e) if e.is_drop() => report.dropped += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
 pub(crate) fn check_plain(pkt: &PacketBuf) -> Result<(), PortError> {
     if pkt.hdr.is_plain() {
         Ok(())

@@ -5,13 +5,12 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::AsFd;
 
-use super::{MAX_SKIPS, Tap, TapOptions, tap_gone};
+use super::{MAX_SKIPS, Tap, TapOptions, received};
 use crate::buf::{Batch, PacketBuf};
-use crate::error::{PortError, frame_dropped};
-use crate::port::{PortIo, SendReport};
+use crate::error::PortError;
+use crate::port::{SendReport, send_each};
 use crate::sys::mmsg::VNET_HDR_LEN;
 use crate::sys::uring::{MAX_BURST, Ring};
-use crate::vnet::VnetHdr;
 
 /// Fewest reads a burst asks for: one frame and the `EAGAIN` that says there are no more.
 pub(super) const RX_WANT_MIN: usize = 2;
@@ -29,7 +28,7 @@ pub(super) fn new_ring(opts: TapOptions) -> Option<Ring> {
 }
 
 impl Tap {
-    /// [`PortIo::recv_batch`] through the ring: one system call reads a burst of frames.
+    /// [`PortIo::recv_batch`](crate::PortIo::recv_batch) through the ring: one system call reads a burst of frames.
     /// `None` when the ring is gone (the kernel refused it or `RWF_NOWAIT`): the caller
     /// reads with plain calls from then on.
     pub(super) fn recv_burst(&mut self, batch: &mut Batch) -> Option<Result<usize, PortError>> {
@@ -83,17 +82,12 @@ impl Tap {
                         e => failure = failure.or(Some(e)),
                     },
                     r => {
-                        let len = r as usize;
-                        if len < hdr_len || len - hdr_len >= rooms[i] {
+                        let Some((hdr, len)) = received(hdr_len, &hdrs[i], r as usize, rooms[i])
+                        else {
                             skipped += 1;
                             continue;
-                        }
-                        let hdr = if hdr_len > 0 {
-                            VnetHdr::from_bytes(&hdrs[i])
-                        } else {
-                            VnetHdr::default()
                         };
-                        bufs[base + i].set_received(hdr, len - hdr_len);
+                        bufs[base + i].set_received(hdr, len);
                         bufs.swap(n, base + i);
                         n += 1;
                         got += 1;
@@ -110,17 +104,7 @@ impl Tap {
         if n == 0 && self.ring.is_none() {
             return None;
         }
-        Some(match failure {
-            // Deliver what we have; the error comes back on the next call.
-            Some(_) if n > 0 => Ok(n),
-            Some(e) if tap_gone(e) => Err(PortError::gone(&self.name)),
-            Some(e) => Err(PortError::io(
-                &self.name,
-                "read from TAP",
-                std::io::Error::from_raw_os_error(e),
-            )),
-            None => Ok(n),
-        })
+        Some(self.batch_result(n, failure.map(std::io::Error::from_raw_os_error)))
     }
 
     /// Gives up on the ring after the kernel refused it; plain calls take over.
@@ -129,18 +113,14 @@ impl Tap {
         self.ring = None;
     }
 
-    /// [`PortIo::send_batch`] through the ring: one system call writes the whole batch.
+    /// [`PortIo::send_batch`](crate::PortIo::send_batch) through the ring: one system call writes the whole batch.
     pub(super) fn send_burst(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
         let mut report = SendReport::default();
         for chunk in pkts.chunks(MAX_BURST) {
             let Some(ring) = self.ring.as_mut() else {
-                for pkt in chunk {
-                    match self.send(pkt) {
-                        Ok(()) => report.sent += 1,
-                        Err(e) if e.is_drop() => report.dropped += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
+                let r = send_each(self, chunk)?;
+                report.sent += r.sent;
+                report.dropped += r.dropped;
                 continue;
             };
             let vnet = self.opts.vnet_hdr;
@@ -180,14 +160,9 @@ impl Tap {
                 if -r == libc::EOPNOTSUPP && self.ring.is_some() {
                     self.drop_ring(&e);
                 }
-                if tap_gone(-r) {
-                    fatal = fatal.or(Some(PortError::gone(&self.name)));
-                } else if frame_dropped(&e)
-                    || matches!(-r, libc::EIO | libc::ECANCELED | libc::EOPNOTSUPP)
-                {
-                    report.dropped += 1;
-                } else {
-                    fatal = fatal.or(Some(PortError::io(&self.name, "write to TAP", e)));
+                match self.write_error(e) {
+                    e if e.is_drop() => report.dropped += 1,
+                    e => fatal = fatal.or(Some(e)),
                 }
             }
             if let Some(e) = fatal {

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use crate::buf::{Batch, PacketBuf};
 use crate::error::{PortError, check_name, errno, frame_dropped, would_block};
 use crate::netdev::{Netdev, ctl_socket};
-use crate::port::{MacAddr, PortIo, SendReport, check_nonempty, check_plain};
+use crate::port::{MacAddr, PortIo, SendReport, check_nonempty, check_plain, send_each};
 use crate::sys;
 use crate::sys::mmsg::VNET_HDR_LEN;
 use crate::sys::uring::Ring;
@@ -276,20 +276,64 @@ impl Tap {
                 }
                 Err(e) => return Err(e),
             };
-            if got < hdr_len || got - hdr_len >= room {
+            let Some((hdr, len)) = received(hdr_len, &hdr, got, room) else {
                 self.rx_dropped += 1;
                 continue;
-            }
-            let hdr = if vnet {
-                VnetHdr::from_bytes(&hdr)
-            } else {
-                VnetHdr::default()
             };
-            buf.set_received(hdr, got - hdr_len);
+            buf.set_received(hdr, len);
             return Ok(true);
         }
         Ok(false)
     }
+}
+
+impl Tap {
+    /// What a failed write means: the device gone, this frame dropped (`EIO`: the
+    /// device is down), or a real failure.
+    fn write_error(&self, e: std::io::Error) -> PortError {
+        match errno(&e) {
+            n if tap_gone(n) => PortError::gone(&self.name),
+            n if matches!(n, libc::EIO | libc::ECANCELED | libc::EOPNOTSUPP)
+                || frame_dropped(&e) =>
+            {
+                PortError::Dropped {
+                    op: "write to TAP",
+                    source: e,
+                }
+            }
+            _ => PortError::io(&self.name, "write to TAP", e),
+        }
+    }
+
+    /// A read batch's outcome: `n` frames, and the error that stopped it, which waits for
+    /// the next call when there are frames to deliver.
+    fn batch_result(&self, n: usize, failure: Option<std::io::Error>) -> Result<usize, PortError> {
+        match failure {
+            Some(_) if n > 0 => Ok(n),
+            Some(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
+            Some(e) => Err(PortError::io(&self.name, "read from TAP", e)),
+            None => Ok(n),
+        }
+    }
+}
+
+/// A frame read as `got` bytes (vnet header included when `hdr_len` is not 0) into a
+/// buffer area of `room` bytes: its header and length, or `None` if it must be skipped.
+fn received(
+    hdr_len: usize,
+    hdr: &[u8; VNET_HDR_LEN],
+    got: usize,
+    room: usize,
+) -> Option<(VnetHdr, usize)> {
+    if got < hdr_len || got - hdr_len >= room {
+        return None;
+    }
+    let h = if hdr_len > 0 {
+        VnetHdr::from_bytes(hdr)
+    } else {
+        VnetHdr::default()
+    };
+    Some((h, got - hdr_len))
 }
 
 /// Most frames one read call skips (counted in `rx_dropped`) before yielding.
@@ -339,13 +383,7 @@ impl PortIo for Tap {
             }
         }
         batch.finish_fill(n);
-        match failure {
-            // Deliver what we have; the error comes back on the next call.
-            Some(_) if n > 0 => Ok(n),
-            Some(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
-            Some(e) => Err(PortError::io(&self.name, "read from TAP", e)),
-            None => Ok(n),
-        }
+        self.batch_result(n, failure)
     }
 
     fn send(&mut self, pkt: &PacketBuf) -> Result<(), PortError> {
@@ -360,31 +398,14 @@ impl PortIo for Tap {
             check_plain(pkt)?;
             sys::writev(self.fd.as_fd(), &[IoSlice::new(pkt.frame())])
         };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if tap_gone(errno(&e)) => Err(PortError::gone(&self.name)),
-            // EIO: the device is down.
-            Err(e) if frame_dropped(&e) || errno(&e) == libc::EIO => Err(PortError::Dropped {
-                op: "write to TAP",
-                source: e,
-            }),
-            Err(e) => Err(PortError::io(&self.name, "write to TAP", e)),
-        }
+        res.map(drop).map_err(|e| self.write_error(e))
     }
 
     fn send_batch(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
         if self.ring.is_some() && pkts.len() > 1 {
             self.send_burst(pkts)
         } else {
-            pkts.iter()
-                .try_fold(SendReport::default(), |mut report, pkt| {
-                    match self.send(pkt) {
-                        Ok(()) => report.sent += 1,
-                        Err(e) if e.is_drop() => report.dropped += 1,
-                        Err(e) => return Err(e),
-                    }
-                    Ok(report)
-                })
+            send_each(self, pkts)
         }
     }
 
