@@ -237,10 +237,19 @@ impl BridgeRt {
     /// Takes ports whose netdev is no longer a veth with its peer elsewhere (moved, say)
     /// off the fast path; their flows go at the next check.
     pub(crate) fn recheck_fast(&mut self) {
+        if !self.ports.iter().flatten().any(|p| p.fast.is_some()) {
+            return;
+        }
+        let Some(veths) = crate::fast::veths() else {
+            return;
+        };
         for p in self.ports.iter_mut().flatten() {
-            if p.fast.is_some() && !crate::fast::is_veth(&p.name) {
-                tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
-                p.fast = None;
+            if p.fast.is_none() || veths.contains(&p.name) {
+                continue;
+            }
+            tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
+            if let (Some(fast), Some(io)) = (p.fast.take(), p.io.as_deref()) {
+                let _ = io.detach_fast(fast);
             }
         }
     }

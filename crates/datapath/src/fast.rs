@@ -162,14 +162,34 @@ impl Fast {
     }
 }
 
-/// Whether netdev `name` (in the calling thread's namespace) is a veth whose peer is in
-/// another namespace: only there can `bpf_redirect_peer` deliver.
+/// Whether a link may carry the fast path: a veth whose peer is in another namespace,
+/// the only place `bpf_redirect_peer` can deliver to.
+fn fast_capable(l: &vbridge_host::Link) -> bool {
+    l.link_elsewhere && l.kind.as_deref() == Some("veth")
+}
+
+/// Whether netdev `name` (in the calling thread's namespace) is [`fast_capable`].
 pub(crate) fn is_veth(name: &str) -> bool {
     vbridge_host::Netlink::new()
         .and_then(|mut nl| nl.link(name))
         .ok()
         .flatten()
-        .is_some_and(|l| l.link_elsewhere && l.kind.as_deref() == Some("veth"))
+        .is_some_and(|l| fast_capable(&l))
+}
+
+/// Names of the [`fast_capable`] netdevs in the calling thread's namespace (one dump);
+/// `None` if netlink could not say.
+pub(crate) fn veths() -> Option<std::collections::HashSet<String>> {
+    let links = vbridge_host::Netlink::new()
+        .and_then(|mut nl| nl.links())
+        .ok()?;
+    Some(
+        links
+            .into_iter()
+            .filter(fast_capable)
+            .map(|l| l.name)
+            .collect(),
+    )
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

@@ -186,6 +186,10 @@ impl PortIo for AfPacket {
         fp.attach(self.ifindex, self.fd.as_fd()).map(Some)
     }
 
+    fn detach_fast(&self, port: crate::FastPort) -> Result<(), PortError> {
+        port.detach(self.fd.as_fd())
+    }
+
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

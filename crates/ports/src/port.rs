@@ -59,6 +59,12 @@ pub trait PortIo: Send {
         Ok(None)
     }
 
+    /// Takes this port off the fast path `attach_fast` put it on.
+    fn detach_fast(&self, port: crate::FastPort) -> Result<(), PortError> {
+        drop(port);
+        Ok(())
+    }
+
     /// Undoes what outlives the port: a persistent TAP stops persisting, so it vanishes
     /// when the port is dropped. Called when the port is removed for good.
     fn release(&mut self) {}

@@ -39,18 +39,6 @@ impl FlowKey {
         k[10..].copy_from_slice(&self.src);
         k
     }
-
-    fn from_bytes(k: &[u8; KEY_LEN]) -> FlowKey {
-        let mut dst = [0u8; 6];
-        let mut src = [0u8; 6];
-        dst.copy_from_slice(&k[4..10]);
-        src.copy_from_slice(&k[10..]);
-        FlowKey {
-            ingress: u32::from_ne_bytes([k[0], k[1], k[2], k[3]]),
-            dst,
-            src,
-        }
-    }
 }
 
 /// What the kernel forwarded for a flow since it was inserted.
@@ -168,27 +156,6 @@ impl FastPath {
             let (egress, stats) = decode_value(&v);
             Flow { key, egress, stats }
         }))
-    }
-
-    /// Every flow. Flows inserted or removed meanwhile may or may not be listed.
-    pub fn flows(&self) -> Result<Vec<Flow>, PortError> {
-        let mut out = Vec::new();
-        let mut key: Option<[u8; KEY_LEN]> = None;
-        loop {
-            let mut next = [0u8; KEY_LEN];
-            let more = self
-                .map
-                .next_key(key.as_ref().map(|k| &k[..]), &mut next)
-                .map_err(|e| err("list flows", e))?;
-            if !more {
-                break;
-            }
-            if let Some(f) = self.get(FlowKey::from_bytes(&next))? {
-                out.push(f);
-            }
-            key = Some(next);
-        }
-        Ok(out)
     }
 }
 

@@ -13,7 +13,6 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
@@ -152,21 +151,6 @@ impl Map {
                 .u32(0, self.fd.as_raw_fd() as u32)
                 .ptr(8, key.as_ptr())
                 .run(BPF_MAP_DELETE_ELEM),
-        )
-    }
-
-    /// The key after `key` (the first with `None`) into `next`; `false` at the end.
-    pub(crate) fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
-        self.check(next.len(), None)?;
-        if let Some(k) = key {
-            self.check(k.len(), None)?;
-        }
-        absent_is_false(
-            Attr::new()
-                .u32(0, self.fd.as_raw_fd() as u32)
-                .ptr(8, key.map_or(std::ptr::null(), <[u8]>::as_ptr))
-                .ptr(16, next.as_mut_ptr())
-                .run(BPF_MAP_GET_NEXT_KEY),
         )
     }
 }
