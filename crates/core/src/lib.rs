@@ -18,7 +18,7 @@ pub mod decision;
 pub mod error;
 pub mod fdb;
 mod forward;
-mod offload;
+pub mod offload;
 pub mod port;
 pub mod stp;
 pub mod time;
@@ -29,6 +29,7 @@ pub use counters::{DropCounters, DropReason, PortCounters};
 pub use decision::{Decision, Delivery, Egress, Verdict};
 pub use error::ConfigError;
 pub use fdb::{EntryKind, FdbEntry, FlushFilter};
+pub use offload::Offload;
 pub use port::{PortConfig, PortFlags, PortId, PortKind, StpState};
 pub use stp::{
     BpduFrame, BridgeId, PointToPoint, StpEvent, StpMode, StpParams, StpPortConfig, StpPortStatus,

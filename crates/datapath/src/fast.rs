@@ -1,14 +1,15 @@
 //! One bridge's kernel fast path: which flows it handed to the kernel, and keeping them
 //! true. A flow (ingress port, destination, source) is offered after the core forwarded
 //! one of its frames as known unicast between two veth ports and says every further
-//! frame would go the same way ([`Bridge::offload_target`]); it is checked again on every
+//! untagged frame would go the same way, unchanged, in the same VLAN
+//! ([`Bridge::offload_target`]; the kernel leaves tagged frames to us); it is checked again on every
 //! housekeeping tick, after every control change and spanning-tree timer, at once on a
 //! station move (before the moved frame goes out), and removed the moment the core would decide otherwise. What the kernel carried is
 //! added to the core's counters and keeps the source's FDB entry fresh.
 
 use std::collections::HashMap;
 
-use vbridge_core::{Bridge, Instant, MacAddr, PortId};
+use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId};
 use vbridge_ports::{FastPath, FastPort, FlowKey, FlowStats, PortIo};
 
 use crate::bridge_rt::PortRt;
@@ -20,7 +21,8 @@ const MAX_FLOWS: u32 = 16 * 1024;
 #[derive(Debug, Clone, Copy)]
 struct FlowRec {
     ingress: PortId,
-    egress: PortId,
+    /// Where the core sends it, and in which VLAN.
+    to: Offload,
     egress_ifindex: u32,
     seen: FlowStats,
 }
@@ -101,7 +103,10 @@ impl Fast {
         if self.flows.contains_key(&key) || self.flows.len() >= MAX_FLOWS as usize {
             return;
         }
-        if core.offload_target(ingress, src, dst) != Some(egress) {
+        let Some(to) = core.offload_target(ingress, src, dst) else {
+            return;
+        };
+        if to.egress != egress {
             return;
         }
         match self.fp.insert(key, out_if) {
@@ -111,7 +116,7 @@ impl Fast {
                     key,
                     FlowRec {
                         ingress,
-                        egress,
+                        to,
                         egress_ifindex: out_if,
                         seen: FlowStats::default(),
                     },
@@ -148,10 +153,10 @@ impl Fast {
             );
             rec.seen = flow.stats;
             let (src, dst) = (MacAddr(key.src), MacAddr(key.dst));
-            core.account_offloaded(now, rec.ingress, rec.egress, src, dp, db);
-            let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.egress)
+            core.account_offloaded(now, rec.ingress, src, rec.to, dp, db);
+            let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
-                && fast_ifindex(ports, rec.egress) == Some(rec.egress_ifindex);
+                && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex);
             if keep {
                 return true;
             }

@@ -84,3 +84,42 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     assert!(a.reaches("10.7.0.2"), "A reaches B at its new port");
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
+
+#[test]
+fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
+    if !root_or_skip("vlan_access_ports_share_the_fast_path_within_their_vlan") {
+        return;
+    }
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let (a, b, c) = (Netns::new("a"), Netns::new("b"), Netns::new("c"));
+    let mut names = Vec::new();
+    for (ns, ip, vlan) in [
+        (&a, "10.8.0.1/24", 10),
+        (&b, "10.8.0.2/24", 10),
+        (&c, "10.8.0.3/24", 20),
+    ] {
+        d.ok(&format!("connect {} br0 --veth --ip {ip}", ns.name));
+        let p = format!("{}-eth0", ns.name);
+        let p = p[..p.len().min(15)].to_owned();
+        d.ok(&format!("link set {p} access {vlan}"));
+        names.push(p);
+    }
+
+    // VLAN 10 <-> VLAN 10 goes to the kernel; VLAN 20 stays apart.
+    assert!(a.reaches("10.8.0.2"));
+    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(!a.ping("10.8.0.3"), "VLAN 10 must not reach VLAN 20");
+    assert!(!c.ping("10.8.0.2"), "VLAN 20 must not reach VLAN 10");
+
+    // B moves to VLAN 20: A's flows to B are taken back at once, C and B now talk.
+    d.ok(&format!("link set {} access 20", names[1]));
+    assert!(
+        !a.ping("10.8.0.2"),
+        "A (VLAN 10) must no longer reach B (VLAN 20)"
+    );
+    assert!(c.reaches("10.8.0.2"));
+    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}

@@ -10,6 +10,11 @@
 //!   tcx does: it drops from the socket what the map says `redirect` will take, so the
 //!   switch does not forward those a second time.
 //!
+//! Both leave every VLAN-tagged frame to the switch (a tag the kernel took out into
+//! `vlan_present`, or a TPID 0x8100, 0x88a8 or 0x9100 still in the frame): flows are
+//! decided for untagged frames, which on a VLAN-filtering bridge the ingress port alone
+//! puts in a VLAN.
+//!
 //! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source (16 bytes). Value:
 //! `u32` egress ifindex, `u32` zero, `u64` packets, `u64` bytes (24 bytes).
 
@@ -46,10 +51,14 @@ const HELPER_SKB_LOAD_BYTES: i32 = 26;
 const HELPER_REDIRECT_PEER: i32 = 155;
 /// `struct __sk_buff` offsets.
 const SKB_LEN: i16 = 0;
+const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 /// `TCX_NEXT`: not ours, let the next program (or the stack) have it.
 const TCX_NEXT: i32 = -1;
+/// The tag protocol identifiers 0x8100, 0x88a8 and 0x9100 as a 16-bit load of their
+/// big-endian bytes reads them (BPF is little-endian on the hosts we run on).
+const TPIDS_LOADED: [i32; 3] = [0x0081, 0xa888, 0x0091];
 
 pub(crate) const KEY_LEN: usize = 16;
 pub(crate) const VALUE_LEN: usize = 24;
@@ -113,6 +122,28 @@ fn key_ifindex(ifindex: u32) -> u64 {
     st_imm(W, R10, -16, ifindex as i32)
 }
 
+/// Jumps (to be patched to the "not ours" exit) for a tagged frame: `vlan_present` from
+/// the context in `ctx`, and the EtherType field, already loaded into `ethertype`.
+fn tagged_checks(ctx: u8, ethertype: u8, scratch: u8) -> Vec<u64> {
+    let mut p = vec![
+        ldx(W, scratch, ctx, SKB_VLAN_PRESENT),
+        jmp_imm(JNE, scratch, 0, 0),
+    ];
+    p.extend(TPIDS_LOADED.map(|t| jmp_imm(JEQ, ethertype, t, 0)));
+    p
+}
+
+/// Indices of the conditional jumps in `p[from..]` whose offset is still 0 (to patch).
+fn unpatched(p: &[u64], from: usize) -> Vec<usize> {
+    (from..p.len())
+        .filter(|&i| is_cond_jump(p[i]) && (p[i] >> 16) as u16 == 0)
+        .collect()
+}
+
+fn is_cond_jump(i: u64) -> bool {
+    (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
+}
+
 /// The tcx ingress program for the port on netdev `ifindex`.
 pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
     let mut p = vec![
@@ -120,8 +151,13 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
         ldx(W, R2, R6, SKB_DATA),
         ldx(W, R3, R6, SKB_DATA_END),
         mov_reg(R4, R2),
-        add_imm(R4, 12),
+        add_imm(R4, 14),
         jmp_reg(JGT, R4, R3, 0), // -> next (patched below)
+        ldx(H, R4, R2, 12),
+    ];
+    p.extend(tagged_checks(R6, R4, R5));
+    let to_next = unpatched(&p, 0);
+    p.extend([
         key_ifindex(ifindex),
         ldx(W, R5, R2, 0),
         stx(W, R10, -12, R5),
@@ -131,8 +167,7 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
         stx(H, R10, -6, R5),
         ldx(W, R5, R2, 8),
         stx(W, R10, -4, R5),
-    ];
-    let short = p.len() - 10;
+    ]);
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov_reg(R2, R10),
@@ -153,8 +188,9 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
     ]);
     let next = p.len();
     p.extend([mov_imm(R0, TCX_NEXT), exit()]);
-    patch(&mut p, short, next);
-    patch(&mut p, miss, next);
+    for at in to_next.into_iter().chain([miss]) {
+        patch(&mut p, at, next);
+    }
     p
 }
 
@@ -166,11 +202,13 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
         mov_imm(R2, 0),
         mov_reg(R3, R10),
         add_imm(R3, -32),
-        mov_imm(R4, 12),
+        mov_imm(R4, 14),
         call(HELPER_SKB_LOAD_BYTES),
         jmp_imm(JNE, R0, 0, 0), // -> keep (patched below)
+        ldx(H, R1, R10, -20),
     ];
-    let short = p.len() - 1;
+    p.extend(tagged_checks(R6, R1, R2));
+    let to_keep = unpatched(&p, 0);
     p.extend([
         key_ifindex(ifindex),
         ldx(W, R1, R10, -32),
@@ -193,8 +231,9 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
     p.extend([mov_imm(R0, 0), exit()]);
     let keep = p.len();
     p.extend([ldx(W, R0, R6, SKB_LEN), exit()]);
-    patch(&mut p, short, keep);
-    patch(&mut p, miss, keep);
+    for at in to_keep.into_iter().chain([miss]) {
+        patch(&mut p, at, keep);
+    }
     p
 }
 
@@ -248,17 +287,17 @@ mod tests {
         let target = |at: usize| at as i64 + 1 + i64::from((p[at] >> 16) as u16 as i16);
         let next = p.len() - 2;
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
-        let jumps: Vec<usize> = (0..p.len())
-            .filter(|&i| {
-                (p[i] & 0x07) as u8 == JMP
-                    && (p[i] & 0xf0) as u8 != CALL
-                    && (p[i] & 0xf0) as u8 != EXIT
-            })
-            .collect();
-        assert_eq!(jumps.len(), 2);
+        let jumps: Vec<usize> = (0..p.len()).filter(|&i| is_cond_jump(p[i])).collect();
+        // Too short, tag in metadata, three TPIDs, map miss.
+        assert_eq!(jumps.len(), 6);
         assert!(jumps.iter().all(|&j| target(j) == next as i64));
         let h = hide(3, 9);
         let keep = h.len() - 2;
         assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
+        let target = |at: usize| at as i64 + 1 + i64::from((h[at] >> 16) as u16 as i16);
+        let jumps: Vec<usize> = (0..h.len()).filter(|&i| is_cond_jump(h[i])).collect();
+        // Load failed, tag in metadata, three TPIDs, map miss.
+        assert_eq!(jumps.len(), 6);
+        assert!(jumps.iter().all(|&j| target(j) == keep as i64));
     }
 }

@@ -1,16 +1,17 @@
 //! The kernel fast path between two veth ports: flows forwarded by the kernel once
-//! inserted (ping across, counted per flow, hidden from the ports' packet sockets), back
-//! to the switch once removed, and nothing left once the port lets go.
+//! inserted (ping across, counted per flow, hidden from the ports' packet sockets),
+//! tagged frames of the same flow left to the switch, back to the switch once removed,
+//! and nothing left once the port lets go.
 
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{in_netns, ip, recv_frames_within};
+use super::{frame, in_netns, ip, is_test_frame, recv_frames_within};
 use crate::fastpath::{FastPath, FlowKey};
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
-use crate::port::MacAddr;
+use crate::port::{MacAddr, PortIo};
 
 /// Named namespaces (`bpf_redirect_peer` needs the peers in other namespaces than the
 /// ports), deleted when dropped.
@@ -39,6 +40,30 @@ fn ns_mac(ns: &str) -> MacAddr {
         *b = u8::from_str_radix(part, 16).unwrap();
     }
     mac
+}
+
+/// A packet socket on `e0` inside namespace `ns` (opened from a thread that enters it).
+fn socket_in(ns: &str) -> AfPacket {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        crate::sys::testing::enter_net(&path).expect("setns");
+        AfPacket::attach("e0", AfPacketOptions::default()).expect("packet socket on e0")
+    })
+    .join()
+    .expect("socket thread")
+}
+
+/// The first byte after the test EtherType of test frames seen on `port` within 300 ms.
+fn test_ids(port: &mut AfPacket) -> Vec<u8> {
+    recv_frames_within(port, usize::MAX, Duration::from_millis(300), |p| {
+        is_test_frame(p.frame())
+    })
+    .iter()
+    .map(|p| {
+        let f = p.frame();
+        f[f.len() - 60]
+    })
+    .collect()
 }
 
 fn pings(ns: &str, to: &str) -> bool {
@@ -138,6 +163,25 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             "offloaded frames are hidden from the switch"
         );
         assert_eq!(fp.get(ba).unwrap().map(|f| f.egress), Some(h1));
+
+        // The same flow's frames with a VLAN tag (one the kernel takes into metadata,
+        // one it leaves in the frame) are the switch's; untagged ones cross.
+        let mut in_a = socket_in(a);
+        let mut in_b = socket_in(b);
+        let sent = [
+            frame(mb, ma, &[], 1, 60),
+            frame(mb, ma, &[(0x8100, 10)], 2, 60),
+            frame(mb, ma, &[(0x88a8, 20), (0x8100, 10)], 3, 60),
+            frame(mb, ma, &[(0x9100, 30)], 4, 60),
+        ];
+        for f in &sent {
+            in_a.send(&crate::PacketBuf::from_frame(f).unwrap())
+                .unwrap();
+        }
+        let mut at_switch = test_ids(&mut s1);
+        at_switch.sort_unstable();
+        assert_eq!(at_switch, [2, 3, 4], "tagged frames go to the switch");
+        assert_eq!(test_ids(&mut in_b), [1], "the untagged frame crosses");
 
         // One direction removed: the replies stop, the switch sees the frames again.
         assert!(fp.remove(ab).unwrap());

@@ -112,7 +112,7 @@ pub(super) fn is_test_frame(f: &[u8]) -> bool {
     let mut at = 12;
     while f.len() >= at + 2 {
         match u16::from_be_bytes([f[at], f[at + 1]]) {
-            0x8100 | 0x88a8 => at += 4,
+            0x8100 | 0x88a8 | 0x9100 => at += 4,
             t => return t == ETH_TEST,
         }
     }

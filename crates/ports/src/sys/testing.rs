@@ -1,8 +1,9 @@
 //! Test-only syscalls: whether we are root, a private network namespace for the calling
-//! thread, and `UDP_SEGMENT` to make the kernel build UDP GSO packets.
+//! thread (or another existing one), and `UDP_SEGMENT` to make the kernel build UDP GSO
+//! packets.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::{cvt, setsockopt_int};
 
@@ -16,6 +17,15 @@ pub(crate) fn is_root() -> bool {
 pub(crate) fn unshare_net() -> io::Result<()> {
     // SAFETY: plain flag argument; unshare(2) affects only the calling thread here.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// Moves the calling thread into the network namespace at `path` (e.g. `/run/netns/x`).
+pub(crate) fn enter_net(path: &str) -> io::Result<()> {
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: `ns` is an open namespace file for the duration of the call; setns(2)
+    // affects only the calling thread.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
     Ok(())
 }
 
