@@ -123,3 +123,39 @@ fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
     assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
+
+#[test]
+fn a_peer_moved_next_to_the_switch_leaves_the_fast_path() {
+    if !root_or_skip("a_peer_moved_next_to_the_switch_leaves_the_fast_path") {
+        return;
+    }
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let (a, b) = (Netns::new("a"), Netns::new("b"));
+    d.ok(&format!("connect {} br0 --veth --ip 10.6.0.1/24", a.name));
+    d.ok(&format!("connect {} br0 --veth --ip 10.6.0.2/24", b.name));
+    let pb = format!("{}-eth0", b.name);
+    let pb = &pb[..pb.len().min(15)];
+    assert!(a.reaches("10.6.0.2"));
+    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+
+    // B's end moves into the switch's own namespace: the kernel cannot hand frames to a
+    // peer there (`bpf_redirect_peer` crosses namespaces only), so the port must leave
+    // the fast path and the switch carry A's frames again.
+    b.ok(&format!("ip link set eth0 netns {}", host.name));
+    host.ok("ip addr add 10.6.0.2/24 dev eth0");
+    host.ok("ip link set eth0 up");
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            port(&d.json("stats br0"), pb)["fast_path"] == false
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    assert!(
+        a.reaches("10.6.0.2"),
+        "A reaches B's end next to the switch"
+    );
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}
