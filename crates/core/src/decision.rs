@@ -64,7 +64,8 @@ pub struct Decision {
     pub vid: Option<Vid>,
     /// Ports to send to, each with its tag operation.
     pub egress: Vec<Egress>,
-    /// The source address moved here from another port.
+    /// The source address was known on another port before this frame: it moved here
+    /// (or left that port and a learning limit kept it from being learned here).
     pub moved_from: Option<PortId>,
 }
 

@@ -156,7 +156,9 @@ impl Bridge {
             }
         } else if flags.learning {
             let limit = port.config.max_learned;
-            if let Learned::Moved { from } = self.fdb.learn(now, vid, src, ingress, limit) {
+            if let Learned::Moved { from } | Learned::Left { from } =
+                self.fdb.learn(now, vid, src, ingress, limit)
+            {
                 d.moved_from = Some(from);
             }
         }

@@ -190,7 +190,14 @@ fn vlan_filtering_offloads_untagged_flows_within_one_vlan() {
     b.set_port_vlan(p[1], VlanMode::Access(vid(20))).unwrap();
     assert_eq!(target(&b, p[0], mac(1), mac(2)), None);
 
-    // A trunk without a native VLAN takes no untagged frames at all.
+    // A trunk without a native VLAN takes no untagged frames at all. (With learning off
+    // on the trunk, what it learned does not matter: only the classification can say no.)
+    let no_learning = PortFlags {
+        learning: false,
+        ..b.port_config(p[3]).unwrap().flags
+    };
+    b.set_port_flags(p[3], no_learning).unwrap();
+    assert_eq!(target(&b, p[3], mac(5), mac(3)), Some(p[2]));
     b.set_port_vlan(
         p[3],
         VlanMode::Trunk {

@@ -344,6 +344,24 @@ fn fdb_limits_bound_learning() {
 }
 
 #[test]
+fn a_station_moving_onto_a_full_port_is_forgotten_and_reported() {
+    let (mut b, p) = bridge_with(3);
+    b.set_port_max_learned(p[1], 1).unwrap();
+    send(&mut b, 0, p[0], &frame(MacAddr::BROADCAST, mac(1)));
+    send(&mut b, 0, p[1], &frame(MacAddr::BROADCAST, mac(2))); // fills port 1
+    // mac 1 shows up on port 1: it cannot be learned there, and it is no longer on 0.
+    let d = send(&mut b, 1, p[1], &frame(mac(9), mac(1)));
+    assert_eq!(
+        d.moved_from,
+        Some(p[0]),
+        "drivers must hear that it left port 0"
+    );
+    assert_eq!(b.fdb_lookup(vid(1), mac(1)), None);
+    let d = send(&mut b, 2, p[2], &frame(mac(1), mac(3)));
+    assert_eq!(d.delivery, Some(Delivery::FloodUnknown));
+}
+
+#[test]
 fn multicast_and_zero_sources_never_learned() {
     let (mut b, p) = bridge_with(2);
     let d = send(

@@ -46,7 +46,7 @@ impl Fast {
         if !enabled() {
             return None;
         }
-        match FastPath::new(MAX_FLOWS) {
+        match FastPath::new(MAX_FLOWS, vbridge_core::bridge::DEFAULT_MAX_FRAME as u32) {
             Ok(fp) => Some(Fast {
                 fp,
                 flows: HashMap::new(),

@@ -83,6 +83,9 @@ pub(crate) enum Learned {
     Moved { from: PortId },
     /// Not learned: a limit is reached.
     LimitReached,
+    /// Known on `from` but seen here, where a limit keeps it from being learned: the
+    /// entry is gone (frames to the address flood until it is learned again).
+    Left { from: PortId },
 }
 
 #[inline]
@@ -271,7 +274,7 @@ impl Fdb {
             self.table.remove_at(p);
             self.count(from, -1);
             self.limit_hits += 1;
-            return Learned::LimitReached;
+            return Learned::Left { from };
         }
         self.table.set(p, Slot { port, seen, ..e });
         self.count(from, -1);

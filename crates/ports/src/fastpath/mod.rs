@@ -80,6 +80,8 @@ fn err(op: &'static str, e: std::io::Error) -> PortError {
 #[derive(Debug)]
 pub struct FastPath {
     map: bpf::Map,
+    /// Frames longer than this are left to the switch.
+    max_len: u32,
 }
 
 /// One port's part: the tcx link on its netdev (detached when dropped; the socket
@@ -90,12 +92,13 @@ pub struct FastPort {
 }
 
 impl FastPath {
-    /// An empty flow table for up to `max_flows` flows. Fails where the kernel has no
-    /// BPF for us (no `CAP_BPF`/`CAP_NET_ADMIN`, or too old: tcx needs Linux 6.6).
-    pub fn new(max_flows: u32) -> Result<FastPath, PortError> {
+    /// An empty flow table for up to `max_flows` flows of frames up to `max_len` bytes
+    /// (GSO super-frames included; longer ones go to the switch). Fails where the kernel
+    /// has no BPF for us (no `CAP_BPF`/`CAP_NET_ADMIN`, or too old: tcx needs Linux 6.6).
+    pub fn new(max_flows: u32, max_len: u32) -> Result<FastPath, PortError> {
         let map = bpf::Map::hash(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
             .map_err(|e| err("create flow map", e))?;
-        Ok(FastPath { map })
+        Ok(FastPath { map, max_len })
     }
 
     /// Attaches the port on netdev `ifindex` (a host-side veth in the calling thread's
@@ -106,14 +109,14 @@ impl FastPath {
         let hide = bpf::prog_load(
             bpf::PROG_SOCKET_FILTER,
             0,
-            &prog::hide(ifindex, map),
+            &prog::hide(ifindex, map, self.max_len),
             LICENSE,
         )
         .map_err(|e| err("load socket filter", e))?;
         let redirect = bpf::prog_load(
             bpf::PROG_SCHED_CLS,
             bpf::ATTACH_TCX_INGRESS,
-            &prog::redirect(ifindex, map),
+            &prog::redirect(ifindex, map, self.max_len),
             LICENSE,
         )
         .map_err(|e| err("load tcx program", e))?;

@@ -13,7 +13,7 @@
 //! Both leave every VLAN-tagged frame to the switch (a tag the kernel took out into
 //! `vlan_present`, or a TPID 0x8100, 0x88a8 or 0x9100 still in the frame): flows are
 //! decided for untagged frames, which on a VLAN-filtering bridge the ingress port alone
-//! puts in a VLAN.
+//! puts in a VLAN. Frames longer than the switch takes go to it too.
 //!
 //! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source (16 bytes). Value:
 //! `u32` egress ifindex, `u32` zero, `u64` packets, `u64` bytes (24 bytes).
@@ -122,30 +122,40 @@ fn key_ifindex(ifindex: u32) -> u64 {
     st_imm(W, R10, -16, ifindex as i32)
 }
 
-/// Jumps (to be patched to the "not ours" exit) for a tagged frame: `vlan_present` from
-/// the context in `ctx`, and the EtherType field, already loaded into `ethertype`.
-fn tagged_checks(ctx: u8, ethertype: u8, scratch: u8) -> Vec<u64> {
-    let mut p = vec![
-        ldx(W, scratch, ctx, SKB_VLAN_PRESENT),
-        jmp_imm(JNE, scratch, 0, 0),
-    ];
-    p.extend(TPIDS_LOADED.map(|t| jmp_imm(JEQ, ethertype, t, 0)));
-    p
+/// Appends the checks that leave a frame to the switch: a tagged one (`vlan_present` from
+/// the context in `ctx`, or a tag's TPID in `ethertype`, already loaded), or one longer
+/// than `max_len`, the switch's limit (GSO super-frames included: BIG TCP can make longer
+/// ones, which the switch drops). Returns the indices of their jumps, to be patched to
+/// the "not ours" exit.
+fn leave_to_switch(
+    p: &mut Vec<u64>,
+    ctx: u8,
+    ethertype: u8,
+    scratch: u8,
+    max_len: u32,
+) -> Vec<usize> {
+    let mut jumps = Vec::new();
+    let mut jump = |p: &mut Vec<u64>, i: u64| {
+        jumps.push(p.len());
+        p.push(i);
+    };
+    p.push(ldx(W, scratch, ctx, SKB_VLAN_PRESENT));
+    jump(p, jmp_imm(JNE, scratch, 0, 0));
+    for t in TPIDS_LOADED {
+        jump(p, jmp_imm(JEQ, ethertype, t, 0));
+    }
+    p.push(ldx(W, scratch, ctx, SKB_LEN));
+    jump(p, jmp_imm(JGT, scratch, max_len as i32, 0));
+    jumps
 }
 
-/// Indices of the conditional jumps in `p[from..]` whose offset is still 0 (to patch).
-fn unpatched(p: &[u64], from: usize) -> Vec<usize> {
-    (from..p.len())
-        .filter(|&i| is_cond_jump(p[i]) && (p[i] >> 16) as u16 == 0)
-        .collect()
-}
-
+#[cfg(test)]
 fn is_cond_jump(i: u64) -> bool {
     (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
 }
 
 /// The tcx ingress program for the port on netdev `ifindex`.
-pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
+pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         ldx(W, R2, R6, SKB_DATA),
@@ -153,10 +163,10 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
         mov_reg(R4, R2),
         add_imm(R4, 14),
         jmp_reg(JGT, R4, R3, 0), // -> next (patched below)
-        ldx(H, R4, R2, 12),
     ];
-    p.extend(tagged_checks(R6, R4, R5));
-    let to_next = unpatched(&p, 0);
+    let mut to_next = vec![p.len() - 1];
+    p.push(ldx(H, R4, R2, 12));
+    to_next.extend(leave_to_switch(&mut p, R6, R4, R5, max_len));
     p.extend([
         key_ifindex(ifindex),
         ldx(W, R5, R2, 0),
@@ -195,7 +205,7 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32) -> Vec<u64> {
 }
 
 /// The socket filter for the `AF_PACKET` socket of the port on netdev `ifindex`.
-pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
+pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         mov_reg(R1, R6),
@@ -205,10 +215,10 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32) -> Vec<u64> {
         mov_imm(R4, 14),
         call(HELPER_SKB_LOAD_BYTES),
         jmp_imm(JNE, R0, 0, 0), // -> keep (patched below)
-        ldx(H, R1, R10, -20),
     ];
-    p.extend(tagged_checks(R6, R1, R2));
-    let to_keep = unpatched(&p, 0);
+    let mut to_keep = vec![p.len() - 1];
+    p.push(ldx(H, R1, R10, -20));
+    to_keep.extend(leave_to_switch(&mut p, R6, R1, R2, max_len));
     p.extend([
         key_ifindex(ifindex),
         ldx(W, R1, R10, -32),
@@ -283,21 +293,21 @@ mod tests {
 
     #[test]
     fn jumps_land_on_the_exit_paths() {
-        let p = redirect(3, 9);
+        let p = redirect(3, 9, 1518);
         let target = |at: usize| at as i64 + 1 + i64::from((p[at] >> 16) as u16 as i16);
         let next = p.len() - 2;
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
         let jumps: Vec<usize> = (0..p.len()).filter(|&i| is_cond_jump(p[i])).collect();
-        // Too short, tag in metadata, three TPIDs, map miss.
-        assert_eq!(jumps.len(), 6);
+        // Too short, tag in metadata, three TPIDs, too long, map miss.
+        assert_eq!(jumps.len(), 7);
         assert!(jumps.iter().all(|&j| target(j) == next as i64));
-        let h = hide(3, 9);
+        let h = hide(3, 9, 1518);
         let keep = h.len() - 2;
         assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
         let target = |at: usize| at as i64 + 1 + i64::from((h[at] >> 16) as u16 as i16);
         let jumps: Vec<usize> = (0..h.len()).filter(|&i| is_cond_jump(h[i])).collect();
-        // Load failed, tag in metadata, three TPIDs, map miss.
-        assert_eq!(jumps.len(), 6);
+        // Load failed, tag in metadata, three TPIDs, too long, map miss.
+        assert_eq!(jumps.len(), 7);
         assert!(jumps.iter().all(|&j| target(j) == keep as i64));
     }
 }

@@ -127,7 +127,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
 
         let mut s1 = AfPacket::attach("h1", AfPacketOptions::default()).unwrap();
         let s2 = AfPacket::attach("h2", AfPacketOptions::default()).unwrap();
-        let fp = FastPath::new(1024).unwrap();
+        let fp = FastPath::new(1024, 65_535 + 18).unwrap();
         let p1 = fp.attach(h1, s1.as_fd()).unwrap();
         let _p2 = fp.attach(h2, s2.as_fd()).unwrap();
         let to_b = |p: &crate::PacketBuf| p.frame().starts_with(&mb);
