@@ -11,7 +11,7 @@ use std::{
     fs::{self, OpenOptions},
     io,
     os::{
-        fd::{AsFd, BorrowedFd, OwnedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::fs::{DirBuilderExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
@@ -172,9 +172,35 @@ pub fn current() -> Result<OwnedFd, HostError> {
 }
 
 fn open_path(target: &Path, what: &str) -> Result<OwnedFd, HostError> {
-    // std opens with O_CLOEXEC.
-    let file = fs::File::open(target).map_err(|e| HostError::io("open", what, e))?;
-    Ok(OwnedFd::from(file))
+    // Non-blocking, so that a FIFO or a terminal at that path cannot stall the caller
+    // (std adds O_CLOEXEC).
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(target)
+        .map_err(|e| HostError::io("open", what, e))?;
+    let fd = OwnedFd::from(file);
+    let not_netns = || {
+        HostError::invalid(
+            "network namespace",
+            target.display().to_string(),
+            "not a network namespace (give a name under /run/netns or a path like /proc/PID/ns/net)",
+        )
+    };
+    let fs =
+        nix::sys::statfs::fstatfs(&fd).map_err(|e| HostError::from_errno("inspect", what, e))?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(not_netns());
+    }
+    // A namespace file opened directly (not through a bind mount like /run/netns/NAME)
+    // reads back as "TYPE:[INODE]": refuse the other types by name.
+    let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| HostError::io("inspect", what, e))?;
+    let link = link.to_string_lossy();
+    if link.ends_with(']') && link.contains(":[") && !link.starts_with("net:[") {
+        return Err(not_netns());
+    }
+    Ok(fd)
 }
 
 /// Runs `f` inside the network namespace `ns`, on a fresh thread that enters

@@ -149,6 +149,42 @@ fn entering_something_that_is_not_a_namespace_fails() {
 }
 
 #[test]
+fn opening_a_path_that_is_no_network_namespace_fails_at_once_naming_it() {
+    // No privileges needed: only our own files and namespaces are opened.
+    let dir = std::env::temp_dir().join(format!("vbh-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let plain = dir.join("plain");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(&plain, "x").unwrap();
+    // A FIFO with no writer would block a plain open forever.
+    for path in [
+        fifo.to_str().unwrap(),
+        plain.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "/proc/self/ns/mnt",
+        "/dev/null",
+    ] {
+        let err = netns::open(path).unwrap_err();
+        let text = chain(&err);
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{path}: {text}");
+        assert!(
+            text.contains(path) && text.contains("not a network namespace"),
+            "{text}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(netns::open("/proc/self/ns/net").is_ok());
+}
+
+#[test]
 fn a_panic_inside_run_in_reaches_the_caller() {
     require_root!();
     let ns = netns::current().unwrap();
