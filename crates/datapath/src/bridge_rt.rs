@@ -139,6 +139,15 @@ impl BridgeRt {
         self.port(id).map(|p| p.kind)
     }
 
+    /// The namespace connection behind port `name`, if it is one.
+    pub fn connection(&self, name: &str) -> Option<&crate::Connection> {
+        self.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name == name)
+            .and_then(|p| p.conn.as_ref())
+    }
+
     /// Names of the ports that connect namespace `netns` (by name or path).
     pub fn connected(&self, netns: &str) -> Vec<String> {
         self.ports

@@ -1,7 +1,8 @@
 //! Ports that put a network namespace on a bridge (`vbr connect`): a TAP created inside
 //! the namespace under its final name (default; persistent, so a daemon restart finds it
 //! with its addresses), or a veth pair whose host end is attached with AF_PACKET. The
-//! namespace side gets its MAC, addresses, `lo` and the link up, and a default route.
+//! namespace side gets its MAC, addresses, `lo` and the link up, a default route and any
+//! other routes.
 
 use std::net::IpAddr;
 
@@ -25,6 +26,9 @@ pub struct Connection {
     /// CIDRs for the interface.
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
+    /// More routes inside the namespace: (destination CIDR, next hop).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<(String, String)>,
     pub mac: Option<String>,
     /// A veth pair instead of a TAP.
     pub veth: bool,
@@ -35,28 +39,50 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The port's name on the bridge: `<namespace>-<ifname>`, at most 15 characters (it
-    /// is the host end's netdev name for veth connections).
+    /// The port's name on the bridge (and a veth connection's host-side netdev):
+    /// `<namespace>-<ifname>` (`p<PID>-<ifname>` for `/proc/PID/ns/net`) when that fits
+    /// in 15 characters; longer ones keep the namespace's first characters and the
+    /// interface name, with 4 hex digits of a hash of both in between
+    /// (`myapp-1f3a-eth0`), so two long names that start alike do not collide.
     pub fn port_name(&self) -> String {
-        let ns = self
-            .netns
-            .trim_end_matches("/ns/net")
-            .rsplit('/')
-            .next()
-            .unwrap_or("ns");
-        let ns = if self.netns.contains('/') {
-            format!("p{ns}")
-        } else {
-            ns.to_owned()
-        };
-        let mut name = format!("{ns}-{}", self.ifname);
-        let mut end = name.len().min(15);
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
-        name
+        port_name(&self.netns, &self.ifname)
     }
+}
+
+/// See [`Connection::port_name`].
+pub fn port_name(netns: &str, ifname: &str) -> String {
+    const MAX: usize = 15;
+    let last = netns
+        .trim_end_matches("/ns/net")
+        .rsplit('/')
+        .next()
+        .unwrap_or("ns");
+    let ns = if netns.contains('/') {
+        format!("p{last}")
+    } else {
+        last.to_owned()
+    };
+    let plain = format!("{ns}-{ifname}");
+    if plain.len() <= MAX {
+        return plain;
+    }
+    // FNV-1a over the whole namespace spec and the interface name.
+    let hash = netns
+        .bytes()
+        .chain([0])
+        .chain(ifname.bytes())
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    let tail = format!("{:04x}-{ifname}", hash >> 16);
+    if tail.len() >= MAX {
+        return format!("vc{hash:08x}");
+    }
+    let mut keep = MAX - tail.len();
+    while !ns.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{tail}", &ns[..keep])
 }
 
 fn host(e: HostError) -> DpError {
@@ -102,6 +128,14 @@ fn configure(nl: &mut Netlink, c: &Connection) -> Result<(), DpError> {
         })?;
         idempotent(nl.add_default_route(gw)).map_err(host)?;
     }
+    for (to, via) in &c.routes {
+        let (dest, prefix) = parse_cidr(to)?;
+        let gw: IpAddr = via.parse().map_err(|_| DpError::InvalidName {
+            name: via.clone(),
+            why: "not an IP address",
+        })?;
+        idempotent(nl.add_route(dest, prefix, Some(gw), None)).map_err(host)?;
+    }
     Ok(())
 }
 
@@ -129,26 +163,16 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
     let ns = netns::open(&c.netns).map_err(host)?;
     if c.veth {
         let mut nl = Netlink::new().map_err(host)?;
-        if !nl.link_exists(port).map_err(host)? {
+        let existed = nl.link_exists(port).map_err(host)?;
+        if !existed {
             nl.create_veth_with_peer_in(port, &c.ifname, &ns)
                 .map_err(host)?;
         }
-        let conn = c.clone();
-        netns::run_in(&ns, move || {
-            Ok(Netlink::new()
-                .map_err(host)
-                .and_then(|mut nl| configure(&mut nl, &conn)))
-        })
-        .map_err(host)??;
-        let io = AfPacket::attach(port, AfPacketOptions::default())
-            .map_err(|e| DpError::port(port, e))?;
-        netdev::set_up(port).map_err(|e| DpError::port(port, e))?;
-        return Ok(Backend {
-            mac: io.mac().ok().map(MacAddr),
-            ifindex: Some(io.ifindex()),
-            io: Box::new(io),
-            quiet: Quieted::apply(port),
-        });
+        let opened = open_veth(port, c, &ns);
+        if opened.is_err() && !existed {
+            let _ = nl.delete_link(port); // its peer in the namespace goes with it
+        }
+        return opened;
     }
     let conn = c.clone();
     let tap = netns::run_in(&ns, move || {
@@ -177,6 +201,27 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
     })
 }
 
+/// Configures both ends of a connection's veth pair (host end `port`) and attaches the
+/// host end.
+fn open_veth(port: &str, c: &Connection, ns: &std::os::fd::OwnedFd) -> Result<Backend, DpError> {
+    let conn = c.clone();
+    netns::run_in(ns, move || {
+        Ok(Netlink::new()
+            .map_err(host)
+            .and_then(|mut nl| configure(&mut nl, &conn)))
+    })
+    .map_err(host)??;
+    let io =
+        AfPacket::attach(port, AfPacketOptions::default()).map_err(|e| DpError::port(port, e))?;
+    netdev::set_up(port).map_err(|e| DpError::port(port, e))?;
+    Ok(Backend {
+        mac: io.mac().ok().map(MacAddr),
+        ifindex: Some(io.ifindex()),
+        io: Box::new(io),
+        quiet: Quieted::apply(port),
+    })
+}
+
 /// Whether the namespace of a connection (still) exists, as the same namespace.
 pub(crate) fn netns_exists(c: &Connection) -> bool {
     check_identity(c).is_ok() && netns::open(&c.netns).is_ok()
@@ -192,5 +237,38 @@ pub(crate) fn remove(port: &str, c: &Connection, io: Option<&mut Box<dyn PortIo>
         if let Ok(mut nl) = Netlink::new() {
             let _ = nl.delete_link(port);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_name;
+
+    #[test]
+    fn port_names_are_predictable_and_short_names_stay_readable() {
+        assert_eq!(port_name("ns0", "eth0"), "ns0-eth0");
+        assert_eq!(port_name("/proc/4242/ns/net", "eth0"), "p4242-eth0");
+        assert_eq!(port_name("abcdefghij", "eth0"), "abcdefghij-eth0"); // exactly 15
+        let a = port_name("myapp-database-1", "eth0");
+        let b = port_name("myapp-database-2", "eth0");
+        assert_ne!(a, b, "names that start alike must not collide");
+        assert_eq!(
+            a,
+            port_name("myapp-database-1", "eth0"),
+            "the same every time"
+        );
+        for n in [&a, &b] {
+            assert_eq!(n.len(), 15, "{n}");
+            assert!(n.starts_with("myapp-") && n.ends_with("-eth0"), "{n}");
+        }
+        assert_ne!(
+            port_name("a-very-long-namespace", "eth0"),
+            port_name("a-very-long-namespace", "eth1")
+        );
+        let long_if = port_name("ns0", "averylongifnam");
+        assert!(
+            long_if.len() <= 15 && long_if.starts_with("vc"),
+            "{long_if}"
+        );
     }
 }

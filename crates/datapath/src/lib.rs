@@ -22,7 +22,7 @@ mod views;
 
 pub use bridge_rt::{BridgeRt, PortSpec};
 pub use config::{BridgeCfg, Config, PortCfg, StaticEntry, StpParams, VlanCfg};
-pub use connect::{Connection, netns_identity};
+pub use connect::{Connection, netns_identity, port_name};
 pub use engine::Engine;
 pub use error::DpError;
 pub use handle::Datapath;

@@ -401,6 +401,7 @@ impl Cmd {
                 gateway: gateway.clone(),
                 mac: mac.clone(),
                 veth: *veth,
+                routes: Vec::new(),
             }),
             Cmd::Disconnect { netns, bridge } => Request::Disconnect {
                 netns: s(netns),

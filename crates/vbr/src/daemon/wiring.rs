@@ -83,29 +83,19 @@ pub(crate) struct ConnectArgs {
     pub(crate) mac: Option<String>,
     #[serde(default)]
     pub(crate) veth: bool,
-}
-
-fn check_netns_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || !name.is_ascii()
-        || name.contains('/')
-        || name.starts_with('.')
-        || name.len() > 200
-    {
-        Err(format!("invalid namespace name {name:?}"))
-    } else {
-        Ok(())
-    }
+    /// More routes inside the namespace: (destination CIDR, next hop).
+    #[serde(default)]
+    pub(crate) routes: Vec<(String, String)>,
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {
-    check_netns_name(name)?;
+    crate::topology::check_netns_name(name)?;
     netns::add(name).map_err(|e| chain(&e))?;
     Ok(json!({ "netns": name }))
 }
 
 pub(crate) fn netns_del(e: &mut Engine, name: &str) -> Outcome {
-    check_netns_name(name)?;
+    crate::topology::check_netns_name(name)?;
     // Ports connecting it go first (their TAPs live in it).
     for b in e.bridge_names() {
         let ports = e
@@ -136,25 +126,34 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         g.parse::<IpAddr>()
             .map_err(|_| format!("--gateway {g:?} is not an IP address"))?;
     }
+    for (to, via) in &a.routes {
+        crate::topology::check_route(to, via).map_err(|m| format!("route {to} via {via}: {m}"))?;
+    }
     if let Some(m) = &a.mac {
         let mac = m.parse::<MacAddr>().map_err(|x| x.to_string())?;
         if !mac.is_unicast() {
             return Err(format!("--mac {m} must be a unicast address"));
         }
     }
-    if netns::open(&a.netns).is_err() {
-        return Err(format!(
-            "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
-            a.netns, a.netns
-        ));
+    if let Err(x) = netns::open(&a.netns) {
+        return Err(if x.kind() == vbridge_host::ErrorKind::NotFound {
+            format!(
+                "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
+                a.netns, a.netns
+            )
+        } else {
+            chain(&x)
+        });
     }
     let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
     crate::topology::check_ifname(&ifname)?;
+    check_port_name(e, &a.netns, &ifname, None)?;
     let conn = Connection {
         netns: a.netns.clone(),
         ifname,
         addresses,
         gateway: a.gateway.clone(),
+        routes: a.routes.clone(),
         mac: a.mac.clone(),
         veth: a.veth,
         netns_id: if a.netns.contains('/') {
@@ -164,12 +163,6 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         },
     };
     let name = conn.port_name();
-    if let Some((b, _)) = e.find_port(&name) {
-        return Err(format!(
-            "{} is already connected to bridge {b} as port {name}",
-            a.netns
-        ));
-    }
     let kind = if a.veth {
         PortKind::Interface
     } else {
@@ -179,6 +172,39 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
     spec.conn = Some(conn);
     let id = e.add_port(&a.bridge, &spec, false).map_err(|x| chain(&x))?;
     Ok(json!({ "bridge": a.bridge, "port": name, "port_no": id.0, "netns": a.netns }))
+}
+
+/// Whether namespace `netns` may get interface `ifname` on bridge `bridge` (any bridge
+/// for `None`): not connected already, and its port name not taken by another port.
+/// With `Some(bridge)`, an existing connection of the same namespace and interface to
+/// that bridge is fine (`vbr up` again): `Ok(true)` says it is there.
+fn check_port_name(
+    e: &Engine,
+    netns: &str,
+    ifname: &str,
+    bridge: Option<&str>,
+) -> Result<bool, String> {
+    let name = vbridge_datapath::port_name(netns, ifname);
+    let Some((b, _)) = e.find_port(&name) else {
+        return Ok(false);
+    };
+    let same = e
+        .bridge(&b)
+        .ok()
+        .and_then(|rt| rt.connection(&name))
+        .is_some_and(|c| c.netns == netns && c.ifname == ifname);
+    match (same, bridge) {
+        (true, Some(want)) if want == b => Ok(true),
+        (true, Some(want)) => Err(format!(
+            "{netns} is already connected to bridge {b} as {name}, not to {want}"
+        )),
+        (true, None) => Err(format!(
+            "{netns} is already connected to bridge {b} as port {name} (interface {ifname})"
+        )),
+        (false, _) => Err(format!(
+            "{netns}'s interface {ifname} would be port {name}, which bridge {b} already has; give it another --ifname"
+        )),
+    }
 }
 
 /// `vbr disconnect NS BRIDGE`.
@@ -198,6 +224,7 @@ pub(crate) fn disconnect(e: &mut Engine, ns: &str, bridge: &str) -> Outcome {
 /// Applies a plan, noting in `made` what it made (nothing when everything already
 /// existed). On error, `made` still lists what was made before it.
 pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), String> {
+    preflight(e, plan)?;
     let mut nl = Netlink::new().map_err(|x| chain(&x))?;
     for b in &plan.bridges {
         if e.bridge(&b.name).is_err() {
@@ -240,12 +267,6 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
             nat_up(&b.name, &b.addresses, made)?;
         }
         for (port, vlan) in &b.ports {
-            if let Some((other, _)) = e.find_port(port).filter(|(o, _)| *o != b.name) {
-                return Err(format!(
-                    "{port} is a port of bridge {other}, not of {}",
-                    b.name
-                ));
-            }
             if e.find_port(port).is_none() {
                 super::handler::apply_one(
                     e,
@@ -269,19 +290,13 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
             ifname: n.ifname.clone(),
             addresses: n.addresses.clone(),
             gateway: n.gateway.clone(),
+            routes: n.routes.clone(),
             mac: n.mac.clone(),
             veth: n.veth,
             netns_id: None,
         };
         let port = conn.port_name();
-        let existing = e.find_port(&port);
-        if let Some((other, _)) = existing.as_ref().filter(|(b, _)| *b != n.bridge) {
-            return Err(format!(
-                "{} is already connected to bridge {other} as {port}, not to {}",
-                n.name, n.bridge
-            ));
-        }
-        if existing.is_none() {
+        if !check_port_name(e, &n.name, &n.ifname, Some(&n.bridge))? {
             let args = ConnectArgs {
                 netns: n.name.clone(),
                 bridge: n.bridge.clone(),
@@ -290,6 +305,7 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
                 gateway: n.gateway.clone(),
                 mac: n.mac.clone(),
                 veth: n.veth,
+                routes: n.routes.clone(),
             };
             connect(e, &args)?;
             made.connections.push((n.bridge.clone(), port.clone()));
@@ -297,6 +313,40 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
         set_vlan(e, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
     }
     e.sync();
+    Ok(())
+}
+
+/// What `up` can find wrong before it changes anything: ports that are another bridge's
+/// or no network interface here, namespace paths that lead nowhere, connections that
+/// exist to another bridge or whose port name is taken.
+fn preflight(e: &Engine, plan: &Plan) -> Result<(), String> {
+    let mut nl = Netlink::new().map_err(|x| chain(&x))?;
+    for b in &plan.bridges {
+        for (port, _) in &b.ports {
+            match e.find_port(port) {
+                Some((other, _)) if other != b.name => {
+                    return Err(format!(
+                        "{port} is a port of bridge {other}, not of {}",
+                        b.name
+                    ));
+                }
+                Some(_) => {}
+                None if !nl.link_exists(port).map_err(|x| chain(&x))? => {
+                    return Err(format!(
+                        "bridge {}: port {port}: no such network interface",
+                        b.name
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    for n in &plan.namespaces {
+        if n.name.contains('/') {
+            netns::open(&n.name).map_err(|x| chain(&x))?;
+        }
+        check_port_name(e, &n.name, &n.ifname, Some(&n.bridge))?;
+    }
     Ok(())
 }
 

@@ -7,10 +7,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+mod check;
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use vbridge_core::{MacAddr, VidSet};
 use vbridge_datapath::{StpMode, VlanCfg};
+
+use check::Checker;
+pub(crate) use check::{check_ifname, check_netns_name, check_route, parse_cidr};
 
 /// The built-in default: seed 002's Docker-style network.
 pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 002's bridge network.
@@ -52,8 +59,7 @@ struct BridgeDef {
     addresses: Vec<Spanned<String>>,
     stp: Option<Spanned<String>>,
     ageing: Option<Spanned<f64>>,
-    #[serde(default)]
-    nat: bool,
+    nat: Option<Spanned<bool>>,
     #[serde(default, rename = "port")]
     ports: Vec<PortDef>,
 }
@@ -76,10 +82,19 @@ struct NsDef {
     #[serde(default)]
     addresses: Vec<Spanned<String>>,
     gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<Spanned<RouteDef>>,
     mac: Option<Spanned<String>>,
     #[serde(default)]
     veth: bool,
     access: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDef {
+    to: String,
+    via: String,
 }
 
 // ----- the checked plan -----
@@ -107,6 +122,9 @@ pub(crate) struct NsPlan {
     pub(crate) ifname: String,
     pub(crate) addresses: Vec<String>,
     pub(crate) gateway: Option<String>,
+    /// More routes: (destination CIDR, next hop).
+    #[serde(default)]
+    pub(crate) routes: Vec<(String, String)>,
     pub(crate) mac: Option<String>,
     pub(crate) veth: bool,
     pub(crate) access: Option<u16>,
@@ -143,95 +161,6 @@ impl fmt::Display for TopologyError {
 }
 
 impl std::error::Error for TopologyError {}
-
-/// Checks a Linux interface name: 1-15 ASCII characters, no '/', ':', '%' or white
-/// space, not `.` or `..`. The one rule for the CLI, the API and topology files.
-pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.is_ascii()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name.contains(|c: char| matches!(c, '/' | ':' | '%' | '\0') || c.is_ascii_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid interface name {name:?}: use 1-15 ASCII characters without '/', ':', '%' or spaces"
-        ))
-    }
-}
-
-/// Checks a CIDR like `10.0.0.1/24` or `fd00::1/64`.
-pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not an address with a prefix length, like 10.0.0.2/24"))?;
-    let addr: IpAddr = a
-        .parse()
-        .map_err(|_| format!("{a:?} is not an IP address"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = p
-        .parse()
-        .ok()
-        .filter(|n| *n <= max)
-        .ok_or_else(|| format!("prefix length {p:?} must be 0..={max}"))?;
-    Ok((addr, prefix))
-}
-
-struct Checker<'a> {
-    file: &'a str,
-    src: &'a str,
-}
-
-impl Checker<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
-    }
-
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        field: String,
-        message: String,
-    ) -> Result<T, TopologyError> {
-        Err(TopologyError {
-            file: self.file.to_owned(),
-            line: self.line_of(span.start),
-            field,
-            message,
-        })
-    }
-
-    fn name(&self, v: &Spanned<String>, field: String) -> Result<String, TopologyError> {
-        match check_ifname(v.get_ref()) {
-            Ok(()) => Ok(v.get_ref().clone()),
-            Err(m) => self.err(v.span(), field, m),
-        }
-    }
-
-    fn cidrs(&self, v: &[Spanned<String>], field: &str) -> Result<Vec<String>, TopologyError> {
-        v.iter()
-            .enumerate()
-            .map(|(i, a)| match parse_cidr(a.get_ref()) {
-                Ok((ip, p)) => Ok(format!("{ip}/{p}")),
-                Err(m) => self.err(a.span(), format!("{field}[{i}]"), m),
-            })
-            .collect()
-    }
-
-    fn vid(&self, v: &Spanned<u16>, field: String) -> Result<u16, TopologyError> {
-        if (1..=4094).contains(v.get_ref()) {
-            Ok(*v.get_ref())
-        } else {
-            self.err(
-                v.span(),
-                field,
-                format!("VLAN id {} is invalid: use 1..=4094", v.get_ref()),
-            )
-        }
-    }
-}
 
 /// Parses and checks `src` (named `file` in errors).
 pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
@@ -315,25 +244,47 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             };
             ports.push((pname, vlan));
         }
+        let addresses = c.cidrs(&b.addresses, &format!("{at}.addresses"))?;
+        let nat = b.nat.as_ref().is_some_and(|n| *n.get_ref());
+        if let Some(n) = b.nat.as_ref().filter(|_| nat) {
+            let v4 = addresses
+                .iter()
+                .any(|a| parse_cidr(a).is_ok_and(|(ip, _)| ip.is_ipv4()));
+            if !v4 {
+                return c.err(
+                    n.span(),
+                    format!("{at}.nat"),
+                    "needs an IPv4 address in the bridge's addresses (the subnet to masquerade)"
+                        .into(),
+                );
+            }
+        }
         plan.bridges.push(BridgePlan {
             name,
-            addresses: c.cidrs(&b.addresses, &format!("{at}.addresses"))?,
+            addresses,
             stp,
             ageing,
-            nat: b.nat,
+            nat,
             ports,
         });
     }
-    let mut ns_names = BTreeMap::new();
+    // Port name -> (namespace, interface, line) of the connections so far.
+    let mut port_names: BTreeMap<String, (String, String, usize)> = BTreeMap::new();
     for (ni, n) in parsed.namespaces.iter().enumerate() {
         let at = format!("namespace[{ni}]");
         let name = n.name.get_ref().clone();
-        if name.is_empty() || name.contains(['/', ' ']) && !name.starts_with("/proc/") {
-            return c.err(
-                n.name.span(),
-                format!("{at}.name"),
-                format!("invalid namespace {name:?}"),
-            );
+        let checked = if name.starts_with('/') {
+            if name.contains('\0') {
+                Err(format!("invalid namespace path {name:?}"))
+            } else {
+                Ok(())
+            }
+        } else {
+            check_netns_name(&name)
+                .map_err(|m| format!("{m} (or give a path like /proc/PID/ns/net)"))
+        };
+        if let Err(m) = checked {
+            return c.err(n.name.span(), format!("{at}.name"), m);
         }
         let bridge = n.bridge.get_ref().clone();
         if !bridge_lines.contains_key(&bridge) {
@@ -347,15 +298,19 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             Some(i) => c.name(i, format!("{at}.ifname"))?,
             None => "eth0".to_owned(),
         };
-        if ns_names
-            .insert((name.clone(), ifname.clone()), ())
-            .is_some()
+        let port = vbridge_datapath::port_name(&name, &ifname);
+        let line = c.line_of(n.name.span().start);
+        if let Some((other, other_if, other_line)) =
+            port_names.insert(port.clone(), (name.clone(), ifname.clone(), line))
         {
-            return c.err(
-                n.name.span(),
-                format!("{at}.name"),
-                format!("{name} already has an interface {ifname}"),
-            );
+            let message = if (&other, &other_if) == (&name, &ifname) {
+                format!("{name} already has an interface {ifname} (line {other_line})")
+            } else {
+                format!(
+                    "{name}'s {ifname} would be port {port}, like {other}'s {other_if} (line {other_line}): give one of them another ifname"
+                )
+            };
+            return c.err(n.name.span(), format!("{at}.name"), message);
         }
         let addresses = c.cidrs(&n.addresses, &format!("{at}.addresses"))?;
         let gateway = match &n.gateway {
@@ -371,6 +326,14 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             },
             None => None,
         };
+        let mut routes = Vec::new();
+        for (ri, r) in n.routes.iter().enumerate() {
+            let RouteDef { to, via } = r.get_ref();
+            match check_route(to, via) {
+                Ok(route) => routes.push(route),
+                Err(m) => return c.err(r.span(), format!("{at}.routes[{ri}]"), m),
+            }
+        }
         let mac = match &n.mac {
             Some(m) => match m.get_ref().parse::<MacAddr>() {
                 Ok(mac) if mac.is_unicast() => Some(mac.to_string()),
@@ -396,108 +359,11 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             ifname,
             addresses,
             gateway,
+            routes,
             mac,
             veth: n.veth,
             access,
         });
     }
     Ok(plan)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_topology_is_seed_002() {
-        let p = parse("default", DEFAULT_TOPOLOGY).unwrap();
-        assert_eq!(p.bridges.len(), 1);
-        assert_eq!(p.bridges[0].addresses, vec!["192.168.88.1/24"]);
-        let ns: Vec<_> = p
-            .namespaces
-            .iter()
-            .map(|n| (n.name.as_str(), n.addresses[0].as_str()))
-            .collect();
-        assert_eq!(
-            ns,
-            vec![("ns0", "192.168.88.2/24"), ("ns1", "192.168.88.3/24")]
-        );
-        assert_eq!(p.namespaces[0].ifname, "eth0");
-        assert_eq!(p.namespaces[0].gateway.as_deref(), Some("192.168.88.1"));
-        assert!(p.bridges[0].nat);
-    }
-
-    fn fails(src: &str) -> TopologyError {
-        parse("t.toml", src).unwrap_err()
-    }
-
-    #[test]
-    fn errors_name_file_line_and_field() {
-        let e = fails("[[bridge]]\nname = \"br0\"\ncolour = \"blue\"\n");
-        assert_eq!((e.file.as_str(), e.line), ("t.toml", 3));
-        assert!(e.message.contains("colour"), "{e}");
-
-        let e = fails("[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/33\"]\n");
-        assert_eq!((e.line, e.field.as_str()), (3, "bridge[0].addresses[0]"));
-        assert!(
-            e.to_string()
-                .starts_with("t.toml:3: bridge[0].addresses[0]: prefix length"),
-            "{e}"
-        );
-
-        let e =
-            fails("[[bridge]]\nname = \"br0\"\n\n[[namespace]]\nname = \"a\"\nbridge = \"br9\"\n");
-        assert_eq!((e.line, e.field.as_str()), (6, "namespace[0].bridge"));
-        assert!(e.message.contains("br9"));
-
-        let e = fails(
-            "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ngateway = \"10.0.0\"\n",
-        );
-        assert_eq!(e.field, "namespace[0].gateway");
-
-        let e = fails("[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p\"\naccess = 4095\n");
-        assert_eq!((e.line, e.field.as_str()), (5, "bridge[0].port[0].access"));
-
-        let e = fails("[[bridge]]\nname = \"br0\"\n[[bridge]]\nname = \"br0\"\n");
-        assert!(e.message.contains("twice"));
-        let e = fails(
-            "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\nmac = \"ff:ff:ff:ff:ff:ff\"\n",
-        );
-        assert_eq!(e.field, "namespace[0].mac");
-        let e = fails("[[bridge]]\nname = \"br0\"\nstp = \"maybe\"\n");
-        assert_eq!(e.field, "bridge[0].stp");
-        let e = fails("[[bridge]\n");
-        assert_eq!(e.line, 1);
-    }
-
-    #[test]
-    fn ports_and_vlans() {
-        let p = parse(
-            "t",
-            "[[bridge]]\nname = \"br0\"\nstp = \"rstp\"\n[[bridge.port]]\nname = \"eth1\"\ntrunk = \"10,20\"\nnative = 1\n[[bridge.port]]\nname = \"eth2\"\naccess = 10\n",
-        )
-        .unwrap();
-        assert_eq!(p.bridges[0].stp, Some(StpMode::Rstp));
-        assert_eq!(
-            p.bridges[0].ports,
-            vec![
-                (
-                    "eth1".into(),
-                    Some(VlanCfg::Trunk {
-                        allowed: "10,20".into(),
-                        native: Some(1)
-                    })
-                ),
-                ("eth2".into(), Some(VlanCfg::Access { vid: 10 })),
-            ]
-        );
-    }
-
-    #[test]
-    fn cidrs() {
-        assert_eq!(parse_cidr("fd00::1/64").unwrap().1, 64);
-        assert!(parse_cidr("10.0.0.1").is_err());
-        assert!(parse_cidr("10.0.0.300/24").is_err());
-        assert!(parse_cidr("fd00::1/129").is_err());
-    }
 }
