@@ -37,16 +37,23 @@ fn tap_port_moved_into_a_namespace() {
         "namespace -> host through the TAP port"
     );
     assert!(host.reaches("10.4.0.2"), "host -> namespace");
-    // TCP with TSO: the namespace hands 64 KB segments to the TAP.
+    // TCP with TSO: the namespace hands segments far larger than its MTU to the TAP.
     ns.ok("iperf3 -s -1 -D -B 10.4.0.2");
     std::thread::sleep(Duration::from_millis(300));
-    let out = host.ok("iperf3 -c 10.4.0.2 -t 1 -J");
+    let (p0, b0) = rx_counters(&d, "br0", "tap0");
+    let out = host.ok("iperf3 -c 10.4.0.2 -t 1 -R -J");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
         v["end"]["sum_received"]["bits_per_second"]
             .as_f64()
             .unwrap_or(0.0)
             > 10e6
+    );
+    let (p1, b1) = rx_counters(&d, "br0", "tap0");
+    let avg = (b1 - b0) / (p1 - p0).max(1);
+    assert!(
+        avg > 4000,
+        "frames from the TAP average {avg} bytes: no TSO"
     );
     d.ok("tap del tap0");
     assert!(
@@ -100,7 +107,7 @@ fn connect_a_namespace_by_path() {
         return;
     }
     let host = Netns::new("h");
-    let d = Daemon::start(&host);
+    let mut d = Daemon::start(&host);
     d.ok("addbr br0");
     host.ok("ip addr add 10.8.0.1/24 dev br0");
     host.ok("ip link set br0 up");
@@ -128,8 +135,32 @@ fn connect_a_namespace_by_path() {
     assert!(inside("ip route").contains("default via 10.8.0.1"));
     assert!(host.reaches("10.8.0.5"), "host -> the container");
     assert!(inside("ping -c1 -W2 10.8.0.1").contains("1 received"));
+
+    // After a kill -9 the connection comes back by its path.
+    d.kill9();
+    d.spawn();
+    assert!(host.reaches("10.8.0.5"), "after kill -9:\n{}", d.log());
     d.ok(&format!("disconnect {path} br0"));
     assert!(!inside("ip -br link").contains("eth0"));
+
+    // The container ends while the daemon is down: it starts all the same and shows the
+    // port as gone.
+    d.ok(&format!("connect {path} br0 --ip 10.8.0.5/24"));
+    d.kill9();
     let _ = proc_.kill();
     let _ = proc_.wait();
+    assert!(eventually(Duration::from_secs(2), || std::fs::read_link(
+        &path
+    )
+    .is_err()));
+    d.spawn();
+    let v = d.json("show br0");
+    let state = v[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port)
+        .map(|p| p["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("gone")), "{v}");
+    assert!(d.alive(), "daemon died:\n{}", d.log());
 }

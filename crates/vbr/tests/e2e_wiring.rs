@@ -184,6 +184,33 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
     // Connected once: again is refused, naming where it is.
     d.ok(&format!("connect {} br0 --ip 10.1.1.1/24", a.name));
     refused(&format!("connect {} br0", a.name), "already connected");
+
+    // A connected TAP has its offloads on: TCP leaves the namespace in segments far
+    // larger than the MTU. Two addresses on one connection.
+    let b = Netns::new("b");
+    d.ok(&format!(
+        "connect {} br0 --ip 10.1.1.2/24 --ip 10.2.2.2/24",
+        b.name
+    ));
+    let b_addrs = b.ok("ip -br addr show eth0");
+    assert!(
+        b_addrs.contains("10.1.1.2/24") && b_addrs.contains("10.2.2.2/24"),
+        "{b_addrs}"
+    );
+    assert!(a.reaches("10.1.1.2"));
+    b.ok("iperf3 -s -1 -D -B 10.1.1.2");
+    std::thread::sleep(Duration::from_millis(300));
+    let pa = format!("{}-eth0", a.name);
+    let pa = &pa[..pa.len().min(15)];
+    let (p0, b0) = rx_counters(&d, "br0", pa);
+    a.ok("iperf3 -c 10.1.1.2 -t 1");
+    let (p1, b1) = rx_counters(&d, "br0", pa);
+    let avg = (b1 - b0) / (p1 - p0).max(1);
+    assert!(
+        avg > 4000,
+        "frames from the TAP average {avg} bytes: no TSO"
+    );
+    assert!(d.ok("netns list").contains(&a.name), "vbr netns list");
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
 

@@ -269,3 +269,18 @@ impl Endpoint {
         out.trim().to_owned()
     }
 }
+
+/// Received (packets, bytes) of port `port` on `bridge`, from `vbr --json stats`.
+pub fn rx_counters(d: &Daemon, bridge: &str, port: &str) -> (u64, u64) {
+    let v = d.json(&format!("stats {bridge}"));
+    let p = v[0]["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == port))
+        .unwrap_or_else(|| panic!("no port {port} in {v}"))
+        .clone();
+    let c = &p["counters"];
+    (
+        c["rx_packets"].as_u64().unwrap_or(0),
+        c["rx_bytes"].as_u64().unwrap_or(0),
+    )
+}
