@@ -16,6 +16,8 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
             socket.display()
         )
     })?;
+    let wait = answer_timeout();
+    stream.set_read_timeout(Some(wait))?;
     let mut w = stream.try_clone()?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
@@ -23,8 +25,25 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
-        .context("reading the daemon's answer")?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+                "the daemon did not answer within {} s (set VBR_TIMEOUT to wait longer; its log may say why)",
+                wait.as_secs()
+            ),
+            _ => anyhow::Error::new(e).context("reading the daemon's answer"),
+        })?;
     serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")
+}
+
+/// How long to wait for an answer: `VBR_TIMEOUT` seconds, 300 by default (`vbr up` of
+/// a large topology takes a while; a daemon that never answers must not hang us).
+fn answer_timeout() -> std::time::Duration {
+    let secs = std::env::var("VBR_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
 }
 
 /// Makes sure a daemon answers on `socket`, starting `vbr daemon` in the background (its

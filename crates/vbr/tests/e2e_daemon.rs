@@ -250,3 +250,29 @@ fn unreachable_daemon_exit_code() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the vbr daemon"));
 }
+
+#[test]
+fn a_daemon_that_never_answers_does_not_hang_the_cli() {
+    let dir = std::env::temp_dir().join(format!("vbr-test-{}", uniq("s")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mute.sock");
+    // Accepts, reads, and never answers.
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mute = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(conn);
+    });
+    let started = std::time::Instant::now();
+    let out = sh(&format!(
+        "VBR_TIMEOUT=1 timeout 20 {} --socket {} show",
+        vbr_bin(),
+        path.display()
+    ));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("did not answer within 1 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    mute.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
