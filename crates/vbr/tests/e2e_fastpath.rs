@@ -38,10 +38,8 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     ] {
         d.ok(&format!("connect {} br0 --veth --ip {ip}", ns.name));
     }
-    let pa = format!("{}-eth0", a.name);
-    let pa = &pa[..pa.len().min(15)];
-    let pb = format!("{}-eth0", b.name);
-    let pb = &pb[..pb.len().min(15)];
+    let pa = &port_of(&a.name, "eth0");
+    let pb = &port_of(&b.name, "eth0");
     let stats = d.json("stats br0");
     assert_eq!(port(&stats, pa)["fast_path"], true, "{stats}");
 
@@ -101,8 +99,7 @@ fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
         (&c, "10.8.0.3/24", 20),
     ] {
         d.ok(&format!("connect {} br0 --veth --ip {ip}", ns.name));
-        let p = format!("{}-eth0", ns.name);
-        let p = p[..p.len().min(15)].to_owned();
+        let p = port_of(&ns.name, "eth0");
         d.ok(&format!("link set {p} access {vlan}"));
         names.push(p);
     }
@@ -135,8 +132,7 @@ fn a_peer_moved_next_to_the_switch_leaves_the_fast_path() {
     let (a, b) = (Netns::new("a"), Netns::new("b"));
     d.ok(&format!("connect {} br0 --veth --ip 10.6.0.1/24", a.name));
     d.ok(&format!("connect {} br0 --veth --ip 10.6.0.2/24", b.name));
-    let pb = format!("{}-eth0", b.name);
-    let pb = &pb[..pb.len().min(15)];
+    let pb = &port_of(&b.name, "eth0");
     assert!(a.reaches("10.6.0.2"));
     assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
 

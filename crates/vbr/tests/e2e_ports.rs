@@ -126,8 +126,8 @@ fn connect_a_namespace_by_path() {
     let out = d.ok(&format!(
         "connect {path} br0 --ip 10.8.0.5/24 --gateway 10.8.0.1 --mac 02:00:00:00:08:05"
     ));
-    let port = format!("p{pid}-eth0");
-    let port = &port[..port.len().min(15)];
+    let port = port_of(&path, "eth0");
+    let port = port.as_str();
     assert!(out.contains(port), "{out}");
     let inside = |cmd: &str| ok(&format!("nsenter --net={path} {cmd}"));
     // (sysfs shows the mounting namespace's devices under nsenter: ask netlink)

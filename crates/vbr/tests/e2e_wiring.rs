@@ -165,8 +165,7 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
     refused(&format!("disconnect {} br0", a.name), "not connected");
 
     // Configuring the namespace side fails (a gateway it cannot reach): no veth is left.
-    let port = format!("{}-eth0", a.name);
-    let port = &port[..port.len().min(15)];
+    let port = &port_of(&a.name, "eth0");
     refused(
         &format!("connect {} br0 --veth --gateway 10.3.3.3", a.name),
         "",
@@ -200,8 +199,7 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
     assert!(a.reaches("10.1.1.2"));
     b.ok("iperf3 -s -1 -D -B 10.1.1.2");
     std::thread::sleep(Duration::from_millis(300));
-    let pa = format!("{}-eth0", a.name);
-    let pa = &pa[..pa.len().min(15)];
+    let pa = &port_of(&a.name, "eth0");
     let (p0, b0) = rx_counters(&d, "br0", pa);
     a.ok("iperf3 -c 10.1.1.2 -t 1");
     let (p1, b1) = rx_counters(&d, "br0", pa);
@@ -231,8 +229,7 @@ fn veth_connections_come_back_after_kill_9_and_a_deleted_namespace_is_reported()
     d.kill9();
     d.spawn();
     assert!(a.reaches("10.5.0.2"), "after kill -9:\n{}", d.log());
-    let pb = format!("{}-eth0", b.name);
-    let pb = &pb[..pb.len().min(15)];
+    let pb = &port_of(&b.name, "eth0");
     assert_eq!(port_state(&d, "br0", pb).as_deref(), Some("up"));
 
     // Someone deletes b: its port is shown as gone, the daemon carries on.

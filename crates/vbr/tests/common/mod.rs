@@ -284,3 +284,9 @@ pub fn rx_counters(d: &Daemon, bridge: &str, port: &str) -> (u64, u64) {
         c["rx_bytes"].as_u64().unwrap_or(0),
     )
 }
+
+/// The bridge port `vbr connect NETNS BRIDGE --ifname IFNAME` makes (the rule is
+/// unit-tested in vbridge-datapath).
+pub fn port_of(netns: &str, ifname: &str) -> String {
+    vbridge_datapath::port_name(netns, ifname)
+}
