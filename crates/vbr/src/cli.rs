@@ -112,6 +112,10 @@ pub(crate) enum Cmd {
         ips: Vec<String>,
         #[arg(long)]
         gateway: Option<String>,
+        /// One more route inside the namespace, as `DEST,GATEWAY` (repeatable), e.g.
+        /// `--route 10.20.0.0/16,192.168.88.254`.
+        #[arg(long = "route", value_parser = route_arg)]
+        routes: Vec<(String, String)>,
         #[arg(long)]
         mac: Option<String>,
         /// A veth pair instead of a TAP.
@@ -391,6 +395,7 @@ impl Cmd {
                 ifname,
                 ips,
                 gateway,
+                routes,
                 mac,
                 veth,
             } => Request::Connect(crate::daemon::ConnectArgs {
@@ -401,7 +406,7 @@ impl Cmd {
                 gateway: gateway.clone(),
                 mac: mac.clone(),
                 veth: *veth,
-                routes: Vec::new(),
+                routes: routes.clone(),
             }),
             Cmd::Disconnect { netns, bridge } => Request::Disconnect {
                 netns: s(netns),
@@ -417,4 +422,12 @@ impl Cmd {
             },
         }))
     }
+}
+
+/// Parses `--route DEST,GATEWAY` (Podman's form).
+fn route_arg(s: &str) -> Result<(String, String), String> {
+    let (to, via) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: use DEST,GATEWAY, e.g. 10.20.0.0/16,192.168.88.254"))?;
+    crate::topology::check_route(to.trim(), via.trim())
 }

@@ -185,12 +185,24 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
     refused(&format!("connect {} br0", a.name), "already connected");
 
     // A connected TAP has its offloads on: TCP leaves the namespace in segments far
-    // larger than the MTU. Two addresses on one connection.
+    // larger than the MTU. Two addresses and a route on one connection.
     let b = Netns::new("b");
+    refused(
+        &format!(
+            "connect {} br0 --ip 10.1.1.2/24 --route 10.9.0.1/16,10.1.1.254",
+            b.name
+        ),
+        "not a network",
+    );
     d.ok(&format!(
-        "connect {} br0 --ip 10.1.1.2/24 --ip 10.2.2.2/24",
+        "connect {} br0 --ip 10.1.1.2/24 --ip 10.2.2.2/24 --route 10.9.0.0/16,10.1.1.254",
         b.name
     ));
+    let b_routes = b.ok("ip route");
+    assert!(
+        b_routes.contains("10.9.0.0/16 via 10.1.1.254"),
+        "{b_routes}"
+    );
     let b_addrs = b.ok("ip -br addr show eth0");
     assert!(
         b_addrs.contains("10.1.1.2/24") && b_addrs.contains("10.2.2.2/24"),
