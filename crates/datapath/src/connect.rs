@@ -40,10 +40,11 @@ pub struct Connection {
 
 impl Connection {
     /// The port's name on the bridge (and a veth connection's host-side netdev):
-    /// `<namespace>-<ifname>` (`p<PID>-<ifname>` for `/proc/PID/ns/net`) when that fits
-    /// in 15 characters; longer ones keep the namespace's first characters and the
-    /// interface name, with 4 hex digits of a hash of both in between
-    /// (`myapp-1f3a-eth0`), so two long names that start alike do not collide.
+    /// `<namespace>-<ifname>` (`p<last path component>-<ifname>` for a path, so
+    /// `p<PID>-eth0` for `/proc/PID/ns/net`) when that fits in 15 characters. Longer
+    /// ones keep the namespace's first characters and the interface name around 6 hex
+    /// digits of a hash of both (`mya-1f3a9b-eth0`), so names that start alike get
+    /// different ports; a collision that still happens is refused by `connect`.
     pub fn port_name(&self) -> String {
         port_name(&self.netns, &self.ifname)
     }
@@ -52,15 +53,11 @@ impl Connection {
 /// See [`Connection::port_name`].
 pub fn port_name(netns: &str, ifname: &str) -> String {
     const MAX: usize = 15;
-    let last = netns
-        .trim_end_matches("/ns/net")
-        .rsplit('/')
-        .next()
-        .unwrap_or("ns");
     let ns = if netns.contains('/') {
-        format!("p{last}")
+        let spec = netns.trim_end_matches('/').trim_end_matches("/ns/net");
+        format!("p{}", spec.rsplit_once('/').map_or(spec, |(_, last)| last))
     } else {
-        last.to_owned()
+        netns.to_owned()
     };
     let plain = format!("{ns}-{ifname}");
     if plain.len() <= MAX {
@@ -74,7 +71,7 @@ pub fn port_name(netns: &str, ifname: &str) -> String {
         .fold(0x811c_9dc5u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });
-    let tail = format!("{:04x}-{ifname}", hash >> 16);
+    let tail = format!("-{:06x}-{ifname}", hash >> 8);
     if tail.len() >= MAX {
         return format!("vc{hash:08x}");
     }
@@ -259,8 +256,22 @@ mod tests {
         );
         for n in [&a, &b] {
             assert_eq!(n.len(), 15, "{n}");
-            assert!(n.starts_with("myapp-") && n.ends_with("-eth0"), "{n}");
+            assert!(n.starts_with("mya-") && n.ends_with("-eth0"), "{n}");
         }
+        assert_eq!(port_name("/proc/4242/ns/net/", "eth0"), "p4242-eth0");
+        assert_eq!(
+            port_name("/var/run/docker/netns/abc", "eth0"),
+            "pabc-eth0",
+            "any path: its last component"
+        );
+        // Non-ASCII names are cut on a character boundary.
+        let n = port_name("ñañañañañañañañaña", "eth0");
+        assert!(n.len() <= 15 && n.ends_with("-eth0"), "{n}");
+        // 200 long names that start alike: no collisions (the bench connects as many).
+        let names: std::collections::HashSet<_> = (0..200)
+            .map(|i| port_name(&format!("vbe1234567n{i}"), "eth0"))
+            .collect();
+        assert_eq!(names.len(), 200);
         assert_ne!(
             port_name("a-very-long-namespace", "eth0"),
             port_name("a-very-long-namespace", "eth1")

@@ -154,6 +154,12 @@ pub fn exists(name: &str) -> bool {
     name::check_netns(name).is_ok() && fs::symlink_metadata(path(name)).is_ok()
 }
 
+/// Checks a name for a namespace under `/run/netns` with `ip netns`'s rule: not empty,
+/// at most 255 bytes, not `.` or `..`, no `/` or NUL.
+pub fn check_name(name: &str) -> Result<(), HostError> {
+    name::check_netns(name)
+}
+
 /// Opens a network namespace: `spec` is a name under `/run/netns`, or, when
 /// it contains a `/`, a path such as `/proc/PID/ns/net`.
 pub fn open(spec: &str) -> Result<OwnedFd, HostError> {
@@ -172,14 +178,6 @@ pub fn current() -> Result<OwnedFd, HostError> {
 }
 
 fn open_path(target: &Path, what: &str) -> Result<OwnedFd, HostError> {
-    // Non-blocking, so that a FIFO or a terminal at that path cannot stall the caller
-    // (std adds O_CLOEXEC).
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
-        .open(target)
-        .map_err(|e| HostError::io("open", what, e))?;
-    let fd = OwnedFd::from(file);
     let not_netns = || {
         HostError::invalid(
             "network namespace",
@@ -187,13 +185,28 @@ fn open_path(target: &Path, what: &str) -> Result<OwnedFd, HostError> {
             "not a network namespace (give a name under /run/netns or a path like /proc/PID/ns/net)",
         )
     };
+    // Namespace files are regular files: never open anything else (opening a device can
+    // do something by itself). Non-blocking all the same, should it change meanwhile.
+    if !fs::metadata(target)
+        .map_err(|e| HostError::io("open", what, e))?
+        .is_file()
+    {
+        return Err(not_netns());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(target)
+        .map_err(|e| HostError::io("open", what, e))?;
+    let fd = OwnedFd::from(file);
     let fs =
         nix::sys::statfs::fstatfs(&fd).map_err(|e| HostError::from_errno("inspect", what, e))?;
     if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return Err(not_netns());
     }
     // A namespace file opened directly (not through a bind mount like /run/netns/NAME)
-    // reads back as "TYPE:[INODE]": refuse the other types by name.
+    // reads back as "TYPE:[INODE]": refuse the other types by name. (A bind mount of
+    // another type reads back as its path; entering it then fails with EINVAL.)
     let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| HostError::io("inspect", what, e))?;
     let link = link.to_string_lossy();

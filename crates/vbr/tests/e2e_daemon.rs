@@ -256,7 +256,7 @@ fn a_daemon_that_never_answers_does_not_hang_the_cli() {
     let dir = std::env::temp_dir().join(format!("vbr-test-{}", uniq("s")));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mute.sock");
-    // Accepts, reads, and never answers.
+    // Accepts, and never answers.
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let mute = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();

@@ -3,7 +3,8 @@
 //! `down` spares what existed before `up`; routes from the file; `vbr connect` refusing
 //! bad requests with clear errors (a FIFO given as namespace must not hang anything),
 //! leaving no veth behind when it fails; veth connections after a `kill -9` and after
-//! their namespace is deleted.
+//! their namespace is deleted; a connection an older vbridge saved under another port
+//! name.
 
 mod common;
 
@@ -168,7 +169,7 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
     let port = &port_of(&a.name, "eth0");
     refused(
         &format!("connect {} br0 --veth --gateway 10.3.3.3", a.name),
-        "",
+        "default route via 10.3.3.3: network unreachable",
     );
     assert!(
         !host.exec(&format!("ip link show {port}")).status.success(),
@@ -259,5 +260,61 @@ fn veth_connections_come_back_after_kill_9_and_a_deleted_namespace_is_reported()
     let c = Netns::new("c");
     d.ok(&format!("connect {} br0 --veth --ip 10.5.0.3/24", c.name));
     assert!(a.reaches("10.5.0.3"), "the rest keeps working");
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}
+
+#[test]
+fn a_connection_saved_under_an_older_port_name_is_recognised() {
+    if !root_or_skip("a_connection_saved_under_an_older_port_name_is_recognised") {
+        return;
+    }
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let long = Netns {
+        name: format!("{}-database-1", uniq("l")),
+    };
+    ok(&format!("ip netns add {}", long.name));
+    d.ok(&format!("connect {} br0 --ip 10.6.6.1/24", long.name));
+    let new_name = port_of(&long.name, "eth0");
+    let old_name: String = format!("{}-eth0", long.name).chars().take(15).collect();
+    assert_ne!(new_name, old_name);
+
+    // What an older vbridge saved: the same connection under the cut-off name.
+    d.kill9();
+    let cfg = d.dir.join("state").join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(&new_name), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace(&format!("\"{new_name}\""), &format!("\"{old_name}\"")),
+    )
+    .unwrap();
+    d.spawn();
+    assert!(d.ok("show br0").contains(&old_name));
+
+    // Connecting it again is "already connected", under the name it has...
+    let (good, err) = try_vbr(&d, &format!("connect {} br0", long.name));
+    assert!(
+        !good && err.contains("already connected") && err.contains(&old_name),
+        "{err}"
+    );
+    // ... and a topology file naming it changes nothing.
+    let file = d.dir.join("t.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"{}\"\nbridge = \"br0\"\naddresses = [\"10.6.6.1/24\"]\n",
+            long.name
+        ),
+    )
+    .unwrap();
+    let out = d.ok(&format!("--json up {}", file.display()));
+    assert!(out.contains("\"changed\": false"), "{out}");
+    let show = d.ok("show br0");
+    assert!(
+        show.contains(&old_name) && !show.contains(&new_name),
+        "{show}"
+    );
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }

@@ -89,13 +89,12 @@ pub(crate) struct ConnectArgs {
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {
-    crate::topology::check_netns_name(name)?;
     netns::add(name).map_err(|e| chain(&e))?;
     Ok(json!({ "netns": name }))
 }
 
 pub(crate) fn netns_del(e: &mut Engine, name: &str) -> Outcome {
-    crate::topology::check_netns_name(name)?;
+    netns::check_name(name).map_err(|x| chain(&x))?;
     // Ports connecting it go first (their TAPs live in it).
     for b in e.bridge_names() {
         let ports = e
@@ -126,8 +125,12 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         g.parse::<IpAddr>()
             .map_err(|_| format!("--gateway {g:?} is not an IP address"))?;
     }
+    let mut routes = Vec::new();
     for (to, via) in &a.routes {
-        crate::topology::check_route(to, via).map_err(|m| format!("route {to} via {via}: {m}"))?;
+        routes.push(
+            crate::topology::check_route(to, via)
+                .map_err(|m| format!("route {to} via {via}: {m}"))?,
+        );
     }
     if let Some(m) = &a.mac {
         let mac = m.parse::<MacAddr>().map_err(|x| x.to_string())?;
@@ -136,24 +139,28 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         }
     }
     if let Err(x) = netns::open(&a.netns) {
-        return Err(if x.kind() == vbridge_host::ErrorKind::NotFound {
-            format!(
-                "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
-                a.netns, a.netns
-            )
-        } else {
-            chain(&x)
-        });
+        return Err(
+            if x.kind() == vbridge_host::ErrorKind::NotFound && a.netns.contains('/') {
+                format!("namespace path {} does not exist", a.netns)
+            } else if x.kind() == vbridge_host::ErrorKind::NotFound {
+                format!(
+                    "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
+                    a.netns, a.netns
+                )
+            } else {
+                chain(&x)
+            },
+        );
     }
     let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
     crate::topology::check_ifname(&ifname)?;
-    check_port_name(e, &a.netns, &ifname, None)?;
+    placement(e, &a.netns, &ifname, None)?;
     let conn = Connection {
         netns: a.netns.clone(),
         ifname,
         addresses,
         gateway: a.gateway.clone(),
-        routes: a.routes.clone(),
+        routes,
         mac: a.mac.clone(),
         veth: a.veth,
         netns_id: if a.netns.contains('/') {
@@ -174,36 +181,43 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
     Ok(json!({ "bridge": a.bridge, "port": name, "port_no": id.0, "netns": a.netns }))
 }
 
-/// Whether namespace `netns` may get interface `ifname` on bridge `bridge` (any bridge
-/// for `None`): not connected already, and its port name not taken by another port.
-/// With `Some(bridge)`, an existing connection of the same namespace and interface to
-/// that bridge is fine (`vbr up` again): `Ok(true)` says it is there.
-fn check_port_name(
+/// Where namespace `netns`'s interface `ifname` stands: `Ok(None)` if it may be connected
+/// (to `bridge`; to any bridge for `None`), `Ok(Some(port))` if it is connected to
+/// `bridge` already (`vbr up` again), an error if it is connected elsewhere (to any
+/// bridge, for `None`) or its port name is taken by another port. An existing connection
+/// is found by namespace and interface, whatever its port is called (an older vbridge
+/// may have named it differently).
+fn placement(
     e: &Engine,
     netns: &str,
     ifname: &str,
     bridge: Option<&str>,
-) -> Result<bool, String> {
+) -> Result<Option<String>, String> {
+    let existing = e.bridge_names().into_iter().find_map(|b| {
+        let rt = e.bridge(&b).ok()?;
+        let port = rt
+            .connected(netns)
+            .into_iter()
+            .find(|p| rt.connection(p).is_some_and(|c| c.ifname == ifname))?;
+        Some((b, port))
+    });
+    if let Some((b, port)) = existing {
+        return match bridge {
+            Some(want) if want == b => Ok(Some(port)),
+            Some(want) => Err(format!(
+                "{netns} is already connected to bridge {b} as {port}, not to {want}"
+            )),
+            None => Err(format!(
+                "{netns} is already connected to bridge {b} as port {port} (interface {ifname})"
+            )),
+        };
+    }
     let name = vbridge_datapath::port_name(netns, ifname);
-    let Some((b, _)) = e.find_port(&name) else {
-        return Ok(false);
-    };
-    let same = e
-        .bridge(&b)
-        .ok()
-        .and_then(|rt| rt.connection(&name))
-        .is_some_and(|c| c.netns == netns && c.ifname == ifname);
-    match (same, bridge) {
-        (true, Some(want)) if want == b => Ok(true),
-        (true, Some(want)) => Err(format!(
-            "{netns} is already connected to bridge {b} as {name}, not to {want}"
-        )),
-        (true, None) => Err(format!(
-            "{netns} is already connected to bridge {b} as port {name} (interface {ifname})"
-        )),
-        (false, _) => Err(format!(
+    match e.find_port(&name) {
+        Some((b, _)) => Err(format!(
             "{netns}'s interface {ifname} would be port {name}, which bridge {b} already has; give it another --ifname"
         )),
+        None => Ok(None),
     }
 }
 
@@ -285,31 +299,27 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
             netns::add(&n.name).map_err(|x| chain(&x))?;
             made.netns.push(n.name.clone());
         }
-        let conn = Connection {
-            netns: n.name.clone(),
-            ifname: n.ifname.clone(),
-            addresses: n.addresses.clone(),
-            gateway: n.gateway.clone(),
-            routes: n.routes.clone(),
-            mac: n.mac.clone(),
-            veth: n.veth,
-            netns_id: None,
+        let port = match placement(e, &n.name, &n.ifname, Some(&n.bridge))? {
+            Some(port) => port,
+            None => {
+                let args = ConnectArgs {
+                    netns: n.name.clone(),
+                    bridge: n.bridge.clone(),
+                    ifname: Some(n.ifname.clone()),
+                    ips: n.addresses.clone(),
+                    gateway: n.gateway.clone(),
+                    mac: n.mac.clone(),
+                    veth: n.veth,
+                    routes: n.routes.clone(),
+                };
+                let port = connect(e, &args)?["port"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                made.connections.push((n.bridge.clone(), port.clone()));
+                port
+            }
         };
-        let port = conn.port_name();
-        if !check_port_name(e, &n.name, &n.ifname, Some(&n.bridge))? {
-            let args = ConnectArgs {
-                netns: n.name.clone(),
-                bridge: n.bridge.clone(),
-                ifname: Some(n.ifname.clone()),
-                ips: n.addresses.clone(),
-                gateway: n.gateway.clone(),
-                mac: n.mac.clone(),
-                veth: n.veth,
-                routes: n.routes.clone(),
-            };
-            connect(e, &args)?;
-            made.connections.push((n.bridge.clone(), port.clone()));
-        }
         set_vlan(e, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
     }
     e.sync();
@@ -345,7 +355,7 @@ fn preflight(e: &Engine, plan: &Plan) -> Result<(), String> {
         if n.name.contains('/') {
             netns::open(&n.name).map_err(|x| chain(&x))?;
         }
-        check_port_name(e, &n.name, &n.ifname, Some(&n.bridge))?;
+        placement(e, &n.name, &n.ifname, Some(&n.bridge))?;
     }
     Ok(())
 }

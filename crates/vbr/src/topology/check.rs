@@ -26,24 +26,6 @@ pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
     }
 }
 
-/// Checks the name of a namespace under /run/netns: ASCII, no '/', not starting with '.',
-/// at most 200 characters.
-pub(crate) fn check_netns_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || !name.is_ascii()
-        || name.contains(['/', '\0'])
-        || name.chars().any(|c| c.is_ascii_whitespace())
-        || name.starts_with('.')
-        || name.len() > 200
-    {
-        Err(format!(
-            "invalid namespace name {name:?}: use 1-200 ASCII characters without '/' or spaces, not starting with '.'"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// Checks a route: destination `to` a network (no host bits set) and next hop `via` an
 /// address of the same family. Returns both as written canonically.
 pub(crate) fn check_route(to: &str, via: &str) -> Result<(String, String), String> {

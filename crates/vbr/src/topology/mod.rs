@@ -17,7 +17,7 @@ use vbridge_core::{MacAddr, VidSet};
 use vbridge_datapath::{StpMode, VlanCfg};
 
 use check::Checker;
-pub(crate) use check::{check_ifname, check_netns_name, check_route, parse_cidr};
+pub(crate) use check::{check_ifname, check_route, parse_cidr};
 
 /// The built-in default: seed 002's Docker-style network.
 pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 002's bridge network.
@@ -173,6 +173,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
     })?;
     let mut plan = Plan::default();
     let mut bridge_lines: BTreeMap<String, usize> = BTreeMap::new();
+    let mut port_lines: BTreeMap<String, usize> = BTreeMap::new();
     for (bi, b) in parsed.bridges.iter().enumerate() {
         let at = format!("bridge[{bi}]");
         let name = c.name(&b.name, format!("{at}.name"))?;
@@ -215,6 +216,13 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         for (pi, p) in b.ports.iter().enumerate() {
             let pat = format!("{at}.port[{pi}]");
             let pname = c.name(&p.name, format!("{pat}.name"))?;
+            if let Some(first) = port_lines.insert(pname.clone(), c.line_of(p.name.span().start)) {
+                return c.err(
+                    p.name.span(),
+                    format!("{pat}.name"),
+                    format!("port {pname} is listed already (line {first}): a port has one bridge"),
+                );
+            }
             let vlan = match (&p.access, &p.trunk) {
                 (Some(_), Some(t)) => {
                     return c.err(
@@ -280,8 +288,8 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
                 Ok(())
             }
         } else {
-            check_netns_name(&name)
-                .map_err(|m| format!("{m} (or give a path like /proc/PID/ns/net)"))
+            vbridge_host::netns::check_name(&name)
+                .map_err(|e| format!("{e} (or give a path like /proc/PID/ns/net)"))
         };
         if let Err(m) = checked {
             return c.err(n.name.span(), format!("{at}.name"), m);

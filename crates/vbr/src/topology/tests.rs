@@ -139,7 +139,7 @@ fn namespace_names_and_port_name_collisions() {
             "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"{name}\"\nbridge = \"br0\"\n"
         ))
     };
-    for name in [".", "..", ".hidden", "a b", &"x".repeat(201)] {
+    for name in [".", "..", "a/b", &"x".repeat(256)] {
         let e = ns(name);
         assert_eq!(
             (e.line, e.field.as_str()),
@@ -168,4 +168,26 @@ fn namespace_names_and_port_name_collisions() {
     )
     .unwrap();
     assert_eq!(p.namespaces.len(), 2);
+}
+
+#[test]
+fn a_port_has_one_bridge_and_a_port_name_one_owner() {
+    let e = fails(
+        "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"eth1\"\n[[bridge]]\nname = \"br1\"\n[[bridge.port]]\nname = \"eth1\"\n",
+    );
+    assert_eq!((e.line, e.field.as_str()), (8, "bridge[1].port[0].name"));
+    assert!(e.message.contains("line 4"), "{e}");
+
+    // A namespace literally named like another one's shortened port.
+    let long = "myapp-database-1";
+    let taken = vbridge_datapath::port_name(long, "eth0");
+    let literal = taken.trim_end_matches("-eth0");
+    let e = fails(&format!(
+        "[[bridge]]\nname = \"br0\"\n[[namespace]]\nname = \"{long}\"\nbridge = \"br0\"\n[[namespace]]\nname = \"{literal}\"\nbridge = \"br0\"\n"
+    ));
+    assert_eq!((e.line, e.field.as_str()), (7, "namespace[1].name"));
+    assert!(
+        e.message.contains(&taken) && e.message.contains("line 4"),
+        "{e}"
+    );
 }
