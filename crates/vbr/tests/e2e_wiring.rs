@@ -318,3 +318,31 @@ fn a_connection_saved_under_an_older_port_name_is_recognised() {
     );
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
+
+#[test]
+fn nat_without_nft_is_refused_before_anything_changes() {
+    if !root_or_skip("nat_without_nft_is_refused_before_anything_changes") {
+        return;
+    }
+    let host = Netns::new("h");
+    // A daemon that cannot find `nft` (nsenter itself is found on our PATH).
+    let d = Daemon::start_with_env(&host, &[("PATH", "/nonexistent")]);
+    let ns = Netns { name: uniq("n") };
+    let file = d.dir.join("nat.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[bridge]]\nname = \"brn\"\naddresses = [\"10.66.0.1/24\"]\nnat = true\n[[namespace]]\nname = \"{}\"\nbridge = \"brn\"\n",
+            ns.name
+        ),
+    )
+    .unwrap();
+    let (good, err) = try_vbr(&d, &format!("up {}", file.display()));
+    assert!(!good && err.contains("nft"), "{err}");
+    assert!(!d.ok("show").contains("brn"), "bridge made");
+    assert!(
+        !host.exec("ip link show brn").status.success(),
+        "netdev made"
+    );
+    assert!(!ok("ip netns list").contains(&ns.name), "namespace made");
+}

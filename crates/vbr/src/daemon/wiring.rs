@@ -326,12 +326,21 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
     Ok(())
 }
 
-/// What `up` can find wrong before it changes anything: ports that are another bridge's
-/// or no network interface here, namespace paths that lead nowhere, connections that
-/// exist to another bridge or whose port name is taken.
+/// What `up` can find wrong before it changes anything: NAT without a working `nft`,
+/// ports that are another bridge's or no network interface here, namespace paths that
+/// lead nowhere, connections that exist to another bridge or whose port name is taken.
 fn preflight(e: &Engine, plan: &Plan) -> Result<(), String> {
     let mut nl = Netlink::new().map_err(|x| chain(&x))?;
     for b in &plan.bridges {
+        if b.nat {
+            nat::exists(&b.name).map_err(|x| {
+                format!(
+                    "bridge {}: nat: {} (NAT needs nftables' `nft` program)",
+                    b.name,
+                    chain(&x)
+                )
+            })?;
+        }
         for (port, _) in &b.ports {
             match e.find_port(port) {
                 Some((other, _)) if other != b.name => {

@@ -120,11 +120,18 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub host: String,
+    /// Environment variables set for the daemon.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts a daemon in `host` with a fresh state directory.
     pub fn start(host: &Netns) -> Daemon {
+        Daemon::start_with_env(host, &[])
+    }
+
+    /// [`Daemon::start`] with these environment variables set for the daemon.
+    pub fn start_with_env(host: &Netns, env: &[(&str, &str)]) -> Daemon {
         let dir = std::env::temp_dir().join(format!("vbr-test-{}", uniq("d")));
         std::fs::create_dir_all(&dir).unwrap();
         let mut d = Daemon {
@@ -132,6 +139,10 @@ impl Daemon {
             socket: dir.join("vbr.sock"),
             dir,
             host: host.name.clone(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         d
@@ -143,7 +154,15 @@ impl Daemon {
         // nsenter enters only the network namespace; `ip netns exec` would also give the
         // daemon a private mount namespace, hiding the namespaces it mounts under
         // /run/netns from everyone else.
-        let child = Command::new("nsenter")
+        // Found on our PATH (the daemon's may be set to something else).
+        let nsenter = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .map(|d| PathBuf::from(d).join("nsenter"))
+            .find(|p| p.exists())
+            .expect("nsenter on PATH");
+        let child = Command::new(nsenter)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(format!("--net=/run/netns/{}", self.host))
             .args([vbr_bin(), "daemon"])
             .arg("--socket")
