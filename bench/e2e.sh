@@ -2,8 +2,8 @@
 # End-to-end benchmark: two namespaces talking through vbridge (TAP ports), through the
 # Linux kernel bridge (veth pairs), and over a direct veth pair, measured in the same run:
 # iperf3 TCP throughput, iperf3 UDP small-packet rate (64-byte frames), ping RTT (average
-# and p99 of 200 pings at 10 ms) and the daemon's RSS with 4 connected namespaces (the 2
-# TAP and 2 veth ones measured) and with 198 more (`vbr connect`, TAP ports) added.
+# and p99 of 200 pings at 10 ms) and the daemon's RSS with 2 connected namespaces (the
+# TAP ones, after all the traffic) and with 200 (198 more by `vbr connect`, TAP ports).
 # vbridge runs twice: with TAP ports (every frame through the daemon) and with
 # veth-connected namespaces (`vbr connect --veth`: known flows forwarded by the kernel
 # fast path). Prints a table with ratios to the kernel bridge. Where they are installed,
@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 ROUNDS=${2:-3}
-VBR=${VBR:-$PWD/target/release/vbr}
-[ -x "$VBR" ] || cargo build --release -p vbr
+# The release build of this checkout (rebuilt if stale), unless VBR names a binary.
+if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
 for t in iperf3 ping ip; do command -v $t >/dev/null || { echo "need $t" >&2; exit 1; }; done
 
 P=vbe$$
@@ -154,9 +154,10 @@ for m in $SETUPS; do
   T[$m]=$(median <<<"${T[$m]}"); U[$m]=$(median <<<"${U[$m]}"); UD[$m]=$(median <<<"${UD[$m]}")
   RA[$m]=$(median <<<"${RA[$m]}"); R9[$m]=$(median <<<"${R9[$m]}")
 done
+# Memory with the 2 TAP namespaces left (after all the traffic above), then with 198
+# more, each with `vbr connect` (a TAP held by the daemon, the default): 200.
+for i in 1 2; do vbr disconnect ${P}x$i br1 >/dev/null; done
 RSS2=$(rss)
-# 198 more namespaces, each with `vbr connect` (a TAP held by the daemon, the default),
-# to see memory with 202 connected namespaces.
 for i in $(seq 3 200); do
   mkns ${P}n$i >/dev/null
   vbr connect ${P}n$i br0 >/dev/null
@@ -177,5 +178,5 @@ row "UDP 64B frames/s received" U
 row "UDP 64B frames/s delivered" UD
 row "ping RTT avg ms" RA
 row "ping RTT p99 ms" R9
-printf '%-28s %s\n' "daemon RSS MB, 4 namespaces" "$RSS2"
-printf '%-28s %s\n' "daemon RSS MB, 202 namespaces" "$RSS200"
+printf '%-28s %s\n' "daemon RSS MB, 2 namespaces" "$RSS2"
+printf '%-28s %s\n' "daemon RSS MB, 200 namespaces" "$RSS200"
