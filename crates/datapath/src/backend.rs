@@ -51,17 +51,7 @@ pub(crate) fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
         return crate::connect::open(name, c);
     }
     match spec.kind {
-        PortKind::Interface => {
-            let io = AfPacket::attach(name, AfPacketOptions::default())
-                .map_err(|e| DpError::port(name, e))?;
-            netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
-            Ok(Backend {
-                mac: io.mac().ok().map(MacAddr),
-                ifindex: Some(io.ifindex()),
-                io: Box::new(io),
-                quiet: Quieted::apply(name),
-            })
-        }
+        PortKind::Interface => attach_interface(name),
         PortKind::Tap => {
             let tap =
                 Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
@@ -79,4 +69,18 @@ pub(crate) fn open_backend(spec: &PortSpec) -> Result<Backend, DpError> {
             why: "host ports are made with their bridge",
         }),
     }
+}
+
+/// An existing netdev `name` as a port: read and written with AF_PACKET, brought up and
+/// kept from the host's IP stack.
+pub(crate) fn attach_interface(name: &str) -> Result<Backend, DpError> {
+    let io =
+        AfPacket::attach(name, AfPacketOptions::default()).map_err(|e| DpError::port(name, e))?;
+    netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
+    Ok(Backend {
+        mac: io.mac().ok().map(MacAddr),
+        ifindex: Some(io.ifindex()),
+        io: Box::new(io),
+        quiet: Quieted::apply(name),
+    })
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use vbridge_core::MacAddr;
 use vbridge_host::{ErrorKind, HostError, Netlink, netns};
-use vbridge_ports::{AfPacket, AfPacketOptions, PortIo, Tap, TapOptions, netdev};
+use vbridge_ports::{PortIo, Tap, TapOptions};
 
 use crate::backend::Backend;
 use crate::error::DpError;
@@ -208,15 +208,7 @@ fn open_veth(port: &str, c: &Connection, ns: &std::os::fd::OwnedFd) -> Result<Ba
             .and_then(|mut nl| configure(&mut nl, &conn)))
     })
     .map_err(host)??;
-    let io =
-        AfPacket::attach(port, AfPacketOptions::default()).map_err(|e| DpError::port(port, e))?;
-    netdev::set_up(port).map_err(|e| DpError::port(port, e))?;
-    Ok(Backend {
-        mac: io.mac().ok().map(MacAddr),
-        ifindex: Some(io.ifindex()),
-        io: Box::new(io),
-        quiet: Quieted::apply(port),
-    })
+    crate::backend::attach_interface(port)
 }
 
 /// Whether the namespace of a connection (still) exists, as the same namespace.

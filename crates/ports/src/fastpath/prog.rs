@@ -117,9 +117,32 @@ fn ld_map(dst: u8, map_fd: i32) -> [u64; 2] {
     [ins(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, map_fd), 0]
 }
 
-/// Stores the key's ingress ifindex at `r10 - 16`: the key lives in `r10-16 .. r10`.
-fn key_ifindex(ifindex: u32) -> u64 {
-    st_imm(W, R10, -16, ifindex as i32)
+/// Appends the flow lookup: the key (`ifindex`, then the frame's destination and source
+/// MACs, read from `from + at`) built in `r10-16 .. r10` through `scratch`, and the map
+/// lookup, leaving the value (or 0) in `r0`. Returns the index of the jump taken on a
+/// miss, to be patched.
+fn lookup_flow(
+    p: &mut Vec<u64>,
+    ifindex: u32,
+    map_fd: i32,
+    from: u8,
+    at: i16,
+    scratch: u8,
+) -> usize {
+    p.push(st_imm(W, R10, -16, ifindex as i32));
+    // 12 bytes of MACs as W, H, H, W: the key's u32 ifindex leaves them 4-aligned.
+    for (size, off) in [(W, 0), (H, 4), (H, 6), (W, 8)] {
+        p.push(ldx(size, scratch, from, at + off));
+        p.push(stx(size, R10, -12 + off, scratch));
+    }
+    p.extend(ld_map(R1, map_fd));
+    p.extend([
+        mov_reg(R2, R10),
+        add_imm(R2, -16),
+        call(HELPER_MAP_LOOKUP_ELEM),
+        jmp_imm(JEQ, R0, 0, 0),
+    ]);
+    p.len() - 1
 }
 
 /// Appends the checks that leave a frame to the switch: a tagged one (`vlan_present` from
@@ -167,25 +190,7 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_next = vec![p.len() - 1];
     p.push(ldx(H, R4, R2, 12));
     to_next.extend(leave_to_switch(&mut p, R6, R4, R5, max_len));
-    p.extend([
-        key_ifindex(ifindex),
-        ldx(W, R5, R2, 0),
-        stx(W, R10, -12, R5),
-        ldx(H, R5, R2, 4),
-        stx(H, R10, -8, R5),
-        ldx(H, R5, R2, 6),
-        stx(H, R10, -6, R5),
-        ldx(W, R5, R2, 8),
-        stx(W, R10, -4, R5),
-    ]);
-    p.extend(ld_map(R1, map_fd));
-    p.extend([
-        mov_reg(R2, R10),
-        add_imm(R2, -16),
-        call(HELPER_MAP_LOOKUP_ELEM),
-        jmp_imm(JEQ, R0, 0, 0), // -> next (patched below)
-    ]);
-    let miss = p.len() - 1;
+    let miss = lookup_flow(&mut p, ifindex, map_fd, R2, 0, R5);
     p.extend([
         mov_imm(R1, 1),
         atomic_add64(R0, 8, R1),
@@ -208,7 +213,6 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
 pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
-        mov_reg(R1, R6),
         mov_imm(R2, 0),
         mov_reg(R3, R10),
         add_imm(R3, -32),
@@ -219,25 +223,7 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_keep = vec![p.len() - 1];
     p.push(ldx(H, R1, R10, -20));
     to_keep.extend(leave_to_switch(&mut p, R6, R1, R2, max_len));
-    p.extend([
-        key_ifindex(ifindex),
-        ldx(W, R1, R10, -32),
-        stx(W, R10, -12, R1),
-        ldx(H, R1, R10, -28),
-        stx(H, R10, -8, R1),
-        ldx(H, R1, R10, -26),
-        stx(H, R10, -6, R1),
-        ldx(W, R1, R10, -24),
-        stx(W, R10, -4, R1),
-    ]);
-    p.extend(ld_map(R1, map_fd));
-    p.extend([
-        mov_reg(R2, R10),
-        add_imm(R2, -16),
-        call(HELPER_MAP_LOOKUP_ELEM),
-        jmp_imm(JEQ, R0, 0, 0), // -> keep (patched below)
-    ]);
-    let miss = p.len() - 1;
+    let miss = lookup_flow(&mut p, ifindex, map_fd, R10, -32, R1);
     p.extend([mov_imm(R0, 0), exit()]);
     let keep = p.len();
     p.extend([ldx(W, R0, R6, SKB_LEN), exit()]);

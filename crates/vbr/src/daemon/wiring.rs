@@ -312,10 +312,8 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
                     veth: n.veth,
                     routes: n.routes.clone(),
                 };
-                let port = connect(e, &args)?["port"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                connect(e, &args)?;
+                let port = vbridge_datapath::port_name(&n.name, &n.ifname);
                 made.connections.push((n.bridge.clone(), port.clone()));
                 port
             }
