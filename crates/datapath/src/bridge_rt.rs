@@ -1,5 +1,6 @@
-//! One bridge at run time: the sans-IO core, the port backends behind its port numbers,
-//! and the forwarding of a received batch (decide, apply tag operations, transmit).
+//! One bridge at run time, owned by the forwarding thread: the sans-IO core, the port
+//! backends behind its port numbers, and the forwarding of a received batch (decide,
+//! apply tag operations, transmit).
 
 use vbridge_core::{
     Bridge, Decision, Delivery, DropReason, Instant, MacAddr, PortConfig, PortFlags, PortId, TagOp,
@@ -7,10 +8,11 @@ use vbridge_core::{
 };
 use vbridge_ports::{Batch, FastPort, PacketBuf, PortIo};
 
-use crate::backend::Backend;
-use crate::connect::Connection;
+use crate::action::Retired;
+use crate::control::backend::Backend;
+use crate::control::connect::Connection;
+use crate::control::quiet::Quieted;
 use crate::fast::Fast;
-use crate::hostif::Quieted;
 use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;
 
@@ -21,8 +23,11 @@ pub(crate) struct PortRt {
     /// `None` while the netdev is gone.
     pub(crate) io: Option<Box<dyn PortIo>>,
     pub(crate) quiet: Quieted,
-    /// The netdev's index while attached (interfaces only).
+    /// The netdev's index in the daemon's namespace while attached (interfaces and the
+    /// host TAP).
     pub(crate) ifindex: Option<u32>,
+    /// The netdev's MTU, as last known.
+    pub(crate) mtu: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
     pub(crate) conn: Option<Connection>,
     /// On the bridge's kernel fast path (a veth port): its tcx program.
@@ -30,13 +35,31 @@ pub(crate) struct PortRt {
 }
 
 impl PortRt {
-    /// Takes an opened backend.
-    pub(crate) fn attach(&mut self, b: Backend) {
-        self.fast = None;
+    /// Takes an opened backend. Returns what it replaces (to be closed off the thread).
+    pub(crate) fn attach(&mut self, b: Backend) -> (Option<Box<dyn PortIo>>, Option<FastPort>) {
+        let old = (self.io.take(), self.fast.take());
         self.io = Some(b.io);
+        self.fast = b.fast;
         // On a re-attach the values read now are our own: keep the originals.
         self.quiet.keep_first(b.quiet);
         self.ifindex = b.ifindex;
+        self.mtu = b.mtu;
+        if let Some(c) = b.conn {
+            self.conn = Some(*c);
+        }
+        old
+    }
+
+    /// Everything this port holds, to be released by the control side.
+    pub(crate) fn retire(self) -> Retired {
+        Retired {
+            name: self.name,
+            kind: self.kind,
+            io: self.io,
+            fast: self.fast,
+            quiet: self.quiet,
+            conn: self.conn,
+        }
     }
 }
 
@@ -81,10 +104,10 @@ impl PortSpec {
 
 /// A bridge with its ports.
 #[derive(Debug)]
-pub struct BridgeRt {
+pub(crate) struct BridgeRt {
     pub(crate) name: String,
     /// The switch itself.
-    pub core: Bridge,
+    pub(crate) core: Bridge,
     pub(crate) ports: Vec<Option<PortRt>>,
     decision: Decision,
     /// Buffer for BPDUs the spanning tree sends.
@@ -92,6 +115,11 @@ pub struct BridgeRt {
     tx: TxQueues,
     /// Flows handed to the kernel (made with the first veth port).
     pub(crate) fast: Option<Fast>,
+    /// MACs asked of the host interface and not yet seen on it: a link notification
+    /// showing one of them is our own doing, not a MAC set by hand.
+    pub(crate) host_mac_asked: Vec<(MacAddr, Instant)>,
+    /// The MAC last seen on the host interface.
+    pub(crate) host_mac: Option<MacAddr>,
 }
 
 /// Ports whose device vanished while forwarding.
@@ -107,11 +135,13 @@ impl BridgeRt {
             scratch: PacketBuf::new(),
             tx: TxQueues::default(),
             fast: None,
+            host_mac_asked: Vec::new(),
+            host_mac: None,
         }
     }
 
     /// The bridge's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -126,7 +156,7 @@ impl BridgeRt {
     }
 
     /// The number of the port called `name`.
-    pub fn port_id(&self, name: &str) -> Option<PortId> {
+    pub(crate) fn port_id(&self, name: &str) -> Option<PortId> {
         self.ports
             .iter()
             .enumerate()
@@ -134,44 +164,21 @@ impl BridgeRt {
             .map(|(i, _)| PortId(i as u16))
     }
 
-    /// What stands behind port `id`.
-    pub fn port_kind(&self, id: PortId) -> Option<PortKind> {
-        self.port(id).map(|p| p.kind)
-    }
-
-    /// The namespace connection behind port `name`, if it is one.
-    pub fn connection(&self, name: &str) -> Option<&crate::Connection> {
-        self.ports
-            .iter()
-            .flatten()
-            .find(|p| p.name == name)
-            .and_then(|p| p.conn.as_ref())
-    }
-
-    /// Names of the ports that connect namespace `netns` (by name or path).
-    pub fn connected(&self, netns: &str) -> Vec<String> {
-        self.ports
-            .iter()
-            .flatten()
-            .filter(|p| p.conn.as_ref().is_some_and(|c| c.netns == netns))
-            .map(|p| p.name.clone())
-            .collect()
-    }
-
     /// Names and numbers of all ports.
-    pub fn port_names(&self) -> impl Iterator<Item = (PortId, &str)> + '_ {
+    pub(crate) fn port_names(&self) -> impl Iterator<Item = (PortId, &str)> + '_ {
         self.ports
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), p.name.as_str())))
     }
 
-    /// Adds a port to the core and keeps its backend.
+    /// Adds a port to the core and keeps its backend; on error the backend comes back
+    /// untouched.
     pub(crate) fn insert_port(
         &mut self,
         spec: &PortSpec,
         backend: Option<Backend>,
-    ) -> Result<PortId, vbridge_core::ConfigError> {
+    ) -> Result<PortId, Box<(vbridge_core::ConfigError, Option<Backend>)>> {
         let mac = backend.as_ref().and_then(|b| b.mac);
         let mut cfg = if spec.kind == PortKind::Host {
             PortConfig::host()
@@ -182,12 +189,16 @@ impl BridgeRt {
         cfg.vlan = spec.vlan.clone();
         cfg.max_learned = spec.max_learned;
         cfg.up = backend.is_some();
-        let id = match spec.port_no {
-            Some(n) => {
-                self.core.add_port_with_id(PortId(n), cfg)?;
-                PortId(n)
-            }
-            None => self.core.add_port(cfg)?,
+        let added = match spec.port_no {
+            Some(n) => self
+                .core
+                .add_port_with_id(PortId(n), cfg)
+                .map(|()| PortId(n)),
+            None => self.core.add_port(cfg),
+        };
+        let id = match added {
+            Ok(id) => id,
+            Err(e) => return Err(Box::new((e, backend))),
         };
         let i = usize::from(id.0);
         if self.ports.len() <= i {
@@ -199,88 +210,62 @@ impl BridgeRt {
             io: None,
             quiet: Quieted::default(),
             ifindex: None,
+            mtu: None,
             conn: spec.conn.clone(),
             fast: None,
         };
         if let Some(b) = backend {
-            port.attach(b);
+            let _ = port.attach(b); // a new port replaces nothing
         }
         self.ports[i] = Some(port);
-        self.attach_fast(id);
         Ok(id)
     }
 
-    /// Puts port `id` on the kernel fast path if its netdev is a veth.
-    pub(crate) fn attach_fast(&mut self, id: PortId) {
-        let Some(p) = self.ports.get(usize::from(id.0)).and_then(Option::as_ref) else {
-            return;
-        };
-        if p.kind == PortKind::Host || p.io.is_none() || !crate::fast::is_veth(&p.name) {
-            return;
-        }
-        if self.fast.is_none() {
-            self.fast = Fast::new(&self.name);
-        }
-        let (Some(fast), Some(Some(p))) =
-            (self.fast.as_ref(), self.ports.get_mut(usize::from(id.0)))
-        else {
-            return;
-        };
-        if let Some(io) = p.io.as_deref() {
-            p.fast = fast.attach(&p.name, io);
-        }
+    /// Checks every flow in the kernel against the core now (see [`Fast::check`]).
+    pub(crate) fn check_fast(&mut self, now: Instant) {
+        self.check_fast_only(now, None);
     }
 
-    /// Checks every flow in the kernel against the core now (see [`Fast::revalidate`]).
-    pub(crate) fn revalidate_fast(&mut self, now: Instant) {
-        self.revalidate_fast_only(now, None);
-    }
-
-    /// [`BridgeRt::revalidate_fast`] for the flows of one station (all with `None`).
-    fn revalidate_fast_only(&mut self, now: Instant, only: Option<MacAddr>) {
+    /// [`BridgeRt::check_fast`] for the flows of one station (all with `None`).
+    fn check_fast_only(&mut self, now: Instant, only: Option<MacAddr>) {
         if let Some(f) = self.fast.as_mut() {
-            f.revalidate(now, &mut self.core, &self.ports, only);
+            f.check(now, &mut self.core, &self.ports, only);
         }
     }
 
-    /// Takes ports whose netdev is no longer a veth with its peer elsewhere (moved, say)
-    /// off the fast path; their flows go at the next check.
-    pub(crate) fn recheck_fast(&mut self) {
-        if !self.ports.iter().flatten().any(|p| p.fast.is_some()) {
-            return;
+    /// Takes port `id` off the fast path (its netdev no longer serves it): its socket
+    /// filter goes now, its flows at once; the tcx program is returned to be dropped
+    /// off the forwarding thread.
+    pub(crate) fn leave_fast(&mut self, now: Instant, id: PortId) -> Option<FastPort> {
+        let p = self.port_mut(id)?;
+        let fast = p.fast.take()?;
+        tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
+        if let Some(io) = p.io.as_deref() {
+            let _ = io.detach_fast_filter();
         }
-        let Some(veths) = crate::fast::veths() else {
-            return;
-        };
-        for p in self.ports.iter_mut().flatten() {
-            if p.fast.is_none() || veths.contains(&p.name) {
-                continue;
-            }
-            tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
-            if let (Some(fast), Some(io)) = (p.fast.take(), p.io.as_deref()) {
-                let _ = io.detach_fast(fast);
-            }
-        }
+        self.check_fast(now);
+        Some(fast)
     }
 
     /// Flows the kernel forwards for this bridge.
-    pub fn fast_flows(&self) -> usize {
+    pub(crate) fn fast_flows(&self) -> usize {
         self.fast.as_ref().map_or(0, Fast::len)
     }
 
-    /// Removes a port; returns its runtime part (the backend closes when dropped).
+    /// Removes a port; returns its runtime part (to be released by the control side).
     pub(crate) fn take_port(&mut self, id: PortId) -> Option<PortRt> {
         self.core.remove_port(id).ok()?;
         self.ports.get_mut(usize::from(id.0))?.take()
     }
 
-    /// Marks a port's device as gone: the core stops using it.
-    pub(crate) fn mark_gone(&mut self, id: PortId) {
-        if let Some(p) = self.port_mut(id) {
-            p.io = None;
-            p.fast = None;
-        }
+    /// Marks a port's device as gone: the core stops using it. Returns what it held.
+    pub(crate) fn mark_gone(&mut self, id: PortId) -> (Option<Box<dyn PortIo>>, Option<FastPort>) {
+        let held = match self.port_mut(id) {
+            Some(p) => (p.io.take(), p.fast.take()),
+            None => (None, None),
+        };
         let _ = self.core.set_port_up(id, false);
+        held
     }
 
     /// Sends the BPDUs the spanning tree queued.
@@ -324,10 +309,10 @@ impl BridgeRt {
                     // A station moved: the kernel must stop sending to its old port
                     // before this frame (and the answers it draws) go out.
                     let src = pkt.frame().get(6..12).and_then(MacAddr::from_bytes);
-                    self.revalidate_fast_only(now, src);
+                    self.check_fast_only(now, src);
                 } else if self.decision.verdict == Verdict::Control {
                     // A BPDU may have changed port states or flushed the FDB.
-                    self.revalidate_fast(now);
+                    self.check_fast(now);
                 }
             }
             if self.decision.verdict == Verdict::Forward {

@@ -1,19 +1,16 @@
-//! The persisted configuration: what `snapshot` reads off a running engine and `restore`
-//! builds again (bridges, ports with numbers, flags and VLANs, static FDB entries, the
-//! bridge MAC when set by hand, ageing, STP parameters). Counters and learned entries
-//! are run-time state and are not kept.
+//! The persisted configuration: what the engine's `snapshot` reads off its bridges and
+//! [`crate::Datapath::restore`] builds again (bridges, ports with numbers, flags and
+//! VLANs, static FDB entries, the bridge MAC when set by hand, ageing, STP parameters,
+//! and the index of each device vbridge made, so it is never confused with another).
+//! Counters and learned entries are run-time state and are not kept.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vbridge_core::{
-    BridgeConfig, EntryKind, MacAddr, PortFlags, StpMode, StpPortConfig, Vid, VidSet, VlanMode,
-};
+use vbridge_core::{EntryKind, PortFlags, StpMode, StpPortConfig, Vid, VidSet, VlanMode};
 
-use crate::bridge_rt::PortSpec;
 use crate::engine::Engine;
-use crate::error::DpError;
 use crate::view::PortKind;
 
 /// Bridge-wide spanning-tree settings as saved (times in seconds).
@@ -40,21 +37,16 @@ impl StpParams {
         }
     }
 
-    /// Applies saved settings to a core.
-    pub fn apply(
-        &self,
-        now: vbridge_core::Instant,
-        core: &mut vbridge_core::Bridge,
-    ) -> Result<(), vbridge_core::ConfigError> {
-        let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 3600.0));
-        let mut p = core.stp_params();
-        p.priority = self.priority;
-        p.hello_time = secs(self.hello_time);
-        p.max_age = secs(self.max_age);
-        p.forward_delay = secs(self.forward_delay);
-        core.set_stp_params(now, p)?;
-        core.set_stp_mode(now, self.mode);
-        Ok(())
+    /// The core's form (its ranges are checked when it is applied).
+    pub fn to_core(&self) -> vbridge_core::StpParams {
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+        vbridge_core::StpParams {
+            priority: self.priority,
+            hello_time: secs(self.hello_time),
+            max_age: secs(self.max_age),
+            forward_delay: secs(self.forward_delay),
+            ..vbridge_core::StpParams::default()
+        }
     }
 }
 
@@ -110,7 +102,7 @@ pub struct PortCfg {
     pub stp: StpPortConfig,
     /// The namespace a `vbr connect` port joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conn: Option<crate::connect::Connection>,
+    pub conn: Option<crate::control::connect::Connection>,
 }
 
 /// A static FDB entry as saved.
@@ -133,6 +125,10 @@ pub struct BridgeCfg {
     pub stp: StpParams,
     pub ports: Vec<PortCfg>,
     pub static_fdb: Vec<StaticEntry>,
+    /// The index of the host interface vbridge made for the bridge (`None` in files of
+    /// older versions: the interface named like the bridge is then taken as ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifindex: Option<u32>,
 }
 
 /// Everything the daemon keeps across restarts.
@@ -144,17 +140,18 @@ pub struct Config {
 
 impl Engine {
     /// The configuration of everything now.
-    pub fn snapshot(&self) -> Config {
+    pub(crate) fn snapshot(&self) -> Config {
         let mut bridges = BTreeMap::new();
-        for name in self.bridge_names() {
-            let Ok(rt) = self.bridge(&name) else { continue };
+        for rt in self.bridges.iter().flatten() {
             let c = &rt.core;
             let mut ports = Vec::new();
+            let mut host_ifindex = None;
             for (id, pname) in rt.port_names() {
                 let (Ok(cfg), Some(prt)) = (c.port_config(id), rt.port(id)) else {
                     continue;
                 };
                 if prt.kind == PortKind::Host {
+                    host_ifindex = prt.ifindex;
                     continue;
                 }
                 ports.push(PortCfg {
@@ -182,7 +179,7 @@ impl Engine {
                 .collect();
             static_fdb.sort_by(|a, b| (&a.port, &a.mac, a.vlan).cmp(&(&b.port, &b.mac, b.vlan)));
             bridges.insert(
-                name.clone(),
+                rt.name.clone(),
                 BridgeCfg {
                     mac: c.mac().to_string(),
                     mac_fixed: c.mac_fixed(),
@@ -190,77 +187,10 @@ impl Engine {
                     stp: StpParams::of(c),
                     ports,
                     static_fdb,
+                    host_ifindex,
                 },
             );
         }
         Config { bridges }
-    }
-
-    /// Builds `config` on an engine that has none of its bridges yet. Ports whose netdev
-    /// is missing are kept as gone; errors are collected and returned, not fatal.
-    pub fn restore(&mut self, config: &Config) -> Vec<DpError> {
-        let mut errors = Vec::new();
-        for (name, b) in &config.bridges {
-            let mac: MacAddr = match b.mac.parse() {
-                Ok(m) => m,
-                Err(_) => MacAddr([0x02, 0, 0, 0, 0, 1]),
-            };
-            let mut bc = BridgeConfig::new(mac);
-            bc.mac_fixed = b.mac_fixed;
-            bc.ageing = Duration::from_secs_f64(b.ageing_secs.clamp(0.0, 1e6));
-            if let Err(e) = self.add_bridge(name, bc) {
-                errors.push(e);
-                continue;
-            }
-            for p in &b.ports {
-                let vlan = match p.vlan.to_mode() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        errors.push(DpError::config(name, e));
-                        VlanMode::default()
-                    }
-                };
-                let spec = PortSpec {
-                    name: p.name.clone(),
-                    kind: p.kind,
-                    port_no: Some(p.port_no),
-                    flags: p.flags,
-                    vlan,
-                    max_learned: p.max_learned,
-                    conn: p.conn.clone(),
-                };
-                match self.add_port(name, &spec, true) {
-                    Ok(id) => {
-                        let now = self.now();
-                        if let Ok(rt) = self.bridge_mut(name) {
-                            if let Err(e) = rt.core.set_port_stp_config(now, id, p.stp) {
-                                errors.push(DpError::config(name, e));
-                            }
-                        }
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-            let now = self.now();
-            if let Ok(rt) = self.bridge_mut(name) {
-                if let Err(e) = b.stp.apply(now, &mut rt.core) {
-                    errors.push(DpError::config(name, e));
-                }
-                for s in &b.static_fdb {
-                    let (Ok(mac), Ok(vid), Some(id)) = (
-                        s.mac.parse::<MacAddr>(),
-                        Vid::new(s.vlan),
-                        rt.port_id(&s.port),
-                    ) else {
-                        continue;
-                    };
-                    if let Err(e) = rt.core.fdb_add_static(vid, mac, id) {
-                        errors.push(DpError::config(name, e));
-                    }
-                }
-            }
-        }
-        self.sync();
-        errors
     }
 }

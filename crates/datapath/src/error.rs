@@ -15,6 +15,10 @@ pub enum DpError {
     NoSuchPort(String),
     #[error("{port} is already a port of bridge {bridge}")]
     PortExists { port: String, bridge: String },
+    #[error(
+        "{place} already has a device {name} that vbridge did not make; vbridge never takes over other devices (remove it, or choose another name)"
+    )]
+    NotOurs { name: String, place: String },
     #[error("invalid name {name:?}: {why}")]
     InvalidName { name: String, why: &'static str },
     #[error("bridge {bridge}: {source}")]

@@ -2,15 +2,21 @@
 //! true. A flow (ingress port, destination, source) is offered after the core forwarded
 //! one of its frames as known unicast between two veth ports and says every further
 //! untagged frame would go the same way, unchanged, in the same VLAN
-//! ([`Bridge::offload_target`]; the kernel leaves tagged frames to us); it is checked again on every
-//! housekeeping tick, after every control change and spanning-tree timer, at once on a
-//! station move (before the moved frame goes out), and removed the moment the core would decide otherwise. What the kernel carried is
-//! added to the core's counters and keeps the source's FDB entry fresh.
+//! ([`Bridge::offload_target`]; the kernel leaves tagged frames to us). Every flow is
+//! checked against the core after every control change, spanning-tree timer and device
+//! change, and at once on a station move (before the moved frame goes out), and removed
+//! the moment the core would decide otherwise; those checks touch no kernel state but the
+//! flows they remove. What the kernel carried is read a bounded number of flows at a time
+//! and added to the core's counters, keeping the source's FDB entry fresh.
+//!
+//! The flow map and programs are made by the control side ([`make`]); BPF map reads and
+//! writes here never wait for the host.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId};
-use vbridge_ports::{FastPath, FastPort, FlowKey, FlowStats, PortIo};
+use vbridge_ports::{FastPath, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
 
@@ -30,8 +36,10 @@ struct FlowRec {
 /// The fast path of one bridge.
 #[derive(Debug)]
 pub(crate) struct Fast {
-    fp: FastPath,
+    fp: Arc<FastPath>,
     flows: HashMap<FlowKey, FlowRec>,
+    /// The flows to account next (a snapshot, refilled when used up).
+    to_account: Vec<FlowKey>,
 }
 
 /// Whether the fast path may be used at all (`VBR_FASTPATH=0` turns it off).
@@ -40,33 +48,36 @@ fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("VBR_FASTPATH").map_or(true, |v| v != "0"))
 }
 
-impl Fast {
-    /// A fast path for bridge `bridge`, or `None` (switched off, or no BPF here: said once).
-    pub(crate) fn new(bridge: &str) -> Option<Fast> {
-        if !enabled() {
-            return None;
-        }
-        match FastPath::new(MAX_FLOWS, vbridge_core::bridge::DEFAULT_MAX_FRAME as u32) {
-            Ok(fp) => Some(Fast {
-                fp,
-                flows: HashMap::new(),
-            }),
-            Err(e) => {
+/// Makes a flow table for bridge `bridge` (control side), or `None`: switched off, or no
+/// BPF here (said once).
+pub(crate) fn make(bridge: &str) -> Option<Arc<FastPath>> {
+    if !enabled() {
+        return None;
+    }
+    match FastPath::new(MAX_FLOWS, vbridge_core::bridge::DEFAULT_MAX_FRAME as u32) {
+        Ok(fp) => Some(Arc::new(fp)),
+        Err(e) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
                 tracing::info!(bridge, error = %e, "kernel fast path unavailable; every frame goes through the switch");
-                None
-            }
+            });
+            None
+        }
+    }
+}
+
+impl Fast {
+    pub(crate) fn new(fp: Arc<FastPath>) -> Fast {
+        Fast {
+            fp,
+            flows: HashMap::new(),
+            to_account: Vec::new(),
         }
     }
 
-    /// Attaches a port whose netdev is a veth; `None` if it cannot be.
-    pub(crate) fn attach(&self, name: &str, io: &dyn PortIo) -> Option<FastPort> {
-        match io.attach_fast(&self.fp) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!(port = name, error = %e, "port stays off the kernel fast path");
-                None
-            }
-        }
+    /// The flow table, for attaching more ports (control side).
+    pub(crate) fn path(&self) -> &Arc<FastPath> {
+        &self.fp
     }
 
     /// Flows in the kernel now.
@@ -126,10 +137,11 @@ impl Fast {
         }
     }
 
-    /// Brings what the kernel carried into the core, then takes back every flow the core
-    /// would no longer send the same way. With `only`, just the flows to or from that
-    /// station (a station move: cheap enough to do before the moved frame goes out).
-    pub(crate) fn revalidate(
+    /// Takes back every flow the core would no longer send the same way, or whose ports
+    /// left the fast path; with `only`, just the flows to or from that station (a
+    /// station move: cheap enough to do before the moved frame goes out). Only removed
+    /// flows touch the kernel: what they carried is read and accounted, then they go.
+    pub(crate) fn check(
         &mut self,
         now: Instant,
         core: &mut Bridge,
@@ -141,35 +153,66 @@ impl Fast {
             if only.is_some_and(|m| m.0 != key.src && m.0 != key.dst) {
                 return true;
             }
-            let flow = match fp.get(*key) {
-                Ok(Some(f)) => f,
-                // Gone from the map: nothing to take back.
-                Ok(None) => return false,
-                Err(_) => return fp.remove(*key).is_err(),
-            };
-            let (dp, db) = (
-                flow.stats.packets.saturating_sub(rec.seen.packets),
-                flow.stats.bytes.saturating_sub(rec.seen.bytes),
-            );
-            rec.seen = flow.stats;
             let (src, dst) = (MacAddr(key.src), MacAddr(key.dst));
-            core.account_offloaded(now, rec.ingress, src, rec.to, dp, db);
             let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
                 && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex);
             if keep {
                 return true;
             }
+            if let Ok(Some(flow)) = fp.get(*key) {
+                account_one(now, core, key, rec, flow.stats);
+            }
             tracing::debug!(?key, "flow taken back from the kernel");
             // Kept (and tried again next time) only if the kernel would not let go.
             fp.remove(*key).is_err()
         });
     }
+
+    /// Reads what the kernel carried for up to `budget` flows (round robin over all of
+    /// them), adds it to the core's counters and FDB, and forgets flows the kernel no
+    /// longer has. Returns whether a full round just ended.
+    pub(crate) fn account(&mut self, now: Instant, core: &mut Bridge, budget: usize) -> bool {
+        if self.to_account.is_empty() {
+            self.to_account.extend(self.flows.keys().copied());
+        }
+        let take = budget.min(self.to_account.len());
+        let start = self.to_account.len() - take;
+        for key in self.to_account.drain(start..) {
+            let Some(rec) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            match self.fp.get(key) {
+                Ok(Some(flow)) => account_one(now, core, &key, rec, flow.stats),
+                Ok(None) => {
+                    self.flows.remove(&key);
+                }
+                Err(_) => {}
+            }
+        }
+        self.to_account.is_empty()
+    }
+}
+
+/// Adds what the kernel carried for one flow since it was last read.
+fn account_one(
+    now: Instant,
+    core: &mut Bridge,
+    key: &FlowKey,
+    rec: &mut FlowRec,
+    stats: FlowStats,
+) {
+    let packets = stats.packets.saturating_sub(rec.seen.packets);
+    let bytes = stats.bytes.saturating_sub(rec.seen.bytes);
+    rec.seen = stats;
+    if packets > 0 {
+        core.account_offloaded(now, rec.ingress, MacAddr(key.src), rec.to, packets, bytes);
+    }
 }
 
 /// Whether a link may carry the fast path: a veth whose peer is in another namespace,
 /// the only place `bpf_redirect_peer` can deliver to.
-fn fast_capable(l: &vbridge_host::Link) -> bool {
+pub(crate) fn fast_capable(l: &vbridge_host::Link) -> bool {
     l.link_elsewhere && l.kind.as_deref() == Some("veth")
 }
 
@@ -180,21 +223,6 @@ pub(crate) fn is_veth(name: &str) -> bool {
         .ok()
         .flatten()
         .is_some_and(|l| fast_capable(&l))
-}
-
-/// Names of the [`fast_capable`] netdevs in the calling thread's namespace (one dump);
-/// `None` if netlink could not say.
-pub(crate) fn veths() -> Option<std::collections::HashSet<String>> {
-    let links = vbridge_host::Netlink::new()
-        .and_then(|mut nl| nl.links())
-        .ok()?;
-    Some(
-        links
-            .into_iter()
-            .filter(fast_capable)
-            .map(|l| l.name)
-            .collect(),
-    )
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

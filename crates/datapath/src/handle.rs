@@ -1,25 +1,65 @@
-//! [`Datapath`]: starts the engine on its own thread and lets other threads run control
-//! jobs on it. Jobs run between batches, so control never holds up forwarding for long.
+//! [`Datapath`]: the public face of the datapath. It starts the forwarding thread (the
+//! engine), the reaper and the netdev monitor, and offers typed operations. Each does
+//! its host work on the caller's thread (creating TAPs and veths, entering namespaces,
+//! loading BPF programs) and then sends the engine one short [`Action`]; the engine's
+//! state is reachable no other way.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mio::{Poll, Waker};
+use vbridge_core::{BridgeConfig, MacAddr, PortId, Vid};
+use vbridge_ports::FastPath;
 
-use crate::engine::{Engine, Job, WAKER};
+use crate::action::{Action, Reply};
+use crate::bridge_rt::PortSpec;
+use crate::config::Config;
+use crate::control::backend::{self, Backend};
+use crate::control::{monitor, reaper};
+use crate::engine::{Engine, WAKER};
 use crate::error::DpError;
+use crate::settings::{Change, Changed};
+use crate::view::{BridgeView, FdbRow, PortInfo, PortKind, StpView};
+
+/// The way into the engine: its action queue and the waker that rouses it.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbox {
+    tx: Sender<Action>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// Queues an action without waiting for it.
+    pub(crate) fn send(&self, a: Action) -> Result<(), DpError> {
+        self.tx.send(a).map_err(|_| DpError::Stopped)?;
+        self.waker.wake().map_err(|_| DpError::Stopped)
+    }
+
+    /// Queues an action and waits for its answer.
+    pub(crate) fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Action) -> Result<T, DpError> {
+        let (tx, rx) = sync_channel(1);
+        self.send(make(tx))?;
+        rx.recv().map_err(|_| DpError::Stopped)
+    }
+}
 
 /// A running datapath.
 #[derive(Debug)]
 pub struct Datapath {
-    jobs: Sender<Job>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+    inbox: Inbox,
+    engine: Option<JoinHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+    stop_monitor: Arc<AtomicBool>,
+    died: Arc<AtomicBool>,
 }
 
 impl Datapath {
-    /// Starts the datapath thread with no bridges.
+    /// Starts the forwarding thread with no bridges, the reaper, and the netdev monitor
+    /// in the calling thread's network namespace.
     pub fn start() -> Result<Datapath, DpError> {
         let io = |what: &str| {
             let what = what.to_owned();
@@ -27,53 +67,323 @@ impl Datapath {
         };
         let poll = Poll::new().map_err(io("epoll_create"))?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("eventfd"))?);
-        let (tx, rx) = channel::<Job>();
-        let thread = std::thread::Builder::new()
+        let (tx, rx) = channel::<Action>();
+        let (notices_tx, notices_rx) = channel();
+        let reaper = reaper::spawn(notices_rx).map_err(io("spawning the reaper thread"))?;
+        let died = Arc::new(AtomicBool::new(false));
+        let died2 = Arc::clone(&died);
+        let engine = std::thread::Builder::new()
             .name("vbr-datapath".into())
             .spawn(move || {
-                let mut engine = Engine::new(poll);
+                let mut engine = Engine::new(poll, notices_tx);
                 let run =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(&rx)));
                 if run.is_err() {
-                    // Without its datapath the daemon is useless: exit so a supervisor
-                    // restarts it, rather than answering "stopped" forever.
-                    tracing::error!("the datapath thread panicked; exiting");
-                    std::process::exit(70);
+                    died2.store(true, Ordering::SeqCst);
+                    tracing::error!("the forwarding thread panicked; forwarding has stopped");
                 }
-                // Dropping the engine closes every port: TAPs vanish, promisc is undone.
+                // Whatever is left closes with the engine.
                 drop(engine);
             })
             .map_err(io("spawning the datapath thread"))?;
+        let inbox = Inbox { tx, waker };
+        let stop_monitor = Arc::new(AtomicBool::new(false));
+        let monitor = monitor::spawn(inbox.clone(), Arc::clone(&stop_monitor))
+            .map_err(io("spawning the netdev monitor"))?;
         Ok(Datapath {
-            jobs: tx,
-            waker,
-            thread: Some(thread),
+            inbox,
+            engine: Some(engine),
+            reaper: Some(reaper),
+            monitor: Some(monitor),
+            stop_monitor,
+            died,
         })
     }
 
-    /// Runs `f` on the datapath thread and returns its result.
-    pub fn call<R, F>(&self, f: F) -> Result<R, DpError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Engine) -> R + Send + 'static,
-    {
-        let (tx, rx) = sync_channel(1);
-        let job: Job = Box::new(move |e: &mut Engine| {
-            let _ = tx.send(f(e));
-        });
-        self.jobs.send(job).map_err(|_| DpError::Stopped)?;
-        self.waker.wake().map_err(|_| DpError::Stopped)?;
-        rx.recv().map_err(|_| DpError::Stopped)
+    /// Whether the forwarding thread died (a bug): forwarding has stopped.
+    pub fn died(&self) -> bool {
+        self.died.load(Ordering::SeqCst)
+            || self.engine.as_ref().is_some_and(JoinHandle::is_finished)
     }
 
-    /// Stops the thread, closing every port.
+    // ----- bridges -----
+
+    /// Creates bridge `name` and its host interface `name` (a persistent TAP carrying
+    /// the bridge MAC, down). A device of that name that vbridge did not make is refused.
+    pub fn add_bridge(&self, name: &str, config: BridgeConfig) -> Result<(), DpError> {
+        if self.bridge_exists(name)? {
+            return Err(DpError::BridgeExists(name.to_owned()));
+        }
+        let host = backend::create_host(name, config.mac).map_err(|e| match e {
+            DpError::Port {
+                source: vbridge_ports::PortError::Exists { .. },
+                ..
+            } => DpError::NotOurs {
+                name: name.to_owned(),
+                place: "this namespace".into(),
+            },
+            other => other,
+        })?;
+        self.add_bridge_with(name, config, host)
+    }
+
+    fn add_bridge_with(
+        &self,
+        name: &str,
+        config: BridgeConfig,
+        host: Backend,
+    ) -> Result<(), DpError> {
+        let name2 = name.to_owned();
+        let r = self.inbox.ask(|reply| Action::AddBridge {
+            name: name2,
+            config,
+            host,
+            reply,
+        })?;
+        r.map_err(|refused| {
+            if let Some(b) = refused.backend {
+                backend::discard(name, *b, None);
+            }
+            refused.error
+        })
+    }
+
+    /// Removes a bridge, its host interface and all its ports (their netdevs are left as
+    /// they were before they were attached; what vbridge made for them goes).
+    pub fn del_bridge(&self, name: &str) -> Result<(), DpError> {
+        let name = name.to_owned();
+        let ports = self
+            .inbox
+            .ask(|reply| Action::DelBridge { name, reply })??;
+        ports.into_iter().for_each(backend::release);
+        Ok(())
+    }
+
+    fn bridge_exists(&self, name: &str) -> Result<bool, DpError> {
+        match self.bridges(Some(name)) {
+            Ok(_) => Ok(true),
+            Err(DpError::NoSuchBridge(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ----- ports -----
+
+    /// Attaches a port: an existing netdev (`Interface`, brought up, promiscuous and
+    /// kept from the host's IP stack while attached), a new TAP (`Tap`), or a namespace
+    /// connection (`spec.conn`). With `allow_gone` (restoring configuration), a port
+    /// whose device cannot be opened is kept as gone and attached when it appears.
+    pub fn add_port(
+        &self,
+        bridge: &str,
+        spec: &PortSpec,
+        allow_gone: bool,
+    ) -> Result<PortId, DpError> {
+        self.check_new_port(bridge, &spec.name)?;
+        let mut spec = spec.clone();
+        let opened = match backend::open(&spec) {
+            Ok(mut b) => {
+                if let Some(fast) = self.fast_for(bridge, &spec.name, &b) {
+                    backend::attach_fast(&spec.name, &mut b, &fast);
+                }
+                if let Some(c) = &b.conn {
+                    spec.conn = Some((**c).clone());
+                }
+                Some(b)
+            }
+            Err(e) if allow_gone => {
+                tracing::warn!(port = %spec.name, error = %e, "port kept as gone");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let bridge2 = bridge.to_owned();
+        let spec2 = spec.clone();
+        let r = self.inbox.ask(|reply| Action::AddPort {
+            bridge: bridge2,
+            spec: Box::new(spec2),
+            backend: opened,
+            reply,
+        })?;
+        r.map_err(|refused| {
+            if let Some(b) = refused.backend {
+                backend::discard(&spec.name, *b, spec.conn.as_ref());
+            }
+            refused.error
+        })
+    }
+
+    /// Refuses early what the engine would refuse, before any device is made.
+    fn check_new_port(&self, bridge: &str, name: &str) -> Result<(), DpError> {
+        let ports = self.ports()?;
+        if !ports.iter().any(|p| p.bridge == bridge) {
+            return Err(DpError::NoSuchBridge(bridge.to_owned()));
+        }
+        if let Some(p) = ports.iter().find(|p| p.name == name) {
+            return Err(DpError::PortExists {
+                port: name.to_owned(),
+                bridge: p.bridge.clone(),
+            });
+        }
+        if ports
+            .iter()
+            .any(|p| p.kind == PortKind::Host && p.bridge == name)
+        {
+            return Err(DpError::InvalidName {
+                name: name.to_owned(),
+                why: "that is a bridge's own interface",
+            });
+        }
+        Ok(())
+    }
+
+    /// The fast path of `bridge` for a new port with backend `b`, made on first need.
+    fn fast_for(&self, bridge: &str, name: &str, b: &Backend) -> Option<Arc<FastPath>> {
+        if b.ifindex.is_none() || !crate::fast::is_veth(name) {
+            return None;
+        }
+        let bridge2 = bridge.to_owned();
+        if let Ok(Ok(Some(f))) = self.inbox.ask(|reply| Action::Fast {
+            bridge: bridge2,
+            reply,
+        }) {
+            return Some(f);
+        }
+        let fast = crate::fast::make(bridge)?;
+        self.inbox
+            .send(Action::SetFast {
+                bridge: bridge.to_owned(),
+                fast: Arc::clone(&fast),
+            })
+            .ok()?;
+        Some(fast)
+    }
+
+    /// Detaches port `name` from `bridge` and undoes what vbridge made for it.
+    pub fn del_port(&self, bridge: &str, name: &str) -> Result<(), DpError> {
+        let (bridge, port) = (bridge.to_owned(), name.to_owned());
+        let retired = self.inbox.ask(|reply| Action::DelPort {
+            bridge,
+            port,
+            reply,
+        })??;
+        backend::release(retired);
+        Ok(())
+    }
+
+    // ----- settings and queries -----
+
+    /// Changes a setting of `bridge` or one of its ports.
+    pub fn change(&self, bridge: &str, change: Change) -> Result<Changed, DpError> {
+        let bridge = bridge.to_owned();
+        self.inbox.ask(|reply| Action::Change {
+            bridge,
+            change,
+            reply,
+        })?
+    }
+
+    /// Adds a static FDB entry.
+    pub fn fdb_add(&self, bridge: &str, mac: MacAddr, vid: Vid, port: &str) -> Result<(), DpError> {
+        self.change(
+            bridge,
+            Change::FdbAdd {
+                mac,
+                vid,
+                port: port.to_owned(),
+            },
+        )
+        .map(drop)
+    }
+
+    /// Every bridge (sorted by name), or the one named.
+    pub fn bridges(&self, bridge: Option<&str>) -> Result<Vec<BridgeView>, DpError> {
+        let bridge = bridge.map(str::to_owned);
+        self.inbox.ask(|reply| Action::Bridges { bridge, reply })?
+    }
+
+    /// A bridge's FDB, sorted by port then MAC.
+    pub fn fdb(&self, bridge: &str) -> Result<Vec<FdbRow>, DpError> {
+        let bridge = bridge.to_owned();
+        self.inbox.ask(|reply| Action::Fdb { bridge, reply })?
+    }
+
+    /// A bridge's spanning tree status.
+    pub fn stp(&self, bridge: &str) -> Result<StpView, DpError> {
+        let bridge = bridge.to_owned();
+        self.inbox.ask(|reply| Action::Stp { bridge, reply })?
+    }
+
+    /// The configuration of everything now.
+    pub fn snapshot(&self) -> Result<Config, DpError> {
+        self.inbox.ask(|reply| Action::Snapshot { reply })
+    }
+
+    /// The bridge and port called `name`, on any bridge.
+    pub fn find_port(&self, name: &str) -> Result<Option<(String, PortKind)>, DpError> {
+        Ok(self
+            .ports()?
+            .into_iter()
+            .find(|p| p.name == name && p.kind != PortKind::Host)
+            .map(|p| (p.bridge, p.kind)))
+    }
+
+    /// Every port of every bridge.
+    pub(crate) fn ports(&self) -> Result<Vec<PortInfo>, DpError> {
+        self.inbox.ask(|reply| Action::Ports { reply })
+    }
+
+    /// Every namespace connection: (bridge, port, connection).
+    pub fn connections(&self) -> Result<Vec<(String, String, crate::Connection)>, DpError> {
+        Ok(self
+            .ports()?
+            .into_iter()
+            .filter_map(|p| Some((p.bridge, p.name, p.conn?)))
+            .collect())
+    }
+
+    /// Closes every bridge at daemon shutdown: ports are detached and their netdevs
+    /// restored, but persistent host interfaces and connections stay (with their
+    /// addresses) for the next start, as a kernel bridge stays when its management daemon
+    /// stops.
+    pub fn close_all(&self) -> Result<(), DpError> {
+        let ports = self.inbox.ask(|reply| Action::CloseAll { reply })?;
+        ports.into_iter().for_each(backend::close);
+        Ok(())
+    }
+
+    /// Builds `config` on a datapath that has none of its bridges yet. Ports whose
+    /// netdev is missing are kept as gone; errors are collected and returned, not fatal.
+    pub fn restore(&self, config: &Config) -> Vec<DpError> {
+        crate::restore::restore(self, config)
+    }
+
+    pub(crate) fn add_restored_bridge(
+        &self,
+        name: &str,
+        config: BridgeConfig,
+        host_ifindex: Option<u32>,
+    ) -> Result<(), DpError> {
+        let host = backend::open_host(name, config.mac, host_ifindex)?;
+        self.add_bridge_with(name, config, host)
+    }
+
+    /// Stops every thread, closing every port (persistent devices stay).
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        let _ = self.call(|e| e.stopping = true);
-        if let Some(t) = self.thread.take() {
+        self.stop_monitor.store(true, Ordering::SeqCst);
+        if let Some(t) = self.monitor.take() {
+            let _ = t.join();
+        }
+        let _ = self.inbox.send(Action::Stop);
+        if let Some(t) = self.engine.take() {
+            let _ = t.join();
+        }
+        // The reaper ends when the engine's notice sender is gone.
+        if let Some(t) = self.reaper.take() {
             let _ = t.join();
         }
     }
@@ -84,3 +394,6 @@ impl Drop for Datapath {
         self.shutdown();
     }
 }
+
+/// How long the monitor waits between full re-checks of the netdevs.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);

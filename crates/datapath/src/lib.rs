@@ -1,30 +1,34 @@
 //! `vbridge-datapath`: runs vbridge's sans-IO bridges over real ports.
 //!
-//! One thread owns an epoll loop over every port's descriptor. A readable port is read
-//! a batch at a time (up to 32 frames per system call), the batch's FDB lookups are
-//! warmed together, then each frame is decided by the core and its copies sent, with
-//! VLAN tags pushed, popped or rewritten in place. Timers (FDB ageing) and a once-a-second
-//! check of the netdevs (MACs, up/down, vanished and returning devices) run between
-//! batches, and so do control jobs sent through [`Datapath::call`].
+//! One thread (the engine) owns every bridge and port and an epoll loop over their
+//! descriptors. A readable port is read a batch at a time (up to 32 frames per system
+//! call), the batch's FDB lookups are warmed together, then each frame is decided by the
+//! core and its copies sent, with VLAN tags pushed, popped or rewritten in place. Between
+//! batches it carries out typed [`action`]s and its bounded timers; it never waits for
+//! the host. [`Datapath`] is the only way in: its operations do their host work (devices,
+//! namespaces, BPF programs) on the caller's thread and hand the engine the result. A
+//! monitor thread passes on the kernel's link notifications, and a reaper thread closes
+//! what the engine lets go of.
 
-mod backend;
+mod action;
 mod bridge_rt;
 mod config;
-mod connect;
+mod control;
 mod engine;
 mod error;
 mod fast;
 mod handle;
-mod hostif;
+mod restore;
+mod settings;
 mod tx;
 pub mod view;
 mod views;
 
-pub use bridge_rt::{BridgeRt, PortSpec};
+pub use bridge_rt::PortSpec;
 pub use config::{BridgeCfg, Config, PortCfg, StaticEntry, StpParams, VlanCfg};
-pub use connect::{Connection, netns_identity, port_name};
-pub use engine::Engine;
+pub use control::connect::{Connection, netns_identity, port_name};
 pub use error::DpError;
 pub use handle::Datapath;
+pub use settings::{Change, Changed, PortEdit, PortFlag};
 pub use vbridge_core::StpMode;
-pub use view::{BridgeView, FdbRow, PortKind, PortState, PortView};
+pub use view::{BridgeView, FdbRow, PortKind, PortState, PortView, StpPortView, StpView};

@@ -1,6 +1,7 @@
-//! Serializable snapshots of the datapath's state, for `vbr show`, `showmacs`, `stats`.
+//! The datapath's state as plain data, for `vbr show`, `showmacs`, `showstp` and
+//! `stats`: serialized by the daemon and read back into the same types by the CLI.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What stands behind a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -15,7 +16,7 @@ pub enum PortKind {
 }
 
 /// Whether a port moves frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortState {
     /// Attached and administratively up.
@@ -27,7 +28,7 @@ pub enum PortState {
 }
 
 /// One port.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortView {
     pub name: String,
     pub port_no: u16,
@@ -40,17 +41,20 @@ pub struct PortView {
     pub max_learned: u32,
     pub learned: u32,
     /// For `vbr connect` ports: the namespace and the interface name inside it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The netdev's MTU, as last known.
+    #[serde(default)]
+    pub mtu: Option<u32>,
     /// On the kernel fast path (a veth port whose peer is in another namespace).
     pub fast_path: bool,
     pub counters: CountersView,
 }
 
 /// A port's VLAN mode.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum VlanView {
     Access {
@@ -63,7 +67,7 @@ pub enum VlanView {
 }
 
 /// A port's counters, drops by reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountersView {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -76,7 +80,7 @@ pub struct CountersView {
 }
 
 /// One bridge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BridgeView {
     pub name: String,
     /// `8000.0a0000000001`, as brctl prints bridge ids.
@@ -97,7 +101,7 @@ pub struct BridgeView {
 }
 
 /// One FDB entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FdbRow {
     pub port: String,
     pub port_no: u16,
@@ -107,4 +111,70 @@ pub struct FdbRow {
     pub kind: String,
     pub is_local: bool,
     pub ageing_timer: f64,
+}
+
+/// A bridge's spanning tree, as `vbr showstp` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StpView {
+    pub bridge: String,
+    pub mode: vbridge_core::StpMode,
+    pub bridge_id: String,
+    pub designated_root: String,
+    pub root_port: Option<String>,
+    /// 0 when this bridge is the root.
+    pub root_port_no: u16,
+    pub path_cost: u32,
+    pub max_age: f64,
+    pub hello_time: f64,
+    pub forward_delay: f64,
+    pub bridge_max_age: f64,
+    pub bridge_hello_time: f64,
+    pub bridge_forward_delay: f64,
+    pub ageing_time: f64,
+    pub topology_change: bool,
+    pub topology_change_count: u64,
+    pub time_since_topology_change: Option<f64>,
+    pub ports: Vec<StpPortView>,
+}
+
+/// One port of [`StpView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StpPortView {
+    pub name: String,
+    pub port_no: u16,
+    pub port_id: String,
+    pub state: String,
+    pub role: String,
+    pub path_cost: u32,
+    pub designated_root: String,
+    pub designated_bridge: String,
+    pub designated_port: String,
+    pub designated_cost: u32,
+    pub edge: bool,
+    pub admin_edge: bool,
+    pub point_to_point: bool,
+    pub send_rstp: bool,
+    pub bpdu_guard: bool,
+    pub bpdu_guard_tripped: bool,
+    pub root_guard: bool,
+    pub root_guard_blocking: bool,
+    pub topology_change: bool,
+    pub message_age_timer: f64,
+    pub forward_delay_timer: f64,
+    pub hello_timer: f64,
+    pub topology_change_timer: f64,
+    pub counters: vbridge_core::stp::StpPortCounters,
+}
+
+/// What the control side needs to know of a port to watch its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortInfo {
+    pub(crate) bridge: String,
+    pub(crate) name: String,
+    pub(crate) kind: PortKind,
+    /// Attached (not gone).
+    pub(crate) attached: bool,
+    /// Its netdev's index in the daemon's namespace, while attached.
+    pub(crate) ifindex: Option<u32>,
+    pub(crate) conn: Option<crate::Connection>,
 }

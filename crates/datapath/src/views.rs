@@ -1,11 +1,14 @@
-//! Builds the serializable views of a bridge from its core and port backends.
+//! Builds the plain-data views of a bridge from its core and port backends (on the
+//! forwarding thread, in answer to a query).
 
 use std::collections::BTreeMap;
 
 use vbridge_core::{DropCounters, EntryKind, Instant, PortId, VlanMode};
 
 use crate::bridge_rt::BridgeRt;
-use crate::view::{BridgeView, CountersView, FdbRow, PortState, PortView, VlanView};
+use crate::view::{
+    BridgeView, CountersView, FdbRow, PortInfo, PortState, PortView, StpPortView, StpView, VlanView,
+};
 
 fn drops_map(d: &DropCounters) -> BTreeMap<String, u64> {
     d.nonzero().map(|(r, n)| (r.name().to_owned(), n)).collect()
@@ -17,7 +20,7 @@ fn hex_mac(m: vbridge_core::MacAddr) -> String {
 
 impl BridgeRt {
     /// The bridge as `vbr show` presents it.
-    pub fn view(&self) -> BridgeView {
+    pub(crate) fn view(&self) -> BridgeView {
         let prio = self.core.stp_params().priority;
         let c = &self.core;
         let s = c.stats();
@@ -57,6 +60,7 @@ impl BridgeRt {
                 learned: c.port_learned(id).unwrap_or(0),
                 netns: rt.conn.as_ref().map(|c| c.netns.clone()),
                 ifname: rt.conn.as_ref().map(|c| c.ifname.clone()),
+                mtu: rt.mtu,
                 fast_path: rt.fast.is_some(),
                 counters: CountersView {
                     rx_packets: counters.rx_packets,
@@ -89,7 +93,7 @@ impl BridgeRt {
     }
 
     /// The FDB as `vbr showmacs` lists it, sorted by port then MAC.
-    pub fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
+    pub(crate) fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
         let host = self.core.host_port();
         let mut rows: Vec<FdbRow> = self
             .core
@@ -117,5 +121,87 @@ impl BridgeRt {
             .collect();
         rows.sort_by(|a, b| (a.port_no, &a.mac, a.vlan).cmp(&(b.port_no, &b.mac, b.vlan)));
         rows
+    }
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl BridgeRt {
+    /// The spanning tree status, ports by name.
+    pub(crate) fn stp_view(&self, now: Instant) -> StpView {
+        let s = self.core.stp_status(now);
+        let name = |p: PortId| {
+            self.port(p)
+                .map_or_else(|| p.to_string(), |p| p.name.clone())
+        };
+        let ports = s
+            .ports
+            .iter()
+            .map(|p| StpPortView {
+                name: name(p.port),
+                port_no: p.port.0,
+                port_id: p.port_id.to_string(),
+                // With STP off every port forwards.
+                state: if s.mode == vbridge_core::StpMode::Off {
+                    vbridge_core::StpState::Forwarding.name().to_owned()
+                } else {
+                    p.state.name().to_owned()
+                },
+                role: p.role.name().to_owned(),
+                path_cost: p.path_cost,
+                designated_root: p.designated_root.to_string(),
+                designated_bridge: p.designated_bridge.to_string(),
+                designated_port: p.designated_port.to_string(),
+                designated_cost: p.designated_cost,
+                edge: p.oper_edge,
+                admin_edge: p.admin_edge,
+                point_to_point: p.point_to_point,
+                send_rstp: p.send_rstp,
+                bpdu_guard: p.bpdu_guard,
+                bpdu_guard_tripped: p.bpdu_guard_tripped,
+                root_guard: p.root_guard,
+                root_guard_blocking: p.root_guard_blocking,
+                topology_change: p.topology_change,
+                message_age_timer: secs(p.message_age_timer),
+                forward_delay_timer: secs(p.forward_delay_timer),
+                hello_timer: secs(p.hello_timer),
+                topology_change_timer: secs(p.topology_change_timer),
+                counters: p.counters,
+            })
+            .collect();
+        StpView {
+            bridge: self.name.clone(),
+            mode: s.mode,
+            bridge_id: s.bridge_id.to_string(),
+            designated_root: s.designated_root.to_string(),
+            root_port: s.root_port.map(name),
+            root_port_no: s.root_port.map_or(0, |p| p.0),
+            path_cost: s.root_path_cost,
+            max_age: secs(s.max_age),
+            hello_time: secs(s.hello_time),
+            forward_delay: secs(s.forward_delay),
+            bridge_max_age: secs(s.bridge_max_age),
+            bridge_hello_time: secs(s.bridge_hello_time),
+            bridge_forward_delay: secs(s.bridge_forward_delay),
+            ageing_time: secs(s.ageing_time),
+            topology_change: s.topology_change,
+            topology_change_count: s.topology_change_count,
+            time_since_topology_change: s.time_since_topology_change.map(secs),
+            ports,
+        }
+    }
+
+    /// The ports as the control side watches them.
+    pub(crate) fn port_infos(&self) -> impl Iterator<Item = PortInfo> + '_ {
+        self.ports.iter().flatten().map(|p| PortInfo {
+            bridge: self.name.clone(),
+            name: p.name.clone(),
+            kind: p.kind,
+            attached: p.io.is_some(),
+            ifindex: p.ifindex,
+            conn: p.conn.clone(),
+        })
     }
 }

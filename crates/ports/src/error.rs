@@ -92,30 +92,12 @@ pub(crate) fn frame_dropped(e: &io::Error) -> bool {
     ) || would_block(e)
 }
 
-/// Checks an interface name the way the kernel's `dev_valid_name` does.
+/// Checks an interface name with vbridge's one rule ([`vbridge_wire::ifname`]).
 pub(crate) fn check_name(name: &str) -> Result<(), PortError> {
-    let bad = |reason| {
-        Err(PortError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() >= libc::IFNAMSIZ {
-        return bad("longer than 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("reserved");
-    }
-    if name
-        .bytes()
-        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
-    {
-        return bad("contains '/', ':', NUL or whitespace");
-    }
-    Ok(())
+    vbridge_wire::ifname::check(name).map_err(|e| PortError::InvalidName {
+        name: name.to_owned(),
+        reason: e.reason,
+    })
 }
 
 #[cfg(test)]

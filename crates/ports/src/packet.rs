@@ -186,8 +186,8 @@ impl PortIo for AfPacket {
         fp.attach(self.ifindex, self.fd.as_fd()).map(Some)
     }
 
-    fn detach_fast(&self, port: crate::FastPort) -> Result<(), PortError> {
-        port.detach(self.fd.as_fd())
+    fn detach_fast_filter(&self) -> Result<(), PortError> {
+        crate::fastpath::detach_filter(self.fd.as_fd())
     }
 
     fn as_raw_fd(&self) -> RawFd {

@@ -59,9 +59,10 @@ pub trait PortIo: Send {
         Ok(None)
     }
 
-    /// Takes this port off the fast path `attach_fast` put it on.
-    fn detach_fast(&self, port: crate::FastPort) -> Result<(), PortError> {
-        drop(port);
+    /// Takes the socket filter `attach_fast` set off this port, so the switch sees every
+    /// frame again. The tcx program goes when its [`crate::FastPort`] is dropped (which
+    /// takes the kernel's RTNL lock: drop it off the forwarding thread).
+    fn detach_fast_filter(&self) -> Result<(), PortError> {
         Ok(())
     }
 

@@ -1,18 +1,28 @@
-//! The daemon's API: one JSON request per line on a UNIX socket, one JSON response per
-//! line back. Shared by the daemon and the `vbr` client.
+//! The daemon's API, shared by the daemon and the `vbr` client: one JSON request per
+//! line on a UNIX socket, one JSON response per line back. Requests are [`Request`]s
+//! (`{"cmd":"addif","bridge":"br0","port":"veth10"}`, optionally with `"version":1`);
+//! a response is a [`Response`]: `{"version":1,"ok":true,"result":...}` with the typed
+//! result named at each request, or `{"version":1,"ok":false,"error":{"kind":...,
+//! "message":...}}`. `docs/api.md` describes every shape.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vbridge_datapath::{StpMode, VlanCfg};
+use vbridge_datapath::{PortFlag, StpMode, VlanCfg};
 
-/// Longest request line the daemon reads.
-pub(crate) const MAX_REQUEST: usize = 64 * 1024;
+/// The API version this build speaks. A client refuses answers of another version, and
+/// the daemon refuses requests that name another one.
+pub(crate) const API_VERSION: u32 = 1;
+
+/// Longest request line the daemon reads: enough for a topology of well over 5,000
+/// namespaces. A longer line is refused with an error naming this limit.
+pub(crate) const MAX_REQUEST: usize = 4 << 20;
 
 /// A request. `cmd` names the verb; the brctl verbs keep brctl's names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Request {
+    /// Answers [`Pong`].
     Ping,
     Addbr {
         bridge: String,
@@ -28,12 +38,15 @@ pub(crate) enum Request {
         bridge: String,
         port: String,
     },
+    /// Answers `[BridgeView]`.
     Show {
         bridge: Option<String>,
     },
+    /// Answers `[FdbRow]`.
     Showmacs {
         bridge: String,
     },
+    /// Answers `StpView`.
     Showstp {
         bridge: String,
     },
@@ -64,7 +77,8 @@ pub(crate) enum Request {
     Setpathcost {
         bridge: String,
         port: String,
-        cost: u32,
+        /// 1..=200000000; `null`: from the link speed again (`vbr setpathcost BR PORT auto`).
+        cost: Option<u32>,
     },
     Setportprio {
         bridge: String,
@@ -87,18 +101,21 @@ pub(crate) enum Request {
         mac: String,
         vlan: Option<u16>,
     },
+    /// Answers `[FdbRow]`.
     FdbShow {
         bridge: String,
     },
+    /// Answers [`Flushed`].
     FdbFlush {
         bridge: String,
     },
     LinkSet {
         port: String,
         #[serde(default)]
-        flags: BTreeMap<String, bool>,
+        flags: BTreeMap<PortFlag, bool>,
         vlan: Option<VlanCfg>,
     },
+    /// Answers `[BridgeView]`.
     Stats {
         bridge: Option<String>,
     },
@@ -115,13 +132,16 @@ pub(crate) enum Request {
     NetnsDel {
         name: String,
     },
+    /// Answers `[String]`.
     NetnsList,
+    /// Answers [`Connected`].
     Connect(crate::daemon::ConnectArgs),
     Disconnect {
         netns: String,
         bridge: String,
     },
     /// Apply a checked topology; `name` keys what it made (a file path, or "default").
+    /// Answers [`UpDone`].
     Up {
         name: String,
         plan: crate::topology::Plan,
@@ -148,30 +168,125 @@ impl Request {
     }
 }
 
-/// A response: `ok` with a `result`, or not with an `error` saying what to do.
+/// Why a request failed, for programs: what kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorKind {
+    /// A bridge, port, namespace or entry that does not exist.
+    NotFound,
+    /// It exists already.
+    AlreadyExists,
+    /// A device or name that belongs to someone else, or a setting that clashes with
+    /// what exists.
+    Conflict,
+    /// A bad value: a name, address, range, or a malformed request.
+    InvalidArgument,
+    /// The daemon is at its limit of clients (try again).
+    Busy,
+    /// The request is larger than the daemon reads.
+    TooLarge,
+    /// The host refused (netlink, namespaces, nftables, files).
+    HostFailure,
+    /// The daemon cannot do it now (its forwarding thread stopped, or it is shutting
+    /// down).
+    Unavailable,
+    /// Another API version.
+    Version,
+}
+
+/// A failed request: its kind, and a message naming the object and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApiError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::InvalidArgument, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A response: `ok` with a `result`, or not with an `error`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Response {
+    pub(crate) version: u32,
     pub(crate) ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<ApiError>,
 }
 
 impl Response {
-    pub(crate) fn ok(result: serde_json::Value) -> Response {
-        Response {
-            ok: true,
-            result: Some(result),
-            error: None,
+    pub(crate) fn ok(result: impl Serialize) -> Response {
+        match serde_json::to_value(result) {
+            Ok(v) => Response {
+                version: API_VERSION,
+                ok: true,
+                result: Some(v),
+                error: None,
+            },
+            Err(e) => Response::err(ApiError::new(
+                ErrorKind::Unavailable,
+                format!("cannot encode the answer: {e}"),
+            )),
         }
     }
 
-    pub(crate) fn err(msg: impl Into<String>) -> Response {
+    pub(crate) fn err(e: ApiError) -> Response {
         Response {
+            version: API_VERSION,
             ok: false,
             result: None,
-            error: Some(msg.into()),
+            error: Some(e),
         }
     }
 }
+
+/// The answer to [`Request::Ping`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pong {
+    pub(crate) version: u32,
+    pub(crate) pid: u32,
+}
+
+/// The answer to [`Request::FdbFlush`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Flushed {
+    pub(crate) flushed: usize,
+}
+
+/// The answer to [`Request::Connect`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Connected {
+    pub(crate) bridge: String,
+    pub(crate) port: String,
+    pub(crate) port_no: u16,
+    pub(crate) netns: String,
+}
+
+/// The answer to [`Request::Up`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UpDone {
+    pub(crate) topology: String,
+    /// Whether anything was made (applying a topology again makes nothing).
+    pub(crate) changed: bool,
+}
+
+/// The answer to requests that only change something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Done {}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use vbridge_datapath::{StpMode, VlanCfg};
+use vbridge_datapath::{PortFlag, StpMode, VlanCfg};
 
 use crate::api::Request;
 
@@ -66,11 +66,11 @@ pub(crate) enum Cmd {
     Sethello { bridge: String, secs: f64 },
     /// Set the max message age (seconds).
     Setmaxage { bridge: String, secs: f64 },
-    /// Set a port's path cost.
+    /// Set a port's path cost (1..=200000000, or `auto` for one from the link speed).
     Setpathcost {
         bridge: String,
         port: String,
-        cost: u32,
+        cost: String,
     },
     /// Set a port's priority.
     Setportprio {
@@ -98,8 +98,9 @@ pub(crate) enum Cmd {
     /// Named network namespaces (the same /run/netns names as `ip netns`).
     #[command(subcommand)]
     Netns(NetnsCmd),
-    /// Put a namespace on a bridge: a TAP (default) or veth pair inside it, renamed,
-    /// addressed, up, with a default route.
+    /// Put a namespace on a bridge: a veth pair (default; known flows take the kernel
+    /// fast path) or a TAP held by vbridge, inside it, renamed, addressed, up, with a
+    /// default route.
     Connect {
         /// A name under /run/netns, or a path like /proc/PID/ns/net.
         netns: String,
@@ -118,8 +119,11 @@ pub(crate) enum Cmd {
         routes: Vec<(String, String)>,
         #[arg(long)]
         mac: Option<String>,
-        /// A veth pair instead of a TAP.
-        #[arg(long)]
+        /// A TAP held by vbridge instead of a veth pair.
+        #[arg(long, conflicts_with = "veth")]
+        tap: bool,
+        /// A veth pair (the default; kept for older scripts).
+        #[arg(long, hide = true)]
         veth: bool,
     },
     /// Undo `connect`.
@@ -204,7 +208,7 @@ fn vlan_opt(rest: &[String]) -> Result<Option<u16>> {
     }
 }
 
-fn link_args(args: &[String]) -> Result<(BTreeMap<String, bool>, Option<VlanCfg>)> {
+fn link_args(args: &[String]) -> Result<(BTreeMap<PortFlag, bool>, Option<VlanCfg>)> {
     let mut flags = BTreeMap::new();
     let mut vlan = None;
     let mut it = args.iter();
@@ -240,7 +244,8 @@ fn link_args(args: &[String]) -> Result<(BTreeMap<String, bool>, Option<VlanCfg>
             }
             flag => {
                 let on = on_off(value()?)?;
-                flags.insert(flag.to_owned(), on);
+                let f: PortFlag = flag.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                flags.insert(f, on);
             }
         }
     }
@@ -329,7 +334,12 @@ impl Cmd {
             Cmd::Setpathcost { bridge, port, cost } => Request::Setpathcost {
                 bridge: s(bridge),
                 port: s(port),
-                cost: *cost,
+                cost: match cost.as_str() {
+                    "auto" => None,
+                    c => Some(c.parse().map_err(|_| {
+                        anyhow::anyhow!("path cost {c:?}: use 1..=200000000 or auto")
+                    })?),
+                },
             },
             Cmd::Setportprio { bridge, port, prio } => Request::Setportprio {
                 bridge: s(bridge),
@@ -397,7 +407,8 @@ impl Cmd {
                 gateway,
                 routes,
                 mac,
-                veth,
+                tap,
+                veth: _,
             } => Request::Connect(crate::daemon::ConnectArgs {
                 netns: s(netns),
                 bridge: s(bridge),
@@ -405,7 +416,7 @@ impl Cmd {
                 ips: ips.clone(),
                 gateway: gateway.clone(),
                 mac: mac.clone(),
-                veth: *veth,
+                tap: *tap,
                 routes: routes.clone(),
             }),
             Cmd::Disconnect { netns, bridge } => Request::Disconnect {

@@ -6,22 +6,46 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::api::{Request, Response};
+use crate::api::{API_VERSION, MAX_REQUEST, Request, Response};
 
-/// Sends `req` and returns the daemon's response; `Err` when the daemon cannot be reached.
+/// Sends `req` and returns the daemon's response; `Err` when the daemon cannot be reached
+/// or answers in another API version.
 pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
-    let stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the vbr daemon at {} (start it with `vbr daemon`, or set --socket)",
-            socket.display()
-        )
+    let mut line = serde_json::to_vec(&serde_json::json!({ "version": API_VERSION }))?;
+    let body = serde_json::to_vec(req)?;
+    // {"version":1} + {"cmd":...} -> {"version":1,"cmd":...}
+    line.pop();
+    if body.len() > 2 {
+        line.push(b',');
+        line.extend_from_slice(&body[1..]);
+    } else {
+        line.push(b'}');
+    }
+    if line.len() > MAX_REQUEST {
+        anyhow::bail!(
+            "the request is {} bytes, more than the {MAX_REQUEST} bytes the daemon reads (split the topology into several files)",
+            line.len()
+        );
+    }
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "only root (and group vbridge, if it exists) may use it".to_owned()
+            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+                "no daemon runs there: start one with `vbr daemon --socket {}` (as root), or give --socket",
+                socket.display()
+            ),
+            _ => "is the daemon running?".to_owned(),
+        };
+        anyhow::anyhow!("cannot reach the vbr daemon at {}: {e} ({hint})", socket.display())
     })?;
     let wait = answer_timeout();
     stream.set_read_timeout(Some(wait))?;
     let mut w = stream.try_clone()?;
-    let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    w.write_all(&line)?;
+    w.write_all(&line)
+        .context("sending the request (the daemon closed the connection)")?;
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
@@ -32,7 +56,15 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
             ),
             _ => anyhow::Error::new(e).context("reading the daemon's answer"),
         })?;
-    serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")
+    let resp: Response =
+        serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
+    if resp.version != API_VERSION {
+        anyhow::bail!(
+            "the daemon speaks API version {}, this vbr version {API_VERSION}: use the vbr of the running daemon, or restart the daemon with this one",
+            resp.version
+        );
+    }
+    Ok(resp)
 }
 
 /// How long to wait for an answer: `VBR_TIMEOUT` seconds, 300 by default (`vbr up` of

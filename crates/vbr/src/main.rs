@@ -4,6 +4,8 @@ mod api;
 mod cli;
 mod client;
 mod daemon;
+mod logging;
+mod names;
 mod output;
 mod topology;
 
@@ -16,13 +18,7 @@ use cli::{Cli, Cmd};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Daemon { state_dir } = &cli.cmd {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .init();
+        logging::init();
         let opts = daemon::Options {
             socket: cli.socket.clone(),
             state_dir: state_dir.clone(),
@@ -30,6 +26,7 @@ fn main() -> ExitCode {
         return match daemon::run(opts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                tracing::error!("{e:#}");
                 eprintln!("vbr daemon: {e:#}");
                 ExitCode::from(1)
             }
@@ -55,23 +52,26 @@ fn main() -> ExitCode {
             let v = resp.result.unwrap_or(serde_json::Value::Null);
             if cli.json {
                 output::say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                output::print(&req, &v);
+            } else if let Err(e) = output::print(&req, &v) {
+                eprintln!("vbr: {e}");
+                return ExitCode::from(3);
             }
             if shows && !cli.json {
                 let show = api::Request::Show { bridge: None };
                 if let Ok(r) = client::call(&cli.socket, &show) {
-                    output::print(&show, &r.result.unwrap_or_default());
+                    let _ = output::print(&show, &r.result.unwrap_or_default());
                 }
             }
             ExitCode::SUCCESS
         }
         Ok(resp) => {
-            let msg = resp.error.unwrap_or_else(|| "request failed".into());
+            let e = resp.error.unwrap_or_else(|| {
+                api::ApiError::new(api::ErrorKind::Unavailable, "request failed")
+            });
             if cli.json {
-                output::say!("{}", serde_json::json!({ "error": msg }));
+                output::say!("{}", serde_json::json!({ "error": e }));
             }
-            eprintln!("vbr: {msg}");
+            eprintln!("vbr: {}", names::escape_text(&e.message));
             ExitCode::from(1)
         }
         Err(e) => {

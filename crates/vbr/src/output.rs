@@ -1,10 +1,14 @@
 //! Text output in brctl's formats (`show`, `showmacs`, `showstp`) and for vbr's own verbs,
-//! and [`say!`], the `println!` that ends quietly when the reader went away
-//! (`vbr show | head`).
+//! from the daemon's typed answers; names from users or the kernel are escaped before
+//! they reach the terminal. And [`say!`], the `println!` that ends quietly when the
+//! reader went away (`vbr show | head`).
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use vbridge_datapath::{BridgeView, FdbRow, PortKind, PortState, StpView};
 
-use crate::api::Request;
+use crate::api::{Connected, Flushed, Pong, Request};
+use crate::names::escape;
 
 /// `println!` to stdout that exits quietly (status 0) on a closed pipe and with status 1
 /// on any other write error, instead of panicking.
@@ -27,70 +31,76 @@ pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
     std::process::exit(1);
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(x) => x.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// The answer read as `T`; an answer of another shape is a daemon of another version.
+fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        format!(
+            "the daemon's answer is not what this vbr expects ({e}); are both the same version?"
+        )
+    })
 }
 
 /// Prints the result of `req` as text.
-pub(crate) fn print(req: &Request, v: &Value) {
+pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
     match req {
-        Request::Show { .. } => show(v),
-        Request::Showmacs { .. } => showmacs(v),
-        Request::FdbShow { .. } => fdb_show(v),
-        Request::Showstp { .. } => showstp(v),
-        Request::Stats { .. } => stats(v),
-        Request::Ping => say!("{}", s(v)),
-        Request::FdbFlush { .. } => say!("flushed {} entries", s(&v["flushed"])),
+        Request::Show { .. } => show(&typed::<Vec<BridgeView>>(v)?),
+        Request::Showmacs { .. } => showmacs(&typed::<Vec<FdbRow>>(v)?),
+        Request::FdbShow { .. } => fdb_show(&typed::<Vec<FdbRow>>(v)?),
+        Request::Showstp { .. } => showstp(&typed::<StpView>(v)?),
+        Request::Stats { .. } => stats(&typed::<Vec<BridgeView>>(v)?),
+        Request::Ping => {
+            let p: Pong = typed(v)?;
+            say!("pong (daemon pid {}, API version {})", p.pid, p.version);
+        }
+        Request::FdbFlush { .. } => {
+            let f: Flushed = typed(v)?;
+            say!("flushed {} entries", f.flushed);
+        }
         Request::NetnsList => {
-            for n in v.as_array().into_iter().flatten() {
-                say!("{}", s(n));
+            let names: Vec<String> = typed(v)?;
+            for n in names {
+                say!("{}", escape(&n));
             }
         }
-        Request::Connect(_) => say!(
-            "{} is port {} of {}",
-            s(&v["netns"]),
-            s(&v["port"]),
-            s(&v["bridge"])
-        ),
+        Request::Connect(_) => {
+            let c: Connected = typed(v)?;
+            say!(
+                "{} is port {} of {}",
+                escape(&c.netns),
+                escape(&c.port),
+                escape(&c.bridge)
+            );
+        }
         _ => {}
     }
+    Ok(())
 }
 
 /// `brctl show`: bridge name, bridge id, STP enabled, interfaces (one per line).
-fn show(v: &Value) {
+fn show(bridges: &[BridgeView]) {
     say!("bridge name\tbridge id\t\tSTP enabled\tinterfaces");
-    for b in v.as_array().into_iter().flatten() {
-        let ports: Vec<String> = b["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["kind"] != "host")
-            .map(|p| {
-                let name = s(&p["name"]);
-                if p["state"] == "gone" {
-                    format!("{name} (gone)")
-                } else {
-                    name
-                }
+    for b in bridges {
+        let ports: Vec<String> = b
+            .ports
+            .iter()
+            .filter(|p| p.kind != PortKind::Host)
+            .map(|p| match p.state {
+                PortState::Gone => format!("{} (gone)", escape(&p.name)),
+                _ => escape(&p.name),
             })
             .collect();
-        let stp = if b["stp"].as_bool() == Some(true) {
-            "yes"
+        let host_gone = b
+            .ports
+            .iter()
+            .any(|p| p.kind == PortKind::Host && p.state == PortState::Gone);
+        let stp = if b.stp { "yes" } else { "no" };
+        let name = if host_gone {
+            format!("{} (host interface gone)", escape(&b.name))
         } else {
-            "no"
+            escape(&b.name)
         };
         let first = ports.first().cloned().unwrap_or_default();
-        say!(
-            "{:<16}{:<24}{:<16}{}",
-            s(&b["name"]),
-            s(&b["bridge_id"]),
-            stp,
-            first
-        );
+        say!("{:<16}{:<24}{:<16}{}", name, b.bridge_id, stp, first);
         for p in ports.iter().skip(1) {
             say!("{:56}{}", "", p);
         }
@@ -98,146 +108,127 @@ fn show(v: &Value) {
 }
 
 /// `brctl showmacs`: port no, mac addr, is local?, ageing timer.
-fn showmacs(v: &Value) {
+fn showmacs(rows: &[FdbRow]) {
     say!("port no\tmac addr\t\tis local?\tageing timer");
-    for r in v.as_array().into_iter().flatten() {
-        let local = if r["is_local"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        };
-        let age = r["ageing_timer"].as_f64().unwrap_or(0.0);
+    for r in rows {
+        let local = if r.is_local { "yes" } else { "no" };
         say!(
             "{:>3}\t{}\t{}\t\t{:>7.2}",
-            s(&r["port_no"]),
-            s(&r["mac"]),
+            r.port_no,
+            r.mac,
             local,
-            age
+            r.ageing_timer
         );
     }
 }
 
 /// `vbr fdb show`: one entry per line, like `bridge fdb show`.
-fn fdb_show(v: &Value) {
-    for r in v.as_array().into_iter().flatten() {
-        let vlan = match &r["vlan"] {
-            Value::Null => String::new(),
-            x => format!(" vlan {x}"),
-        };
+fn fdb_show(rows: &[FdbRow]) {
+    for r in rows {
+        let vlan = r.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
         say!(
             "{} dev {}{} {} age {:.2}",
-            s(&r["mac"]),
-            s(&r["port"]),
+            r.mac,
+            escape(&r.port),
             vlan,
-            s(&r["kind"]),
-            r["ageing_timer"].as_f64().unwrap_or(0.0)
+            r.kind,
+            r.ageing_timer
         );
     }
 }
 
 /// `brctl showstp`.
-fn showstp(v: &Value) {
-    let f = |x: &Value| x.as_f64().unwrap_or(0.0);
-    let flag = |x: &Value, name: &str| {
-        if x.as_bool() == Some(true) {
+fn showstp(v: &StpView) {
+    let flag = |on: bool, name: &str| {
+        if on {
             format!("{name} ")
         } else {
             String::new()
         }
     };
-    say!("{} ({})", s(&v["bridge"]), s(&v["mode"]));
-    say!(" bridge id\t\t{}", s(&v["bridge_id"]));
-    say!(" designated root\t{}", s(&v["designated_root"]));
+    let mode = serde_json::to_value(v.mode)
+        .ok()
+        .and_then(|m| m.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    say!("{} ({})", escape(&v.bridge), mode);
+    say!(" bridge id\t\t{}", v.bridge_id);
+    say!(" designated root\t{}", v.designated_root);
     say!(
         " root port\t\t{:>4}\t\t\tpath cost\t\t{:>4}",
-        s(&v["root_port_no"]),
-        s(&v["path_cost"])
+        v.root_port_no,
+        v.path_cost
     );
     say!(
         " max age\t\t{:>7.2}\t\t\tbridge max age\t\t{:>7.2}",
-        f(&v["max_age"]),
-        f(&v["bridge_max_age"])
+        v.max_age,
+        v.bridge_max_age
     );
     say!(
         " hello time\t\t{:>7.2}\t\t\tbridge hello time\t{:>7.2}",
-        f(&v["hello_time"]),
-        f(&v["bridge_hello_time"])
+        v.hello_time,
+        v.bridge_hello_time
     );
     say!(
         " forward delay\t\t{:>7.2}\t\t\tbridge forward delay\t{:>7.2}",
-        f(&v["forward_delay"]),
-        f(&v["bridge_forward_delay"])
+        v.forward_delay,
+        v.bridge_forward_delay
     );
-    say!(" ageing time\t\t{:>7.2}", f(&v["ageing_time"]));
-    say!(
-        " topology change count\t{:>4}",
-        s(&v["topology_change_count"])
-    );
-    say!(
-        " flags\t\t\t{}",
-        flag(&v["topology_change"], "TOPOLOGY_CHANGE")
-    );
+    say!(" ageing time\t\t{:>7.2}", v.ageing_time);
+    say!(" topology change count\t{:>4}", v.topology_change_count);
+    say!(" flags\t\t\t{}", flag(v.topology_change, "TOPOLOGY_CHANGE"));
     say!();
-    for p in v["ports"].as_array().into_iter().flatten() {
-        let c = &p["counters"];
-        say!("{} ({})", s(&p["name"]), s(&p["port_no"]));
-        say!(
-            " port id\t\t{}\t\t\tstate\t\t{:>15}",
-            s(&p["port_id"]),
-            s(&p["state"])
-        );
+    for p in &v.ports {
+        let c = &p.counters;
+        say!("{} ({})", escape(&p.name), p.port_no);
+        say!(" port id\t\t{}\t\t\tstate\t\t{:>15}", p.port_id, p.state);
         say!(
             " designated root\t{}\tpath cost\t\t{:>4}",
-            s(&p["designated_root"]),
-            s(&p["path_cost"])
+            p.designated_root,
+            p.path_cost
         );
         say!(
             " designated bridge\t{}\trole\t\t{:>15}",
-            s(&p["designated_bridge"]),
-            s(&p["role"])
+            p.designated_bridge,
+            p.role
         );
         say!(
             " designated port\t{}\t\t\tmessage age timer\t{:>7.2}",
-            s(&p["designated_port"]),
-            f(&p["message_age_timer"])
+            p.designated_port,
+            p.message_age_timer
         );
         say!(
             " designated cost\t{:>4}\t\t\tforward delay timer\t{:>7.2}",
-            s(&p["designated_cost"]),
-            f(&p["forward_delay_timer"])
+            p.designated_cost,
+            p.forward_delay_timer
         );
         say!(
             " bpdus in\t\t{}\t\t\tbpdus out\t\t{}",
-            c["rx_config"].as_u64().unwrap_or(0)
-                + c["rx_rst"].as_u64().unwrap_or(0)
-                + c["rx_tcn"].as_u64().unwrap_or(0),
-            c["tx_config"].as_u64().unwrap_or(0)
-                + c["tx_rst"].as_u64().unwrap_or(0)
-                + c["tx_tcn"].as_u64().unwrap_or(0)
+            c.rx_config + c.rx_rst + c.rx_tcn,
+            c.tx_config + c.tx_rst + c.tx_tcn
         );
         say!(
             " flags\t\t\t{}{}{}{}{}",
-            flag(&p["edge"], "EDGE"),
-            flag(&p["point_to_point"], "P2P"),
-            flag(&p["bpdu_guard"], "BPDU_GUARD"),
-            flag(&p["root_guard"], "ROOT_GUARD"),
-            flag(&p["topology_change"], "TOPOLOGY_CHANGE")
+            flag(p.edge, "EDGE"),
+            flag(p.point_to_point, "P2P"),
+            flag(p.bpdu_guard, "BPDU_GUARD"),
+            flag(p.root_guard, "ROOT_GUARD"),
+            flag(p.topology_change, "TOPOLOGY_CHANGE")
         );
         say!();
     }
 }
 
 /// `vbr stats`: per-port counters and drops by reason.
-fn stats(v: &Value) {
-    for b in v.as_array().into_iter().flatten() {
+fn stats(bridges: &[BridgeView]) {
+    for b in bridges {
         say!(
             "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits), {} flows in the kernel fast path",
-            s(&b["name"]),
-            s(&b["fdb_entries"]),
-            s(&b["fdb_learned"]),
-            s(&b["fdb_moves"]),
-            s(&b["fdb_limit_hits"]),
-            s(&b["fast_flows"])
+            escape(&b.name),
+            b.fdb_entries,
+            b.fdb_learned,
+            b.fdb_moves,
+            b.fdb_limit_hits,
+            b.fast_flows
         );
         say!(
             "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  drops",
@@ -249,23 +240,18 @@ fn stats(v: &Value) {
             "rx_flood",
             "tx_flood"
         );
-        for p in b["ports"].as_array().into_iter().flatten() {
-            let c = &p["counters"];
-            let drops: Vec<String> = c["drops"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
+        for p in &b.ports {
+            let c = &p.counters;
+            let drops: Vec<String> = c.drops.iter().map(|(k, n)| format!("{k}={n}")).collect();
             say!(
                 "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  {}",
-                s(&p["name"]),
-                s(&c["rx_packets"]),
-                s(&c["rx_bytes"]),
-                s(&c["tx_packets"]),
-                s(&c["tx_bytes"]),
-                s(&c["rx_flooded"]),
-                s(&c["tx_flooded"]),
+                escape(&p.name),
+                c.rx_packets,
+                c.rx_bytes,
+                c.tx_packets,
+                c.tx_bytes,
+                c.rx_flooded,
+                c.tx_flooded,
                 if drops.is_empty() {
                     "-".into()
                 } else {

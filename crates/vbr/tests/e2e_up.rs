@@ -147,7 +147,7 @@ fn up_default_connect_disconnect_down() {
     let _x = Netns {
         name: "vbtestx".into(),
     };
-    cli.ok("connect vbtestx br0 --ip 192.168.88.9/24 --gateway 192.168.88.1");
+    cli.ok("connect vbtestx br0 --tap --ip 192.168.88.9/24 --gateway 192.168.88.1");
     assert!(ok("ip netns exec vbtestx ping -c1 -W2 192.168.88.2").contains("1 received"));
     cli.ok("link set vbtestx-eth0 isolated on");
     let v: serde_json::Value = serde_json::from_str(&cli.ok("--json show br0")).unwrap();

@@ -19,6 +19,7 @@ pub mod arp;
 pub mod bpdu;
 pub mod ethernet;
 pub mod icmp;
+pub mod ifname;
 pub mod ipv4;
 pub mod llc;
 pub mod summary;

@@ -13,7 +13,8 @@ use crate::port::{PortId, StpState};
 use crate::time::Instant;
 
 /// BPDU and state counters of one port.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct StpPortCounters {
     pub rx_config: u64,
     pub rx_rst: u64,

@@ -33,10 +33,25 @@ pub struct Link {
     pub kind: Option<String>,
     /// Its peer or lower device lives in another namespace (`IFLA_LINK_NETNSID`).
     pub link_elsewhere: bool,
+    /// The index of the device it is enslaved to (a bridge, bond, team or VRF), if any.
+    pub master: Option<u32>,
+    /// The loopback device (`IFF_LOOPBACK`).
+    pub loopback: bool,
 }
 
 impl Link {
-    fn from_message(message: &LinkMessage) -> Self {
+    /// Whether the link is a master of other links by its kind (bridge, bond, team,
+    /// VRF, ...): such a device is never a switch port.
+    pub fn is_master_kind(&self) -> bool {
+        matches!(
+            self.kind.as_deref(),
+            Some("bridge" | "bond" | "team" | "vrf" | "openvswitch" | "hsr" | "macsec")
+        )
+    }
+}
+
+impl Link {
+    pub(crate) fn from_message(message: &LinkMessage) -> Self {
         let mut link = Self {
             index: message.header.index,
             name: String::new(),
@@ -45,6 +60,8 @@ impl Link {
             mtu: None,
             kind: None,
             link_elsewhere: false,
+            master: None,
+            loopback: message.header.flags.contains(LinkFlags::Loopback),
         };
         for attribute in &message.attributes {
             match attribute {
@@ -52,6 +69,7 @@ impl Link {
                 LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
                 LinkAttribute::LinkNetNsId(_) => link.link_elsewhere = true,
+                LinkAttribute::Controller(index) => link.master = Some(*index).filter(|i| *i != 0),
                 LinkAttribute::LinkInfo(infos) => {
                     link.kind = infos.iter().find_map(|i| match i {
                         LinkInfo::Kind(k) => Some(k.to_string()),

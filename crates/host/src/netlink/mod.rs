@@ -8,11 +8,16 @@
 
 mod addr;
 mod link;
+mod monitor;
 mod route;
 
 use std::os::fd::AsFd;
 
-pub use self::{link::Link, route::Route};
+pub use self::{
+    link::Link,
+    monitor::{LinkEvent, LinkMonitor},
+    route::Route,
+};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer,

@@ -162,10 +162,8 @@ impl FastPath {
     }
 }
 
-impl FastPort {
-    /// Takes the socket filter off `sock` (the one given to [`FastPath::attach`]); the
-    /// tcx program goes when this is dropped.
-    pub fn detach(self, sock: BorrowedFd<'_>) -> Result<(), PortError> {
-        bpf::detach_socket_filter(sock).map_err(|e| err("SO_DETACH_BPF", e))
-    }
+/// Takes the socket filter [`FastPath::attach`] set off `sock`; the tcx program goes when
+/// the port's [`FastPort`] is dropped.
+pub(crate) fn detach_filter(sock: BorrowedFd<'_>) -> Result<(), PortError> {
+    bpf::detach_socket_filter(sock).map_err(|e| err("SO_DETACH_BPF", e))
 }

@@ -192,7 +192,8 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
 
         // The port lets go: even with the flow back, the kernel no longer forwards it.
         fp.insert(ab, h2).unwrap();
-        p1.detach(s1.as_fd()).unwrap();
+        crate::fastpath::detach_filter(s1.as_fd()).unwrap();
+        drop(p1);
         assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");
         assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
     });

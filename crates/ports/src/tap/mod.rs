@@ -110,18 +110,30 @@ impl Tap {
         Ok(tap)
     }
 
-    /// Creates TAP device `name`, or attaches to it if a persistent TAP of that name
-    /// exists (left by an earlier run), and makes it persistent: it then outlives this
-    /// process, keeping its addresses and routes, until [`Tap::set_persist`]`(false)` and
-    /// close. Returns the TAP and whether it existed. A non-TAP device of that name is
-    /// [`PortError::Exists`].
-    pub fn open_persistent(name: &str, opts: TapOptions) -> Result<(Tap, bool), PortError> {
+    /// Creates TAP device `name` (refused with [`PortError::Exists`] if any device has
+    /// that name: someone else's is never adopted) and makes it persistent: it then
+    /// outlives this process, keeping its addresses and routes, until
+    /// [`Tap::set_persist`]`(false)` and close.
+    pub fn create_persistent(name: &str, opts: TapOptions) -> Result<Tap, PortError> {
+        let tap = Tap::create(name, opts)?;
+        tap.set_persist(true)?;
+        Ok(tap)
+    }
+
+    /// Attaches to the persistent TAP `name` that an earlier run made, known by its
+    /// `ifindex`: a device of that name with another index (deleted and made again by
+    /// someone else) is refused with [`PortError::Exists`], and so is any non-TAP device
+    /// or a TAP someone else holds. A missing device is [`PortError::NotFound`].
+    pub fn reopen_persistent(name: &str, opts: TapOptions, ifindex: u32) -> Result<Tap, PortError> {
         check_name(name)?;
-        let existed = crate::netdev::exists(name)?;
-        if !existed {
-            let tap = Tap::create(name, opts)?;
-            tap.set_persist(true)?;
-            return Ok((tap, false));
+        match crate::netdev::ifindex(name) {
+            Ok(i) if i == ifindex => {}
+            Ok(_) => {
+                return Err(PortError::Exists {
+                    name: name.to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
         }
         let fd = sys::tun::open().map_err(|e| PortError::io(name, "open /dev/net/tun", e))?;
         let flags = opts.iff_flags();
@@ -134,9 +146,15 @@ impl Tap {
         })?;
         let ctl = ctl_socket(&got)?;
         let tap = Tap::from_parts(fd, ctl, got, opts);
+        if tap.ifindex()? != ifindex {
+            // Replaced between the check and the attach: let it be.
+            return Err(PortError::Exists {
+                name: name.to_owned(),
+            });
+        }
         tap.configure_queue()?;
         tap.set_persist(true)?;
-        Ok((tap, true))
+        Ok(tap)
     }
 
     /// Whether reads and writes go in io_uring bursts (see [`TapOptions::io_uring`]).

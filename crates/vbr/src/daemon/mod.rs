@@ -2,10 +2,10 @@
 //! configuration after every change (and when the netdevs change it, e.g. a bridge MAC
 //! set by hand), restores it at start, and shuts down cleanly on SIGTERM/SIGINT.
 
+mod errors;
 mod handler;
 mod server;
 mod store;
-mod stp;
 mod wiring;
 
 pub(crate) use wiring::ConnectArgs;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vbridge_datapath::{Config, Datapath};
 
-use crate::api::{Request, Response};
+use crate::api::{ApiError, ErrorKind, Request, Response, UpDone};
 use store::Store;
 
 /// Where the daemon listens and keeps its state.
@@ -41,6 +41,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// Runs one request; saves the configuration after a change.
     pub(crate) fn execute(&self, req: Request) -> Response {
+        if self.dp.died() {
+            return Response::err(ApiError::new(
+                ErrorKind::Unavailable,
+                "the forwarding thread has stopped (a bug: see the daemon's log); restart the daemon",
+            ));
+        }
         match req {
             Request::Up { name, plan } => return self.up(name, plan),
             Request::Down { name } => return self.down(name),
@@ -52,21 +58,19 @@ impl Shared {
         } else {
             None
         };
-        let out = match self.dp.call(move |e| handler::apply(e, req)) {
-            Ok(out) => out,
-            Err(e) => return Response::err(e.to_string()),
-        };
+        let out = handler::apply(&self.dp, req);
         if let Some(saved) = saved.as_mut() {
             if let Err(e) = self.persist(saved) {
                 tracing::error!(error = %format!("{e:#}"), "cannot save configuration");
-                return Response::err(format!(
-                    "applied, but saving the configuration failed: {e:#}"
+                return Response::err(ApiError::new(
+                    ErrorKind::HostFailure,
+                    format!("applied, but saving the configuration failed: {e:#}"),
                 ));
             }
         }
         match out {
             Ok(v) => Response::ok(v),
-            Err(msg) => Response::err(msg),
+            Err(e) => Response::err(e),
         }
     }
 
@@ -76,25 +80,22 @@ impl Shared {
     fn up(&self, name: String, plan: crate::topology::Plan) -> Response {
         let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
-        let out = self.dp.call(move |e| {
-            let mut made = wiring::Made::default();
-            let r = wiring::up(e, &plan, &mut made);
-            (r, made)
-        });
-        let (result, made) = match out {
-            Ok(x) => x,
-            Err(e) => return Response::err(e.to_string()),
-        };
+        let mut made = wiring::Made::default();
+        let result = wiring::up(&self.dp, &plan, &mut made);
         let changed = !made.is_empty();
         tops.entry(name.clone()).or_default().merge(made);
         if let Err(e) = self.save_both(&tops, &mut saved) {
-            return Response::err(format!(
-                "applied, but saving the configuration failed: {e:#}"
+            return Response::err(ApiError::new(
+                ErrorKind::HostFailure,
+                format!("applied, but saving the configuration failed: {e:#}"),
             ));
         }
         match result {
-            Ok(()) => Response::ok(serde_json::json!({ "topology": name, "changed": changed })),
-            Err(m) => Response::err(format!("{name}: {m}")),
+            Ok(()) => Response::ok(UpDone {
+                topology: name,
+                changed,
+            }),
+            Err(e) => Response::err(ApiError::new(e.kind, format!("{name}: {}", e.message))),
         }
     }
 
@@ -104,33 +105,37 @@ impl Shared {
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
         let Some(made) = tops.get(&name).cloned() else {
             let known: Vec<&str> = tops.keys().map(String::as_str).collect();
-            return Response::err(if known.is_empty() {
-                format!("nothing was brought up from {name} (see `vbr up`)")
-            } else {
-                format!(
-                    "nothing was brought up from {name}; brought up: {} (`vbr down` takes one of these paths, even if the file has moved)",
-                    known.join(", ")
-                )
-            });
+            return Response::err(ApiError::new(
+                ErrorKind::NotFound,
+                if known.is_empty() {
+                    format!("nothing was brought up from {name} (see `vbr up`)")
+                } else {
+                    format!(
+                        "nothing was brought up from {name}; brought up: {} (`vbr down` takes one of these paths, even if the file has moved)",
+                        known.join(", ")
+                    )
+                },
+            ));
         };
-        let problems = match self.dp.call(move |e| wiring::down(e, &made)) {
-            Ok(p) => p,
-            Err(e) => return Response::err(e.to_string()),
-        };
+        let problems = wiring::down(&self.dp, &made);
         if problems.is_empty() {
             tops.remove(&name);
         }
         if let Err(e) = self.save_both(&tops, &mut saved) {
-            return Response::err(format!(
-                "removed, but saving the configuration failed: {e:#}"
+            return Response::err(ApiError::new(
+                ErrorKind::HostFailure,
+                format!("removed, but saving the configuration failed: {e:#}"),
             ));
         }
         if problems.is_empty() {
-            Response::ok(serde_json::json!({ "topology": name }))
+            Response::ok(crate::api::Done {})
         } else {
-            Response::err(format!(
-                "{name}: some objects could not be removed (the record is kept; run `vbr down` again to retry): {}",
-                problems.join("; ")
+            Response::err(ApiError::new(
+                ErrorKind::HostFailure,
+                format!(
+                    "{name}: some objects could not be removed (the record is kept; run `vbr down` again to retry): {}",
+                    problems.join("; ")
+                ),
             ))
         }
     }
@@ -143,7 +148,7 @@ impl Shared {
 
     /// Saves the engine's configuration if it differs from what was saved.
     fn persist(&self, saved: &mut Config) -> Result<()> {
-        let now = self.dp.call(|e| e.snapshot())?;
+        let now = self.dp.snapshot()?;
         if now != *saved {
             self.store.save(&now)?;
             *saved = now;
@@ -159,13 +164,11 @@ pub(crate) fn run(opts: Options) -> Result<()> {
     let topologies = store.load_topologies()?;
     let listener = server::bind(&opts.socket)?;
     let dp = Datapath::start().context("starting the datapath")?;
-    let restore = config.clone();
-    let problems = dp.call(move |e| {
-        e.restore(&restore)
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-    })?;
+    let problems: Vec<String> = dp
+        .restore(&config)
+        .iter()
+        .map(|e| errors::describe(e))
+        .collect();
     if !problems.is_empty() {
         // What could not be restored would vanish from the next save: keep a copy.
         let kept = store
@@ -216,7 +219,7 @@ impl Shared {
         if let Err(e) = self.persist(&mut saved) {
             tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");
         }
-        let _ = self.dp.call(|e| e.close_all());
+        let _ = self.dp.close_all();
         let _ = std::fs::remove_file(socket);
         std::process::exit(0)
     }

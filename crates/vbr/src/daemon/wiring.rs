@@ -5,26 +5,21 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use vbridge_core::MacAddr;
-use vbridge_datapath::{Connection, Engine, PortKind, PortSpec, VlanCfg};
+use vbridge_core::{BridgeConfig, MacAddr};
+use vbridge_datapath::{Change, Connection, Datapath, PortKind, PortSpec, VlanCfg};
 use vbridge_host::{Netlink, nat, netns, sysctl};
 
+use super::errors::{dp, host};
+use super::handler::Outcome;
+use crate::api::{ApiError, Connected, Done, ErrorKind};
 use crate::topology::{Plan, parse_cidr};
 
-type Outcome = Result<Value, String>;
+fn ok(v: impl Serialize) -> Outcome {
+    serde_json::to_value(v).map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
+}
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(&format!(": {cs}"));
-        }
-        src = c.source();
-    }
-    s
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError::invalid(m)
 }
 
 /// What one `vbr up` made, so `vbr down` removes exactly that.
@@ -81,80 +76,87 @@ pub(crate) struct ConnectArgs {
     pub(crate) ips: Vec<String>,
     pub(crate) gateway: Option<String>,
     pub(crate) mac: Option<String>,
+    /// A TAP held by vbridge instead of a veth pair (the default).
     #[serde(default)]
-    pub(crate) veth: bool,
+    pub(crate) tap: bool,
     /// More routes inside the namespace: (destination CIDR, next hop).
     #[serde(default)]
     pub(crate) routes: Vec<(String, String)>,
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {
-    netns::add(name).map_err(|e| chain(&e))?;
-    Ok(json!({ "netns": name }))
+    crate::names::check_netns(name).map_err(invalid)?;
+    netns::add(name).map_err(host)?;
+    ok(Done {})
 }
 
-pub(crate) fn netns_del(e: &mut Engine, name: &str) -> Outcome {
-    netns::check_name(name).map_err(|x| chain(&x))?;
+pub(crate) fn netns_del(d: &Datapath, name: &str) -> Outcome {
+    netns::check_name(name).map_err(host)?;
     // Ports connecting it go first (their TAPs live in it).
-    for b in e.bridge_names() {
-        let ports = e
-            .bridge(&b)
-            .map(|rt| rt.connected(name))
-            .unwrap_or_default();
-        for p in ports {
-            let _ = e.del_port(&b, &p);
+    for (bridge, port, c) in d.connections().map_err(dp)? {
+        if c.netns == name {
+            let _ = d.del_port(&bridge, &port);
         }
     }
-    netns::del(name).map_err(|e| chain(&e))?;
-    Ok(json!({ "netns": name }))
+    netns::del(name).map_err(host)?;
+    ok(Done {})
 }
 
 pub(crate) fn netns_list() -> Outcome {
-    Ok(json!(netns::list().map_err(|e| chain(&e))?))
+    ok(netns::list().map_err(host)?)
 }
 
 /// `vbr connect`: a port for namespace `a.netns` on `a.bridge`.
-pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
-    e.bridge(&a.bridge).map_err(|x| chain(&x))?;
+pub(crate) fn connect(d: &Datapath, a: &ConnectArgs) -> Result<Connected, ApiError> {
+    d.bridges(Some(&a.bridge)).map_err(dp)?;
+    crate::names::check_netns(&a.netns).map_err(invalid)?;
     let mut addresses = Vec::new();
     for ip in &a.ips {
-        let (addr, p) = parse_cidr(ip).map_err(|m| format!("--ip {ip}: {m}"))?;
+        let (addr, p) = parse_cidr(ip).map_err(|m| invalid(format!("--ip {ip}: {m}")))?;
         addresses.push(format!("{addr}/{p}"));
     }
     if let Some(g) = &a.gateway {
         g.parse::<IpAddr>()
-            .map_err(|_| format!("--gateway {g:?} is not an IP address"))?;
+            .map_err(|_| invalid(format!("--gateway {g:?} is not an IP address")))?;
     }
     let mut routes = Vec::new();
     for (to, via) in &a.routes {
         routes.push(
             crate::topology::check_route(to, via)
-                .map_err(|m| format!("route {to} via {via}: {m}"))?,
+                .map_err(|m| invalid(format!("route {to} via {via}: {m}")))?,
         );
     }
     if let Some(m) = &a.mac {
-        let mac = m.parse::<MacAddr>().map_err(|x| x.to_string())?;
+        let mac = m
+            .parse::<MacAddr>()
+            .map_err(|x| invalid(format!("--mac {m:?}: {x}")))?;
         if !mac.is_unicast() {
-            return Err(format!("--mac {m} must be a unicast address"));
+            return Err(invalid(format!("--mac {m} must be a unicast address")));
         }
     }
     if let Err(x) = netns::open(&a.netns) {
         return Err(
             if x.kind() == vbridge_host::ErrorKind::NotFound && a.netns.contains('/') {
-                format!("namespace path {} does not exist", a.netns)
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("namespace path {} does not exist", a.netns),
+                )
             } else if x.kind() == vbridge_host::ErrorKind::NotFound {
-                format!(
-                    "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
-                    a.netns, a.netns
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "network namespace {} does not exist (create it with `vbr netns add {}`, or give a path like /proc/PID/ns/net)",
+                        a.netns, a.netns
+                    ),
                 )
             } else {
-                chain(&x)
+                host(x)
             },
         );
     }
     let ifname = a.ifname.clone().unwrap_or_else(|| "eth0".into());
-    crate::topology::check_ifname(&ifname)?;
-    placement(e, &a.netns, &ifname, None)?;
+    crate::names::check_ifname(&ifname).map_err(invalid)?;
+    placement(d, &a.netns, &ifname, None)?;
     let conn = Connection {
         netns: a.netns.clone(),
         ifname,
@@ -162,23 +164,29 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
         gateway: a.gateway.clone(),
         routes,
         mac: a.mac.clone(),
-        veth: a.veth,
+        veth: !a.tap,
         netns_id: if a.netns.contains('/') {
             vbridge_datapath::netns_identity(&a.netns)
         } else {
             None
         },
+        ifindex: None,
     };
     let name = conn.port_name();
-    let kind = if a.veth {
-        PortKind::Interface
-    } else {
+    let kind = if a.tap {
         PortKind::Tap
+    } else {
+        PortKind::Interface
     };
     let mut spec = PortSpec::new(&name, kind);
     spec.conn = Some(conn);
-    let id = e.add_port(&a.bridge, &spec, false).map_err(|x| chain(&x))?;
-    Ok(json!({ "bridge": a.bridge, "port": name, "port_no": id.0, "netns": a.netns }))
+    let id = d.add_port(&a.bridge, &spec, false).map_err(dp)?;
+    Ok(Connected {
+        bridge: a.bridge.clone(),
+        port: name,
+        port_no: id.0,
+        netns: a.netns.clone(),
+    })
 }
 
 /// Where namespace `netns`'s interface `ifname` stands: `Ok(None)` if it may be connected
@@ -188,118 +196,113 @@ pub(crate) fn connect(e: &mut Engine, a: &ConnectArgs) -> Outcome {
 /// is found by namespace and interface, whatever its port is called (an older vbridge
 /// may have named it differently).
 fn placement(
-    e: &Engine,
+    d: &Datapath,
     netns: &str,
     ifname: &str,
     bridge: Option<&str>,
-) -> Result<Option<String>, String> {
-    let existing = e.bridge_names().into_iter().find_map(|b| {
-        let rt = e.bridge(&b).ok()?;
-        let port = rt
-            .connected(netns)
-            .into_iter()
-            .find(|p| rt.connection(p).is_some_and(|c| c.ifname == ifname))?;
-        Some((b, port))
-    });
-    if let Some((b, port)) = existing {
+) -> Result<Option<String>, ApiError> {
+    let existing = d
+        .connections()
+        .map_err(dp)?
+        .into_iter()
+        .find(|(_, _, c)| c.netns == netns && c.ifname == ifname);
+    if let Some((b, port, _)) = existing {
         return match bridge {
             Some(want) if want == b => Ok(Some(port)),
-            Some(want) => Err(format!(
-                "{netns} is already connected to bridge {b} as {port}, not to {want}"
+            Some(want) => Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("{netns} is already connected to bridge {b} as {port}, not to {want}"),
             )),
-            None => Err(format!(
-                "{netns} is already connected to bridge {b} as port {port} (interface {ifname})"
+            None => Err(ApiError::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{netns} is already connected to bridge {b} as port {port} (interface {ifname})"
+                ),
             )),
         };
     }
     let name = vbridge_datapath::port_name(netns, ifname);
-    match e.find_port(&name) {
-        Some((b, _)) => Err(format!(
-            "{netns}'s interface {ifname} would be port {name}, which bridge {b} already has; give it another --ifname"
+    match d.find_port(&name).map_err(dp)? {
+        Some((b, _)) => Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "{netns}'s interface {ifname} would be port {name}, which bridge {b} already has; give it another --ifname"
+            ),
         )),
         None => Ok(None),
     }
 }
 
 /// `vbr disconnect NS BRIDGE`.
-pub(crate) fn disconnect(e: &mut Engine, ns: &str, bridge: &str) -> Outcome {
-    let ports = e.bridge(bridge).map_err(|x| chain(&x))?.connected(ns);
+pub(crate) fn disconnect(d: &Datapath, ns: &str, bridge: &str) -> Outcome {
+    d.bridges(Some(bridge)).map_err(dp)?;
+    let ports: Vec<String> = d
+        .connections()
+        .map_err(dp)?
+        .into_iter()
+        .filter(|(b, _, c)| b == bridge && c.netns == ns)
+        .map(|(_, p, _)| p)
+        .collect();
     if ports.is_empty() {
-        return Err(format!(
-            "{ns} is not connected to bridge {bridge} (see `vbr show {bridge}`)"
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("{ns} is not connected to bridge {bridge} (see `vbr show {bridge}`)"),
         ));
     }
     for p in &ports {
-        e.del_port(bridge, p).map_err(|x| chain(&x))?;
+        d.del_port(bridge, p).map_err(dp)?;
     }
-    Ok(json!({ "bridge": bridge, "ports": ports }))
+    ok(Done {})
 }
 
 /// Applies a plan, noting in `made` what it made (nothing when everything already
 /// existed). On error, `made` still lists what was made before it.
-pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), String> {
-    preflight(e, plan)?;
-    let mut nl = Netlink::new().map_err(|x| chain(&x))?;
+pub(crate) fn up(d: &Datapath, plan: &Plan, made: &mut Made) -> Result<(), ApiError> {
+    preflight(d, plan)?;
+    let mut nl = Netlink::new().map_err(host)?;
     for b in &plan.bridges {
-        if e.bridge(&b.name).is_err() {
-            super::handler::apply_one(
-                e,
-                crate::api::Request::Addbr {
-                    bridge: b.name.clone(),
-                },
-            )?;
+        if d.bridges(Some(&b.name)).is_err() {
+            crate::names::check_ifname(&b.name).map_err(invalid)?;
+            d.add_bridge(&b.name, BridgeConfig::new(super::handler::random_mac()))
+                .map_err(dp)?;
             made.bridges.push(b.name.clone());
         }
-        let have = nl.addresses(&b.name).map_err(|x| chain(&x))?;
+        let have = nl.addresses(&b.name).map_err(host)?;
         for a in &b.addresses {
-            let (ip, p) = parse_cidr(a)?;
+            let (ip, p) = parse_cidr(a).map_err(invalid)?;
             if !have.contains(&(ip, p)) {
-                nl.add_address(&b.name, ip, p).map_err(|x| chain(&x))?;
+                nl.add_address(&b.name, ip, p).map_err(host)?;
                 made.addresses.push((b.name.clone(), a.clone()));
             }
         }
-        nl.set_up(&b.name).map_err(|x| chain(&x))?;
+        nl.set_up(&b.name).map_err(host)?;
         if let Some(mode) = b.stp {
-            super::handler::apply_one(
-                e,
-                crate::api::Request::Stp {
-                    bridge: b.name.clone(),
-                    mode,
-                },
-            )?;
+            d.change(&b.name, Change::Stp(mode)).map_err(dp)?;
         }
         if let Some(s) = b.ageing {
-            super::handler::apply_one(
-                e,
-                crate::api::Request::Setageing {
-                    bridge: b.name.clone(),
-                    secs: s,
-                },
-            )?;
+            let age = std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| invalid(format!("ageing {s} is not a number of seconds")))?;
+            d.change(&b.name, Change::Ageing(age)).map_err(dp)?;
         }
         if b.nat {
             nat_up(&b.name, &b.addresses, made)?;
         }
         for (port, vlan) in &b.ports {
-            if e.find_port(port).is_none() {
-                super::handler::apply_one(
-                    e,
-                    crate::api::Request::Addif {
-                        bridge: b.name.clone(),
-                        port: port.clone(),
-                    },
-                )?;
+            if d.find_port(port).map_err(dp)?.is_none() {
+                crate::names::check_ifname(port).map_err(invalid)?;
+                d.add_port(&b.name, &PortSpec::new(port, PortKind::Interface), false)
+                    .map_err(dp)?;
                 made.ports.push((b.name.clone(), port.clone()));
             }
-            set_vlan(e, port, vlan.clone())?;
+            set_vlan(d, port, vlan.clone())?;
         }
     }
     for n in &plan.namespaces {
         if !n.name.contains('/') && !netns::exists(&n.name) {
-            netns::add(&n.name).map_err(|x| chain(&x))?;
+            netns::add(&n.name).map_err(host)?;
             made.netns.push(n.name.clone());
         }
-        let port = match placement(e, &n.name, &n.ifname, Some(&n.bridge))? {
+        let port = match placement(d, &n.name, &n.ifname, Some(&n.bridge))? {
             Some(port) => port,
             None => {
                 let args = ConnectArgs {
@@ -309,49 +312,50 @@ pub(crate) fn up(e: &mut Engine, plan: &Plan, made: &mut Made) -> Result<(), Str
                     ips: n.addresses.clone(),
                     gateway: n.gateway.clone(),
                     mac: n.mac.clone(),
-                    veth: n.veth,
+                    tap: n.tap,
                     routes: n.routes.clone(),
                 };
-                connect(e, &args)?;
-                let port = vbridge_datapath::port_name(&n.name, &n.ifname);
-                made.connections.push((n.bridge.clone(), port.clone()));
-                port
+                let c = connect(d, &args)?;
+                made.connections.push((n.bridge.clone(), c.port.clone()));
+                c.port
             }
         };
-        set_vlan(e, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
+        set_vlan(d, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
     }
-    e.sync();
     Ok(())
 }
 
 /// What `up` can find wrong before it changes anything: NAT without a working `nft`,
 /// ports that are another bridge's or no network interface here, namespace paths that
 /// lead nowhere, connections that exist to another bridge or whose port name is taken.
-fn preflight(e: &Engine, plan: &Plan) -> Result<(), String> {
-    let mut nl = Netlink::new().map_err(|x| chain(&x))?;
+fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
+    let mut nl = Netlink::new().map_err(host)?;
     for b in &plan.bridges {
         if b.nat {
             nat::exists(&b.name).map_err(|x| {
-                format!(
-                    "bridge {}: nat: {} (NAT needs nftables' `nft` program)",
-                    b.name,
-                    chain(&x)
+                ApiError::new(
+                    ErrorKind::HostFailure,
+                    format!(
+                        "bridge {}: nat: {} (NAT needs nftables' `nft` program)",
+                        b.name,
+                        super::errors::describe(&x)
+                    ),
                 )
             })?;
         }
         for (port, _) in &b.ports {
-            match e.find_port(port) {
+            match d.find_port(port).map_err(dp)? {
                 Some((other, _)) if other != b.name => {
-                    return Err(format!(
-                        "{port} is a port of bridge {other}, not of {}",
-                        b.name
+                    return Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!("{port} is a port of bridge {other}, not of {}", b.name),
                     ));
                 }
                 Some(_) => {}
-                None if !nl.link_exists(port).map_err(|x| chain(&x))? => {
-                    return Err(format!(
-                        "bridge {}: port {port}: no such network interface",
-                        b.name
+                None if !nl.link_exists(port).map_err(host)? => {
+                    return Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("bridge {}: port {port}: no such network interface", b.name),
                     ));
                 }
                 None => {}
@@ -360,16 +364,16 @@ fn preflight(e: &Engine, plan: &Plan) -> Result<(), String> {
     }
     for n in &plan.namespaces {
         if n.name.contains('/') {
-            netns::open(&n.name).map_err(|x| chain(&x))?;
+            netns::open(&n.name).map_err(host)?;
         }
-        placement(e, &n.name, &n.ifname, Some(&n.bridge))?;
+        placement(d, &n.name, &n.ifname, Some(&n.bridge))?;
     }
     Ok(())
 }
 
 /// Forwarding on and the bridge's IPv4 subnets masqueraded (its NAT table is rewritten
 /// each time, so applying again changes nothing).
-fn nat_up(bridge: &str, addresses: &[String], made: &mut Made) -> Result<(), String> {
+fn nat_up(bridge: &str, addresses: &[String], made: &mut Made) -> Result<(), ApiError> {
     let subnets: Vec<(std::net::Ipv4Addr, u8)> = addresses
         .iter()
         .filter_map(|a| match parse_cidr(a) {
@@ -378,73 +382,73 @@ fn nat_up(bridge: &str, addresses: &[String], made: &mut Made) -> Result<(), Str
         })
         .collect();
     if subnets.is_empty() {
-        return Err(format!(
+        return Err(invalid(format!(
             "bridge {bridge}: nat needs an IPv4 address on the bridge"
-        ));
+        )));
     }
-    let existed = nat::exists(bridge).map_err(|x| chain(&x))?;
-    nat::masquerade(bridge, &subnets).map_err(|x| chain(&x))?;
+    let existed = nat::exists(bridge).map_err(host)?;
+    nat::masquerade(bridge, &subnets).map_err(host)?;
     if !existed {
         made.nat.push(bridge.to_owned());
     }
-    let fwd = sysctl::get("net.ipv4.ip_forward").map_err(|x| chain(&x))?;
+    let fwd = sysctl::get("net.ipv4.ip_forward").map_err(host)?;
     if fwd.trim() != "1" {
-        sysctl::set("net.ipv4.ip_forward", "1").map_err(|x| chain(&x))?;
+        sysctl::set("net.ipv4.ip_forward", "1").map_err(host)?;
         made.ip_forward_was = Some(fwd.trim().to_owned());
     }
     Ok(())
 }
 
-fn set_vlan(e: &mut Engine, port: &str, vlan: Option<VlanCfg>) -> Result<(), String> {
+fn set_vlan(d: &Datapath, port: &str, vlan: Option<VlanCfg>) -> Result<(), ApiError> {
     if vlan.is_some() {
-        super::handler::apply_one(
-            e,
-            crate::api::Request::LinkSet {
-                port: port.to_owned(),
-                flags: Default::default(),
-                vlan,
-            },
-        )?;
+        super::handler::link_set(d, port, Vec::new(), vlan)?;
     }
     Ok(())
 }
 
 /// Removes what `made` lists, newest first; returns what could not be removed.
-pub(crate) fn down(e: &mut Engine, made: &Made) -> Vec<String> {
+pub(crate) fn down(d: &Datapath, made: &Made) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut note = |r: Result<(), String>| {
+    let mut note = |r: Result<(), ApiError>| {
         if let Err(m) = r {
-            problems.push(m);
+            problems.push(m.message);
         }
     };
+    let ports = d.connections().ok();
+    let exists = |b: &str, p: &str| {
+        d.find_port(p)
+            .ok()
+            .flatten()
+            .is_some_and(|(bridge, _)| bridge == b)
+    };
+    let _ = ports;
     for (b, p) in made.connections.iter().chain(made.ports.iter()).rev() {
-        if e.bridge(b).ok().and_then(|rt| rt.port_id(p)).is_some() {
-            note(e.del_port(b, p).map_err(|x| chain(&x)));
+        if exists(b, p) {
+            note(d.del_port(b, p).map_err(dp));
         }
     }
     if let Ok(mut nl) = Netlink::new() {
         for (b, a) in made.addresses.iter().rev() {
-            if let (Ok((ip, p)), true) = (parse_cidr(a), e.bridge(b).is_ok()) {
-                note(nl.del_address(b, ip, p).map_err(|x| chain(&x)));
+            if let (Ok((ip, p)), true) = (parse_cidr(a), d.bridges(Some(b)).is_ok()) {
+                note(nl.del_address(b, ip, p).map_err(host));
             }
         }
     }
     for b in made.nat.iter().rev() {
-        note(nat::remove(b).map_err(|x| chain(&x)));
+        note(nat::remove(b).map_err(host));
     }
     if let Some(was) = &made.ip_forward_was {
-        note(sysctl::set("net.ipv4.ip_forward", was).map_err(|x| chain(&x)));
+        note(sysctl::set("net.ipv4.ip_forward", was).map_err(host));
     }
     for b in made.bridges.iter().rev() {
-        if e.bridge(b).is_ok() {
-            note(e.del_bridge(b).map_err(|x| chain(&x)));
+        if d.bridges(Some(b)).is_ok() {
+            note(d.del_bridge(b).map_err(dp));
         }
     }
     for n in made.netns.iter().rev() {
         if netns::exists(n) {
-            note(netns::del(n).map_err(|x| chain(&x)));
+            note(netns::del(n).map_err(host));
         }
     }
-    e.sync();
     problems
 }

@@ -8,24 +8,6 @@ use toml::Spanned;
 
 use super::TopologyError;
 
-/// Checks a Linux interface name: 1-15 ASCII characters, no '/', ':', '%' or white
-/// space, not `.` or `..`. The one rule for the CLI, the API and topology files.
-pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.is_ascii()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name.contains(|c: char| matches!(c, '/' | ':' | '%' | '\0') || c.is_ascii_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid interface name {name:?}: use 1-15 ASCII characters without '/', ':', '%' or spaces"
-        ))
-    }
-}
-
 /// Checks a route: destination `to` a network (no host bits set) and next hop `via` an
 /// address of the same family. Returns both as written canonically.
 pub(crate) fn check_route(to: &str, via: &str) -> Result<(String, String), String> {
@@ -90,7 +72,7 @@ impl Checker<'_> {
     }
 
     pub(super) fn name(&self, v: &Spanned<String>, field: String) -> Result<String, TopologyError> {
-        match check_ifname(v.get_ref()) {
+        match crate::names::check_ifname(v.get_ref()) {
             Ok(()) => Ok(v.get_ref().clone()),
             Err(m) => self.err(v.span(), field, m),
         }

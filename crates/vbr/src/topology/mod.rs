@@ -17,7 +17,7 @@ use vbridge_core::{MacAddr, VidSet};
 use vbridge_datapath::{StpMode, VlanCfg};
 
 use check::Checker;
-pub(crate) use check::{check_ifname, check_route, parse_cidr};
+pub(crate) use check::{check_route, parse_cidr};
 
 /// The built-in default: seed 002's Docker-style network.
 pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 002's bridge network.
@@ -85,8 +85,10 @@ struct NsDef {
     #[serde(default)]
     routes: Vec<Spanned<RouteDef>>,
     mac: Option<Spanned<String>>,
-    #[serde(default)]
-    veth: bool,
+    /// A TAP held by vbridge instead of a veth pair.
+    tap: Option<Spanned<bool>>,
+    /// The older spelling: `veth = false` asks for a TAP.
+    veth: Option<Spanned<bool>>,
     access: Option<Spanned<u16>>,
 }
 
@@ -126,7 +128,8 @@ pub(crate) struct NsPlan {
     #[serde(default)]
     pub(crate) routes: Vec<(String, String)>,
     pub(crate) mac: Option<String>,
-    pub(crate) veth: bool,
+    /// A TAP held by vbridge instead of a veth pair (the default).
+    pub(crate) tap: bool,
     pub(crate) access: Option<u16>,
 }
 
@@ -361,6 +364,18 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             .as_ref()
             .map(|a| c.vid(a, format!("{at}.access")))
             .transpose()?;
+        let tap = match (&n.tap, &n.veth) {
+            (Some(t), Some(v)) if *t.get_ref() == *v.get_ref() => {
+                return c.err(
+                    v.span(),
+                    format!("{at}.veth"),
+                    "contradicts tap: give only `tap = true` (or nothing, for a veth pair)".into(),
+                );
+            }
+            (Some(t), _) => *t.get_ref(),
+            (None, Some(v)) => !*v.get_ref(),
+            (None, None) => false,
+        };
         plan.namespaces.push(NsPlan {
             name,
             bridge,
@@ -369,7 +384,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             gateway,
             routes,
             mac,
-            veth: n.veth,
+            tap,
             access,
         });
     }

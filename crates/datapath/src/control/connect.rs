@@ -11,9 +11,8 @@ use vbridge_core::MacAddr;
 use vbridge_host::{ErrorKind, HostError, Netlink, netns};
 use vbridge_ports::{PortIo, Tap, TapOptions};
 
-use crate::backend::Backend;
+use crate::control::backend::Backend;
 use crate::error::DpError;
-use crate::hostif::Quieted;
 
 /// A namespace connection as configured and saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +35,11 @@ pub struct Connection {
     /// namespace when it was connected, so a reused PID is never mistaken for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<(u64, u64)>,
+    /// The index of the device vbridge made for it (the TAP inside the namespace, or the
+    /// veth's host end), so a device of the same name made by someone else is never
+    /// taken for ours. `None` until it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
 }
 
 impl Connection {
@@ -153,49 +157,90 @@ fn check_identity(c: &Connection) -> Result<(), DpError> {
     }
 }
 
-/// Opens (or re-opens) the backend of a connected port called `port`. What this call
-/// creates is removed again if configuring it fails.
+/// Opens (or re-opens) the backend of a connected port called `port`: makes its device
+/// when `c.ifindex` is `None` (refused if a device of that name exists: it is not ours),
+/// re-opens the device of index `c.ifindex` otherwise (made anew if it vanished). What
+/// this call creates is removed again if configuring it fails. The backend carries the
+/// connection with the index of its device.
 pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
     check_identity(c)?;
     let ns = netns::open(&c.netns).map_err(host)?;
+    let mut made = c.clone();
     if c.veth {
         let mut nl = Netlink::new().map_err(host)?;
-        let existed = nl.link_exists(port).map_err(host)?;
-        if !existed {
-            nl.create_veth_with_peer_in(port, &c.ifname, &ns)
-                .map_err(host)?;
-        }
+        let existing = nl.link(port).map_err(host)?.map(|l| l.index);
+        let created = match (existing, c.ifindex) {
+            (Some(i), Some(ours)) if i == ours => false,
+            (Some(_), _) => return Err(not_ours(port, "this namespace")),
+            (None, _) => {
+                nl.create_veth_with_peer_in(port, &c.ifname, &ns)
+                    .map_err(|e| match e.kind() {
+                        ErrorKind::AlreadyExists => not_ours(&c.ifname, &c.netns),
+                        _ => host(e),
+                    })?;
+                true
+            }
+        };
         let opened = open_veth(port, c, &ns);
-        if opened.is_err() && !existed {
+        if opened.is_err() && created {
             let _ = nl.delete_link(port); // its peer in the namespace goes with it
         }
-        return opened;
+        let mut b = opened?;
+        made.ifindex = b.ifindex;
+        b.conn = Some(Box::new(made));
+        return Ok(b);
     }
     let conn = c.clone();
-    let tap = netns::run_in(&ns, move || {
+    let (tap, ifindex, mtu) = netns::run_in(&ns, move || {
         Ok((|| {
-            let (tap, existed) = Tap::open_persistent(&conn.ifname, TapOptions::default())
-                .map_err(|e| DpError::port(&conn.ifname, e))?;
+            let current = vbridge_ports::netdev::ifindex(&conn.ifname).ok();
+            let (tap, created) = match (current, conn.ifindex) {
+                (Some(i), Some(ours)) if i == ours => (
+                    Tap::reopen_persistent(&conn.ifname, TapOptions::default(), i)
+                        .map_err(|e| DpError::port(&conn.ifname, e))?,
+                    false,
+                ),
+                (Some(_), _) => return Err(not_ours(&conn.ifname, &conn.netns)),
+                (None, _) => (
+                    Tap::create_persistent(&conn.ifname, TapOptions::default())
+                        .map_err(|e| DpError::port(&conn.ifname, e))?,
+                    true,
+                ),
+            };
             let configured = Netlink::new()
                 .map_err(host)
-                .and_then(|mut nl| configure(&mut nl, &conn));
-            if let Err(e) = configured {
-                if !existed {
-                    let _ = tap.set_persist(false); // it vanishes when dropped here
+                .and_then(|mut nl| configure(&mut nl, &conn))
+                .and_then(|()| {
+                    Ok((
+                        tap.ifindex().map_err(|e| DpError::port(&conn.ifname, e))?,
+                        tap.mtu().ok(),
+                    ))
+                });
+            match configured {
+                Ok((ifindex, mtu)) => Ok::<_, DpError>((tap, ifindex, mtu)),
+                Err(e) => {
+                    if created {
+                        let _ = tap.set_persist(false); // it vanishes when dropped here
+                    }
+                    Err(e)
                 }
-                return Err(e);
             }
-            Ok::<Tap, DpError>(tap)
         })())
     })
     .map_err(host)??;
-    Ok(Backend {
-        io: Box::new(tap),
-        // The TAP's netdev is the namespace's interface: not a bridge address.
-        mac: None,
-        quiet: Quieted::default(),
-        ifindex: None,
-    })
+    made.ifindex = Some(ifindex);
+    let mut b = Backend::plain(Box::new(tap));
+    b.mtu = mtu;
+    b.conn = Some(Box::new(made));
+    Ok(b)
+}
+
+/// A device of that name exists and vbridge did not make it.
+fn not_ours(name: &str, place: &str) -> DpError {
+    DpError::NotOurs {
+        name: name.to_owned(),
+        place: place.to_owned(),
+    }
 }
 
 /// Configures both ends of a connection's veth pair (host end `port`) and attaches the
@@ -208,7 +253,7 @@ fn open_veth(port: &str, c: &Connection, ns: &std::os::fd::OwnedFd) -> Result<Ba
             .and_then(|mut nl| configure(&mut nl, &conn)))
     })
     .map_err(host)??;
-    crate::backend::attach_interface(port)
+    crate::control::backend::attach_interface(port)
 }
 
 /// Whether the namespace of a connection (still) exists, as the same namespace.
