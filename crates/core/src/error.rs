@@ -16,6 +16,10 @@ pub enum ConfigError {
     TooManyPorts(usize),
     #[error("VLAN id {0} is invalid: use 1..=4094")]
     InvalidVid(u16),
+    #[error(
+        "\"{0}\" is not a VLAN id: use numbers 1..=4094, ranges like 10-20, separated by commas"
+    )]
+    NotAVid(String),
     #[error("{0} cannot be used here: a static entry needs a unicast address")]
     NotUnicast(MacAddr),
     #[error("no FDB entry for {mac} in VLAN {vid}")]

@@ -102,11 +102,10 @@ impl VidSet {
 }
 
 fn parse_vid(s: &str) -> Result<Vid, ConfigError> {
-    let n: u16 = s.trim().parse().map_err(|_| ConfigError::OutOfRange {
-        what: "VLAN id",
-        value: 0,
-        range: "a number 1..=4094",
-    })?;
+    let s = s.trim();
+    let n: u16 = s
+        .parse()
+        .map_err(|_| ConfigError::NotAVid(s.escape_debug().to_string()))?;
     Vid::new(n).map_err(|_| ConfigError::InvalidVid(n))
 }
 

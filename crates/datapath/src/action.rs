@@ -13,11 +13,10 @@ use vbridge_ports::{FastPath, FastPort, PortIo};
 
 use crate::config::Config;
 use crate::control::backend::Backend;
-use crate::control::quiet::Quieted;
 use crate::error::DpError;
 use crate::settings::{Change, Changed};
 use crate::view::{BridgeView, FdbRow, PortInfo, StpView};
-use crate::{Connection, PortKind, PortSpec};
+use crate::{PortKind, PortSpec};
 
 /// Where the engine answers; sending never blocks (room for the one answer).
 pub(crate) type Reply<T> = SyncSender<T>;
@@ -31,12 +30,11 @@ pub(crate) struct Refused {
 
 /// A port removed for good, with what must be undone off the forwarding thread.
 pub(crate) struct Retired {
+    pub(crate) bridge: String,
     pub(crate) name: String,
     pub(crate) kind: PortKind,
     pub(crate) io: Option<Box<dyn PortIo>>,
     pub(crate) fast: Option<FastPort>,
-    pub(crate) quiet: Quieted,
-    pub(crate) conn: Option<Connection>,
 }
 
 /// What the forwarding thread hands to the control side to finish.

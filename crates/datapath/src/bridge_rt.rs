@@ -11,7 +11,6 @@ use vbridge_ports::{Batch, FastPort, PacketBuf, PortIo};
 use crate::action::Retired;
 use crate::control::backend::Backend;
 use crate::control::connect::Connection;
-use crate::control::quiet::Quieted;
 use crate::fast::Fast;
 use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;
@@ -22,7 +21,6 @@ pub(crate) struct PortRt {
     pub(crate) kind: PortKind,
     /// `None` while the netdev is gone.
     pub(crate) io: Option<Box<dyn PortIo>>,
-    pub(crate) quiet: Quieted,
     /// The netdev's index in the daemon's namespace while attached (interfaces and the
     /// host TAP).
     pub(crate) ifindex: Option<u32>,
@@ -40,8 +38,6 @@ impl PortRt {
         let old = (self.io.take(), self.fast.take());
         self.io = Some(b.io);
         self.fast = b.fast;
-        // On a re-attach the values read now are our own: keep the originals.
-        self.quiet.keep_first(b.quiet);
         self.ifindex = b.ifindex;
         self.mtu = b.mtu;
         if let Some(c) = b.conn {
@@ -50,15 +46,14 @@ impl PortRt {
         old
     }
 
-    /// Everything this port holds, to be released by the control side.
-    pub(crate) fn retire(self) -> Retired {
+    /// Everything this port of `bridge` holds, to be released by the control side.
+    pub(crate) fn retire(self, bridge: &str) -> Retired {
         Retired {
+            bridge: bridge.to_owned(),
             name: self.name,
             kind: self.kind,
             io: self.io,
             fast: self.fast,
-            quiet: self.quiet,
-            conn: self.conn,
         }
     }
 }
@@ -85,6 +80,11 @@ pub struct PortSpec {
     pub max_learned: u32,
     /// Set for ports that connect a namespace (`vbr connect`).
     pub conn: Option<Connection>,
+    /// Attach even the interface of the host's default route (`vbr addif --force`).
+    pub force: bool,
+    /// Restoring saved configuration (devices a configuration of an older version named
+    /// are taken as made by vbridge).
+    pub restoring: bool,
 }
 
 impl PortSpec {
@@ -98,6 +98,8 @@ impl PortSpec {
             vlan: VlanMode::default(),
             max_learned: 0,
             conn: None,
+            force: false,
+            restoring: false,
         }
     }
 }
@@ -208,7 +210,6 @@ impl BridgeRt {
             name: spec.name.clone(),
             kind: spec.kind,
             io: None,
-            quiet: Quieted::default(),
             ifindex: None,
             mtu: None,
             conn: spec.conn.clone(),

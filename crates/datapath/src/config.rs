@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vbridge_core::{EntryKind, PortFlags, StpMode, StpPortConfig, Vid, VidSet, VlanMode};
+use vbridge_core::{EntryKind, MacAddr, PortFlags, StpMode, StpPortConfig, Vid, VidSet, VlanMode};
 
 use crate::engine::Engine;
 use crate::view::PortKind;
@@ -55,11 +55,11 @@ impl StpParams {
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VlanCfg {
     Access {
-        vid: u16,
+        vid: Vid,
     },
     Trunk {
         allowed: String,
-        native: Option<u16>,
+        native: Option<Vid>,
     },
 }
 
@@ -67,22 +67,21 @@ impl VlanCfg {
     /// From the core's form.
     pub fn from_mode(m: &VlanMode) -> VlanCfg {
         match m {
-            VlanMode::Access(v) => VlanCfg::Access { vid: v.get() },
+            VlanMode::Access(v) => VlanCfg::Access { vid: *v },
             VlanMode::Trunk { allowed, native } => VlanCfg::Trunk {
                 allowed: allowed.to_string(),
-                native: native.map(Vid::get),
+                native: *native,
             },
         }
     }
 
     /// To the core's form; errors name the bad VID.
     pub fn to_mode(&self) -> Result<VlanMode, vbridge_core::ConfigError> {
-        let vid = |v: u16| Vid::new(v).map_err(|_| vbridge_core::ConfigError::InvalidVid(v));
         Ok(match self {
-            VlanCfg::Access { vid: v } => VlanMode::Access(vid(*v)?),
+            VlanCfg::Access { vid } => VlanMode::Access(*vid),
             VlanCfg::Trunk { allowed, native } => VlanMode::Trunk {
                 allowed: VidSet::parse_list(allowed)?,
-                native: native.map(vid).transpose()?,
+                native: *native,
             },
         })
     }
@@ -109,9 +108,9 @@ pub struct PortCfg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticEntry {
-    pub mac: String,
+    pub mac: MacAddr,
     pub port: String,
-    pub vlan: u16,
+    pub vlan: Vid,
 }
 
 /// One bridge as saved.
@@ -119,7 +118,7 @@ pub struct StaticEntry {
 #[serde(deny_unknown_fields)]
 pub struct BridgeCfg {
     /// The bridge MAC (kept so a restart does not change it).
-    pub mac: String,
+    pub mac: MacAddr,
     pub mac_fixed: bool,
     pub ageing_secs: f64,
     pub stp: StpParams,
@@ -171,9 +170,9 @@ impl Engine {
                 .filter(|e| e.kind == EntryKind::Static)
                 .filter_map(|e| {
                     Some(StaticEntry {
-                        mac: e.mac.to_string(),
+                        mac: e.mac,
                         port: rt.port(e.port)?.name.clone(),
-                        vlan: e.vid?.get(),
+                        vlan: e.vid?,
                     })
                 })
                 .collect();
@@ -181,7 +180,7 @@ impl Engine {
             bridges.insert(
                 rt.name.clone(),
                 BridgeCfg {
-                    mac: c.mac().to_string(),
+                    mac: c.mac(),
                     mac_fixed: c.mac_fixed(),
                     ageing_secs: c.ageing().as_secs_f64(),
                     stp: StpParams::of(c),
@@ -192,5 +191,99 @@ impl Engine {
             );
         }
         Config { bridges }
+    }
+}
+
+/// Something wrong in a configuration: where (a path like `bridges.br0.ports[1].name`)
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl Config {
+    /// Checks what types alone do not: names, ranges, the core's own checks of VLANs and
+    /// spanning-tree settings, duplicate ports, static entries on ports that exist. The
+    /// first problem found is returned.
+    pub fn check(&self) -> Result<(), ConfigProblem> {
+        let bad = |field: String, reason: String| Err(ConfigProblem { field, reason });
+        for (name, b) in &self.bridges {
+            let at = format!("bridges.{}", name.escape_debug());
+            if let Err(e) = vbridge_wire::ifname::check(name) {
+                return bad(at, e.to_string());
+            }
+            if !(b.ageing_secs.is_finite() && (0.0..=1_000_000.0).contains(&b.ageing_secs)) {
+                return bad(
+                    format!("{at}.ageing_secs"),
+                    format!("{} is out of range: use 0..=1000000", b.ageing_secs),
+                );
+            }
+            if let Err(e) = b.stp.to_core().validate() {
+                return bad(format!("{at}.stp"), e.to_string());
+            }
+            let mut names = std::collections::BTreeSet::new();
+            let mut numbers = std::collections::BTreeSet::new();
+            for (i, p) in b.ports.iter().enumerate() {
+                let pat = format!("{at}.ports[{i}]");
+                if let Err(e) = vbridge_wire::ifname::check(&p.name) {
+                    return bad(format!("{pat}.name"), e.to_string());
+                }
+                if !names.insert(p.name.as_str()) || p.name == *name {
+                    return bad(
+                        format!("{pat}.name"),
+                        format!("port {} is listed twice", p.name),
+                    );
+                }
+                if !(1..=4095).contains(&p.port_no) || !numbers.insert(p.port_no) {
+                    return bad(
+                        format!("{pat}.port_no"),
+                        format!("{} is taken or out of range: use 1..=4095, once", p.port_no),
+                    );
+                }
+                if p.kind == PortKind::Host {
+                    return bad(format!("{pat}.kind"), "host ports are not listed".into());
+                }
+                if let Err(e) = p.vlan.to_mode() {
+                    return bad(format!("{pat}.vlan"), e.to_string());
+                }
+                if let Err(e) = p.stp.validate() {
+                    return bad(format!("{pat}.stp"), e.to_string());
+                }
+                if let Some(c) = &p.conn {
+                    if let Err(e) = vbridge_wire::ifname::check(&c.ifname) {
+                        return bad(format!("{pat}.conn.ifname"), e.to_string());
+                    }
+                    if c.netns.is_empty() || c.netns.chars().any(char::is_control) {
+                        return bad(
+                            format!("{pat}.conn.netns"),
+                            "empty or with control characters".into(),
+                        );
+                    }
+                    if c.mac.is_some_and(|m| !m.is_unicast()) {
+                        return bad(format!("{pat}.conn.mac"), "not a unicast address".into());
+                    }
+                }
+            }
+            for (i, s) in b.static_fdb.iter().enumerate() {
+                let sat = format!("{at}.static_fdb[{i}]");
+                if !s.mac.is_unicast() {
+                    return bad(format!("{sat}.mac"), format!("{} is not unicast", s.mac));
+                }
+                if !names.contains(s.port.as_str()) {
+                    return bad(
+                        format!("{sat}.port"),
+                        format!("no port {} on the bridge", s.port),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,8 @@ pub enum DpError {
         "{place} already has a device {name} that vbridge did not make; vbridge never takes over other devices (remove it, or choose another name)"
     )]
     NotOurs { name: String, place: String },
+    #[error("{name} cannot be a port: {why}")]
+    Refused { name: String, why: String },
     #[error("invalid name {name:?}: {why}")]
     InvalidName { name: String, why: &'static str },
     #[error("bridge {bridge}: {source}")]

@@ -108,8 +108,8 @@ impl Fast {
         };
         let key = FlowKey {
             ingress: in_if,
-            dst: dst.0,
-            src: src.0,
+            dst,
+            src,
         };
         if self.flows.contains_key(&key) || self.flows.len() >= MAX_FLOWS as usize {
             return;
@@ -150,10 +150,10 @@ impl Fast {
     ) {
         let fp = &self.fp;
         self.flows.retain(|key, rec| {
-            if only.is_some_and(|m| m.0 != key.src && m.0 != key.dst) {
+            if only.is_some_and(|m| m != key.src && m != key.dst) {
                 return true;
             }
-            let (src, dst) = (MacAddr(key.src), MacAddr(key.dst));
+            let (src, dst) = (key.src, key.dst);
             let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
                 && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex);
@@ -206,7 +206,7 @@ fn account_one(
     let bytes = stats.bytes.saturating_sub(rec.seen.bytes);
     rec.seen = stats;
     if packets > 0 {
-        core.account_offloaded(now, rec.ingress, MacAddr(key.src), rec.to, packets, bytes);
+        core.account_offloaded(now, rec.ingress, key.src, rec.to, packets, bytes);
     }
 }
 

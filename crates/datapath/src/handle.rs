@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 use vbridge_core::{BridgeConfig, MacAddr, PortId, Vid};
+use vbridge_host::ledger::Ledger;
 use vbridge_ports::FastPath;
 
 use crate::action::{Action, Reply};
@@ -50,6 +51,7 @@ impl Inbox {
 #[derive(Debug)]
 pub struct Datapath {
     inbox: Inbox,
+    ledger: Arc<Ledger>,
     engine: Option<JoinHandle<()>>,
     reaper: Option<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
@@ -59,8 +61,9 @@ pub struct Datapath {
 
 impl Datapath {
     /// Starts the forwarding thread with no bridges, the reaper, and the netdev monitor
-    /// in the calling thread's network namespace.
-    pub fn start() -> Result<Datapath, DpError> {
+    /// in the calling thread's network namespace. What it makes or changes on the host
+    /// is recorded in `ledger` first.
+    pub fn start(ledger: Arc<Ledger>) -> Result<Datapath, DpError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| DpError::Io { what, source }
@@ -69,7 +72,8 @@ impl Datapath {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("eventfd"))?);
         let (tx, rx) = channel::<Action>();
         let (notices_tx, notices_rx) = channel();
-        let reaper = reaper::spawn(notices_rx).map_err(io("spawning the reaper thread"))?;
+        let reaper = reaper::spawn(notices_rx, Arc::clone(&ledger))
+            .map_err(io("spawning the reaper thread"))?;
         let died = Arc::new(AtomicBool::new(false));
         let died2 = Arc::clone(&died);
         let engine = std::thread::Builder::new()
@@ -88,10 +92,15 @@ impl Datapath {
             .map_err(io("spawning the datapath thread"))?;
         let inbox = Inbox { tx, waker };
         let stop_monitor = Arc::new(AtomicBool::new(false));
-        let monitor = monitor::spawn(inbox.clone(), Arc::clone(&stop_monitor))
-            .map_err(io("spawning the netdev monitor"))?;
+        let monitor = monitor::spawn(
+            inbox.clone(),
+            Arc::clone(&ledger),
+            Arc::clone(&stop_monitor),
+        )
+        .map_err(io("spawning the netdev monitor"))?;
         Ok(Datapath {
             inbox,
+            ledger,
             engine: Some(engine),
             reaper: Some(reaper),
             monitor: Some(monitor),
@@ -114,7 +123,7 @@ impl Datapath {
         if self.bridge_exists(name)? {
             return Err(DpError::BridgeExists(name.to_owned()));
         }
-        let host = backend::create_host(name, config.mac).map_err(|e| match e {
+        let host = backend::create_host(name, config.mac, &self.ledger).map_err(|e| match e {
             DpError::Port {
                 source: vbridge_ports::PortError::Exists { .. },
                 ..
@@ -142,7 +151,7 @@ impl Datapath {
         })?;
         r.map_err(|refused| {
             if let Some(b) = refused.backend {
-                backend::discard(name, *b, None);
+                backend::discard(name, name, PortKind::Host, *b, &self.ledger);
             }
             refused.error
         })
@@ -155,7 +164,9 @@ impl Datapath {
         let ports = self
             .inbox
             .ask(|reply| Action::DelBridge { name, reply })??;
-        ports.into_iter().for_each(backend::release);
+        ports
+            .into_iter()
+            .for_each(|p| backend::release(p, &self.ledger));
         Ok(())
     }
 
@@ -181,7 +192,7 @@ impl Datapath {
     ) -> Result<PortId, DpError> {
         self.check_new_port(bridge, &spec.name)?;
         let mut spec = spec.clone();
-        let opened = match backend::open(&spec) {
+        let opened = match backend::open(&spec, bridge, &self.ledger) {
             Ok(mut b) => {
                 if let Some(fast) = self.fast_for(bridge, &spec.name, &b) {
                     backend::attach_fast(&spec.name, &mut b, &fast);
@@ -207,7 +218,7 @@ impl Datapath {
         })?;
         r.map_err(|refused| {
             if let Some(b) = refused.backend {
-                backend::discard(&spec.name, *b, spec.conn.as_ref());
+                backend::discard(bridge, &spec.name, spec.kind, *b, &self.ledger);
             }
             refused.error
         })
@@ -267,7 +278,7 @@ impl Datapath {
             port,
             reply,
         })??;
-        backend::release(retired);
+        backend::release(retired, &self.ledger);
         Ok(())
     }
 
@@ -348,7 +359,9 @@ impl Datapath {
     /// stops.
     pub fn close_all(&self) -> Result<(), DpError> {
         let ports = self.inbox.ask(|reply| Action::CloseAll { reply })?;
-        ports.into_iter().for_each(backend::close);
+        ports
+            .into_iter()
+            .for_each(|p| backend::close(p, &self.ledger));
         Ok(())
     }
 
@@ -364,8 +377,13 @@ impl Datapath {
         config: BridgeConfig,
         host_ifindex: Option<u32>,
     ) -> Result<(), DpError> {
-        let host = backend::open_host(name, config.mac, host_ifindex)?;
+        let host = backend::open_host(name, config.mac, host_ifindex, &self.ledger)?;
         self.add_bridge_with(name, config, host)
+    }
+
+    /// The ledger of what was made on the host.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     /// Stops every thread, closing every port (persistent devices stay).

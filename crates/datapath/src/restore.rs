@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vbridge_core::{BridgeConfig, MacAddr, Vid};
+use vbridge_core::BridgeConfig;
 
 use crate::bridge_rt::PortSpec;
 use crate::config::Config;
@@ -20,8 +20,7 @@ pub(crate) fn restore(dp: &Datapath, config: &Config) -> Vec<DpError> {
         }
     };
     for (name, b) in &config.bridges {
-        let mac: MacAddr = b.mac.parse().unwrap_or(MacAddr([0x02, 0, 0, 0, 0, 1]));
-        let mut bc = BridgeConfig::new(mac);
+        let mut bc = BridgeConfig::new(b.mac);
         bc.mac_fixed = b.mac_fixed;
         bc.ageing = Duration::try_from_secs_f64(b.ageing_secs).unwrap_or(bc.ageing);
         if let Err(e) = dp.add_restored_bridge(name, bc, b.host_ifindex) {
@@ -44,6 +43,9 @@ pub(crate) fn restore(dp: &Datapath, config: &Config) -> Vec<DpError> {
                 vlan,
                 max_learned: p.max_learned,
                 conn: p.conn.clone(),
+                // It was accepted when it was added.
+                force: true,
+                restoring: true,
             };
             match dp.add_port(name, &spec, true) {
                 Ok(_) => note(
@@ -65,10 +67,7 @@ pub(crate) fn restore(dp: &Datapath, config: &Config) -> Vec<DpError> {
         );
         note(dp.change(name, Change::Stp(b.stp.mode)).map(drop));
         for s in &b.static_fdb {
-            let (Ok(mac), Ok(vid)) = (s.mac.parse::<MacAddr>(), Vid::new(s.vlan)) else {
-                continue;
-            };
-            note(dp.fdb_add(name, mac, vid, &s.port));
+            note(dp.fdb_add(name, s.mac, s.vlan, &s.port));
         }
     }
     errors

@@ -135,7 +135,7 @@ impl TxQueues {
 fn apply(pkt: &mut PacketBuf, op: TagOp) -> Result<(), ()> {
     match op {
         TagOp::Keep => Ok(()),
-        TagOp::Push(tag) => pkt.insert_tag(tag.tpid, tag.tci()).map_err(drop),
+        TagOp::Push(tag) => pkt.insert_tag(tag).map_err(drop),
         TagOp::Pop => pkt.remove_tag().map(drop).map_err(drop),
         TagOp::SetVid(v) => set_outer_vid(pkt.frame_mut(), v).map_err(drop),
     }

@@ -8,6 +8,7 @@
 //! another namespace on a thread of its own.
 
 mod error;
+pub mod ledger;
 mod name;
 pub mod nat;
 mod netlink;

@@ -119,7 +119,7 @@ fn move_rename_configure_address_and_route() {
         let mut inside = Netlink::new_in(&ns).unwrap();
         inside.rename_link("vbhc0", "eth0").unwrap();
         assert!(!inside.link_exists("vbhc0").unwrap());
-        let mac = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x30];
+        let mac = vbridge_wire::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x20, 0x30]);
         inside.set_mac("eth0", mac).unwrap();
         inside.set_mtu("eth0", 1400).unwrap();
         inside.set_up("eth0").unwrap();

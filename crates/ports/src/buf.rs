@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use vbridge_wire::Tag;
+use vbridge_wire::ipv4::checksum;
+use vbridge_wire::vlan::{pop_in_place, push_in_place};
+
 use crate::vnet::VnetHdr;
 
 /// Bytes kept free in front of a received frame. `AfPacket` uses 4 of them to put back
@@ -23,6 +27,8 @@ pub enum BufError {
     NoTailroom,
     #[error("frame too short for the operation")]
     TooShort,
+    #[error("frame has no VLAN tag to remove")]
+    NotTagged,
 }
 
 /// One frame: its vnet header and its bytes at `start..start + len` of a buffer that
@@ -155,40 +161,45 @@ impl PacketBuf {
         Ok(())
     }
 
-    /// Inserts a 4-byte VLAN tag (`tpid`, `tci`) after the two MAC addresses, in place:
-    /// the 12 address bytes move 4 bytes to the left. The header follows (`shift(4)`).
-    pub fn insert_tag(&mut self, tpid: u16, tci: u16) -> Result<(), BufError> {
+    /// Inserts a VLAN tag after the two MAC addresses, in place (the 12 address bytes
+    /// move 4 bytes to the left: [`vbridge_wire::vlan::push_in_place`]). The header
+    /// follows (`shift(4)`).
+    pub fn insert_tag(&mut self, tag: Tag) -> Result<(), BufError> {
         if self.len < 12 {
             return Err(BufError::TooShort);
         }
         if self.start < 4 {
             return Err(BufError::NoHeadroom);
         }
-        let s = self.start;
-        self.data.copy_within(s..s + 12, s - 4);
-        self.data[s + 8..s + 10].copy_from_slice(&tpid.to_be_bytes());
-        self.data[s + 10..s + 12].copy_from_slice(&tci.to_be_bytes());
-        self.start -= 4;
+        let end = self.start + self.len;
+        // The wire helper wants a whole Ethernet header; a 12-byte frame gets its tag all
+        // the same (its type field is what follows the tag).
+        let new = if self.len >= 14 {
+            push_in_place(&mut self.data, self.start, end, tag).map_err(|_| BufError::TooShort)?
+        } else {
+            let s = self.start;
+            self.data.copy_within(s..s + 12, s - 4);
+            self.data[s + 8..s + 12].copy_from_slice(&tag.to_bytes());
+            s - 4
+        };
+        self.start = new;
         self.len += 4;
         self.hdr.shift(4);
         Ok(())
     }
 
-    /// Removes the 4 bytes after the MAC addresses (the outer tag) and returns them as
-    /// `(tpid, tci)`, whatever they are: the caller checks the TPID first. The header
-    /// follows (`shift(-4)`).
-    pub fn remove_tag(&mut self) -> Result<(u16, u16), BufError> {
+    /// Removes the outer VLAN tag (802.1Q, 802.1ad or 0x9100) in place and returns it
+    /// ([`vbridge_wire::vlan::pop_in_place`]). The header follows (`shift(-4)`).
+    pub fn remove_tag(&mut self) -> Result<Tag, BufError> {
         if self.len < 16 {
             return Err(BufError::TooShort);
         }
-        let s = self.start;
-        let tpid = u16::from_be_bytes([self.data[s + 12], self.data[s + 13]]);
-        let tci = u16::from_be_bytes([self.data[s + 14], self.data[s + 15]]);
-        self.data.copy_within(s..s + 12, s + 4);
-        self.start += 4;
+        let (new, tag) = pop_in_place(&mut self.data, self.start, self.start + self.len)
+            .map_err(|_| BufError::NotTagged)?;
+        self.start = new;
         self.len -= 4;
         self.hdr.shift(-4);
-        Ok((tpid, tci))
+        Ok(tag)
     }
 
     /// Does in software what `F_NEEDS_CSUM` asks: sums the frame from `csum_start` to
@@ -205,8 +216,9 @@ impl PacketBuf {
             return Err(BufError::TooShort);
         }
         let frame = self.frame_mut();
-        let folded = !fold(ones_sum(&frame[start..]));
-        let value = if folded == 0 { 0xffff } else { folded };
+        let sum = checksum(&frame[start..]);
+        // A computed 0 goes out as 0xffff (0 means "no checksum" to UDP).
+        let value = if sum == 0 { 0xffff } else { sum };
         frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
         self.hdr.flags &= !VnetHdr::F_NEEDS_CSUM;
         Ok(())
@@ -224,26 +236,6 @@ impl PacketBuf {
         self.hdr = hdr;
         self.len = len.min(self.data.len() - self.start);
     }
-}
-
-/// 32-bit ones-complement accumulation of big-endian 16-bit words.
-pub(crate) fn ones_sum(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(2);
-    let mut sum: u64 = chunks
-        .by_ref()
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-pub(crate) fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 /// A fixed set of reusable [`PacketBuf`]s; a port's `recv_batch` replaces its content.
@@ -371,13 +363,13 @@ mod tests {
             ..VnetHdr::default()
         };
         let room = b.headroom();
-        b.insert_tag(0x8100, 0x2005).unwrap();
+        b.insert_tag(Tag::from_tci(0x8100, 0x2005)).unwrap();
         assert_eq!(b.headroom(), room - 4);
         assert_eq!(&b.frame()[..12], &frame()[..12]);
         assert_eq!(&b.frame()[12..16], &[0x81, 0x00, 0x20, 0x05]);
         assert_eq!(&b.frame()[16..], &frame()[12..]);
         assert_eq!(b.hdr.csum_start, 38);
-        assert_eq!(b.remove_tag().unwrap(), (0x8100, 0x2005));
+        assert_eq!(b.remove_tag().unwrap(), Tag::from_tci(0x8100, 0x2005));
         assert_eq!(b.frame(), &frame()[..]);
         assert_eq!(b.hdr.csum_start, 34);
         assert_eq!(b.headroom(), room);
@@ -388,7 +380,10 @@ mod tests {
         let mut b = PacketBuf::with_max_frame(20);
         assert_eq!(b.set_frame(&[0u8; 21]), Err(BufError::NoTailroom));
         b.set_frame(&[0u8; 11]).unwrap();
-        assert_eq!(b.insert_tag(0x8100, 1), Err(BufError::TooShort));
+        assert_eq!(
+            b.insert_tag(Tag::from_tci(0x8100, 1)),
+            Err(BufError::TooShort)
+        );
         assert_eq!(b.remove_tag(), Err(BufError::TooShort));
         assert_eq!(b.pull_front(12), Err(BufError::TooShort));
         b.push_front(HEADROOM).unwrap();
@@ -407,7 +402,7 @@ mod tests {
         ]);
         f.extend([0x03, 0xe8, 0x07, 0xd0, 0, 11, 0, 0, b'h', b'i', b'!']);
         // The pseudo-header sum the kernel leaves in the field: addresses, proto, length.
-        let pseudo = fold(ones_sum(&[192, 0, 2, 1, 192, 0, 2, 2, 0, 17, 0, 11]));
+        let pseudo = !checksum(&[192, 0, 2, 1, 192, 0, 2, 2, 0, 17, 0, 11]);
         f[40..42].copy_from_slice(&pseudo.to_be_bytes());
         let mut b = PacketBuf::from_frame(&f).unwrap();
         b.hdr = VnetHdr {
@@ -422,7 +417,7 @@ mod tests {
         // (Pseudo header first: the odd trailing byte must stay last.)
         let mut check = vec![192, 0, 2, 1, 192, 0, 2, 2, 0, 17, 0, 11];
         check.extend(&b.frame()[34..]);
-        assert_eq!(fold(ones_sum(&check)), 0xffff);
+        assert_eq!(checksum(&check), 0);
         assert_ne!(&b.frame()[40..42], &pseudo.to_be_bytes());
     }
 

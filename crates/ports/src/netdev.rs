@@ -107,11 +107,13 @@ impl Netdev<'_> {
     }
 
     pub(crate) fn mac(&self) -> Result<MacAddr, PortError> {
-        sys::ifreq::hwaddr(self.fd, self.name).map_err(|e| self.err("SIOCGIFHWADDR", e))
+        sys::ifreq::hwaddr(self.fd, self.name)
+            .map(MacAddr)
+            .map_err(|e| self.err("SIOCGIFHWADDR", e))
     }
 
     pub(crate) fn set_mac(&self, mac: MacAddr) -> Result<(), PortError> {
-        sys::ifreq::set_hwaddr(self.fd, self.name, mac).map_err(|e| self.err("SIOCSIFHWADDR", e))
+        sys::ifreq::set_hwaddr(self.fd, self.name, mac.0).map_err(|e| self.err("SIOCSIFHWADDR", e))
     }
 
     fn flags(&self) -> Result<i32, PortError> {

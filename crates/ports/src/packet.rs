@@ -144,7 +144,10 @@ impl AfPacket {
             // The kernel took the outer tag out of the frame into auxdata; the vnet
             // header's offsets count from the untagged frame. Put both right.
             if let Some((tpid, tci)) = info.vlan {
-                if buf.insert_tag(tpid, tci).is_err() {
+                if buf
+                    .insert_tag(vbridge_wire::Tag::from_tci(tpid, tci))
+                    .is_err()
+                {
                     self.rx_dropped += 1;
                     continue;
                 }
@@ -309,13 +312,15 @@ impl PortIo for AfPacket {
         if bound.ifindex < 0 {
             return Err(PortError::gone(&self.name));
         }
-        <MacAddr>::try_from(bound.addr.as_slice()).map_err(|_| {
-            PortError::io(
-                &self.name,
-                "read a 6-byte hardware address",
-                io::Error::from_raw_os_error(libc::EINVAL),
-            )
-        })
+        <[u8; 6]>::try_from(bound.addr.as_slice())
+            .map(MacAddr)
+            .map_err(|_| {
+                PortError::io(
+                    &self.name,
+                    "read a 6-byte hardware address",
+                    io::Error::from_raw_os_error(libc::EINVAL),
+                )
+            })
     }
 
     fn rx_dropped(&self) -> u64 {

@@ -7,8 +7,7 @@ use std::os::fd::RawFd;
 use crate::buf::{Batch, PacketBuf};
 use crate::error::PortError;
 
-/// An Ethernet address, as stored in the frame.
-pub type MacAddr = [u8; 6];
+pub use vbridge_wire::MacAddr;
 
 /// Outcome of [`PortIo::send_batch`] when the port is still usable.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -106,7 +106,7 @@ fn mac_from_name(name: &str) -> MacAddr {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let b = h.to_be_bytes();
-    [0x02, b[3], b[4], b[5], b[6], b[7]]
+    MacAddr([0x02, b[3], b[4], b[5], b[6], b[7]])
 }
 
 impl AsFd for SeqpacketPort {
@@ -329,9 +329,9 @@ mod tests {
     fn mac_is_stable_and_local() {
         let (mut a, b) = SeqpacketPort::pair("ma", "mb").unwrap();
         let mac = a.mac().unwrap();
-        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(mac.0[0] & 0x03, 0x02, "locally administered unicast");
         assert_ne!(mac, b.mac().unwrap());
-        a.set_mac([2, 0, 0, 0, 0, 9]);
-        assert_eq!(a.mac().unwrap(), [2, 0, 0, 0, 0, 9]);
+        a.set_mac(MacAddr([2, 0, 0, 0, 0, 9]));
+        assert_eq!(a.mac().unwrap(), MacAddr([2, 0, 0, 0, 0, 9]));
     }
 }

@@ -33,6 +33,9 @@ pub(crate) enum Request {
     Addif {
         bridge: String,
         port: String,
+        /// Attach even the interface of the host's default route.
+        #[serde(default)]
+        force: bool,
     },
     Delif {
         bridge: String,

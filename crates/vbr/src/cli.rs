@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use vbridge_core::{MacAddr, Vid, VidSet};
 use vbridge_datapath::{PortFlag, StpMode, VlanCfg};
 
 use crate::api::Request;
@@ -45,7 +49,13 @@ pub(crate) enum Cmd {
     /// Delete a bridge.
     Delbr { bridge: String },
     /// Attach an existing interface (veth end, NIC, tap) to a bridge.
-    Addif { bridge: String, port: String },
+    Addif {
+        bridge: String,
+        port: String,
+        /// Attach it even if the host's default route goes out through it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Detach an interface from a bridge.
     Delif { bridge: String, port: String },
     /// List bridges and their interfaces.
@@ -109,16 +119,16 @@ pub(crate) enum Cmd {
         #[arg(long, default_value = "eth0")]
         ifname: String,
         /// An address with prefix length (repeatable).
-        #[arg(long = "ip")]
-        ips: Vec<String>,
+        #[arg(long = "ip", value_parser = cidr_arg)]
+        ips: Vec<IpNet>,
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Option<IpAddr>,
         /// One more route inside the namespace, as `DEST,GATEWAY` (repeatable), e.g.
         /// `--route 10.20.0.0/16,192.168.88.254`.
         #[arg(long = "route", value_parser = route_arg)]
-        routes: Vec<(String, String)>,
+        routes: Vec<(IpNet, IpAddr)>,
         #[arg(long)]
-        mac: Option<String>,
+        mac: Option<MacAddr>,
         /// A TAP held by vbridge instead of a veth pair.
         #[arg(long, conflicts_with = "veth")]
         tap: bool,
@@ -197,6 +207,14 @@ fn on_off(s: &str) -> Result<bool> {
     }
 }
 
+/// A VLAN id from the command line, 1..=4094.
+fn vid_arg(v: &str) -> Result<Vid> {
+    let n: u16 = v
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}: use 1..=4094"))?;
+    Vid::new(n).map_err(|_| anyhow::anyhow!("VLAN id {n} is invalid: use 1..=4094"))
+}
+
 fn vlan_opt(rest: &[String]) -> Result<Option<u16>> {
     match rest {
         [] => Ok(None),
@@ -219,24 +237,20 @@ fn link_args(args: &[String]) -> Result<(BTreeMap<PortFlag, bool>, Option<VlanCf
         };
         match word.as_str() {
             "access" => {
-                let v = value()?;
-                let vid = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}"))?;
+                let vid = vid_arg(value()?)?;
                 vlan = Some(VlanCfg::Access { vid });
             }
             "trunk" => {
                 let allowed = value()?.clone();
+                VidSet::parse_list(&allowed)
+                    .map_err(|e| anyhow::anyhow!("trunk {allowed}: {e}"))?;
                 vlan = Some(VlanCfg::Trunk {
                     allowed,
                     native: None,
                 });
             }
             "native" => {
-                let v = value()?;
-                let n: u16 = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("invalid VLAN id {v:?}"))?;
+                let n = vid_arg(value()?)?;
                 match &mut vlan {
                     Some(VlanCfg::Trunk { native, .. }) => *native = Some(n),
                     _ => bail!("`native VID` goes after `trunk VIDS`"),
@@ -271,10 +285,51 @@ fn topology_source(file: Option<&std::path::Path>) -> Result<(String, String)> {
     let name = topology_name(file)?;
     let src = match file {
         None => crate::topology::DEFAULT_TOPOLOGY.to_owned(),
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read topology file {}: {e}", f.display()))?,
+        Some(f) => read_topology(f)?,
     };
     Ok((name, src))
+}
+
+/// Largest topology file read (a file of 5,000 namespaces is about 1 MiB).
+const MAX_TOPOLOGY: u64 = 8 << 20;
+
+/// Reads a topology file: only a regular file of at most [`MAX_TOPOLOGY`] bytes (a FIFO,
+/// a device such as /dev/zero or a huge file is refused at once, never read), opened
+/// without blocking.
+fn read_topology(f: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("cannot read topology file {}: {e}", f.display())
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(f)
+        .map_err(|e| cannot(&e))?;
+    let meta = file.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    if meta.len() > MAX_TOPOLOGY {
+        return Err(cannot(&format!(
+            "{} bytes, more than the {MAX_TOPOLOGY} a topology file may have",
+            meta.len()
+        )));
+    }
+    let mut s = String::new();
+    file.take(MAX_TOPOLOGY + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| cannot(&e))?;
+    if s.len() as u64 > MAX_TOPOLOGY {
+        return Err(cannot(&"it grew past the size limit while being read"));
+    }
+    Ok(s)
+}
+
+/// `O_NONBLOCK`, so opening a FIFO never waits for a writer.
+fn libc_o_nonblock() -> i32 {
+    nix::fcntl::OFlag::O_NONBLOCK.bits()
 }
 
 impl Cmd {
@@ -285,9 +340,14 @@ impl Cmd {
             Cmd::Daemon { .. } => return Ok(None),
             Cmd::Addbr { bridge } => Request::Addbr { bridge: s(bridge) },
             Cmd::Delbr { bridge } => Request::Delbr { bridge: s(bridge) },
-            Cmd::Addif { bridge, port } => Request::Addif {
+            Cmd::Addif {
+                bridge,
+                port,
+                force,
+            } => Request::Addif {
                 bridge: s(bridge),
                 port: s(port),
+                force: *force,
             },
             Cmd::Delif { bridge, port } => Request::Delif {
                 bridge: s(bridge),
@@ -414,8 +474,8 @@ impl Cmd {
                 bridge: s(bridge),
                 ifname: Some(s(ifname)),
                 ips: ips.clone(),
-                gateway: gateway.clone(),
-                mac: mac.clone(),
+                gateway: *gateway,
+                mac: *mac,
                 tap: *tap,
                 routes: routes.clone(),
             }),
@@ -436,9 +496,14 @@ impl Cmd {
 }
 
 /// Parses `--route DEST,GATEWAY` (Podman's form).
-fn route_arg(s: &str) -> Result<(String, String), String> {
+fn route_arg(s: &str) -> Result<(IpNet, IpAddr), String> {
     let (to, via) = s
         .split_once(',')
         .ok_or_else(|| format!("{s:?}: use DEST,GATEWAY, e.g. 10.20.0.0/16,192.168.88.254"))?;
     crate::topology::check_route(to.trim(), via.trim())
+}
+
+/// Parses `--ip ADDRESS/PREFIX`.
+fn cidr_arg(s: &str) -> Result<IpNet, String> {
+    crate::topology::parse_cidr(s)
 }

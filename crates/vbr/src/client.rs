@@ -78,15 +78,28 @@ fn answer_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(secs)
 }
 
+/// The state directory of a daemon started for `socket`: `VBR_STATE_DIR` if set, the
+/// default one for the default socket, else `<socket>.state` beside the socket, so a
+/// daemon started for another socket never shares the default state.
+pub(crate) fn state_dir_for(socket: &Path) -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("VBR_STATE_DIR") {
+        return d.into();
+    }
+    if socket == Path::new(crate::cli::DEFAULT_SOCKET) {
+        return crate::cli::DEFAULT_STATE.into();
+    }
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".state");
+    s.into()
+}
+
 /// Makes sure a daemon answers on `socket`, starting `vbr daemon` in the background (its
 /// own session, log in the state directory) when none does.
 pub(crate) fn ensure_daemon(socket: &Path) -> Result<()> {
     if UnixStream::connect(socket).is_ok() {
         return Ok(());
     }
-    let state = std::env::var_os("VBR_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::cli::DEFAULT_STATE.into());
+    let state = state_dir_for(socket);
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let log = std::fs::OpenOptions::new()
         .create(true)

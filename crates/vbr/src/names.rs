@@ -16,6 +16,12 @@ pub(crate) fn check_netns(spec: &str) -> Result<(), String> {
         ));
     }
     if spec.contains('/') {
+        if !spec.starts_with('/') {
+            return Err(format!(
+                "invalid namespace {}: a path must be absolute, like /proc/PID/ns/net",
+                escape(spec)
+            ));
+        }
         return Ok(());
     }
     vbridge_host::netns::check_name(spec).map_err(|e| e.to_string())

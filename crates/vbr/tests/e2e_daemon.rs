@@ -179,9 +179,10 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     fails("addif br0 nonexistent0", 1, "nonexistent0");
     fails("addbr br0", 1, "already exists");
     fails("addbr bad/name", 1, "invalid interface name");
-    fails("link set p1 access 5000", 1, "VLAN id 5000 is invalid");
-    fails("link set p1 access 0", 1, "VLAN id 0 is invalid");
-    fails("link set p1 trunk 10,4095", 1, "4095");
+    fails("link set p1 access 5000", 2, "VLAN id 5000 is invalid");
+    fails("link set p1 access 0", 2, "VLAN id 0 is invalid");
+    fails("link set p1 trunk 10,4095", 2, "4095");
+    fails("link set p1 trunk 10,abc", 2, "\"abc\" is not a VLAN id");
     fails("link set p1 wibble on", 2, "unknown port flag");
     fails("link set nosuch hairpin on", 1, "not a port of any bridge");
     fails("fdb add br0 zz:00:00:00:00:01 p1", 1, "invalid MAC address");

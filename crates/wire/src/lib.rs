@@ -26,6 +26,9 @@ pub mod summary;
 pub mod vlan;
 pub mod vxlan;
 
+#[cfg(feature = "serde")]
+mod serde_impls;
+
 pub use ethernet::{EtherType, MacAddr};
 pub use summary::{summarize, summarize_into};
 pub use vlan::{Tag, Vid};

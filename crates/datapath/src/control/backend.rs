@@ -1,18 +1,23 @@
 //! Port backends as the control side opens and closes them, never on the forwarding
-//! thread: AF_PACKET on an existing netdev, a TAP held by vbridge, a namespace connection,
-//! a bridge's host TAP; what each leaves behind and undoes; the link speed that sets a
-//! port's spanning-tree path cost; and putting a veth port on its bridge's fast path.
+//! thread: AF_PACKET on an existing netdev (never the loopback device, a device enslaved
+//! to a bridge, bond, team or VRF, such a master itself, or without `force` the interface
+//! of the host's default route), a TAP held by vbridge, a namespace connection, a
+//! bridge's host TAP; the link speed that sets a port's spanning-tree path cost; putting
+//! a veth port on its bridge's fast path; and releasing each: everything a port or a
+//! bridge made or changed is in the ledger under its owner, and goes when it goes.
 
 use std::sync::Arc;
 
 use vbridge_core::MacAddr;
+use vbridge_host::ledger::{Ledger, Object, Owner};
+use vbridge_host::{IpFamily, Netlink};
 use vbridge_ports::{
     AfPacket, AfPacketOptions, FastPath, FastPort, PortIo, Tap, TapOptions, netdev,
 };
 
 use crate::action::Retired;
 use crate::bridge_rt::PortSpec;
-use crate::control::quiet::Quieted;
+use crate::control::quiet;
 use crate::error::DpError;
 use crate::view::PortKind;
 
@@ -20,7 +25,6 @@ use crate::view::PortKind;
 pub(crate) struct Backend {
     pub(crate) io: Box<dyn PortIo>,
     pub(crate) mac: Option<MacAddr>,
-    pub(crate) quiet: Quieted,
     /// The netdev's index in the daemon's namespace (interfaces and host TAPs), to match
     /// link notifications and to notice a device replaced by another of the same name.
     pub(crate) ifindex: Option<u32>,
@@ -31,6 +35,8 @@ pub(crate) struct Backend {
     pub(crate) link: (Option<u32>, bool),
     /// For a namespace connection: the connection as now made (with its device's index).
     pub(crate) conn: Option<Box<crate::Connection>>,
+    /// A connection's TAP: its index inside the namespace.
+    pub(crate) conn_ifindex: Option<u32>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -50,13 +56,28 @@ impl Backend {
         Backend {
             io,
             mac: None,
-            quiet: Quieted::default(),
             ifindex: None,
             mtu: None,
             fast: None,
             link: (None, true),
             conn: None,
+            conn_ifindex: None,
         }
+    }
+}
+
+/// The ledger owner of port `port` of `bridge`.
+pub(crate) fn port_owner(bridge: &str, port: &str) -> Owner {
+    Owner::Port {
+        bridge: bridge.to_owned(),
+        port: port.to_owned(),
+    }
+}
+
+/// The ledger owner of a bridge (its host interface).
+pub(crate) fn bridge_owner(bridge: &str) -> Owner {
+    Owner::Bridge {
+        name: bridge.to_owned(),
     }
 }
 
@@ -71,49 +92,58 @@ fn link_speed(dev: &str) -> (Option<u32>, bool) {
     (speed, full)
 }
 
-/// Closes a port removed for good and undoes what it left behind: its fast-path program,
-/// persistence of its TAP, a veth pair made for a connection, the quieted sysctls of an
-/// attached interface.
-pub(crate) fn release(r: Retired) {
-    let Retired {
-        name,
-        mut io,
-        fast,
-        mut quiet,
-        conn,
-        ..
-    } = r;
+/// Takes away everything the ledger records for `owner`, newest first, and forgets it.
+pub fn undo_owned(owner: &Owner, ledger: &Ledger) {
+    for r in ledger.owned_by(owner) {
+        match vbridge_host::ledger::undo(&r) {
+            Ok(_) => {
+                let _ = ledger.forget(&r.object);
+            }
+            Err(e) => tracing::warn!(object = ?r.object, error = %e, "cannot undo"),
+        }
+    }
+}
+
+/// Closes a port removed for good and undoes what it made or changed: its fast-path
+/// program, persistence of its TAP, a veth pair or TAP made for a connection, the
+/// quieted sysctls of an attached interface (a host port: its bridge's host interface).
+pub(crate) fn release(r: Retired, ledger: &Ledger) {
+    let owner = if r.kind == PortKind::Host {
+        bridge_owner(&r.bridge)
+    } else {
+        port_owner(&r.bridge, &r.name)
+    };
+    let Retired { mut io, fast, .. } = r;
     if let (Some(io), Some(_)) = (io.as_ref(), fast.as_ref()) {
         let _ = io.detach_fast_filter();
     }
     drop(fast);
-    match &conn {
-        Some(c) => crate::control::connect::remove(&name, c, io.as_mut()),
-        None => {
-            if let Some(io) = io.as_mut() {
-                io.release();
-            }
-        }
+    if let Some(io) = io.as_mut() {
+        io.release(); // a persistent TAP stops persisting: it goes when closed
     }
-    quiet.restore();
     drop(io);
+    undo_owned(&owner, ledger);
 }
 
 /// Closes a port at daemon shutdown: its fast-path program goes and its interface's
-/// sysctls come back, but what persists for the next start (a connection's TAP or veth
-/// pair) stays.
-pub(crate) fn close(r: Retired) {
+/// sysctls come back, but what persists for the next start (a host interface, a
+/// connection's TAP or veth pair) stays.
+pub(crate) fn close(r: Retired, ledger: &Ledger) {
     let Retired {
+        bridge,
+        name,
+        kind,
         io,
         fast,
-        mut quiet,
         ..
     } = r;
     if let (Some(io), Some(_)) = (io.as_ref(), fast.as_ref()) {
         let _ = io.detach_fast_filter();
     }
     drop(fast);
-    quiet.restore();
+    if kind != PortKind::Host {
+        quiet::restore(&port_owner(&bridge, &name), ledger);
+    }
     drop(io);
 }
 
@@ -131,23 +161,51 @@ pub(crate) fn dispose(io: Option<Box<dyn PortIo>>, fast: Option<FastPort>, relea
     }
 }
 
-/// Closes a backend that was opened but not taken, undoing what opening it did.
-pub(crate) fn discard(name: &str, b: Backend, conn: Option<&crate::Connection>) {
-    release(Retired {
-        name: name.to_owned(),
-        kind: PortKind::Interface,
-        io: Some(b.io),
-        fast: b.fast,
-        quiet: b.quiet,
-        conn: conn.cloned(),
-    });
+/// Closes a backend that was opened for port `name` of `bridge` but not taken, undoing
+/// what opening it made.
+pub(crate) fn discard(bridge: &str, name: &str, kind: PortKind, b: Backend, ledger: &Ledger) {
+    release(
+        Retired {
+            bridge: bridge.to_owned(),
+            name: name.to_owned(),
+            kind,
+            io: Some(b.io),
+            fast: b.fast,
+        },
+        ledger,
+    );
 }
 
-/// The host TAP `name` of a new bridge (persistent, carrying `mac`, down).
-pub(crate) fn create_host(name: &str, mac: MacAddr) -> Result<Backend, DpError> {
-    let tap =
-        Tap::create_persistent(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
-    host_backend(name, tap, mac)
+/// The host TAP `name` of a new bridge (persistent, carrying `mac`, down), recorded in
+/// the ledger before it is made.
+pub(crate) fn create_host(name: &str, mac: MacAddr, ledger: &Ledger) -> Result<Backend, DpError> {
+    let object = Object::Netdev {
+        name: name.to_owned(),
+        netns: None,
+    };
+    if netdev::exists(name).unwrap_or(false) {
+        return Err(DpError::NotOurs {
+            name: name.to_owned(),
+            place: "this namespace".into(),
+        });
+    }
+    ledger
+        .put(bridge_owner(name), object.clone(), None)
+        .map_err(host)?;
+    let made = Tap::create_persistent(name, TapOptions::default())
+        .map_err(|e| DpError::port(name, e))
+        .and_then(|tap| host_backend(name, tap, mac));
+    match &made {
+        Ok(b) => {
+            if let Some(i) = b.ifindex {
+                ledger.set_ifindex(&object, i).map_err(host)?;
+            }
+        }
+        Err(_) => {
+            let _ = ledger.forget(&object);
+        }
+    }
+    made
 }
 
 /// The host TAP of a restored bridge: the one an earlier run made (index `ifindex`),
@@ -158,21 +216,35 @@ pub(crate) fn open_host(
     name: &str,
     mac: MacAddr,
     ifindex: Option<u32>,
+    ledger: &Ledger,
 ) -> Result<Backend, DpError> {
     match (netdev::ifindex(name), ifindex) {
-        (Ok(i), Some(ours)) if i == ours => reopen_host(name, i, mac),
+        (Ok(i), Some(ours)) if i == ours => reopen_host(name, i, mac, ledger),
         (Ok(_), Some(_)) => Err(DpError::NotOurs {
             name: name.to_owned(),
             place: "this namespace".into(),
         }),
-        (Ok(i), None) => reopen_host(name, i, mac),
-        (Err(vbridge_ports::PortError::NotFound { .. }), _) => create_host(name, mac),
+        (Ok(i), None) => reopen_host(name, i, mac, ledger),
+        (Err(vbridge_ports::PortError::NotFound { .. }), _) => create_host(name, mac, ledger),
         (Err(e), _) => Err(DpError::port(name, e)),
     }
 }
 
 /// The host TAP `name` an earlier run made (index `ifindex`), found again at restart.
-fn reopen_host(name: &str, ifindex: u32, mac: MacAddr) -> Result<Backend, DpError> {
+fn reopen_host(
+    name: &str,
+    ifindex: u32,
+    mac: MacAddr,
+    ledger: &Ledger,
+) -> Result<Backend, DpError> {
+    let object = Object::Netdev {
+        name: name.to_owned(),
+        netns: None,
+    };
+    ledger
+        .put(bridge_owner(name), object.clone(), None)
+        .map_err(host)?;
+    ledger.set_ifindex(&object, ifindex).map_err(host)?;
     let tap = Tap::reopen_persistent(name, TapOptions::default(), ifindex)
         .map_err(|e| DpError::port(name, e))?;
     host_backend(name, tap, mac)
@@ -181,7 +253,7 @@ fn reopen_host(name: &str, ifindex: u32, mac: MacAddr) -> Result<Backend, DpErro
 fn host_backend(name: &str, tap: Tap, mac: MacAddr) -> Result<Backend, DpError> {
     let fail = |e| DpError::port(name, e);
     let made = (|| {
-        tap.set_mac(mac.0)?;
+        tap.set_mac(mac)?;
         Ok((tap.ifindex()?, tap.mtu()?))
     })();
     let (ifindex, mtu) = match made {
@@ -197,15 +269,21 @@ fn host_backend(name: &str, tap: Tap, mac: MacAddr) -> Result<Backend, DpError> 
     Ok(b)
 }
 
-/// Opens the backend of a (non-host) port.
-pub(crate) fn open(spec: &PortSpec) -> Result<Backend, DpError> {
+fn host(e: vbridge_host::HostError) -> DpError {
+    DpError::Host(Box::new(e))
+}
+
+/// Opens the backend of a (non-host) port of `bridge`.
+pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Backend, DpError> {
     let name = &spec.name;
+    let owner = port_owner(bridge, name);
     if let Some(c) = &spec.conn {
-        return crate::control::connect::open(name, c);
+        return crate::control::connect::open(name, c, &owner, ledger, spec.restoring);
     }
     match spec.kind {
-        PortKind::Interface => attach_interface(name),
+        PortKind::Interface => attach_interface(name, &owner, ledger, spec.force),
         PortKind::Tap => {
+            // Not persistent: it vanishes with its descriptor, so nothing to record.
             let tap =
                 Tap::create(name, TapOptions::default()).map_err(|e| DpError::port(name, e))?;
             tap.set_up().map_err(|e| DpError::port(name, e))?;
@@ -221,21 +299,80 @@ pub(crate) fn open(spec: &PortSpec) -> Result<Backend, DpError> {
     }
 }
 
+/// Refuses a netdev the host needs as it is: the loopback device, a device enslaved to
+/// a bridge, bond, team or VRF, such a master itself, and (unless `force`) the interface
+/// of the host's default route.
+fn check_attachable(name: &str, force: bool) -> Result<(), DpError> {
+    let refuse = |why: String| DpError::Refused {
+        name: name.to_owned(),
+        why,
+    };
+    let mut nl = Netlink::new().map_err(host)?;
+    let Some(link) = nl.link(name).map_err(host)? else {
+        return Err(DpError::port(
+            name,
+            vbridge_ports::PortError::NotFound {
+                name: name.to_owned(),
+            },
+        ));
+    };
+    if link.loopback {
+        return Err(refuse("it is the loopback device".into()));
+    }
+    if link.is_master_kind() {
+        return Err(refuse(format!(
+            "it is a {} (a master of other devices), not a port",
+            link.kind.as_deref().unwrap_or("master")
+        )));
+    }
+    if let Some(m) = link.master {
+        let master = nl
+            .links()
+            .ok()
+            .and_then(|ls| ls.into_iter().find(|l| l.index == m))
+            .map_or_else(|| format!("#{m}"), |l| l.name);
+        return Err(refuse(format!(
+            "it is enslaved to {master}; take it out there first (ip link set {name} nomaster)"
+        )));
+    }
+    if !force {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            let routes = nl.routes(family).unwrap_or_default();
+            if routes
+                .iter()
+                .any(|r| r.is_default() && r.oif == Some(link.index))
+            {
+                return Err(refuse(
+                    "the host's default route goes out through it: attaching it would cut the host off; add --force if that is what you want".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An existing netdev `name` as a port: read and written with AF_PACKET, brought up and
-/// kept from the host's IP stack.
-pub(crate) fn attach_interface(name: &str) -> Result<Backend, DpError> {
+/// kept from the host's IP stack (recorded under `owner`).
+pub(crate) fn attach_interface(
+    name: &str,
+    owner: &Owner,
+    ledger: &Ledger,
+    force: bool,
+) -> Result<Backend, DpError> {
+    check_attachable(name, force)?;
     let io =
         AfPacket::attach(name, AfPacketOptions::default()).map_err(|e| DpError::port(name, e))?;
     netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
+    quiet::apply(name, owner, ledger);
     Ok(Backend {
-        mac: io.mac().ok().map(MacAddr),
+        mac: io.mac().ok(),
         ifindex: Some(io.ifindex()),
         mtu: netdev::mtu(name).ok(),
         io: Box::new(io),
-        quiet: Quieted::apply(name),
         fast: None,
         link: link_speed(name),
         conn: None,
+        conn_ifindex: None,
     })
 }
 

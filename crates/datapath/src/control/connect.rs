@@ -6,10 +6,15 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 use vbridge_core::MacAddr;
+
+use vbridge_host::ledger::{Ledger, Object, Owner};
 use vbridge_host::{ErrorKind, HostError, Netlink, netns};
-use vbridge_ports::{PortIo, Tap, TapOptions};
+use vbridge_ports::{Tap, TapOptions};
 
 use crate::control::backend::Backend;
 use crate::error::DpError;
@@ -22,13 +27,13 @@ pub struct Connection {
     pub netns: String,
     /// The interface name inside the namespace.
     pub ifname: String,
-    /// CIDRs for the interface.
-    pub addresses: Vec<String>,
-    pub gateway: Option<String>,
-    /// More routes inside the namespace: (destination CIDR, next hop).
+    /// Addresses with their prefix length for the interface.
+    pub addresses: Vec<IpNet>,
+    pub gateway: Option<IpAddr>,
+    /// More routes inside the namespace: (destination network, next hop).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<(String, String)>,
-    pub mac: Option<String>,
+    pub routes: Vec<(IpNet, IpAddr)>,
+    pub mac: Option<MacAddr>,
     /// A veth pair instead of a TAP.
     pub veth: bool,
     /// For a namespace given by path (`/proc/PID/ns/net`): the (device, inode) of the
@@ -98,44 +103,21 @@ fn idempotent(r: Result<(), HostError>) -> Result<(), HostError> {
     }
 }
 
-fn parse_cidr(s: &str) -> Result<(IpAddr, u8), DpError> {
-    let bad = || DpError::InvalidName {
-        name: s.to_owned(),
-        why: "not an address with a prefix length, like 10.0.0.2/24",
-    };
-    let (a, p) = s.split_once('/').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
-}
-
 /// Gives the namespace side of a connection its settings. Runs inside the namespace.
 fn configure(nl: &mut Netlink, c: &Connection) -> Result<(), DpError> {
     nl.set_up("lo").map_err(host)?;
-    if let Some(m) = &c.mac {
-        let mac: MacAddr = m.parse().map_err(|_| DpError::InvalidName {
-            name: m.clone(),
-            why: "not a MAC address",
-        })?;
-        nl.set_mac(&c.ifname, mac.0).map_err(host)?;
+    if let Some(mac) = c.mac {
+        nl.set_mac(&c.ifname, mac).map_err(host)?;
     }
     for a in &c.addresses {
-        let (ip, prefix) = parse_cidr(a)?;
-        idempotent(nl.add_address(&c.ifname, ip, prefix)).map_err(host)?;
+        idempotent(nl.add_address(&c.ifname, a.addr(), a.prefix_len())).map_err(host)?;
     }
     nl.set_up(&c.ifname).map_err(host)?;
-    if let Some(g) = &c.gateway {
-        let gw: IpAddr = g.parse().map_err(|_| DpError::InvalidName {
-            name: g.clone(),
-            why: "not an IP address",
-        })?;
+    if let Some(gw) = c.gateway {
         idempotent(nl.add_default_route(gw)).map_err(host)?;
     }
     for (to, via) in &c.routes {
-        let (dest, prefix) = parse_cidr(to)?;
-        let gw: IpAddr = via.parse().map_err(|_| DpError::InvalidName {
-            name: via.clone(),
-            why: "not an IP address",
-        })?;
-        idempotent(nl.add_route(dest, prefix, Some(gw), None)).map_err(host)?;
+        idempotent(nl.add_route(to.network(), to.prefix_len(), Some(*via), None)).map_err(host)?;
     }
     Ok(())
 }
@@ -158,55 +140,96 @@ fn check_identity(c: &Connection) -> Result<(), DpError> {
 }
 
 /// Opens (or re-opens) the backend of a connected port called `port`: makes its device
-/// when `c.ifindex` is `None` (refused if a device of that name exists: it is not ours),
-/// re-opens the device of index `c.ifindex` otherwise (made anew if it vanished). What
-/// this call creates is removed again if configuring it fails. The backend carries the
-/// connection with the index of its device.
-pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
+/// when `c.ifindex` is `None` (refused if a device of that name exists: it is not ours;
+/// when `restoring` a configuration of an older version, which kept no index, the device
+/// named in it is taken), re-opens the device of index `c.ifindex` otherwise (made anew
+/// if it vanished). A device made is recorded in the ledger under `owner` before it is
+/// made, and removed again if configuring it fails. The backend carries the connection
+/// with the index of its device.
+pub(crate) fn open(
+    port: &str,
+    c: &Connection,
+    owner: &Owner,
+    ledger: &Ledger,
+    restoring: bool,
+) -> Result<Backend, DpError> {
     check_identity(c)?;
     let ns = netns::open(&c.netns).map_err(host)?;
     let mut made = c.clone();
-    if c.veth {
+    let (object, existing) = if c.veth {
         let mut nl = Netlink::new().map_err(host)?;
-        let existing = nl.link(port).map_err(host)?.map(|l| l.index);
-        let created = match (existing, c.ifindex) {
-            (Some(i), Some(ours)) if i == ours => false,
-            (Some(_), _) => return Err(not_ours(port, "this namespace")),
-            (None, _) => {
-                nl.create_veth_with_peer_in(port, &c.ifname, &ns)
-                    .map_err(|e| match e.kind() {
-                        ErrorKind::AlreadyExists => not_ours(&c.ifname, &c.netns),
-                        _ => host(e),
-                    })?;
-                true
+        (
+            Object::Netdev {
+                name: port.to_owned(),
+                netns: None,
+            },
+            nl.link(port).map_err(host)?.map(|l| l.index),
+        )
+    } else {
+        let ifname = c.ifname.clone();
+        (
+            Object::Netdev {
+                name: c.ifname.clone(),
+                netns: Some(c.netns.clone()),
+            },
+            netns::run_in(
+                &ns,
+                move || Ok(vbridge_ports::netdev::ifindex(&ifname).ok()),
+            )
+            .map_err(host)?,
+        )
+    };
+    let reuse = match (existing, c.ifindex) {
+        (Some(i), Some(ours)) if i == ours => true,
+        (Some(_), None) if restoring => true,
+        (Some(_), _) if c.veth => return Err(not_ours(port, "this namespace")),
+        (Some(_), _) => return Err(not_ours(&c.ifname, &c.netns)),
+        (None, _) => false,
+    };
+    ledger
+        .put(owner.clone(), object.clone(), None)
+        .map_err(host)?;
+    let opened = if c.veth {
+        open_veth(port, c, &ns, owner, ledger, !reuse)
+    } else {
+        open_tap(c, &ns, existing.filter(|_| reuse))
+    };
+    match opened {
+        Ok(mut b) => {
+            let index = if c.veth { b.ifindex } else { b.conn_ifindex };
+            if let Some(i) = index {
+                ledger.set_ifindex(&object, i).map_err(host)?;
             }
-        };
-        let opened = open_veth(port, c, &ns);
-        if opened.is_err() && created {
-            let _ = nl.delete_link(port); // its peer in the namespace goes with it
+            made.ifindex = index;
+            b.conn = Some(Box::new(made));
+            Ok(b)
         }
-        let mut b = opened?;
-        made.ifindex = b.ifindex;
-        b.conn = Some(Box::new(made));
-        return Ok(b);
+        Err(e) => {
+            if !reuse {
+                // Made here: it goes again (the record says which device, by index).
+                if let Some(r) = ledger.get(&object) {
+                    let _ = vbridge_host::ledger::undo(&r);
+                }
+                let _ = ledger.forget(&object);
+            }
+            Err(e)
+        }
     }
+}
+
+/// The TAP of a connection inside namespace `ns`: the one of index `reuse`, or a new one.
+fn open_tap(c: &Connection, ns: &OwnedFd, reuse: Option<u32>) -> Result<Backend, DpError> {
     let conn = c.clone();
-    let (tap, ifindex, mtu) = netns::run_in(&ns, move || {
+    let (tap, ifindex, mtu) = netns::run_in(ns, move || {
         Ok((|| {
-            let current = vbridge_ports::netdev::ifindex(&conn.ifname).ok();
-            let (tap, created) = match (current, conn.ifindex) {
-                (Some(i), Some(ours)) if i == ours => (
-                    Tap::reopen_persistent(&conn.ifname, TapOptions::default(), i)
-                        .map_err(|e| DpError::port(&conn.ifname, e))?,
-                    false,
-                ),
-                (Some(_), _) => return Err(not_ours(&conn.ifname, &conn.netns)),
-                (None, _) => (
-                    Tap::create_persistent(&conn.ifname, TapOptions::default())
-                        .map_err(|e| DpError::port(&conn.ifname, e))?,
-                    true,
-                ),
-            };
+            let tap = match reuse {
+                Some(i) => Tap::reopen_persistent(&conn.ifname, TapOptions::default(), i),
+                None => Tap::create_persistent(&conn.ifname, TapOptions::default()),
+            }
+            .map_err(|e| match e {
+                vbridge_ports::PortError::Exists { .. } => not_ours(&conn.ifname, &conn.netns),
+                e => DpError::port(&conn.ifname, e),
+            })?;
             let configured = Netlink::new()
                 .map_err(host)
                 .and_then(|mut nl| configure(&mut nl, &conn))
@@ -219,7 +242,7 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
             match configured {
                 Ok((ifindex, mtu)) => Ok::<_, DpError>((tap, ifindex, mtu)),
                 Err(e) => {
-                    if created {
+                    if reuse.is_none() {
                         let _ = tap.set_persist(false); // it vanishes when dropped here
                     }
                     Err(e)
@@ -228,10 +251,9 @@ pub(crate) fn open(port: &str, c: &Connection) -> Result<Backend, DpError> {
         })())
     })
     .map_err(host)??;
-    made.ifindex = Some(ifindex);
     let mut b = Backend::plain(Box::new(tap));
     b.mtu = mtu;
-    b.conn = Some(Box::new(made));
+    b.conn_ifindex = Some(ifindex);
     Ok(b)
 }
 
@@ -243,9 +265,31 @@ fn not_ours(name: &str, place: &str) -> DpError {
     }
 }
 
-/// Configures both ends of a connection's veth pair (host end `port`) and attaches the
-/// host end.
-fn open_veth(port: &str, c: &Connection, ns: &std::os::fd::OwnedFd) -> Result<Backend, DpError> {
+/// Makes (when `create`) and configures both ends of a connection's veth pair (host end
+/// `port`, its peer inside the namespace), and attaches the host end.
+fn open_veth(
+    port: &str,
+    c: &Connection,
+    ns: &OwnedFd,
+    owner: &Owner,
+    ledger: &Ledger,
+    create: bool,
+) -> Result<Backend, DpError> {
+    if create {
+        let mut nl = Netlink::new().map_err(host)?;
+        nl.create_veth_with_peer_in(port, &c.ifname, ns)
+            .map_err(|e| match e.kind() {
+                ErrorKind::AlreadyExists => not_ours(&c.ifname, &c.netns),
+                _ => host(e),
+            })?;
+        if let Ok(Some(l)) = nl.link(port) {
+            let object = Object::Netdev {
+                name: port.to_owned(),
+                netns: None,
+            };
+            ledger.set_ifindex(&object, l.index).map_err(host)?;
+        }
+    }
     let conn = c.clone();
     netns::run_in(ns, move || {
         Ok(Netlink::new()
@@ -253,25 +297,12 @@ fn open_veth(port: &str, c: &Connection, ns: &std::os::fd::OwnedFd) -> Result<Ba
             .and_then(|mut nl| configure(&mut nl, &conn)))
     })
     .map_err(host)??;
-    crate::control::backend::attach_interface(port)
+    crate::control::backend::attach_interface(port, owner, ledger, false)
 }
 
 /// Whether the namespace of a connection (still) exists, as the same namespace.
 pub(crate) fn netns_exists(c: &Connection) -> bool {
     check_identity(c).is_ok() && netns::open(&c.netns).is_ok()
-}
-
-/// Removes what a connection made outside the port itself: a veth's host end (its peer
-/// in the namespace goes with it).
-pub(crate) fn remove(port: &str, c: &Connection, io: Option<&mut Box<dyn PortIo>>) {
-    if let Some(io) = io {
-        io.release();
-    }
-    if c.veth {
-        if let Ok(mut nl) = Netlink::new() {
-            let _ = nl.delete_link(port);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use vbridge_core::MacAddr;
+use vbridge_host::ledger::Ledger;
 use vbridge_host::{Link, LinkEvent, LinkMonitor, Netlink};
 use vbridge_ports::netdev;
 
@@ -23,17 +23,21 @@ use crate::view::{PortInfo, PortKind};
 
 /// Starts the monitor in the calling thread's namespace (a new thread inherits it); it
 /// ends when `stop` is set.
-pub(crate) fn spawn(inbox: Inbox, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn(
+    inbox: Inbox,
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("vbr-monitor".into())
-        .spawn(move || run(&inbox, &stop))
+        .spawn(move || run(&inbox, &ledger, &stop))
 }
 
 fn state(l: &Link, removed: bool) -> LinkState {
     LinkState {
         ifindex: l.index,
         name: l.name.clone(),
-        mac: l.mac.map(MacAddr),
+        mac: l.mac,
         up: l.up,
         mtu: l.mtu,
         fast_capable: crate::fast::fast_capable(l),
@@ -41,7 +45,7 @@ fn state(l: &Link, removed: bool) -> LinkState {
     }
 }
 
-fn run(inbox: &Inbox, stop: &AtomicBool) {
+fn run(inbox: &Inbox, ledger: &Ledger, stop: &AtomicBool) {
     let mut mon = match LinkMonitor::new() {
         Ok(m) => Some(m),
         Err(e) => {
@@ -105,7 +109,7 @@ fn run(inbox: &Inbox, stop: &AtomicBool) {
                 }
             };
             if back {
-                reattach(inbox, p);
+                reattach(inbox, ledger, p);
             }
         }
     }
@@ -153,10 +157,12 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
 }
 
 /// Opens a gone port's device again and offers it to the engine.
-fn reattach(inbox: &Inbox, p: &PortInfo) {
+fn reattach(inbox: &Inbox, ledger: &Ledger, p: &PortInfo) {
     let mut spec = PortSpec::new(&p.name, p.kind);
     spec.conn = p.conn.clone();
-    match backend::open(&spec) {
+    // It was accepted when it was added.
+    spec.force = true;
+    match backend::open(&spec, &p.bridge, ledger) {
         Ok(mut b) => {
             let bridge = p.bridge.clone();
             if let Ok(Ok(Some(fast))) = inbox.ask(|reply| Action::Fast { bridge, reply }) {

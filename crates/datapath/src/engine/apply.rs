@@ -220,7 +220,7 @@ impl Engine {
                 if let Some(i) = p.ifindex {
                     self.by_ifindex.remove(&i);
                 }
-                out.push(p.retire());
+                out.push(p.retire(name));
             }
         }
         self.pending.retain(|t| super::untoken(*t).0 != index);
@@ -303,7 +303,7 @@ impl Engine {
         self.pending.retain(|x| *x != t);
         self.sync_bridge(index);
         tracing::info!(bridge, port = name, "port removed");
-        Ok(p.retire())
+        Ok(p.retire(bridge))
     }
 
     /// A gone port's device is back: attach `backend` if the port still wants it.

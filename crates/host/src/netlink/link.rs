@@ -12,6 +12,7 @@ use netlink_packet_route::{
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
 };
 use nix::errno::Errno;
+use vbridge_wire::MacAddr;
 
 use super::{Netlink, What};
 use crate::{HostError, name};
@@ -24,7 +25,7 @@ pub struct Link {
     /// Interface name.
     pub name: String,
     /// Hardware address, when it is an Ethernet one.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
     /// MTU.
@@ -66,7 +67,9 @@ impl Link {
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name.clone_from(name),
-                LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
+                LinkAttribute::Address(bytes) => {
+                    link.mac = MacAddr::from_bytes(bytes);
+                }
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
                 LinkAttribute::LinkNetNsId(_) => link.link_elsewhere = true,
                 LinkAttribute::Controller(index) => link.master = Some(*index).filter(|i| *i != 0),
@@ -232,22 +235,21 @@ impl Netlink {
     }
 
     /// Sets the hardware address of the link `name` (a unicast address).
-    pub fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), HostError> {
-        let reason = if mac[0] & 1 != 0 {
+    pub fn set_mac(&mut self, name: &str, mac: MacAddr) -> Result<(), HostError> {
+        let reason = if mac.is_multicast() {
             "a multicast address"
-        } else if mac == [0; 6] {
+        } else if mac.0 == [0; 6] {
             "all zeros"
         } else {
             ""
         };
         if !reason.is_empty() {
-            let text = mac.map(|b| format!("{b:02x}")).join(":");
-            return Err(HostError::invalid("MAC address", text, reason));
+            return Err(HostError::invalid("MAC address", mac.to_string(), reason));
         }
         let mut message = by_name(name);
         message
             .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
+            .push(LinkAttribute::Address(mac.0.to_vec()));
         self.set_link(name, "set the MAC address of", message)
     }
 

@@ -35,8 +35,8 @@ impl FlowKey {
     fn to_bytes(self) -> [u8; KEY_LEN] {
         let mut k = [0u8; KEY_LEN];
         k[..4].copy_from_slice(&self.ingress.to_ne_bytes());
-        k[4..10].copy_from_slice(&self.dst);
-        k[10..].copy_from_slice(&self.src);
+        k[4..10].copy_from_slice(&self.dst.0);
+        k[10..].copy_from_slice(&self.src.0);
         k
     }
 }

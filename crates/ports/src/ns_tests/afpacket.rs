@@ -10,11 +10,11 @@ use super::{
 };
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
-use crate::port::PortIo;
+use crate::port::{MacAddr, PortIo};
 use crate::{Batch, PacketBuf, PortError};
 
-const A: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
-const B: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
+const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0x0a, 0x01]);
+const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0x0b, 0x01]);
 
 fn quiet() -> AfPacketOptions {
     AfPacketOptions {
@@ -39,8 +39,8 @@ fn veth_frames_arrive_intact_with_their_vlan_tags() {
             frame(A, B, &[(0x8100, 0x2005)], 2, 200), // PCP 1, VID 5
             frame(A, B, &[(0x8100, 0x0000)], 3, 64),  // priority tag, VID 0
             frame(A, B, &[(0x88a8, 0x0064), (0x8100, 0x00c8)], 4, 300), // QinQ 100/200
-            frame([0xff; 6], B, &[(0x8100, 0x0fff)], 5, 1500),
-            frame([0x01, 0x80, 0xc2, 0, 0, 0], B, &[], 6, 60), // link-local multicast
+            frame(MacAddr([0xff; 6]), B, &[(0x8100, 0x0fff)], 5, 1500),
+            frame(MacAddr([0x01, 0x80, 0xc2, 0, 0, 0]), B, &[], 6, 60), // link-local multicast
         ];
         let pkts: Vec<PacketBuf> = sent
             .iter()
@@ -99,7 +99,7 @@ fn mac_is_read_anew() {
         netdev::set_mac("va", A).unwrap();
         assert_eq!(port.mac().unwrap(), A);
         ip("link set dev va address 02:00:00:00:0a:02");
-        assert_eq!(port.mac().unwrap(), [2, 0, 0, 0, 0x0a, 2]);
+        assert_eq!(port.mac().unwrap(), MacAddr([2, 0, 0, 0, 0x0a, 2]));
     });
 }
 

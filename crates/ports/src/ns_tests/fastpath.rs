@@ -35,11 +35,7 @@ fn in_ns(ns: &str, cmd: &str) -> std::process::Output {
 
 fn ns_mac(ns: &str) -> MacAddr {
     let out = String::from_utf8(in_ns(ns, "cat /sys/class/net/e0/address").stdout).unwrap();
-    let mut mac = [0u8; 6];
-    for (b, part) in mac.iter_mut().zip(out.trim().split(':')) {
-        *b = u8::from_str_radix(part, 16).unwrap();
-    }
-    mac
+    out.trim().parse().expect("a MAC address")
 }
 
 /// A packet socket on `e0` inside namespace `ns` (opened from a thread that enters it).
@@ -130,7 +126,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         let fp = FastPath::new(1024, 65_535 + 18).unwrap();
         let p1 = fp.attach(h1, s1.as_fd()).unwrap();
         let _p2 = fp.attach(h2, s2.as_fd()).unwrap();
-        let to_b = |p: &crate::PacketBuf| p.frame().starts_with(&mb);
+        let to_b = |p: &crate::PacketBuf| p.frame().starts_with(&mb.0);
 
         // No flows: nothing crosses, and the switch's socket sees the frames.
         assert!(!pings(a, "10.9.0.2"), "nothing joins the veths yet");

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::buf::{Batch, PacketBuf};
-use crate::port::PortIo;
+use crate::port::{MacAddr, PortIo};
 use crate::sys;
 
 /// Runs `body` in a new network namespace on its own thread; re-raises its panic.
@@ -75,11 +75,8 @@ pub(super) fn promiscuity(dev: &str) -> u32 {
         .expect("promiscuity is a number")
 }
 
-pub(super) fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+pub(super) fn mac_text(mac: MacAddr) -> String {
+    mac.to_string()
 }
 
 /// Local experimental EtherType: no stack in the namespace answers or makes these.
@@ -88,15 +85,15 @@ pub(super) const ETH_TEST: u16 = 0x88b5;
 /// A test frame: `dst`, `src`, optional tags (TPID, TCI) in order, `ETH_TEST`, and a
 /// payload of `len` bytes that starts with `id`.
 pub(super) fn frame(
-    dst: [u8; 6],
-    src: [u8; 6],
+    dst: MacAddr,
+    src: MacAddr,
     tags: &[(u16, u16)],
     id: u8,
     len: usize,
 ) -> Vec<u8> {
     let mut f = Vec::with_capacity(len + 30);
-    f.extend(dst);
-    f.extend(src);
+    f.extend(dst.0);
+    f.extend(src.0);
     for (tpid, tci) in tags {
         f.extend(tpid.to_be_bytes());
         f.extend(tci.to_be_bytes());

@@ -6,11 +6,11 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 
 use super::{in_netns, ip, recv_frames, veth};
-use crate::buf::{fold, ones_sum};
 use crate::packet::{AfPacket, AfPacketOptions};
 use crate::port::PortIo;
 use crate::sys;
 use crate::{PacketBuf, VnetHdr};
+use vbridge_wire::ipv4::checksum;
 
 const IP_A: [u8; 4] = [192, 0, 2, 1];
 const IP_B: [u8; 4] = [192, 0, 2, 2];
@@ -34,10 +34,10 @@ fn udp4(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], payload: &[u8]) -> (Vec
     f.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
     f.extend(IP_B);
     f.extend(IP_A);
-    let ip_csum = !fold(ones_sum(&f[l3..l3 + 20]));
+    let ip_csum = checksum(&f[l3..l3 + 20]);
     f[l3 + 10..l3 + 12].copy_from_slice(&ip_csum.to_be_bytes());
     let l4 = f.len();
-    let pseudo = fold(ones_sum(&pseudo_header(IP_B, IP_A, udp_len)));
+    let pseudo = !checksum(&pseudo_header(IP_B, IP_A, udp_len));
     f.extend(4000u16.to_be_bytes());
     f.extend(9u16.to_be_bytes());
     f.extend(udp_len.to_be_bytes());
@@ -62,7 +62,7 @@ fn udp4_csum_ok(f: &[u8], l4: usize) -> bool {
     let udp_len = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]);
     let mut all = pseudo_header(src, dst, udp_len);
     all.extend(&f[l4..l4 + usize::from(udp_len)]);
-    fold(ones_sum(&all)) == 0xffff
+    checksum(&all) == 0
 }
 
 fn is_udp_to_9(p: &PacketBuf) -> bool {

@@ -6,12 +6,12 @@ use super::{
 };
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
-use crate::port::PortIo;
+use crate::port::{MacAddr, PortIo};
 use crate::tap::{Tap, TapOptions};
 use crate::{PacketBuf, PortError};
 
-const TAP_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0xaa, 0x01];
-const OTHER: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0xbb, 0x02];
+const TAP_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xaa, 0x01]);
+const OTHER: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xbb, 0x02]);
 
 #[test]
 fn tap_is_created_configured_and_passes_frames_both_ways() {
@@ -58,7 +58,7 @@ fn passes_frames_both_ways(opts: TapOptions) {
                 let tags: &[(u16, u16)] = if i == 2 { &[(0x8100, 100)] } else { &[] };
                 frame(
                     OTHER,
-                    [2, 0, 0, 0, 0, 0x10 + i],
+                    MacAddr([2, 0, 0, 0, 0, 0x10 + i]),
                     tags,
                     i,
                     100 + 50 * usize::from(i),

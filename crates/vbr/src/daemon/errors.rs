@@ -43,7 +43,7 @@ pub(crate) fn dp(e: DpError) -> ApiError {
     let kind = match &e {
         DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) => ErrorKind::NotFound,
         DpError::BridgeExists(_) | DpError::PortExists { .. } => ErrorKind::AlreadyExists,
-        DpError::NotOurs { .. } => ErrorKind::Conflict,
+        DpError::NotOurs { .. } | DpError::Refused { .. } => ErrorKind::Conflict,
         DpError::InvalidName { .. } | DpError::Config { .. } => ErrorKind::InvalidArgument,
         DpError::Port { source, .. } => match source {
             PortError::NotFound { .. } | PortError::Gone { .. } => ErrorKind::NotFound,

@@ -85,8 +85,12 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             d.del_bridge(&bridge).map_err(dp)?;
             done()
         }
-        Request::Addif { bridge, port } => add_port(d, &bridge, &port, PortKind::Interface),
-        Request::TapAdd { name, bridge } => add_port(d, &bridge, &name, PortKind::Tap),
+        Request::Addif {
+            bridge,
+            port,
+            force,
+        } => add_port(d, &bridge, &port, PortKind::Interface, force),
+        Request::TapAdd { name, bridge } => add_port(d, &bridge, &name, PortKind::Tap, false),
         Request::Delif { bridge, port } => {
             d.del_port(&bridge, &port).map_err(dp)?;
             done()
@@ -187,10 +191,11 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
     }
 }
 
-fn add_port(d: &Datapath, bridge: &str, port: &str, kind: PortKind) -> Outcome {
+fn add_port(d: &Datapath, bridge: &str, port: &str, kind: PortKind, force: bool) -> Outcome {
     crate::names::check_ifname(port).map_err(ApiError::invalid)?;
-    d.add_port(bridge, &PortSpec::new(port, kind), false)
-        .map_err(dp)?;
+    let mut spec = PortSpec::new(port, kind);
+    spec.force = force;
+    d.add_port(bridge, &spec, false).map_err(dp)?;
     done()
 }
 

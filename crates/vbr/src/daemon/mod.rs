@@ -4,8 +4,10 @@
 
 mod errors;
 mod handler;
+mod limits;
 mod server;
 mod store;
+mod up;
 mod wiring;
 
 pub(crate) use wiring::ConnectArgs;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vbridge_datapath::{Config, Datapath};
 
-use crate::api::{ApiError, ErrorKind, Request, Response, UpDone};
+use crate::api::{ApiError, ErrorKind, Request, Response};
 use store::Store;
 
 /// Where the daemon listens and keeps its state.
@@ -31,10 +33,8 @@ pub(crate) struct Options {
 pub(crate) struct Shared {
     dp: Datapath,
     store: Store,
-    /// What each `vbr up` made; held while an up or down runs.
-    topologies: Mutex<store::Topologies>,
     /// The configuration last saved; held while a change is applied and saved, so
-    /// changes are saved in the order they were made.
+    /// changes are made one at a time and saved in the order they were made.
     saved: Mutex<Config>,
 }
 
@@ -47,18 +47,22 @@ impl Shared {
                 "the forwarding thread has stopped (a bug: see the daemon's log); restart the daemon",
             ));
         }
-        match req {
-            Request::Up { name, plan } => return self.up(name, plan),
-            Request::Down { name } => return self.down(name),
-            _ => {}
-        }
         let mutates = req.mutates();
         let mut saved = if mutates {
             Some(self.saved.lock().unwrap_or_else(|p| p.into_inner()))
         } else {
             None
         };
-        let out = handler::apply(&self.dp, req);
+        let out = match req {
+            Request::Up { name, plan } => up::up(&self.dp, &name, &plan)
+                .map_err(|e| ApiError::new(e.kind, format!("{name}: {}", e.message)))
+                .and_then(|done| {
+                    serde_json::to_value(done)
+                        .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
+                }),
+            Request::Down { name } => up::down(&self.dp, &name).map(|()| serde_json::json!({})),
+            req => handler::apply(&self.dp, req),
+        };
         if let Some(saved) = saved.as_mut() {
             if let Err(e) = self.persist(saved) {
                 tracing::error!(error = %format!("{e:#}"), "cannot save configuration");
@@ -74,78 +78,6 @@ impl Shared {
         }
     }
 
-    /// `vbr up`: applies the plan, records what it made (merged with earlier runs of the
-    /// same topology), saves both. A failure part-way leaves what was made recorded, so
-    /// `vbr down` can still remove it.
-    fn up(&self, name: String, plan: crate::topology::Plan) -> Response {
-        let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
-        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
-        let mut made = wiring::Made::default();
-        let result = wiring::up(&self.dp, &plan, &mut made);
-        let changed = !made.is_empty();
-        tops.entry(name.clone()).or_default().merge(made);
-        if let Err(e) = self.save_both(&tops, &mut saved) {
-            return Response::err(ApiError::new(
-                ErrorKind::HostFailure,
-                format!("applied, but saving the configuration failed: {e:#}"),
-            ));
-        }
-        match result {
-            Ok(()) => Response::ok(UpDone {
-                topology: name,
-                changed,
-            }),
-            Err(e) => Response::err(ApiError::new(e.kind, format!("{name}: {}", e.message))),
-        }
-    }
-
-    /// `vbr down`: removes exactly what `up` of this topology made.
-    fn down(&self, name: String) -> Response {
-        let mut tops = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
-        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(made) = tops.get(&name).cloned() else {
-            let known: Vec<&str> = tops.keys().map(String::as_str).collect();
-            return Response::err(ApiError::new(
-                ErrorKind::NotFound,
-                if known.is_empty() {
-                    format!("nothing was brought up from {name} (see `vbr up`)")
-                } else {
-                    format!(
-                        "nothing was brought up from {name}; brought up: {} (`vbr down` takes one of these paths, even if the file has moved)",
-                        known.join(", ")
-                    )
-                },
-            ));
-        };
-        let problems = wiring::down(&self.dp, &made);
-        if problems.is_empty() {
-            tops.remove(&name);
-        }
-        if let Err(e) = self.save_both(&tops, &mut saved) {
-            return Response::err(ApiError::new(
-                ErrorKind::HostFailure,
-                format!("removed, but saving the configuration failed: {e:#}"),
-            ));
-        }
-        if problems.is_empty() {
-            Response::ok(crate::api::Done {})
-        } else {
-            Response::err(ApiError::new(
-                ErrorKind::HostFailure,
-                format!(
-                    "{name}: some objects could not be removed (the record is kept; run `vbr down` again to retry): {}",
-                    problems.join("; ")
-                ),
-            ))
-        }
-    }
-
-    /// Saves the record of `vbr up` and the engine's configuration.
-    fn save_both(&self, tops: &store::Topologies, saved: &mut Config) -> Result<()> {
-        self.store.save_topologies(tops)?;
-        self.persist(saved)
-    }
-
     /// Saves the engine's configuration if it differs from what was saved.
     fn persist(&self, saved: &mut Config) -> Result<()> {
         let now = self.dp.snapshot()?;
@@ -159,11 +91,22 @@ impl Shared {
 
 /// Runs the daemon until a signal stops it.
 pub(crate) fn run(opts: Options) -> Result<()> {
-    let store = Store::new(&opts.state_dir)?;
+    let store = Store::open(&opts.state_dir, &opts.socket)?;
+    if let Some((old, new)) = limits::raise_nofile() {
+        if old != new {
+            tracing::info!(from = old, to = new, "descriptor limit raised");
+        }
+    }
+    for (cap, what) in limits::missing_capabilities() {
+        tracing::warn!("missing capability {cap}: {what} will fail");
+    }
     let config = store.load()?;
-    let topologies = store.load_topologies()?;
+    let ledger = Arc::new(store.ledger()?);
+    if let Some(old) = store.take_topologies()? {
+        up::migrate(&ledger, old);
+    }
     let listener = server::bind(&opts.socket)?;
-    let dp = Datapath::start().context("starting the datapath")?;
+    let dp = Datapath::start(ledger).context("starting the datapath")?;
     let problems: Vec<String> = dp
         .restore(&config)
         .iter()
@@ -179,9 +122,11 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         }
         tracing::warn!(copy = %kept.display(), "part of the configuration could not be restored; the full file is kept");
     }
+    for line in up::recover(&dp) {
+        tracing::info!("recovery: {line}");
+    }
     let shared = Arc::new(Shared {
         dp,
-        topologies: Mutex::new(topologies),
         store,
         saved: Mutex::new(config),
     });
@@ -190,6 +135,7 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         shared.persist(&mut saved)?;
     }
     spawn_persister(Arc::clone(&shared));
+    spawn_watchdog(Arc::clone(&shared), opts.socket.clone());
     server::spawn_signal_handler(Arc::clone(&shared), opts.socket.clone())?;
     tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "vbr daemon ready");
     server::serve(listener, shared);
@@ -201,9 +147,26 @@ fn spawn_persister(shared: Arc<Shared>) {
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_secs(2));
+            if shared.dp.died() {
+                return; // what it would read now is no longer the truth
+            }
             let mut saved = shared.saved.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = shared.persist(&mut saved) {
                 tracing::warn!(error = %format!("{e:#}"), "cannot save configuration");
+            }
+        }
+    });
+}
+
+/// Ends the daemon (exit code 70) if the forwarding thread dies: a supervisor restarts
+/// it, and the configuration saved last brings everything back.
+fn spawn_watchdog(shared: Arc<Shared>, socket: std::path::PathBuf) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if shared.dp.died() {
+                tracing::error!("the forwarding thread died; the daemon stops (exit code 70)");
+                shared.shutdown(&socket);
             }
         }
     });
@@ -214,13 +177,20 @@ impl Shared {
     /// interfaces stay for the next start).
     /// The lock on the saved configuration is held until the process exits, so no
     /// request or periodic save can record the closed (empty) engine.
+    /// Exits with 0, or with 70 when the forwarding thread had died (then nothing is
+    /// saved: the last saved configuration is the truth).
     pub(crate) fn shutdown(&self, socket: &std::path::Path) -> ! {
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.persist(&mut saved) {
-            tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");
+        let died = self.dp.died();
+        if !died {
+            if let Err(e) = self.persist(&mut saved) {
+                tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");
+            }
+            let _ = self.dp.close_all();
         }
-        let _ = self.dp.close_all();
         let _ = std::fs::remove_file(socket);
-        std::process::exit(0)
+        // Let the log thread write what is queued.
+        std::thread::sleep(Duration::from_millis(50));
+        std::process::exit(if died { 70 } else { 0 })
     }
 }

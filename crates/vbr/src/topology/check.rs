@@ -4,34 +4,39 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use toml::Spanned;
+use vbridge_core::Vid;
 
 use super::TopologyError;
 
 /// Checks a route: destination `to` a network (no host bits set) and next hop `via` an
-/// address of the same family. Returns both as written canonically.
-pub(crate) fn check_route(to: &str, via: &str) -> Result<(String, String), String> {
-    let (dest, prefix) = parse_cidr(to)?;
-    let host_bits = match dest {
-        IpAddr::V4(a) => u32::from(a).checked_shl(u32::from(prefix)).unwrap_or(0) != 0,
-        IpAddr::V6(a) => u128::from(a).checked_shl(u32::from(prefix)).unwrap_or(0) != 0,
-    };
-    if host_bits {
+/// address of the same family.
+pub(crate) fn check_route(to: &str, via: &str) -> Result<(IpNet, IpAddr), String> {
+    let dest = parse_cidr(to)?;
+    let gw: IpAddr = via
+        .parse()
+        .map_err(|_| format!("next hop {via:?} is not an IP address"))?;
+    route_ok(dest, gw)?;
+    Ok((dest, gw))
+}
+
+/// Checks a route already parsed (as the API carries it).
+pub(crate) fn route_ok(to: IpNet, via: IpAddr) -> Result<(), String> {
+    if to.addr() != to.network() {
         return Err(format!(
             "{to} is not a network: its address has bits set past the prefix length"
         ));
     }
-    let gw: IpAddr = via
-        .parse()
-        .map_err(|_| format!("next hop {via:?} is not an IP address"))?;
-    if gw.is_ipv4() != dest.is_ipv4() {
+    if via.is_ipv4() != to.addr().is_ipv4() {
         return Err(format!("next hop {via} is not of the same family as {to}"));
     }
-    Ok((format!("{dest}/{prefix}"), gw.to_string()))
+    Ok(())
 }
 
-/// Checks a CIDR like `10.0.0.1/24` or `fd00::1/64`.
-pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+/// Checks an address with its prefix length, like `10.0.0.1/24` or `fd00::1/64`.
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let (a, p) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?} is not an address with a prefix length, like 10.0.0.2/24"))?;
@@ -44,7 +49,7 @@ pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         .ok()
         .filter(|n| *n <= max)
         .ok_or_else(|| format!("prefix length {p:?} must be 0..={max}"))?;
-    Ok((addr, prefix))
+    IpNet::new(addr, prefix).map_err(|e| e.to_string())
 }
 
 pub(super) struct Checker<'a> {
@@ -82,19 +87,19 @@ impl Checker<'_> {
         &self,
         v: &[Spanned<String>],
         field: &str,
-    ) -> Result<Vec<String>, TopologyError> {
+    ) -> Result<Vec<IpNet>, TopologyError> {
         v.iter()
             .enumerate()
             .map(|(i, a)| match parse_cidr(a.get_ref()) {
-                Ok((ip, p)) => Ok(format!("{ip}/{p}")),
+                Ok(net) => Ok(net),
                 Err(m) => self.err(a.span(), format!("{field}[{i}]"), m),
             })
             .collect()
     }
 
-    pub(super) fn vid(&self, v: &Spanned<u16>, field: String) -> Result<u16, TopologyError> {
-        if (1..=4094).contains(v.get_ref()) {
-            Ok(*v.get_ref())
+    pub(super) fn vid(&self, v: &Spanned<u16>, field: String) -> Result<Vid, TopologyError> {
+        if let Ok(vid) = Vid::new(*v.get_ref()) {
+            Ok(vid)
         } else {
             self.err(
                 v.span(),

@@ -11,13 +11,14 @@ mod check;
 #[cfg(test)]
 mod tests;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
-use vbridge_core::{MacAddr, VidSet};
+use vbridge_core::{MacAddr, Vid, VidSet};
 use vbridge_datapath::{StpMode, VlanCfg};
 
 use check::Checker;
-pub(crate) use check::{check_route, parse_cidr};
+pub(crate) use check::{check_route, parse_cidr, route_ok};
 
 /// The built-in default: seed 002's Docker-style network.
 pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 002's bridge network.
@@ -105,8 +106,8 @@ struct RouteDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct BridgePlan {
     pub(crate) name: String,
-    /// CIDRs for the bridge's host interface.
-    pub(crate) addresses: Vec<String>,
+    /// Addresses (with prefix length) for the bridge's host interface.
+    pub(crate) addresses: Vec<IpNet>,
     pub(crate) stp: Option<StpMode>,
     pub(crate) ageing: Option<f64>,
     /// Forward and masquerade the bridge's IPv4 subnets (Docker-style).
@@ -122,15 +123,15 @@ pub(crate) struct NsPlan {
     pub(crate) name: String,
     pub(crate) bridge: String,
     pub(crate) ifname: String,
-    pub(crate) addresses: Vec<String>,
-    pub(crate) gateway: Option<String>,
-    /// More routes: (destination CIDR, next hop).
+    pub(crate) addresses: Vec<IpNet>,
+    pub(crate) gateway: Option<IpAddr>,
+    /// More routes: (destination network, next hop).
     #[serde(default)]
-    pub(crate) routes: Vec<(String, String)>,
-    pub(crate) mac: Option<String>,
+    pub(crate) routes: Vec<(IpNet, IpAddr)>,
+    pub(crate) mac: Option<MacAddr>,
     /// A TAP held by vbridge instead of a veth pair (the default).
     pub(crate) tap: bool,
-    pub(crate) access: Option<u16>,
+    pub(crate) access: Option<Vid>,
 }
 
 /// A checked topology.
@@ -258,9 +259,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         let addresses = c.cidrs(&b.addresses, &format!("{at}.addresses"))?;
         let nat = b.nat.as_ref().is_some_and(|n| *n.get_ref());
         if let Some(n) = b.nat.as_ref().filter(|_| nat) {
-            let v4 = addresses
-                .iter()
-                .any(|a| parse_cidr(a).is_ok_and(|(ip, _)| ip.is_ipv4()));
+            let v4 = addresses.iter().any(|a| a.addr().is_ipv4());
             if !v4 {
                 return c.err(
                     n.span(),
@@ -284,16 +283,13 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
     for (ni, n) in parsed.namespaces.iter().enumerate() {
         let at = format!("namespace[{ni}]");
         let name = n.name.get_ref().clone();
-        let checked = if name.starts_with('/') {
-            if name.contains('\0') {
-                Err(format!("invalid namespace path {name:?}"))
+        let checked = crate::names::check_netns(&name).map_err(|e| {
+            if name.contains('/') {
+                e
             } else {
-                Ok(())
+                format!("{e} (or give a path like /proc/PID/ns/net)")
             }
-        } else {
-            vbridge_host::netns::check_name(&name)
-                .map_err(|e| format!("{e} (or give a path like /proc/PID/ns/net)"))
-        };
+        });
         if let Err(m) = checked {
             return c.err(n.name.span(), format!("{at}.name"), m);
         }
@@ -326,7 +322,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         let addresses = c.cidrs(&n.addresses, &format!("{at}.addresses"))?;
         let gateway = match &n.gateway {
             Some(g) => match g.get_ref().parse::<IpAddr>() {
-                Ok(ip) => Some(ip.to_string()),
+                Ok(ip) => Some(ip),
                 Err(_) => {
                     return c.err(
                         g.span(),
@@ -347,7 +343,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         }
         let mac = match &n.mac {
             Some(m) => match m.get_ref().parse::<MacAddr>() {
-                Ok(mac) if mac.is_unicast() => Some(mac.to_string()),
+                Ok(mac) if mac.is_unicast() => Some(mac),
                 Ok(_) => {
                     return c.err(
                         m.span(),

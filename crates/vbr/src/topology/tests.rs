@@ -7,18 +7,27 @@ use super::*;
 fn default_topology_is_seed_002() {
     let p = parse("default", DEFAULT_TOPOLOGY).unwrap();
     assert_eq!(p.bridges.len(), 1);
-    assert_eq!(p.bridges[0].addresses, vec!["192.168.88.1/24"]);
+    assert_eq!(
+        p.bridges[0].addresses,
+        vec!["192.168.88.1/24".parse::<IpNet>().unwrap()]
+    );
     let ns: Vec<_> = p
         .namespaces
         .iter()
-        .map(|n| (n.name.as_str(), n.addresses[0].as_str()))
+        .map(|n| (n.name.as_str(), n.addresses[0].to_string()))
         .collect();
     assert_eq!(
         ns,
-        vec![("ns0", "192.168.88.2/24"), ("ns1", "192.168.88.3/24")]
+        vec![
+            ("ns0", "192.168.88.2/24".to_owned()),
+            ("ns1", "192.168.88.3/24".to_owned())
+        ]
     );
     assert_eq!(p.namespaces[0].ifname, "eth0");
-    assert_eq!(p.namespaces[0].gateway.as_deref(), Some("192.168.88.1"));
+    assert_eq!(
+        p.namespaces[0].gateway,
+        Some("192.168.88.1".parse().unwrap())
+    );
     assert!(p.bridges[0].nat);
 }
 
@@ -79,17 +88,22 @@ fn ports_and_vlans() {
                 "eth1".into(),
                 Some(VlanCfg::Trunk {
                     allowed: "10,20".into(),
-                    native: Some(1)
+                    native: Some(Vid::new(1).unwrap())
                 })
             ),
-            ("eth2".into(), Some(VlanCfg::Access { vid: 10 })),
+            (
+                "eth2".into(),
+                Some(VlanCfg::Access {
+                    vid: Vid::new(10).unwrap()
+                })
+            ),
         ]
     );
 }
 
 #[test]
 fn cidrs() {
-    assert_eq!(parse_cidr("fd00::1/64").unwrap().1, 64);
+    assert_eq!(parse_cidr("fd00::1/64").unwrap().prefix_len(), 64);
     assert!(parse_cidr("10.0.0.1").is_err());
     assert!(parse_cidr("10.0.0.300/24").is_err());
     assert!(parse_cidr("fd00::1/129").is_err());
@@ -105,8 +119,11 @@ fn routes_are_checked_and_kept() {
     assert_eq!(
         p.namespaces[0].routes,
         vec![
-            ("10.20.0.0/16".into(), "192.168.88.1".into()),
-            ("fd00:1::/64".into(), "fd00::1".into())
+            (
+                "10.20.0.0/16".parse().unwrap(),
+                "192.168.88.1".parse().unwrap()
+            ),
+            ("fd00:1::/64".parse().unwrap(), "fd00::1".parse().unwrap())
         ]
     );
     let bad = |routes: &str| {

@@ -1,0 +1,498 @@
+//! `vbr up` and `vbr down`: a topology plan applied idempotently, each object recorded in
+//! the ledger *before* it is made (a bridge, a port, a namespace, an address, a NAT
+//! table, `ip_forward`), under its topology and the run that makes it. A run that fails
+//! is undone at once; one cut short by a crash is undone at the next start; one that
+//! finishes is committed, and `vbr down` later removes exactly what the topology's runs
+//! made, newest first. Objects that existed before are never recorded, so never removed.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use vbridge_datapath::{Change, Datapath, DpError, PortKind, PortSpec, VlanCfg};
+use vbridge_host::ledger::{self, Ledger, Object, Owner, Record};
+use vbridge_host::{Netlink, nat, netns, sysctl};
+
+use super::errors::{describe, dp, host};
+use super::wiring::{ConnectArgs, connect, placement};
+use crate::api::{ApiError, ErrorKind, UpDone};
+use crate::topology::Plan;
+
+const IP_FORWARD: &str = "net/ipv4/ip_forward";
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError::invalid(m)
+}
+
+/// One run of `vbr up`: records what it is about to make.
+struct Run<'a> {
+    ledger: &'a Ledger,
+    owner: Owner,
+    made_any: bool,
+}
+
+impl Run<'_> {
+    /// Records `object` before it is made; `false` if something else recorded it already
+    /// (it is then not this run's to undo).
+    fn record(&mut self, object: Object, original: Option<String>) -> Result<bool, ApiError> {
+        let fresh = self
+            .ledger
+            .put(self.owner.clone(), object, original)
+            .map_err(host)?;
+        self.made_any |= fresh;
+        Ok(fresh)
+    }
+}
+
+/// `vbr up`: applies `plan` as topology `name`. On failure what this run made is taken
+/// away again before the error is returned.
+pub(crate) fn up(d: &Datapath, name: &str, plan: &Plan) -> Result<UpDone, ApiError> {
+    preflight(d, plan)?;
+    let ledger = d.ledger();
+    let run = ledger.new_run();
+    let owner = Owner::Topology {
+        name: name.to_owned(),
+        run: Some(run),
+    };
+    let mut r = Run {
+        ledger,
+        owner: owner.clone(),
+        made_any: false,
+    };
+    match apply(d, plan, &mut r) {
+        Ok(()) => {
+            ledger.commit(name, run).map_err(host)?;
+            Ok(UpDone {
+                topology: name.to_owned(),
+                changed: r.made_any,
+            })
+        }
+        Err(e) => {
+            let problems = undo_all(d, &owner);
+            let mut message = e.message;
+            if !problems.is_empty() {
+                message.push_str(&format!(
+                    " (and undoing what was made failed: {}; `vbr down` retries)",
+                    problems.join("; ")
+                ));
+                // What is left belongs to the topology, for `vbr down`.
+                let _ = ledger.commit(name, run);
+            }
+            Err(ApiError::new(e.kind, message))
+        }
+    }
+}
+
+fn apply(d: &Datapath, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
+    let mut nl = Netlink::new().map_err(host)?;
+    for b in &plan.bridges {
+        if d.bridges(Some(&b.name)).is_err() {
+            crate::names::check_ifname(&b.name).map_err(invalid)?;
+            r.record(
+                Object::Bridge {
+                    name: b.name.clone(),
+                },
+                None,
+            )?;
+            d.add_bridge(
+                &b.name,
+                vbridge_core::BridgeConfig::new(super::handler::random_mac()),
+            )
+            .map_err(dp)?;
+        }
+        let have = nl.addresses(&b.name).map_err(host)?;
+        for a in &b.addresses {
+            if !have.contains(&(a.addr(), a.prefix_len())) {
+                r.record(
+                    Object::Address {
+                        dev: b.name.clone(),
+                        net: *a,
+                    },
+                    None,
+                )?;
+                nl.add_address(&b.name, a.addr(), a.prefix_len())
+                    .map_err(host)?;
+            }
+        }
+        nl.set_up(&b.name).map_err(host)?;
+        if let Some(mode) = b.stp {
+            d.change(&b.name, Change::Stp(mode)).map_err(dp)?;
+        }
+        if let Some(s) = b.ageing {
+            let age = std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| invalid(format!("ageing {s} is not a number of seconds")))?;
+            d.change(&b.name, Change::Ageing(age)).map_err(dp)?;
+        }
+        if b.nat {
+            nat_up(&b.name, &b.addresses, r)?;
+        }
+        for (port, vlan) in &b.ports {
+            if d.find_port(port).map_err(dp)?.is_none() {
+                crate::names::check_ifname(port).map_err(invalid)?;
+                r.record(
+                    Object::Port {
+                        bridge: b.name.clone(),
+                        port: port.clone(),
+                    },
+                    None,
+                )?;
+                d.add_port(&b.name, &PortSpec::new(port, PortKind::Interface), false)
+                    .map_err(dp)?;
+            }
+            set_vlan(d, port, vlan.clone())?;
+        }
+    }
+    for n in &plan.namespaces {
+        if !n.name.contains('/') && !netns::exists(&n.name) {
+            r.record(
+                Object::Netns {
+                    name: n.name.clone(),
+                },
+                None,
+            )?;
+            netns::add(&n.name).map_err(host)?;
+        }
+        let port = match placement(d, &n.name, &n.ifname, Some(&n.bridge))? {
+            Some(port) => port,
+            None => {
+                let port = vbridge_datapath::port_name(&n.name, &n.ifname);
+                r.record(
+                    Object::Port {
+                        bridge: n.bridge.clone(),
+                        port: port.clone(),
+                    },
+                    None,
+                )?;
+                let args = ConnectArgs {
+                    netns: n.name.clone(),
+                    bridge: n.bridge.clone(),
+                    ifname: Some(n.ifname.clone()),
+                    ips: n.addresses.clone(),
+                    gateway: n.gateway,
+                    mac: n.mac,
+                    tap: n.tap,
+                    routes: n.routes.clone(),
+                };
+                connect(d, &args)?.port
+            }
+        };
+        set_vlan(d, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
+    }
+    Ok(())
+}
+
+/// What `up` can find wrong before it changes anything: NAT without a working `nft`,
+/// ports that are another bridge's or no network interface here, namespace paths that
+/// lead nowhere, connections that exist to another bridge or whose port name is taken.
+fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
+    let mut nl = Netlink::new().map_err(host)?;
+    for b in &plan.bridges {
+        if b.nat {
+            nat::exists(&b.name).map_err(|x| {
+                ApiError::new(
+                    ErrorKind::HostFailure,
+                    format!(
+                        "bridge {}: nat: {} (NAT needs nftables' `nft` program)",
+                        b.name,
+                        describe(&x)
+                    ),
+                )
+            })?;
+        }
+        for (port, _) in &b.ports {
+            match d.find_port(port).map_err(dp)? {
+                Some((other, _)) if other != b.name => {
+                    return Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!("{port} is a port of bridge {other}, not of {}", b.name),
+                    ));
+                }
+                Some(_) => {}
+                None if !nl.link_exists(port).map_err(host)? => {
+                    return Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("bridge {}: port {port}: no such network interface", b.name),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    for n in &plan.namespaces {
+        if n.name.contains('/') {
+            netns::open(&n.name).map_err(host)?;
+        }
+        placement(d, &n.name, &n.ifname, Some(&n.bridge))?;
+    }
+    Ok(())
+}
+
+/// Forwarding on and the bridge's IPv4 subnets masqueraded (its NAT table is rewritten
+/// each time, so applying again changes nothing).
+fn nat_up(bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Result<(), ApiError> {
+    let subnets: Vec<(std::net::Ipv4Addr, u8)> = addresses
+        .iter()
+        .filter_map(|a| match a {
+            IpNet::V4(n) => Some((n.addr(), n.prefix_len())),
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    if subnets.is_empty() {
+        return Err(invalid(format!(
+            "bridge {bridge}: nat needs an IPv4 address on the bridge"
+        )));
+    }
+    if !nat::exists(bridge).map_err(host)? {
+        r.record(
+            Object::NftTable {
+                bridge: bridge.to_owned(),
+            },
+            None,
+        )?;
+    }
+    nat::masquerade(bridge, &subnets).map_err(host)?;
+    let fwd = sysctl::get(IP_FORWARD).map_err(host)?;
+    if fwd.trim() != "1" {
+        r.record(
+            Object::Sysctl {
+                path: IP_FORWARD.into(),
+            },
+            Some(fwd.trim().to_owned()),
+        )?;
+        sysctl::set(IP_FORWARD, "1").map_err(host)?;
+    }
+    Ok(())
+}
+
+fn set_vlan(d: &Datapath, port: &str, vlan: Option<VlanCfg>) -> Result<(), ApiError> {
+    if vlan.is_some() {
+        super::handler::link_set(d, port, Vec::new(), vlan)?;
+    }
+    Ok(())
+}
+
+/// Takes one recorded object away; objects already gone are fine.
+fn undo_one(d: &Datapath, r: &Record) -> Result<(), String> {
+    let fine = |e: DpError| match e {
+        DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) => Ok(()),
+        e => Err(describe(&e)),
+    };
+    match &r.object {
+        Object::Bridge { name } => d.del_bridge(name).or_else(fine),
+        Object::Port { bridge, port } => d.del_port(bridge, port).or_else(fine),
+        Object::Sysctl { path } if path == IP_FORWARD && other_nat(d.ledger(), &r.owner) => {
+            // Another topology's NAT still needs forwarding: it restores it when it goes.
+            Ok(())
+        }
+        _ => ledger::undo(r).map(drop).map_err(|e| describe(&e)),
+    }
+}
+
+/// Whether a topology other than `owner`'s has a NAT table recorded.
+fn other_nat(ledger: &Ledger, owner: &Owner) -> bool {
+    let Owner::Topology { name, .. } = owner else {
+        return false;
+    };
+    ledger.records().iter().any(|r| {
+        matches!(&r.object, Object::NftTable { .. })
+            && matches!(&r.owner, Owner::Topology { name: n, .. } if n != name)
+    })
+}
+
+/// Undoes everything recorded for `owner`, newest first; returns what could not be
+/// undone (those records stay).
+fn undo_all(d: &Datapath, owner: &Owner) -> Vec<String> {
+    let ledger = d.ledger();
+    let mut problems = Vec::new();
+    for r in ledger.owned_by(owner) {
+        let handed_over = matches!(&r.object, Object::Sysctl { path } if path == IP_FORWARD)
+            && other_nat(ledger, &r.owner);
+        match undo_one(d, &r) {
+            Ok(()) if handed_over => {
+                // Kept for the topology that still needs it.
+                if let Some(next) = nat_owner(ledger, owner) {
+                    let _ = ledger.forget(&r.object);
+                    let _ = ledger.put(next, r.object.clone(), r.original.clone());
+                }
+            }
+            Ok(()) => {
+                let _ = ledger.forget(&r.object);
+            }
+            Err(m) => problems.push(m),
+        }
+    }
+    problems
+}
+
+/// The owner of another topology's NAT table.
+fn nat_owner(ledger: &Ledger, not: &Owner) -> Option<Owner> {
+    let Owner::Topology { name, .. } = not else {
+        return None;
+    };
+    ledger
+        .records()
+        .into_iter()
+        .find_map(|r| match (&r.object, &r.owner) {
+            (Object::NftTable { .. }, Owner::Topology { name: n, .. }) if n != name => {
+                Some(r.owner.clone())
+            }
+            _ => None,
+        })
+}
+
+/// The names of the topologies brought up.
+pub(crate) fn topologies(ledger: &Ledger) -> BTreeSet<String> {
+    ledger
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.owner {
+            Owner::Topology { name, run: None } => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `vbr down`: removes exactly what the runs of topology `name` made.
+pub(crate) fn down(d: &Datapath, name: &str) -> Result<(), ApiError> {
+    let owner = Owner::Topology {
+        name: name.to_owned(),
+        run: None,
+    };
+    if d.ledger().owned_by(&owner).is_empty() {
+        let known: Vec<String> = topologies(d.ledger()).into_iter().collect();
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            if known.is_empty() {
+                format!("nothing was brought up from {name} (see `vbr up`)")
+            } else {
+                format!(
+                    "nothing was brought up from {name}; brought up: {} (`vbr down` takes one of these paths, even if the file has moved)",
+                    known.join(", ")
+                )
+            },
+        ));
+    }
+    let problems = undo_all(d, &owner);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::HostFailure,
+            format!(
+                "{name}: some objects could not be removed (their record is kept; run `vbr down` again to retry): {}",
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
+/// At start, after the configuration was restored: runs of `vbr up` cut short by a crash
+/// are undone, and whatever a bridge or port that no longer exists made (a device made
+/// by a `connect` that died before it was saved, say) is taken away. Returns what was
+/// done and what failed, for the log.
+pub(crate) fn recover(d: &Datapath) -> Vec<String> {
+    let ledger = d.ledger();
+    let mut said = Vec::new();
+    let unfinished: BTreeSet<Owner> = ledger
+        .records()
+        .into_iter()
+        .filter(|r| matches!(r.owner, Owner::Topology { run: Some(_), .. }))
+        .map(|r| r.owner)
+        .collect();
+    for owner in unfinished {
+        let problems = undo_all(d, &owner);
+        said.push(format!(
+            "undid an unfinished `vbr up` ({owner:?}){}",
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!("; left: {}", problems.join("; "))
+            }
+        ));
+    }
+    let bridges: BTreeSet<String> = d
+        .bridges(None)
+        .map(|v| v.into_iter().map(|b| b.name).collect())
+        .unwrap_or_default();
+    let ports: BTreeSet<(String, String)> = d
+        .bridges(None)
+        .map(|v| {
+            v.into_iter()
+                .flat_map(|b| {
+                    let n = b.name.clone();
+                    b.ports.into_iter().map(move |p| (n.clone(), p.name))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let orphans: BTreeSet<Owner> = ledger
+        .records()
+        .into_iter()
+        .map(|r| r.owner)
+        .filter(|o| match o {
+            Owner::Bridge { name } => !bridges.contains(name),
+            Owner::Port { bridge, port } => !ports.contains(&(bridge.clone(), port.clone())),
+            Owner::Topology { .. } => false,
+        })
+        .collect();
+    for owner in orphans {
+        vbridge_datapath::undo_owned(&owner, ledger);
+        said.push(format!("removed what {owner:?} had left"));
+    }
+    said
+}
+
+/// What a `vbr up` of an older version recorded in `topologies.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OldMade {
+    #[serde(default)]
+    bridges: Vec<String>,
+    #[serde(default)]
+    addresses: Vec<(String, IpNet)>,
+    #[serde(default)]
+    ports: Vec<(String, String)>,
+    #[serde(default)]
+    netns: Vec<String>,
+    #[serde(default)]
+    connections: Vec<(String, String)>,
+    #[serde(default)]
+    nat: Vec<String>,
+    #[serde(default)]
+    ip_forward_was: Option<String>,
+}
+
+/// Moves the record of an older version (`topologies.json`) into the ledger.
+pub(crate) fn migrate(ledger: &Ledger, old: std::collections::BTreeMap<String, OldMade>) {
+    for (name, m) in old {
+        let owner = Owner::Topology {
+            name: name.clone(),
+            run: None,
+        };
+        let put = |o: Object, orig: Option<String>| {
+            let _ = ledger.put(owner.clone(), o, orig);
+        };
+        for n in m.netns {
+            put(Object::Netns { name: n }, None);
+        }
+        for b in m.bridges {
+            put(Object::Bridge { name: b }, None);
+        }
+        for (dev, net) in m.addresses {
+            put(Object::Address { dev, net }, None);
+        }
+        for b in m.nat {
+            put(Object::NftTable { bridge: b }, None);
+        }
+        if let Some(was) = m.ip_forward_was {
+            put(
+                Object::Sysctl {
+                    path: IP_FORWARD.into(),
+                },
+                Some(was),
+            );
+        }
+        for (bridge, port) in m.ports.into_iter().chain(m.connections) {
+            put(Object::Port { bridge, port }, None);
+        }
+    }
+}
