@@ -3,8 +3,11 @@
 //! Cases (named as in the issue): `unicast` (2 ports, known unicast), `fdb_10k` (64 ports,
 //! 10 000 learned MACs, random pairs), `fdb_1m` (1 000 000 learned MACs, random pairs over
 //! the whole table), `flood16` (broadcast to 16 ports), `trunk` (access <-> trunk with the
-//! tag pushed and popped in the frame buffer), `unicast_stp` (`unicast` with STP running and
-//! both ports forwarding). Each iteration decides a batch of frames.
+//! tag pushed and popped in the frame buffer, by the same wire functions the datapath's
+//! buffers use), `unicast_stp` (`unicast` with STP running and both ports forwarding),
+//! `fdb_collide_seeded` / `fdb_collide_unseeded` (`fdb_10k` with 10 000 MACs chosen to
+//! collide for the unseeded FDB hash, against a random key as the datapath runs it, and
+//! without one). Each iteration decides a batch of frames.
 //!
 //! Run: `cargo bench -p vbridge-core --bench forwarding`
 
@@ -94,6 +97,21 @@ fn random_pairs(n: usize, hosts: u64, ports: u64) -> Vec<(u32, u32)> {
 fn bench_table(c: &mut Criterion, name: &str, ports: u16, hosts: u64, pairs: usize) {
     let (mut b, p) = new_bridge(ports, hosts as u32 + 16);
     learn_hosts(&mut b, &p, hosts);
+    bench_lookups(c, name, b, &p, hosts, pairs, host_mac);
+}
+
+/// Decides frames between random pairs of the `hosts` stations `mac(0..hosts)` that `b`
+/// has learned (station `i` behind port `i % ports`).
+fn bench_lookups(
+    c: &mut Criterion,
+    name: &str,
+    mut b: Bridge,
+    p: &[PortId],
+    hosts: u64,
+    pairs: usize,
+    mac: impl Fn(u64) -> MacAddr,
+) {
+    let ports = p.len() as u16;
     let pairs = random_pairs(pairs, hosts, u64::from(ports));
     let mut burst = [base_frame(); BURST];
     let mut ingress = [p[0]; BURST];
@@ -104,7 +122,7 @@ fn bench_table(c: &mut Criterion, name: &str, ports: u16, hosts: u64, pairs: usi
         for _ in 0..BATCH / BURST {
             for (k, frame) in burst.iter_mut().enumerate() {
                 let (s, t) = pairs[(at + k) % pairs.len()];
-                write_addrs(frame, host_mac(u64::from(t)), host_mac(u64::from(s)));
+                write_addrs(frame, mac(u64::from(t)), mac(u64::from(s)));
                 ingress[k] = p[s as usize % p.len()];
                 b.warm(ingress[k], frame);
             }
@@ -161,6 +179,55 @@ fn unicast_stp(c: &mut Criterion) {
 
 fn fdb_10k(c: &mut Criterion) {
     bench_table(c, "fdb_10k", 64, 10_000, 1 << 16);
+}
+
+/// 10 000 MACs whose unseeded hashes share their top 16 bits (so one home bucket in any
+/// table up to 65 536 buckets): what a guest choosing its addresses against a fixed hash
+/// would send. Searched once, before the measurement.
+fn colliding_macs(n: usize) -> Vec<MacAddr> {
+    let target = vbridge_core::fdb::hash_of(1, host_mac(0), 0) >> 48;
+    (0u64..)
+        .map(host_mac)
+        .filter(|m| vbridge_core::fdb::hash_of(1, *m, 0) >> 48 == target)
+        .take(n)
+        .collect()
+}
+
+/// `fdb_10k` with addresses that collide for the unseeded hash, in a bridge with hash
+/// key `seed` (0: unseeded, the attack works; random: as the datapath runs it).
+fn fdb_collide(c: &mut Criterion, name: &str, seed: u64) {
+    let macs = colliding_macs(10_000);
+    let mut cfg = BridgeConfig::new(MacAddr([0x0a, 0, 0, 0, 0, 1]));
+    cfg.max_learned = 10_016;
+    cfg.ageing = Duration::from_secs(300);
+    cfg.fdb_seed = seed;
+    let mut b = Bridge::new(cfg);
+    let p: Vec<PortId> = (0..64)
+        .map(|_| b.add_port(PortConfig::new(None)).unwrap())
+        .collect();
+    b.fdb_reserve(macs.len());
+    let mut d = Decision::new();
+    let mut f = base_frame();
+    for (i, m) in macs.iter().enumerate() {
+        // A unicast to self is enough to learn (flooding to 64 ports is slow).
+        write_addrs(&mut f, *m, *m);
+        b.process(Instant::from_secs(1), p[i % p.len()], &f, &mut d);
+    }
+    bench_lookups(c, name, b, &p, macs.len() as u64, 1 << 16, |i| {
+        macs[i as usize]
+    });
+}
+
+/// Colliding addresses against the random key the datapath gives each bridge.
+fn fdb_collide_seeded(c: &mut Criterion) {
+    use std::hash::BuildHasher;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(1u64) | 1;
+    fdb_collide(c, "fdb_collide_seeded", seed);
+}
+
+/// Colliding addresses against the unseeded hash (what the seed prevents).
+fn fdb_collide_unseeded(c: &mut Criterion) {
+    fdb_collide(c, "fdb_collide_unseeded", 0);
 }
 
 fn fdb_1m(c: &mut Criterion) {
@@ -234,6 +301,8 @@ criterion_group!(
     unicast,
     unicast_stp,
     fdb_10k,
+    fdb_collide_seeded,
+    fdb_collide_unseeded,
     fdb_1m,
     flood16,
     trunk

@@ -55,6 +55,10 @@ pub struct BridgeConfig {
     /// Off: tags are not looked at and everything is VLAN 1, like a plain Linux bridge.
     /// Turned on by the first VLAN setting of a port.
     pub vlan_filtering: bool,
+    /// Key of the FDB's hash. The driver gives each bridge a random one, so that MAC
+    /// addresses chosen to collide (by a guest, say) collide only by chance; tests may fix
+    /// it. 0 by default.
+    pub fdb_seed: u64,
 }
 
 impl BridgeConfig {
@@ -68,6 +72,7 @@ impl BridgeConfig {
             group_fwd_mask: 0,
             max_frame_len: DEFAULT_MAX_FRAME,
             vlan_filtering: false,
+            fdb_seed: 0,
         }
     }
 }
@@ -118,7 +123,7 @@ impl Bridge {
     pub fn new(config: BridgeConfig) -> Bridge {
         let mut b = Bridge {
             ports: vec![None],
-            fdb: Fdb::new(config.ageing, config.max_learned),
+            fdb: Fdb::new(config.ageing, config.max_learned, config.fdb_seed),
             mac: config.mac,
             mac_fixed: config.mac_fixed,
             group_fwd_mask: config.group_fwd_mask & !RESTRICTED_GROUP_FWD,

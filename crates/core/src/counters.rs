@@ -43,11 +43,14 @@ pub enum DropReason {
     BadBpdu,
     /// The datapath could not transmit (queue full, device gone).
     TxError,
+    /// Longer than the egress port's MTU allows (and not a GSO super-frame), as the
+    /// kernel bridge drops it.
+    MtuExceeded,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::UnknownPort,
@@ -67,6 +70,7 @@ impl DropReason {
         DropReason::NoHostPort,
         DropReason::BadBpdu,
         DropReason::TxError,
+        DropReason::MtuExceeded,
     ];
     /// Number of reasons.
     pub const COUNT: usize = DropReason::ALL.len();
@@ -93,6 +97,7 @@ impl DropReason {
             DropReason::NoHostPort => "no_host_port",
             DropReason::BadBpdu => "bad_bpdu",
             DropReason::TxError => "tx_error",
+            DropReason::MtuExceeded => "mtu_exceeded",
         }
     }
 }

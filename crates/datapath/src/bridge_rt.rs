@@ -68,6 +68,13 @@ impl std::fmt::Debug for PortRt {
     }
 }
 
+/// The longest frame a port's netdev takes (its MTU, the Ethernet header and one VLAN
+/// tag, as the kernel bridge allows); `None` while its MTU is unknown. GSO super-frames
+/// are not held to it.
+pub(crate) fn frame_limit(p: &PortRt) -> Option<usize> {
+    p.mtu.map(|m| m as usize + 18)
+}
+
 /// A port to add: its netdev name and how it starts.
 #[derive(Debug, Clone)]
 pub struct PortSpec {
@@ -351,13 +358,25 @@ impl BridgeRt {
             ..
         } = self;
         for e in &decision.egress {
-            let Some(io) = ports
-                .get(usize::from(e.port.0))
-                .and_then(Option::as_ref)
-                .and_then(|p| p.io.as_ref())
-            else {
+            let Some(p) = ports.get(usize::from(e.port.0)).and_then(Option::as_ref) else {
                 continue;
             };
+            let Some(io) = p.io.as_ref() else {
+                continue;
+            };
+            // One MTU rule on every path: too long for the egress netdev is dropped and
+            // counted, as the kernel bridge does (GSO super-frames are cut later).
+            if let Some(limit) = frame_limit(p) {
+                let len = match e.op {
+                    TagOp::Push(_) => pkt.len() + 4,
+                    TagOp::Pop => pkt.len().saturating_sub(4),
+                    _ => pkt.len(),
+                };
+                if len > limit && !pkt.hdr.is_gso() {
+                    core.count_drop(e.port, DropReason::MtuExceeded);
+                    continue;
+                }
+            }
             let plain = !io.vnet_hdr() && !pkt.hdr.is_plain();
             if e.op == TagOp::Keep && !plain {
                 tx.queue(e.port, i);

@@ -30,6 +30,8 @@ struct FlowRec {
     /// Where the core sends it, and in which VLAN.
     to: Offload,
     egress_ifindex: u32,
+    /// The longest frame the kernel may pass (the egress port's MTU when it was offered).
+    max_len: u32,
     seen: FlowStats,
 }
 
@@ -106,6 +108,7 @@ impl Fast {
         else {
             return;
         };
+        let max_len = max_frame(ports, egress);
         let key = FlowKey {
             ingress: in_if,
             dst,
@@ -120,7 +123,7 @@ impl Fast {
         if to.egress != egress {
             return;
         }
-        match self.fp.insert(key, out_if) {
+        match self.fp.insert(key, out_if, max_len) {
             Ok(()) => {
                 tracing::debug!(?key, egress = out_if, "flow handed to the kernel");
                 self.flows.insert(
@@ -129,6 +132,7 @@ impl Fast {
                         ingress,
                         to,
                         egress_ifindex: out_if,
+                        max_len,
                         seen: FlowStats::default(),
                     },
                 );
@@ -156,7 +160,8 @@ impl Fast {
             let (src, dst) = (key.src, key.dst);
             let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
-                && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex);
+                && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex)
+                && max_frame(ports, rec.to.egress) == rec.max_len;
             if keep {
                 return true;
             }
@@ -223,6 +228,16 @@ pub(crate) fn is_veth(name: &str) -> bool {
         .ok()
         .flatten()
         .is_some_and(|l| fast_capable(&l))
+}
+
+/// The longest frame port `id` takes (see [`crate::bridge_rt::frame_limit`]), for the
+/// kernel's per-flow check.
+fn max_frame(ports: &[Option<PortRt>], id: PortId) -> u32 {
+    ports
+        .get(usize::from(id.0))
+        .and_then(Option::as_ref)
+        .and_then(crate::bridge_rt::frame_limit)
+        .map_or(vbridge_core::bridge::DEFAULT_MAX_FRAME as u32, |l| l as u32)
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

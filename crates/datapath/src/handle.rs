@@ -139,9 +139,12 @@ impl Datapath {
     fn add_bridge_with(
         &self,
         name: &str,
-        config: BridgeConfig,
+        mut config: BridgeConfig,
         host: Backend,
     ) -> Result<(), DpError> {
+        if config.fdb_seed == 0 {
+            config.fdb_seed = random_seed();
+        }
         let name2 = name.to_owned();
         let r = self.inbox.ask(|reply| Action::AddBridge {
             name: name2,
@@ -411,6 +414,12 @@ impl Drop for Datapath {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A random FDB hash key (from the standard library's per-process random hash keys).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now()) | 1
 }
 
 /// How long the monitor waits between full re-checks of the netdevs.

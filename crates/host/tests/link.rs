@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{NsGuard, chain, in_fresh_netns, ip_json, link_names, require_root};
+use common::{NsGuard, chain, in_fresh_netns, ip_json, link_names};
 use serde_json::Value;
 use vbridge_host::{ErrorKind, IpFamily, Netlink, netns};
 
@@ -28,8 +28,12 @@ fn has_flag(link: &Value, flag: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn veth_create_and_delete() {
-    require_root!();
+    common::require_root();
     in_fresh_netns(|| {
         let mut nl = Netlink::new().unwrap();
         assert_eq!(nl.link_index("vbha").unwrap(), None);
@@ -59,8 +63,12 @@ fn veth_create_and_delete() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn deleting_a_missing_link_says_no_such_device_and_names_it() {
-    require_root!();
+    common::require_root();
     in_fresh_netns(|| {
         let err = Netlink::new()
             .unwrap()
@@ -85,8 +93,12 @@ fn invalid_link_names_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn veth_peer_created_directly_in_another_namespace() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let ns = netns::open(&name).unwrap();
@@ -104,8 +116,12 @@ fn veth_peer_created_directly_in_another_namespace() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn move_rename_configure_address_and_route() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let ns = netns::open(&name).unwrap();
@@ -216,8 +232,12 @@ fn move_rename_configure_address_and_route() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn route_via_an_unreachable_gateway_is_refused_clearly() {
-    require_root!();
+    common::require_root();
     in_fresh_netns(|| {
         let mut nl = Netlink::new().unwrap();
         let err = nl.add_default_route(ip("10.99.0.1")).unwrap_err();

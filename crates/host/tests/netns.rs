@@ -5,7 +5,7 @@ mod common;
 
 use std::{fs::File, os::unix::fs::MetadataExt, process::Command};
 
-use common::{NsGuard, chain, in_fresh_netns, link_names, require_root};
+use common::{NsGuard, chain, in_fresh_netns, link_names};
 use vbridge_host::{ErrorKind, Netlink, netns};
 
 fn inode(fd: std::os::fd::OwnedFd) -> u64 {
@@ -13,8 +13,12 @@ fn inode(fd: std::os::fd::OwnedFd) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn add_list_exists_del() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.name();
     assert!(!netns::exists(&name));
@@ -40,8 +44,12 @@ fn add_list_exists_del() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn adding_an_existing_namespace_is_an_error_naming_it() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let err = netns::add(&name).unwrap_err();
@@ -56,8 +64,12 @@ fn adding_an_existing_namespace_is_an_error_naming_it() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn deleting_a_missing_namespace_is_not_found() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.name();
     let err = netns::del(&name).unwrap_err();
@@ -78,8 +90,12 @@ fn bad_names_are_refused_before_touching_anything() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn run_in_runs_inside_and_leaves_the_caller_alone() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let ns = netns::open(&name).unwrap();
@@ -107,8 +123,12 @@ fn run_in_runs_inside_and_leaves_the_caller_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn run_in_returns_the_closure_error() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let ns = netns::open(&name).unwrap();
@@ -117,8 +137,12 @@ fn run_in_returns_the_closure_error() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn open_by_path_and_socket_opened_in_a_namespace() {
-    require_root!();
+    common::require_root();
     let mut guard = NsGuard::default();
     let name = guard.add();
     let by_path = netns::open(netns::path(&name).to_str().unwrap()).unwrap();
@@ -141,8 +165,12 @@ fn open_by_path_and_socket_opened_in_a_namespace() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn entering_something_that_is_not_a_namespace_fails() {
-    require_root!();
+    common::require_root();
     let file = File::open("/proc/self/status").unwrap();
     let err = netns::run_in(&file, || Ok(())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "{}", chain(&err));
@@ -185,8 +213,12 @@ fn opening_a_path_that_is_no_network_namespace_fails_at_once_naming_it() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn a_panic_inside_run_in_reaches_the_caller() {
-    require_root!();
+    common::require_root();
     let ns = netns::current().unwrap();
     let caught =
         std::panic::catch_unwind(|| netns::run_in(&ns, || -> Result<(), _> { panic!("boom") }));

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{in_fresh_netns, require_root};
+use common::in_fresh_netns;
 use vbridge_host::{netns, sysctl, sysctl::Saved};
 
 const FORWARD: &str = "net.ipv4.ip_forward";
@@ -26,8 +26,12 @@ fn flip(value: &str) -> &'static str {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn get_set_and_restore_ip_forward_inside_a_namespace() {
-    require_root!();
+    common::require_root();
     let host_before = sysctl::get(FORWARD).unwrap();
     in_fresh_netns(|| {
         let old = sysctl::get(FORWARD).unwrap();
@@ -56,8 +60,12 @@ fn get_set_and_restore_ip_forward_inside_a_namespace() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn saved_restores_its_own_namespace_from_any_thread() {
-    require_root!();
+    common::require_root();
     let (ns, saved, old) = in_fresh_netns(|| {
         let old = sysctl::get(FORWARD).unwrap();
         let saved = Saved::set(FORWARD, flip(&old)).unwrap();

@@ -50,6 +50,12 @@ pub trait PortIo: Send {
     /// The current MAC address of the device, read anew on each call.
     fn mac(&self) -> Result<MacAddr, PortError>;
 
+    /// The device's MTU now, where the port can tell without waiting on anything (a TAP
+    /// asks the namespace it was made in); `None` otherwise.
+    fn current_mtu(&self) -> Option<u32> {
+        None
+    }
+
     /// Lets `fp` forward flows entering this port inside the kernel, where this kind of
     /// port allows it (an `AF_PACKET` port; its netdev must be a veth). `Ok(None)`: it
     /// does not.

@@ -11,10 +11,12 @@ use std::time::Duration;
 use common::*;
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn kill9_and_restart_loses_nothing() {
-    if !root_or_skip("kill9_and_restart_loses_nothing") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -99,10 +101,12 @@ fn kill9_and_restart_loses_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn vanished_netdev_is_reported_and_others_keep_forwarding() {
-    if !root_or_skip("vanished_netdev_is_reported_and_others_keep_forwarding") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -156,10 +160,12 @@ fn raw_request(d: &Daemon, bytes: &[u8]) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn bad_input_gets_clear_errors_and_loses_nothing() {
-    if !root_or_skip("bad_input_gets_clear_errors_and_loses_nothing") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");

@@ -23,10 +23,12 @@ fn port<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
-    if !root_or_skip("flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -84,10 +86,12 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
-    if !root_or_skip("vlan_access_ports_share_the_fast_path_within_their_vlan") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -122,10 +126,12 @@ fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn a_peer_moved_next_to_the_switch_leaves_the_fast_path() {
-    if !root_or_skip("a_peer_moved_next_to_the_switch_leaves_the_fast_path") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");

@@ -13,10 +13,12 @@ fn br_mac(host: &Netns, d: &Daemon) -> (String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn seed_003_bridge_mac_rule() {
-    if !root_or_skip("seed_003_bridge_mac_rule") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");

@@ -9,10 +9,12 @@ use std::time::Duration;
 use common::*;
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_port_moved_into_a_namespace() {
-    if !root_or_skip("tap_port_moved_into_a_namespace") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -63,10 +65,12 @@ fn tap_port_moved_into_a_namespace() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn ports_come_and_go_while_traffic_flows() {
-    if !root_or_skip("ports_come_and_go_while_traffic_flows") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -102,10 +106,12 @@ fn ports_come_and_go_while_traffic_flows() {
 /// A namespace given by path, as Docker or Podman containers have them: the netns of a
 /// process, with a MAC chosen by hand.
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn connect_a_namespace_by_path() {
-    if !root_or_skip("connect_a_namespace_by_path") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");

@@ -8,10 +8,12 @@ use std::time::Duration;
 use common::*;
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn seed_004_bridge_namespaces_veth() {
-    if !root_or_skip("seed_004_bridge_namespaces_veth") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     // Step 1-2: the bridge with its gateway address.

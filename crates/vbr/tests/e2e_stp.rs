@@ -207,26 +207,32 @@ fn loop_with_root(kernel_prio: u16, vbr_prio: u16, vbridge_is_root: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn stp_loop_with_kernel_bridge_vbridge_root() {
-    if !root_or_skip("stp_loop_with_kernel_bridge_vbridge_root") {
-        return;
-    }
+    require_root();
     loop_with_root(32768, 4096, true);
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn stp_loop_with_kernel_bridge_kernel_root() {
-    if !root_or_skip("stp_loop_with_kernel_bridge_kernel_root") {
-        return;
-    }
+    require_root();
     loop_with_root(4096, 32768, false);
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn rstp_triangle_of_vbridges_recovers_within_a_second() {
-    if !root_or_skip("rstp_triangle_of_vbridges_recovers_within_a_second") {
-        return;
-    }
+    require_root();
     let hosts: Vec<Netns> = (0..3).map(|_| Netns::new("r")).collect();
     let daemons: Vec<Daemon> = hosts.iter().map(Daemon::start).collect();
     for (i, d) in daemons.iter().enumerate() {
@@ -283,10 +289,12 @@ fn rstp_triangle_of_vbridges_recovers_within_a_second() {
 
 /// Captures BPDUs a real Linux kernel bridge sends and reads them with our wire parser.
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn kernel_bpdus_parse() {
-    if !root_or_skip("kernel_bpdus_parse") {
-        return;
-    }
+    require_root();
     let k = Netns::new("k");
     k.ok("ip link add kbr type bridge stp_state 1 hello_time 100 priority 12288");
     k.ok("ip link add kp type veth peer name kq");

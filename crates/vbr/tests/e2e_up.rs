@@ -53,10 +53,12 @@ impl Cli {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn up_default_connect_disconnect_down() {
-    if !root_or_skip("up_default_connect_disconnect_down") {
-        return;
-    }
+    require_root();
     if ok("ip netns list")
         .lines()
         .any(|l| l.starts_with("ns0") || l.starts_with("ns1"))
@@ -224,10 +226,12 @@ fn up_default_connect_disconnect_down() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn bad_topology_files_are_refused_before_anything_changes() {
-    if !root_or_skip("bad_topology_files_are_refused_before_anything_changes") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     let dir = d.dir.clone();

@@ -9,10 +9,12 @@ use std::process::{Command, Stdio};
 use common::*;
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn access_vlans_isolate_one_subnet() {
-    if !root_or_skip("access_vlans_isolate_one_subnet") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -47,10 +49,12 @@ fn access_vlans_isolate_one_subnet() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn trunk_between_two_hosts_carries_tags() {
-    if !root_or_skip("trunk_between_two_hosts_carries_tags") {
-        return;
-    }
+    require_root();
     let h1 = Netns::new("h");
     let h2 = Netns::new("i");
     let d1 = Daemon::start(&h1);

@@ -36,12 +36,12 @@ fn port_state(d: &Daemon, bridge: &str, port: &str) -> Option<String> {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn topology_errors_found_on_the_host_change_nothing_and_down_spares_what_existed() {
-    if !root_or_skip(
-        "topology_errors_found_on_the_host_change_nothing_and_down_spares_what_existed",
-    ) {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     let pre = Netns::new("p"); // exists before `up`
@@ -129,10 +129,12 @@ addresses = ["10.77.0.3/24"]
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
-    if !root_or_skip("connect_refuses_bad_requests_clearly_and_leaves_nothing_behind") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -226,11 +228,12 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn veth_connections_come_back_after_kill_9_and_a_deleted_namespace_is_reported() {
-    if !root_or_skip("veth_connections_come_back_after_kill_9_and_a_deleted_namespace_is_reported")
-    {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -264,10 +267,12 @@ fn veth_connections_come_back_after_kill_9_and_a_deleted_namespace_is_reported()
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn a_connection_saved_under_an_older_port_name_is_recognised() {
-    if !root_or_skip("a_connection_saved_under_an_older_port_name_is_recognised") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     let mut d = Daemon::start(&host);
     d.ok("addbr br0");
@@ -320,10 +325,12 @@ fn a_connection_saved_under_an_older_port_name_is_recognised() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn nat_without_nft_is_refused_before_anything_changes() {
-    if !root_or_skip("nat_without_nft_is_refused_before_anything_changes") {
-        return;
-    }
+    require_root();
     let host = Netns::new("h");
     // A daemon that cannot find `nft` (nsenter itself is found on our PATH).
     let d = Daemon::start_with_env(&host, &[("PATH", "/nonexistent")]);

@@ -89,6 +89,13 @@ pub(crate) enum Learned {
 }
 
 #[inline]
+/// The FDB's hash of `(vid, mac)` keyed with `seed`, as the table places it (its top bits
+/// choose the bucket). For benchmarks and tests that build colliding addresses.
+#[doc(hidden)]
+pub fn hash_of(vid: u16, mac: MacAddr, seed: u64) -> u64 {
+    table::hash(key(vid, mac), seed)
+}
+
 const fn key(vid: u16, mac: MacAddr) -> u64 {
     ((vid as u64) << 48) | mac.to_u64()
 }
@@ -127,9 +134,9 @@ const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 const EPOCH_KEEP: u64 = 1 << 31;
 
 impl Fdb {
-    pub(crate) fn new(ageing: Duration, max_learned: u32) -> Fdb {
+    pub(crate) fn new(ageing: Duration, max_learned: u32, seed: u64) -> Fdb {
         Fdb {
-            table: Table::new(),
+            table: Table::new(seed),
             epoch: 0,
             learned_per_port: Vec::new(),
             learned_total: 0,
@@ -500,7 +507,7 @@ mod tests {
 
     #[test]
     fn ages_stay_exact_as_the_epoch_moves_at_sweeps() {
-        let mut f = Fdb::new(Duration::from_secs(300), 10);
+        let mut f = Fdb::new(Duration::from_secs(300), 10, 0);
         f.add_static(vid(), mac(9), PortId(2));
         let mut now = 0;
         while now < 30 * DAY {
@@ -519,7 +526,7 @@ mod tests {
 
     #[test]
     fn a_stamp_far_ahead_moves_the_epoch_and_old_entries_still_age_out() {
-        let mut f = Fdb::new(Duration::from_secs(1_000_000), 10);
+        let mut f = Fdb::new(Duration::from_secs(1_000_000), 10, 0);
         f.learn(Instant::ZERO, vid(), mac(1), PortId(1), 0);
         // Sixty days on, with no sweep in between: past what 32-bit stamps hold.
         let now = 60 * DAY;
@@ -535,7 +542,7 @@ mod tests {
 
     #[test]
     fn time_going_back_reads_as_age_zero() {
-        let mut f = Fdb::new(Duration::from_secs(300), 10);
+        let mut f = Fdb::new(Duration::from_secs(300), 10, 0);
         f.learn(Instant::from_secs(10), vid(), mac(1), PortId(1), 0);
         assert_eq!(age(&f, 5000, mac(1)), Some(Duration::ZERO));
         assert_eq!(age(&f, 12_000, mac(1)), Some(Duration::from_secs(2)));

@@ -98,6 +98,9 @@ pub(crate) struct Table {
     buckets: Box<[Bucket]>,
     len: usize,
     tombs: usize,
+    /// The hash's key: with a random one, keys chosen to collide (MACs a guest picks)
+    /// collide only by chance.
+    seed: u64,
 }
 
 impl fmt::Debug for Table {
@@ -111,11 +114,12 @@ impl fmt::Debug for Table {
 }
 
 #[inline(always)]
-fn hash(k: u64) -> u64 {
-    // Folded multiply, then the well-mixed middle bits of the product are rotated to the
+pub(crate) fn hash(k: u64, seed: u64) -> u64 {
+    // Keyed folded multiply (as foldhash does): the key and the multiplier both mixed
+    // with the seed, then the well-mixed middle bits of the product are rotated to the
     // top, where the bucket index is taken from: a plain multiply leaves keys that differ
     // only in their middle bytes (MACs `..:xx:xx:00`) crowding a few buckets.
-    let m = u128::from(k) * u128::from(MUL);
+    let m = u128::from(k ^ seed) * u128::from(MUL ^ (seed.rotate_left(29) & !1));
     ((m as u64) ^ ((m >> 64) as u64)).rotate_left(32)
 }
 
@@ -125,11 +129,13 @@ fn buckets_for(n: usize) -> usize {
 }
 
 impl Table {
-    pub(crate) fn new() -> Table {
+    /// An empty table whose hash is keyed with `seed`.
+    pub(crate) fn new(seed: u64) -> Table {
         Table {
             buckets: Box::new([Bucket::EMPTY]),
             len: 0,
             tombs: 0,
+            seed,
         }
     }
 
@@ -145,7 +151,7 @@ impl Table {
     #[inline(always)]
     fn home(&self, k: u64) -> usize {
         debug_assert!(k < TOMB, "reserved key");
-        ((u128::from(hash(k)) * self.buckets.len() as u128) >> 64) as usize
+        ((u128::from(hash(k, self.seed)) * self.buckets.len() as u128) >> 64) as usize
     }
 
     /// The bucket a probe visits after `b`.
@@ -397,7 +403,7 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove() {
-        let mut t = Table::new();
+        let mut t = Table::new(0);
         assert_eq!(t.get(0), None, "0 is a key like any other, not a free slot");
         assert_eq!(t.insert(0, slot(1)), None);
         assert_eq!(t.insert(key(2), slot(2)), None);
@@ -419,7 +425,7 @@ mod tests {
     #[test]
     fn tombstones_keep_probe_chains_and_are_reused() {
         // Keys that all hash to bucket 0 of a 3-bucket table: more than it holds.
-        let mut t = Table::new();
+        let mut t = Table::new(0);
         t.reserve(8);
         assert_eq!(t.buckets.len(), 3);
         let same: Vec<u64> = (1..).map(key).filter(|&k| t.home(k) == 0).take(6).collect();
@@ -446,7 +452,7 @@ mod tests {
 
     #[test]
     fn grows_through_many_rehashes() {
-        let mut t = Table::new();
+        let mut t = Table::new(0);
         let n = 100_000;
         for i in 0..n {
             assert_eq!(t.insert(key(i), slot(i)), None);
@@ -473,7 +479,7 @@ mod tests {
 
     #[test]
     fn reserve_avoids_growth() {
-        let mut t = Table::new();
+        let mut t = Table::new(0);
         t.reserve(1000);
         let size = t.buckets.len();
         assert_eq!(size, 375, "two thirds full");
@@ -487,7 +493,7 @@ mod tests {
 
     #[test]
     fn retain_removes_and_updates() {
-        let mut t = Table::new();
+        let mut t = Table::new(0);
         for i in 0..5000 {
             t.insert_new(key(i), slot(i));
         }
@@ -509,7 +515,7 @@ mod tests {
         // home bucket (about 8% do for random keys at two thirds full).
         let base = (1 << 48) | 0x0200_0000_0000;
         for shift in [0, 8, 16, 24, 32] {
-            let mut t = Table::new();
+            let mut t = Table::new(0);
             let keys: Vec<u64> = (0..60_000u64)
                 .map(|i| base ^ (i << shift))
                 .chain((1..4095).map(|v| (v << 48) | 0x0200_0000_ab00))
@@ -546,7 +552,7 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_like_a_hashmap(ops in prop::collection::vec(op(), 1..600)) {
-            let mut t = Table::new();
+            let mut t = Table::new(0);
             let mut model: HashMap<u64, Slot> = HashMap::new();
             for op in ops {
                 match op {

@@ -10,6 +10,7 @@ use vbridge_core::{Event, PortId, StpEvent};
 use super::{Engine, HOUSEKEEPING};
 use crate::action::Notice;
 use crate::bridge_rt::BridgeRt;
+use crate::view::PortKind;
 
 /// Flows whose kernel counters are read per housekeeping tick (per bridge).
 const ACCOUNT_PER_TICK: usize = 1024;
@@ -38,9 +39,21 @@ impl Engine {
         }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
+            self.ticks = self.ticks.wrapping_add(1);
+            let mtus = self.ticks % 4 == 0;
             for rt in self.bridges.iter_mut().flatten() {
                 if let Some(f) = rt.fast.as_mut() {
                     f.account(now, &mut rt.core, ACCOUNT_PER_TICK);
+                }
+                if mtus {
+                    // TAPs live in other namespaces, out of the link notifications' sight.
+                    for p in rt.ports.iter_mut().flatten() {
+                        if p.kind == PortKind::Tap {
+                            if let Some(m) = p.io.as_ref().and_then(|io| io.current_mtu()) {
+                                p.mtu = Some(m);
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -74,6 +74,8 @@ pub(crate) struct Engine {
     busy_poll: Duration,
     /// Actions left for the next turn.
     more_actions: bool,
+    /// Housekeeping rounds so far.
+    ticks: u64,
     notices: Sender<Notice>,
     stopping: bool,
 }
@@ -100,6 +102,7 @@ impl Engine {
             last_rx: std::time::Instant::now(),
             busy_poll: busy_poll(),
             more_actions: false,
+            ticks: 0,
             notices,
             stopping: false,
         }

@@ -16,16 +16,15 @@ use nix::sched::CloneFlags;
 use serde_json::Value;
 use vbridge_host::netns;
 
-/// Returns from the test, saying so, unless it runs as root.
-macro_rules! require_root {
-    () => {
-        if !common::is_root() {
-            eprintln!("skipping: needs root");
-            return;
-        }
-    };
+/// Fails the test unless it runs as root. Privileged tests are marked
+/// `#[cfg_attr(vbr_unprivileged, ignore = ...)]`: built without root they show as
+/// ignored; this catches a test binary built as root and run as another user.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this privileged test needs root: the test binary was built as root; rebuild it as this user to have it ignored"
+    );
 }
-pub(crate) use require_root;
 
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)

@@ -10,6 +10,8 @@
 //! The programs are in `prog`.
 
 pub(crate) mod prog;
+#[cfg(test)]
+mod test_run;
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -131,11 +133,12 @@ impl FastPath {
         Ok(FastPort { _link: link })
     }
 
-    /// Lets the kernel forward `key`'s frames to the peer of netdev `egress`, with fresh
-    /// counters.
-    pub fn insert(&self, key: FlowKey, egress: u32) -> Result<(), PortError> {
+    /// Lets the kernel forward `key`'s frames of at most `max_len` bytes (GSO
+    /// super-frames of any length) to the peer of netdev `egress`, with fresh counters.
+    pub fn insert(&self, key: FlowKey, egress: u32, max_len: u32) -> Result<(), PortError> {
         let mut v = [0u8; VALUE_LEN];
         v[..4].copy_from_slice(&egress.to_ne_bytes());
+        v[4..8].copy_from_slice(&max_len.to_ne_bytes());
         self.map
             .update(&key.to_bytes(), &v)
             .map_err(|e| err("insert flow", e))

@@ -13,10 +13,19 @@
 //! Both leave every VLAN-tagged frame to the switch (a tag the kernel took out into
 //! `vlan_present`, or a TPID 0x8100, 0x88a8 or 0x9100 still in the frame): flows are
 //! decided for untagged frames, which on a VLAN-filtering bridge the ingress port alone
-//! puts in a VLAN. Frames longer than the switch takes go to it too.
+//! puts in a VLAN. Frames longer than the switch takes go to it too, and so do frames
+//! longer than the flow's limit (the egress port's MTU; GSO super-frames excepted, as the
+//! kernel bridge does), which the switch then drops and counts.
 //!
 //! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source (16 bytes). Value:
-//! `u32` egress ifindex, `u32` zero, `u64` packets, `u64` bytes (24 bytes).
+//! `u32` egress ifindex, `u32` longest frame, `u64` packets, `u64` bytes (24 bytes).
+//!
+//! The programs read frame bytes with loads whose byte order is the host's, and compare
+//! them with constants written for a little-endian host: building for a big-endian one is
+//! refused at compile time.
+
+#[cfg(target_endian = "big")]
+compile_error!("the fast path's eBPF programs assume a little-endian host");
 
 /// Instruction classes, sizes, modes and operations of `linux/bpf_common.h` / `bpf.h`.
 mod op {
@@ -54,6 +63,7 @@ const SKB_LEN: i16 = 0;
 const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
+const SKB_GSO_SIZE: i16 = 176;
 /// `TCX_NEXT`: not ours, let the next program (or the stack) have it.
 const TCX_NEXT: i32 = -1;
 /// The tag protocol identifiers 0x8100, 0x88a8 and 0x9100 as a 16-bit load of their
@@ -172,6 +182,20 @@ fn leave_to_switch(
     jumps
 }
 
+/// Appends the flow's own length limit, after a hit (`r0` the value): a frame longer
+/// than the value's limit, unless it is a GSO super-frame (`gso_size` set), goes to the
+/// switch. Returns the index of the jump to patch to the "not ours" exit.
+fn over_flow_limit(p: &mut Vec<u64>, ctx: u8, a: u8, b: u8) -> usize {
+    p.extend([
+        ldx(W, a, ctx, SKB_GSO_SIZE),
+        jmp_imm(JNE, a, 0, 3),
+        ldx(W, a, ctx, SKB_LEN),
+        ldx(W, b, R0, 4),
+        jmp_reg(JGT, a, b, 0),
+    ]);
+    p.len() - 1
+}
+
 #[cfg(test)]
 fn is_cond_jump(i: u64) -> bool {
     (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
@@ -191,6 +215,7 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     p.push(ldx(H, R4, R2, 12));
     to_next.extend(leave_to_switch(&mut p, R6, R4, R5, max_len));
     let miss = lookup_flow(&mut p, ifindex, map_fd, R2, 0, R5);
+    to_next.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([
         mov_imm(R1, 1),
         atomic_add64(R0, 8, R1),
@@ -224,6 +249,7 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     p.push(ldx(H, R1, R10, -20));
     to_keep.extend(leave_to_switch(&mut p, R6, R1, R2, max_len));
     let miss = lookup_flow(&mut p, ifindex, map_fd, R10, -32, R1);
+    to_keep.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([mov_imm(R0, 0), exit()]);
     let keep = p.len();
     p.extend([ldx(W, R0, R6, SKB_LEN), exit()]);
@@ -284,16 +310,34 @@ mod tests {
         let next = p.len() - 2;
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
         let jumps: Vec<usize> = (0..p.len()).filter(|&i| is_cond_jump(p[i])).collect();
-        // Too short, tag in metadata, three TPIDs, too long, map miss.
-        assert_eq!(jumps.len(), 7);
-        assert!(jumps.iter().all(|&j| target(j) == next as i64));
+        // Too short, tag in metadata, three TPIDs, too long, map miss, GSO (skips the
+        // next check), over the flow's limit.
+        assert_eq!(jumps.len(), 9);
+        let gso = jumps[7];
+        assert_eq!(
+            target(gso),
+            jumps[8] as i64 + 1,
+            "GSO frames skip the limit"
+        );
+        assert!(
+            jumps
+                .iter()
+                .filter(|&&j| j != gso)
+                .all(|&j| target(j) == next as i64)
+        );
         let h = hide(3, 9, 1518);
         let keep = h.len() - 2;
         assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
         let target = |at: usize| at as i64 + 1 + i64::from((h[at] >> 16) as u16 as i16);
         let jumps: Vec<usize> = (0..h.len()).filter(|&i| is_cond_jump(h[i])).collect();
-        // Load failed, tag in metadata, three TPIDs, too long, map miss.
-        assert_eq!(jumps.len(), 7);
-        assert!(jumps.iter().all(|&j| target(j) == keep as i64));
+        // Load failed, tag in metadata, three TPIDs, too long, map miss, GSO, limit.
+        assert_eq!(jumps.len(), 9);
+        let gso = jumps[7];
+        assert!(
+            jumps
+                .iter()
+                .filter(|&&j| j != gso)
+                .all(|&j| target(j) == keep as i64)
+        );
     }
 }

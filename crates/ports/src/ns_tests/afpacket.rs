@@ -24,6 +24,10 @@ fn quiet() -> AfPacketOptions {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn veth_frames_arrive_intact_with_their_vlan_tags() {
     in_netns(|| {
         veth("va", "vb");
@@ -91,6 +95,10 @@ fn veth_frames_arrive_intact_with_their_vlan_tags() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn mac_is_read_anew() {
     in_netns(|| {
         veth("va", "vb");
@@ -104,6 +112,10 @@ fn mac_is_read_anew() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn attach_to_missing_device_says_so() {
     in_netns(|| match AfPacket::attach("nosuch0", quiet()) {
         Err(PortError::NotFound { name }) => assert_eq!(name, "nosuch0"),
@@ -112,6 +124,10 @@ fn attach_to_missing_device_says_so() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn link_down_is_not_gone_and_recovers() {
     in_netns(|| {
         veth("va", "vb");
@@ -151,6 +167,10 @@ fn link_down_is_not_gone_and_recovers() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn deleted_device_is_gone() {
     in_netns(|| {
         veth("va", "vb");

@@ -69,6 +69,10 @@ fn pings(ns: &str, to: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
     in_netns(|| {
         let tag = format!("vbfp{}", std::process::id());
@@ -143,8 +147,8 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             dst: ma,
             src: mb,
         };
-        fp.insert(ab, h2).unwrap();
-        fp.insert(ba, h1).unwrap();
+        fp.insert(ab, h2, 1518).unwrap();
+        fp.insert(ba, h1, 1518).unwrap();
         recv_frames_within(&mut s1, usize::MAX, Duration::from_millis(100), |_| true);
         assert!(pings(a, "10.9.0.2"), "the kernel forwards inserted flows");
         let flow = fp.get(ab).unwrap().expect("flow listed");
@@ -187,7 +191,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
 
         // The port lets go: even with the flow back, the kernel no longer forwards it.
-        fp.insert(ab, h2).unwrap();
+        fp.insert(ab, h2, 1518).unwrap();
         crate::fastpath::detach_filter(s1.as_fd()).unwrap();
         drop(p1);
         assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");

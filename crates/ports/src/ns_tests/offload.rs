@@ -71,6 +71,10 @@ fn is_udp_to_9(p: &PacketBuf) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn partial_checksum_offsets_survive_vlan_strip_and_restore() {
     in_netns(|| {
         veth("va", "vb");
@@ -127,6 +131,10 @@ fn udp_sender_on_vb() -> UdpSocket {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn stack_udp_arrives_with_needs_csum_and_udp_gso_as_one_superframe() {
     in_netns(|| {
         veth("va", "vb");

@@ -180,6 +180,10 @@ fn assert_offloaded(seen: &Seen, side: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tcp_crosses_two_afpacket_ports_as_gso_superframes() {
     in_netns(|| {
         let seen = tcp_through_switch(|| {
@@ -193,6 +197,10 @@ fn tcp_crosses_two_afpacket_ports_as_gso_superframes() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tcp_crosses_a_tap_and_an_afpacket_port_as_gso_superframes() {
     in_netns(|| {
         let seen = tcp_through_switch(|| {

@@ -14,11 +14,19 @@ const TAP_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xaa, 0x01]);
 const OTHER: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xbb, 0x02]);
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_is_created_configured_and_passes_frames_both_ways() {
     passes_frames_both_ways(TapOptions::default());
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_without_io_uring_passes_frames_both_ways() {
     passes_frames_both_ways(TapOptions {
         io_uring: false,
@@ -100,6 +108,10 @@ fn passes_frames_both_ways(opts: TapOptions) {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_name_conflicts_are_clear_errors() {
     in_netns(|| {
         let _tap = Tap::create("vbt1", TapOptions::default()).unwrap();
@@ -123,6 +135,10 @@ fn tap_name_conflicts_are_clear_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_down_drops_and_deleted_tap_is_gone() {
     in_netns(|| {
         let mut tap = Tap::create("vbt2", TapOptions::default()).unwrap();
@@ -145,6 +161,10 @@ fn tap_down_drops_and_deleted_tap_is_gone() {
 }
 
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn multiqueue_tap_opens_more_queues() {
     in_netns(|| {
         let opts = TapOptions {
@@ -170,6 +190,10 @@ fn multiqueue_tap_opens_more_queues() {
 /// Bursts: many frames each way in one go, in order, with the read burst growing from
 /// two reads to a full batch and the empty device answering with nothing, not an error.
 #[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn tap_bursts_keep_order_and_size() {
     in_netns(|| {
         let mut tap = Tap::create("vbt4", TapOptions::default()).unwrap();

@@ -14,6 +14,8 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
+#[cfg(test)]
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -70,6 +72,11 @@ impl Attr {
         } else {
             Ok(ret)
         }
+    }
+
+    #[cfg(test)]
+    fn read_u32(&self, off: usize) -> u32 {
+        (self.0[off / 8] >> ((off % 8) * 8)) as u32
     }
 
     fn run_fd(&mut self, cmd: libc::c_long) -> io::Result<OwnedFd> {
@@ -264,4 +271,20 @@ fn set_int(sock: BorrowedFd<'_>, opt: libc::c_int, value: libc::c_int) -> io::Re
     } else {
         Ok(())
     }
+}
+
+/// Runs program `prog` once on a copy of `frame` (`BPF_PROG_TEST_RUN`, no device
+/// involved), with the `struct __sk_buff` fields of `ctx` (all others zero); returns the
+/// program's return value. For tests of the programs themselves.
+#[cfg(test)]
+pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8], ctx: &[u8]) -> io::Result<u32> {
+    let mut attr = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .ptr(16, frame.as_ptr())
+        .u32(32, 1)
+        .u32(40, ctx.len() as u32)
+        .ptr(48, ctx.as_ptr());
+    attr.run(BPF_PROG_TEST_RUN)?;
+    Ok(attr.read_u32(4))
 }

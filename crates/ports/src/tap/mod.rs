@@ -431,6 +431,10 @@ impl PortIo for Tap {
         self.with_dev(|d| d.mac())
     }
 
+    fn current_mtu(&self) -> Option<u32> {
+        self.mtu().ok()
+    }
+
     fn release(&mut self) {
         let _ = self.set_persist(false);
     }

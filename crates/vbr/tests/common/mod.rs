@@ -9,17 +9,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// True when the test may run; prints why not otherwise.
-pub fn root_or_skip(test: &str) -> bool {
+/// Fails the test unless it runs as root. Privileged tests are marked
+/// `#[cfg_attr(vbr_unprivileged, ignore = ...)]`: built without root they show as
+/// ignored; this catches a test binary built as root and run as another user.
+pub fn require_root() {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the effective user of this process.
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    if !root {
-        eprintln!("skipping {test}: needs root (network namespaces, TAP, AF_PACKET)");
-    }
-    root
+    let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    assert_eq!(
+        uid, 0,
+        "this privileged test needs root, but runs as uid {uid}: the test binary was built as root; rebuild it as this user to have it ignored"
+    );
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
