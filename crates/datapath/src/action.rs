@@ -96,7 +96,8 @@ pub(crate) enum Action {
     AddBridge {
         name: String,
         config: BridgeConfig,
-        host: Backend,
+        /// Its host interface; `None` for a bridge without one.
+        host: Option<Backend>,
         reply: Reply<Result<(), Refused>>,
     },
     DelBridge {

@@ -149,9 +149,14 @@ impl Engine {
                 let (Ok(cfg), Some(prt)) = (c.port_config(id), rt.port(id)) else {
                     continue;
                 };
-                if prt.kind == PortKind::Host {
-                    host_ifindex = prt.ifindex;
-                    continue;
+                match prt.kind {
+                    PortKind::Host => {
+                        host_ifindex = prt.ifindex;
+                        continue;
+                    }
+                    // Handed over by the caller: nothing to open again at restart.
+                    PortKind::Socket => continue,
+                    PortKind::Interface | PortKind::Tap => {}
                 }
                 ports.push(PortCfg {
                     name: pname.to_owned(),
@@ -247,8 +252,11 @@ impl Config {
                         format!("{} is taken or out of range: use 1..=4095, once", p.port_no),
                     );
                 }
-                if p.kind == PortKind::Host {
-                    return bad(format!("{pat}.kind"), "host ports are not listed".into());
+                if matches!(p.kind, PortKind::Host | PortKind::Socket) {
+                    return bad(
+                        format!("{pat}.kind"),
+                        "host and socket ports are not saved".into(),
+                    );
                 }
                 if let Err(e) = p.vlan.to_mode() {
                     return bad(format!("{pat}.vlan"), e.to_string());

@@ -149,7 +149,7 @@ impl Datapath {
         let r = self.inbox.ask(|reply| Action::AddBridge {
             name: name2,
             config,
-            host,
+            host: Some(host),
             reply,
         })?;
         r.map_err(|refused| {
@@ -158,6 +158,54 @@ impl Datapath {
             }
             refused.error
         })
+    }
+
+    /// Creates bridge `name` with no host interface: frames for the bridge's own
+    /// addresses are dropped (`no_host_port`). For switches that only join ports, and
+    /// for driving the datapath without privileges (with [`Datapath::add_socket_port`]).
+    pub fn add_bridge_without_host(
+        &self,
+        name: &str,
+        mut config: BridgeConfig,
+    ) -> Result<(), DpError> {
+        vbridge_wire::ifname::check(name).map_err(|e| DpError::InvalidName {
+            name: name.to_owned(),
+            why: e.reason,
+        })?;
+        if config.fdb_seed == 0 {
+            config.fdb_seed = random_seed();
+        }
+        let name2 = name.to_owned();
+        self.inbox
+            .ask(|reply| Action::AddBridge {
+                name: name2,
+                config,
+                host: None,
+                reply,
+            })?
+            .map_err(|r| r.error)
+    }
+
+    /// Attaches a backend the caller opened (a socket pair, say) as port `name` of
+    /// `bridge`. Such a port is not saved: it lives as long as the daemon.
+    pub fn add_socket_port(
+        &self,
+        bridge: &str,
+        name: &str,
+        io: Box<dyn vbridge_ports::PortIo>,
+    ) -> Result<PortId, DpError> {
+        self.check_new_port(bridge, name)?;
+        let (bridge2, spec) = (bridge.to_owned(), PortSpec::new(name, PortKind::Socket));
+        let mut b = Backend::plain(io);
+        b.mac = b.io.mac().ok();
+        self.inbox
+            .ask(|reply| Action::AddPort {
+                bridge: bridge2,
+                spec: Box::new(spec),
+                backend: Some(b),
+                reply,
+            })?
+            .map_err(|r| r.error)
     }
 
     /// Removes a bridge, its host interface and all its ports (their netdevs are left as
@@ -229,10 +277,8 @@ impl Datapath {
 
     /// Refuses early what the engine would refuse, before any device is made.
     fn check_new_port(&self, bridge: &str, name: &str) -> Result<(), DpError> {
+        self.bridges(Some(bridge))?;
         let ports = self.ports()?;
-        if !ports.iter().any(|p| p.bridge == bridge) {
-            return Err(DpError::NoSuchBridge(bridge.to_owned()));
-        }
         if let Some(p) = ports.iter().find(|p| p.name == name) {
             return Err(DpError::PortExists {
                 port: name.to_owned(),

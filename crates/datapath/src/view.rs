@@ -13,6 +13,8 @@ pub enum PortKind {
     Interface,
     /// A TAP vbridge created and holds (`vbr tap add`).
     Tap,
+    /// A backend the caller opened and handed over (a socket): not kept across restarts.
+    Socket,
 }
 
 /// Whether a port moves frames.

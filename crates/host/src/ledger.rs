@@ -216,7 +216,11 @@ impl Ledger {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `object` for `owner` before it is made or changed. An object recorded
+    /// Records `object` for `owner` before it is made or changed.
+    ///
+    /// A test hook: with `VBR_CRASH_AT=N` in the environment, the process aborts right
+    /// after writing its N-th record (the change it announces not made), as a crash at
+    /// that point would leave it. An object recorded
     /// already keeps its owner, order and original value (a port attached again after its
     /// device came back still restores the value from before the first time); the call
     /// then says `false`.
@@ -240,6 +244,7 @@ impl Ledger {
         g.next_seq += 1;
         g.append(&Line::Put(r.clone()))?;
         g.live.insert(object, r);
+        crash_point();
         Ok(true)
     }
 
@@ -307,6 +312,24 @@ impl Ledger {
         let mut g = self.lock();
         g.next_seq += 1;
         g.next_seq
+    }
+}
+
+/// Aborts the process at the `VBR_CRASH_AT`-th record (see [`Ledger::put`]).
+fn crash_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let at = *AT.get_or_init(|| {
+        std::env::var("VBR_CRASH_AT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(at) = at {
+        if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == at {
+            eprintln!("vbr: VBR_CRASH_AT={at}: aborting after ledger record {at}");
+            std::process::abort();
+        }
     }
 }
 

@@ -11,6 +11,12 @@ use crate::api::{API_VERSION, MAX_REQUEST, Request, Response};
 /// Sends `req` and returns the daemon's response; `Err` when the daemon cannot be reached
 /// or answers in another API version.
 pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
+    send(socket, encode(req)?)
+}
+
+/// `req` as the line the daemon reads, with the API version; refused (naming the limit)
+/// when it is longer than the daemon reads.
+pub(crate) fn encode(req: &Request) -> Result<Vec<u8>> {
     let mut line = serde_json::to_vec(&serde_json::json!({ "version": API_VERSION }))?;
     let body = serde_json::to_vec(req)?;
     // {"version":1} + {"cmd":...} -> {"version":1,"cmd":...}
@@ -27,6 +33,11 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
             line.len()
         );
     }
+    Ok(line)
+}
+
+/// Sends an encoded request and reads the answer.
+pub(crate) fn send(socket: &Path, mut line: Vec<u8>) -> Result<Response> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
@@ -44,8 +55,9 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
     stream.set_read_timeout(Some(wait))?;
     let mut w = stream.try_clone()?;
     line.push(b'\n');
-    w.write_all(&line)
-        .context("sending the request (the daemon closed the connection)")?;
+    // A daemon that refuses at once (too many clients) answers before reading: its answer
+    // is still there to read when the write fails.
+    let sent = w.write_all(&line);
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
@@ -56,6 +68,13 @@ pub(crate) fn call(socket: &Path, req: &Request) -> Result<Response> {
             ),
             _ => anyhow::Error::new(e).context("reading the daemon's answer"),
         })?;
+    if answer.is_empty() {
+        return Err(match sent {
+            Err(e) => anyhow::Error::new(e)
+                .context("sending the request (the daemon closed the connection)"),
+            Ok(()) => anyhow::anyhow!("the daemon closed the connection without an answer"),
+        });
+    }
     let resp: Response =
         serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
     if resp.version != API_VERSION {

@@ -40,6 +40,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let line = match client::encode(&req) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("vbr: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     if matches!(req, api::Request::Up { .. }) {
         if let Err(e) = client::ensure_daemon(&cli.socket) {
             eprintln!("vbr: {e:#}");
@@ -47,7 +54,7 @@ fn main() -> ExitCode {
         }
     }
     let shows = matches!(req, api::Request::Up { .. });
-    match client::call(&cli.socket, &req) {
+    match client::send(&cli.socket, line) {
         Ok(resp) if resp.ok => {
             let v = resp.result.unwrap_or(serde_json::Value::Null);
             if cli.json {

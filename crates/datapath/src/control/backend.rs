@@ -292,9 +292,9 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
             b.mtu = mtu;
             Ok(b)
         }
-        PortKind::Host => Err(DpError::InvalidName {
+        PortKind::Host | PortKind::Socket => Err(DpError::InvalidName {
             name: name.clone(),
-            why: "host ports are made with their bridge",
+            why: "host ports are made with their bridge, socket ports are handed over",
         }),
     }
 }

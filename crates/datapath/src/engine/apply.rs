@@ -161,28 +161,34 @@ impl Engine {
         &mut self,
         name: &str,
         config: BridgeConfig,
-        host: Backend,
+        host: Option<Backend>,
     ) -> Result<(), Refused> {
         if self.names.contains_key(name) {
-            return Err(refused(DpError::BridgeExists(name.to_owned()), Some(host)));
+            return Err(refused(DpError::BridgeExists(name.to_owned()), host));
         }
         if self.find_port(name).is_some() {
             let e = DpError::InvalidName {
                 name: name.to_owned(),
                 why: "a port of another bridge has this name",
             };
-            return Err(refused(e, Some(host)));
+            return Err(refused(e, host));
         }
         let mac = config.mac;
         let mut rt = BridgeRt::new(name, Bridge::new(config));
-        // The control side gave the host interface the bridge MAC when it made it; the
-        // notifications of its making are still on their way.
-        rt.host_mac = Some(mac);
-        rt.host_mac_asked.push((mac, self.now()));
-        let spec = PortSpec::new(name, PortKind::Host);
-        let id = rt
-            .insert_port(&spec, Some(host))
-            .map_err(|x| refused(DpError::config(name, x.0), x.1))?;
+        let id = match host {
+            Some(host) => {
+                // The control side gave the host interface the bridge MAC when it made
+                // it; the notifications of its making are still on their way.
+                rt.host_mac = Some(mac);
+                rt.host_mac_asked.push((mac, self.now()));
+                let spec = PortSpec::new(name, PortKind::Host);
+                Some(
+                    rt.insert_port(&spec, Some(host))
+                        .map_err(|x| refused(DpError::config(name, x.0), x.1))?,
+                )
+            }
+            None => None,
+        };
         let index = self
             .bridges
             .iter()
@@ -193,7 +199,7 @@ impl Engine {
             });
         self.bridges[index] = Some(rt);
         self.names.insert(name.to_owned(), index);
-        if let Err(e) = self.register(index, id) {
+        if let Err(e) = id.map_or(Ok(()), |id| self.register(index, id)) {
             // Undo: nothing of the bridge stays.
             let ports = self.del_bridge(name).unwrap_or_default();
             let backend = ports

@@ -19,8 +19,19 @@ use crate::api::{API_VERSION, ApiError, ErrorKind, MAX_REQUEST, Request, Respons
 /// Most API clients served at once; one more is answered "busy" and closed.
 pub(crate) const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send a whole request (counted from when the daemon
-/// starts waiting for it, so an idle connection is closed after this long too).
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// starts waiting for it, so an idle connection is closed after this long too):
+/// `VBR_REQUEST_TIMEOUT` seconds, 60 by default.
+fn request_timeout() -> Duration {
+    static T: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        let secs = std::env::var("VBR_REQUEST_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(60);
+        Duration::from_secs(secs)
+    })
+}
 /// How long writing an answer may take before the client is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -241,7 +252,7 @@ fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut pending = Vec::new();
     loop {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let deadline = Instant::now() + request_timeout();
         let line = read_line(&mut stream, &mut pending, deadline)?;
         let resp = match line {
             Line::Closed => return Ok(()),

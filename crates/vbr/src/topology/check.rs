@@ -54,12 +54,24 @@ pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
 
 pub(super) struct Checker<'a> {
     pub(super) file: &'a str,
-    pub(super) src: &'a str,
+    /// Where each line after the first starts.
+    line_starts: Vec<usize>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    pub(super) fn new(file: &'a str, src: &str) -> Checker<'a> {
+        let line_starts = src
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        Checker { file, line_starts }
+    }
+
+    /// The line (from 1) of byte `offset`.
     pub(super) fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
+        self.line_starts.partition_point(|s| *s <= offset) + 1
     }
 
     pub(super) fn err<T>(

@@ -168,7 +168,7 @@ impl std::error::Error for TopologyError {}
 
 /// Parses and checks `src` (named `file` in errors).
 pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
-    let c = Checker { file, src };
+    let c = Checker::new(file, src);
     let parsed: File = toml::from_str(src).map_err(|e| TopologyError {
         file: file.to_owned(),
         line: e.span().map_or(1, |s| c.line_of(s.start)),

@@ -122,6 +122,8 @@ pub struct Daemon {
     pub host: String,
     /// Environment variables set for the daemon.
     env: Vec<(String, String)>,
+    /// A command the daemon runs under (`prlimit --nofile=...`, say).
+    pub prefix: Vec<String>,
 }
 
 impl Daemon {
@@ -132,9 +134,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with these environment variables set for the daemon.
     pub fn start_with_env(host: &Netns, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::new(host, env);
+        d.spawn();
+        d
+    }
+
+    /// A daemon that is not started yet (see [`Daemon::spawn`]).
+    pub fn new(host: &Netns, env: &[(&str, &str)]) -> Daemon {
         let dir = std::env::temp_dir().join(format!("vbr-test-{}", uniq("d")));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut d = Daemon {
+        Daemon {
             child: None,
             socket: dir.join("vbr.sock"),
             dir,
@@ -143,14 +152,34 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        d.spawn();
-        d
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Sets the daemon's environment for its next start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// Starts the daemon process (again) with the same state.
     pub fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        self.spawn_only();
+        let up = eventually(Duration::from_secs(10), || {
+            self.socket.exists() && self.vbr("show").status.success()
+        });
+        assert!(up, "daemon did not come up:\n{}", self.log());
+    }
+
+    /// Starts the daemon process without waiting for it (its log: [`Daemon::log`]).
+    pub fn spawn_only(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
         // nsenter enters only the network namespace; `ip netns exec` would also give the
         // daemon a private mount namespace, hiding the namespaces it mounts under
         // /run/netns from everyone else.
@@ -164,6 +193,7 @@ impl Daemon {
         let child = Command::new(nsenter)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(format!("--net=/run/netns/{}", self.host))
+            .args(&self.prefix)
             .args([vbr_bin(), "daemon"])
             .arg("--socket")
             .arg(&self.socket)
@@ -175,10 +205,27 @@ impl Daemon {
             .spawn()
             .expect("daemon starts");
         self.child = Some(child);
-        let up = eventually(Duration::from_secs(10), || {
-            self.socket.exists() && self.vbr("show").status.success()
-        });
-        assert!(up, "daemon did not come up:\n{}", self.log());
+    }
+
+    /// Waits up to `t` for the daemon process to end; its exit code.
+    pub fn wait_exit(&mut self, t: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let end = Instant::now() + t;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return st.code().or(Some(128));
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the daemon with SIGKILL (no cleanup at all).
