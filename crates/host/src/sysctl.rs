@@ -1,11 +1,10 @@
-//! Kernel parameters under `/proc/sys`: reading, writing, and [`Saved`], a
-//! guard that puts the old value back.
+//! Kernel parameters under `/proc/sys`: reading and writing. (What vbridge changes is
+//! recorded in the [`crate::ledger`] first, which puts the old value back.)
 //!
 //! Names are given as `sysctl(8)` does: `net.ipv4.ip_forward`, or with
 //! slashes (`net/ipv4/conf/eth0.10/forwarding`) when a component holds a dot.
 //! The `net.*` entries belong to the network namespace of the thread that
-//! opens them; [`Saved`] keeps its file open, so it restores the namespace
-//! it changed whichever thread drops it.
+//! opens them.
 
 use std::{
     fs::{File, OpenOptions},
@@ -82,92 +81,4 @@ fn write_value(file: &File, value: &str) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A sysctl set to a new value, restored to its old one by
-/// [`restore`](Saved::restore) or, ignoring errors, on drop.
-#[derive(Debug)]
-pub struct Saved {
-    name: String,
-    old: String,
-    file: File,
-    restored: bool,
-}
-
-impl Saved {
-    /// Sets `name` to `value`, remembering the old value.
-    pub fn set(name: &str, value: &str) -> Result<Self, HostError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path(name)?)
-            .map_err(|e| HostError::io("open", object(name), e))?;
-        let old = read_value(&file).map_err(|e| HostError::io("read", object(name), e))?;
-        write_value(&file, value).map_err(|e| HostError::io("write", object(name), e))?;
-        Ok(Self {
-            name: name.to_owned(),
-            old,
-            file,
-            restored: false,
-        })
-    }
-
-    /// The sysctl name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The value it had before.
-    pub fn old_value(&self) -> &str {
-        &self.old
-    }
-
-    /// Puts the old value back now, reporting a failure.
-    pub fn restore(mut self) -> Result<(), HostError> {
-        self.restored = true;
-        write_value(&self.file, &self.old)
-            .map_err(|e| HostError::io("restore", object(&self.name), e))
-    }
-}
-
-impl Drop for Saved {
-    fn drop(&mut self) {
-        if !self.restored {
-            let _ = write_value(&self.file, &self.old);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_to_paths() {
-        assert_eq!(
-            path("net.ipv4.ip_forward").unwrap(),
-            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
-        );
-        assert_eq!(
-            path("net/ipv4/conf/eth0.10/forwarding").unwrap(),
-            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.10/forwarding")
-        );
-        for bad in ["", ".", "net..ipv4", "net/../etc", "net.ipv4."] {
-            assert!(path(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn reads_a_value_everyone_can_read() {
-        // Present on every Linux; readable without privileges.
-        let value = get("kernel.ostype").unwrap();
-        assert_eq!(value, "Linux");
-    }
-
-    #[test]
-    fn missing_sysctl_is_not_found() {
-        let err = get("net.ipv4.no_such_knob").unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
-        assert!(err.to_string().contains("net.ipv4.no_such_knob"), "{err}");
-    }
 }

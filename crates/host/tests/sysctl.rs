@@ -1,13 +1,14 @@
-//! Sysctls inside a namespace of their own: get, set, and the [`Saved`]
-//! guard restoring the value in the namespace it changed. Needs root;
-//! skipped otherwise.
+//! Sysctls inside a namespace of their own: get and set, and a value changed under the
+//! ledger put back by `ledger::undo` (also from a fresh ledger opened after the process
+//! that changed it died, as the daemon's next start does). Needs root.
 
 mod common;
 
 use std::process::Command;
 
 use common::in_fresh_netns;
-use vbridge_host::{netns, sysctl, sysctl::Saved};
+use vbridge_host::ledger::{Ledger, Object, Owner};
+use vbridge_host::sysctl;
 
 const FORWARD: &str = "net.ipv4.ip_forward";
 
@@ -42,39 +43,34 @@ fn get_set_and_restore_ip_forward_inside_a_namespace() {
         sysctl::set(FORWARD, &old).unwrap();
         assert_eq!(cat_forward(), old);
 
-        let saved = Saved::set(FORWARD, flip(&old)).unwrap();
-        assert_eq!(saved.old_value(), old);
-        assert_eq!(sysctl::get(FORWARD).unwrap(), flip(&old));
-        drop(saved);
-        assert_eq!(cat_forward(), old, "restored on drop");
-
-        let saved = Saved::set(FORWARD, flip(&old)).unwrap();
-        saved.restore().unwrap();
-        assert_eq!(cat_forward(), old, "restored explicitly");
+        // Recorded before the change; restored by a ledger read back from disk.
+        let dir = std::env::temp_dir().join(format!("vbh-ledger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ledger.jsonl");
+        let object = Object::Sysctl {
+            path: "net/ipv4/ip_forward".into(),
+        };
+        {
+            let l = Ledger::open(&path).unwrap();
+            let owner = Owner::Topology {
+                name: "t".into(),
+                run: None,
+            };
+            assert!(l.put(owner, object.clone(), Some(old.clone())).unwrap());
+            sysctl::set(FORWARD, flip(&old)).unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        let rec = l.get(&object).unwrap();
+        assert_eq!(cat_forward(), flip(&old));
+        vbridge_host::ledger::undo(&rec).unwrap();
+        assert_eq!(cat_forward(), old, "restored from the ledger");
+        let _ = std::fs::remove_dir_all(&dir);
     });
     assert_eq!(
         sysctl::get(FORWARD).unwrap(),
         host_before,
         "host namespace touched"
     );
-}
-
-#[test]
-#[cfg_attr(
-    vbr_unprivileged,
-    ignore = "needs root: network namespaces, TAP, AF_PACKET"
-)]
-fn saved_restores_its_own_namespace_from_any_thread() {
-    common::require_root();
-    let (ns, saved, old) = in_fresh_netns(|| {
-        let old = sysctl::get(FORWARD).unwrap();
-        let saved = Saved::set(FORWARD, flip(&old)).unwrap();
-        (netns::current().unwrap(), saved, old)
-    });
-    let read = || netns::run_in(&ns, || sysctl::get(FORWARD)).unwrap();
-    assert_eq!(read(), flip(&old));
-    drop(saved); // on this thread, in the host namespace
-    assert_eq!(read(), old);
 }
 
 #[test]

@@ -301,10 +301,6 @@ impl Batch {
         &self.bufs[..self.len]
     }
 
-    pub fn packets_mut(&mut self) -> &mut [PacketBuf] {
-        &mut self.bufs[..self.len]
-    }
-
     pub fn iter(&self) -> std::slice::Iter<'_, PacketBuf> {
         self.packets().iter()
     }

@@ -158,7 +158,8 @@ impl Tap {
     }
 
     /// Whether reads and writes go in io_uring bursts (see [`TapOptions::io_uring`]).
-    pub fn uses_io_uring(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn uses_io_uring(&self) -> bool {
         self.ring.is_some()
     }
 

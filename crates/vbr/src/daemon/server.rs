@@ -292,3 +292,52 @@ pub(super) fn spawn_signal_handler(shared: Arc<Shared>, socket: PathBuf) -> Resu
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_request;
+
+    /// The request parser on arbitrary bytes and on JSON close to real requests: an
+    /// answer for every input (never a panic), and only known requests accepted.
+    #[test]
+    fn request_parser_takes_anything_without_panicking() {
+        bolero::check!().for_each(|bytes: &[u8]| {
+            let _ = parse_request(bytes);
+        });
+        let cmds = [
+            "show", "addbr", "addif", "link_set", "connect", "up", "fdb_add", "x",
+        ];
+        let values = [
+            "1",
+            "-1",
+            "1e400",
+            "\"br0\"",
+            "null",
+            "[]",
+            "{}",
+            "\"\\u0000\"",
+            "true",
+        ];
+        let fields = [
+            "bridge", "port", "flags", "vlan", "plan", "ips", "version", "mac",
+        ];
+        bolero::check!()
+            .with_type::<(u8, u8, u8, u8, u8)>()
+            .for_each(|(c, f1, v1, f2, v2)| {
+                let pick = |a: &[&'static str], i: &u8| a[usize::from(*i) % a.len()];
+                let line = format!(
+                    "{{\"cmd\":\"{}\",\"{}\":{},\"{}\":{}}}",
+                    pick(&cmds, c),
+                    pick(&fields, f1),
+                    pick(&values, v1),
+                    pick(&fields, f2),
+                    pick(&values, v2)
+                );
+                let _ = parse_request(line.as_bytes());
+            });
+        assert!(parse_request(br#"{"cmd":"show","bridge":"br0"}"#).is_ok());
+        assert!(parse_request(br#"{"cmd":"show","version":1}"#).is_ok());
+        assert!(parse_request(br#"{"cmd":"show","version":9}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"nosuch"}"#).is_err());
+    }
+}
