@@ -35,8 +35,10 @@ ip netns exec ${P}h "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE
 DAEMON=$!
 for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
 vbr addbr br0
-vbr connect ${P}a br0 --tap --ifname e0 --ip 10.97.0.1/24 >/dev/null
-vbr connect ${P}b br0 --tap --ifname e0 --ip 10.97.0.2/24 >/dev/null
+# TAP ports (versions before veth became the default knew no --tap: TAP was theirs).
+TAP=--tap; "$VBR" connect --help | grep -q -- --tap || TAP=
+vbr connect ${P}a br0 $TAP --ifname e0 --ip 10.97.0.1/24 >/dev/null
+vbr connect ${P}b br0 $TAP --ifname e0 --ip 10.97.0.2/24 >/dev/null
 ip netns exec ${P}a ping -c 3 -W 1 10.97.0.2 >/dev/null
 
 TOPO=$STATE/churn.toml

@@ -3,10 +3,10 @@
 # Linux kernel bridge (veth pairs), and over a direct veth pair, measured in the same run:
 # iperf3 TCP throughput, iperf3 UDP small-packet rate (64-byte frames), ping RTT (average
 # and p99 of 200 pings at 10 ms) and the daemon's RSS with 2 connected namespaces (the
-# TAP ones, after all the traffic) and with 200 (198 more by `vbr connect`, TAP ports).
-# vbridge runs twice: with TAP ports (every frame through the daemon) and with
-# veth-connected namespaces (`vbr connect --veth`: known flows forwarded by the kernel
-# fast path). Prints a table with ratios to the kernel bridge. Where they are installed,
+# TAP ones, after all the traffic) and with 200 (198 more by `vbr connect`, the default
+# veth connection). vbridge runs twice: with TAP ports (every frame through the daemon)
+# and with namespaces connected the default way (`vbr connect`, a veth pair: known flows
+# forwarded by the kernel fast path). Prints a table with ratios to the kernel bridge. Where they are installed,
 # two other userspace switches run the same tests with the same TAP wiring, for context:
 # Open vSwitch's userspace datapath (datapath_type=netdev, type=tap ports) and VDE's
 # vde_switch (-t tap ports). Set PEERS=0 to skip them.
@@ -72,7 +72,7 @@ vbr tap add t1 --bridge br0; vbr tap add t2 --bridge br0
 move_taps ${P}vh ${P}v 3
 # The same daemon, a second bridge with veth-connected namespaces (kernel fast path).
 vbr addbr br1
-for i in 1 2; do mkns ${P}x$i; vbr connect ${P}x$i br1 --veth --ifname e0 --ip 10.99.8.$i/24 >/dev/null; done
+for i in 1 2; do mkns ${P}x$i; vbr connect ${P}x$i br1 --ifname e0 --ip 10.99.8.$i/24 >/dev/null; done
 
 SETUPS="direct kernel vbridge vbveth"
 # --- Open vSwitch, userspace datapath, in its own "host" namespace ---
@@ -155,7 +155,7 @@ for m in $SETUPS; do
   RA[$m]=$(median <<<"${RA[$m]}"); R9[$m]=$(median <<<"${R9[$m]}")
 done
 # Memory with the 2 TAP namespaces left (after all the traffic above), then with 198
-# more, each with `vbr connect` (a TAP held by the daemon, the default): 200.
+# more, each with `vbr connect` (a veth pair, the default): 200.
 for i in 1 2; do vbr disconnect ${P}x$i br1 >/dev/null; done
 RSS2=$(rss)
 for i in $(seq 3 200); do

@@ -199,6 +199,8 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
         "invalid VLAN id 9999",
     );
     fails("setageing br0 2000000", 1, "out of range");
+    fails("setpathcost br0 p1 0", 1, "1..=200000000");
+    fails("setpathcost br0 p1 lots", 2, "auto");
     fails("hairpin br0 p1 maybe", 2, "expected on or off");
     fails("nosuchverb", 2, "unrecognized subcommand");
 

@@ -93,7 +93,7 @@ pub(crate) enum Learned {
 /// choose the bucket). For benchmarks and tests that build colliding addresses.
 #[doc(hidden)]
 pub fn hash_of(vid: u16, mac: MacAddr, seed: u64) -> u64 {
-    table::hash(key(vid, mac), seed)
+    table::hash(key(vid, mac), seed, table::keyed_mul(seed))
 }
 
 const fn key(vid: u16, mac: MacAddr) -> u64 {

@@ -101,6 +101,8 @@ pub(crate) struct Table {
     /// The hash's key: with a random one, keys chosen to collide (MACs a guest picks)
     /// collide only by chance.
     seed: u64,
+    /// The multiplier keyed with the seed, worked out once.
+    mul: u64,
 }
 
 impl fmt::Debug for Table {
@@ -113,13 +115,19 @@ impl fmt::Debug for Table {
     }
 }
 
+/// The multiplier of the hash keyed with `seed` (odd, whatever the seed).
 #[inline(always)]
-pub(crate) fn hash(k: u64, seed: u64) -> u64 {
+pub(crate) const fn keyed_mul(seed: u64) -> u64 {
+    MUL ^ (seed.rotate_left(29) & !1)
+}
+
+#[inline(always)]
+pub(crate) fn hash(k: u64, seed: u64, mul: u64) -> u64 {
     // Keyed folded multiply (as foldhash does): the key and the multiplier both mixed
     // with the seed, then the well-mixed middle bits of the product are rotated to the
     // top, where the bucket index is taken from: a plain multiply leaves keys that differ
     // only in their middle bytes (MACs `..:xx:xx:00`) crowding a few buckets.
-    let m = u128::from(k ^ seed) * u128::from(MUL ^ (seed.rotate_left(29) & !1));
+    let m = u128::from(k ^ seed) * u128::from(mul);
     ((m as u64) ^ ((m >> 64) as u64)).rotate_left(32)
 }
 
@@ -136,6 +144,7 @@ impl Table {
             len: 0,
             tombs: 0,
             seed,
+            mul: keyed_mul(seed),
         }
     }
 
@@ -151,7 +160,7 @@ impl Table {
     #[inline(always)]
     fn home(&self, k: u64) -> usize {
         debug_assert!(k < TOMB, "reserved key");
-        ((u128::from(hash(k, self.seed)) * self.buckets.len() as u128) >> 64) as usize
+        ((u128::from(hash(k, self.seed, self.mul)) * self.buckets.len() as u128) >> 64) as usize
     }
 
     /// The bucket a probe visits after `b`.
