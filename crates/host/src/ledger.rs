@@ -130,25 +130,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Rewrites the journal with the live records only (atomically: new file, rename).
+    /// Rewrites the journal with the live records only (atomically).
     fn compact(&mut self) -> Result<(), HostError> {
-        let tmp = self.path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_err("compact", &tmp, e))?;
         let mut recs: Vec<&Record> = self.live.values().collect();
         recs.sort_by_key(|r| r.seq);
+        let mut text = Vec::new();
         for r in &recs {
-            let mut text = serde_json::to_vec(&Line::Put((*r).clone())).unwrap_or_default();
+            text.extend(serde_json::to_vec(&Line::Put((*r).clone())).unwrap_or_default());
             text.push(b'\n');
-            f.write_all(&text).map_err(|e| io_err("compact", &tmp, e))?;
         }
-        f.sync_all().map_err(|e| io_err("compact", &tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| io_err("compact", &self.path, e))?;
+        write_atomically(&self.path, &text).map_err(|e| io_err("compact", &self.path, e))?;
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.path)
@@ -156,6 +147,32 @@ impl Inner {
         self.lines = recs.len();
         Ok(())
     }
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash at any moment leaves the old
+/// or the new content, never a torn one: a temporary file beside it (mode 0600), fsync,
+/// rename, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // An older file of that name may have been made with wider permissions.
+    f.set_permissions(
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Ledger {

@@ -11,17 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn port_json(d: &Daemon, bridge: &str, port: &str) -> serde_json::Value {
-    let v = d.json(&format!("show {bridge}"));
-    v[0]["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == port)
-        .cloned()
-        .unwrap_or_else(|| panic!("no port {port} in {v}"))
-}
-
 #[test]
 #[cfg_attr(
     vbr_unprivileged,

@@ -145,22 +145,10 @@ impl Store {
     /// Writes `value` as JSON to `name` in the state directory, atomically, mode 0600.
     fn write(&self, name: &str, value: &impl serde::Serialize) -> Result<()> {
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let body = serde_json::to_vec_pretty(value)?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(&body)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        let mut body = serde_json::to_vec_pretty(value)?;
+        body.push(b'\n');
+        vbridge_host::ledger::write_atomically(&path, &body)
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 

@@ -336,14 +336,19 @@ impl Endpoint {
     }
 }
 
-/// Received (packets, bytes) of port `port` on `bridge`, from `vbr --json stats`.
-pub fn rx_counters(d: &Daemon, bridge: &str, port: &str) -> (u64, u64) {
-    let v = d.json(&format!("stats {bridge}"));
-    let p = v[0]["ports"]
+/// Port `port` of `bridge` as `vbr --json show` gives it.
+pub fn port_json(d: &Daemon, bridge: &str, port: &str) -> serde_json::Value {
+    let v = d.json(&format!("show {bridge}"));
+    v[0]["ports"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == port))
+        .cloned()
         .unwrap_or_else(|| panic!("no port {port} in {v}"))
-        .clone();
+}
+
+/// Received (packets, bytes) of port `port` on `bridge`.
+pub fn rx_counters(d: &Daemon, bridge: &str, port: &str) -> (u64, u64) {
+    let p = port_json(d, bridge, port);
     let c = &p["counters"];
     (
         c["rx_packets"].as_u64().unwrap_or(0),
