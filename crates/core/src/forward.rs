@@ -1,6 +1,7 @@
 //! Frame handling: one frame in, one [`Decision`] out. Checks, VLAN classification,
 //! learning, destination lookup, flooding and the egress filters, with every refusal
-//! counted by reason against the ingress port.
+//! counted by reason against the ingress port. The same decision function explains a
+//! frame step by step for `vbr trace` (see `trace.rs`), generic over a [`Probe`].
 
 use vbridge_wire::vlan::outer_tag;
 use vbridge_wire::{MacAddr, Vid};
@@ -11,6 +12,7 @@ use crate::decision::{Decision, Delivery, Egress, Verdict};
 use crate::fdb::{EntryKind, Learned};
 use crate::port::{Port, PortId};
 use crate::time::Instant;
+use crate::trace::{Exclusion, Forwarding, Learning, Lookup, Probe, Step};
 use crate::vlan::{Classified, TagOp};
 
 /// Bytes of the Ethernet header.
@@ -21,12 +23,28 @@ impl Bridge {
     ///
     /// Never panics and never allocates once `d.egress` has room for every port.
     pub fn process(&mut self, now: Instant, ingress: PortId, frame: &[u8], d: &mut Decision) {
+        self.decide_into(now, ingress, frame, d, &mut Forwarding);
+    }
+
+    /// The decision for `frame` into `d`, watched by `probe` (which says whether it
+    /// changes state: see `trace.rs`).
+    #[inline(always)]
+    pub(crate) fn decide_into<P: Probe>(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &[u8],
+        d: &mut Decision,
+        probe: &mut P,
+    ) {
         d.reset();
-        if let Err(r) = self.decide(now, ingress, frame, d) {
+        if let Err(r) = self.decide(now, ingress, frame, d, probe) {
             d.verdict = Verdict::Drop(r);
             d.egress.clear();
         }
-        self.account(ingress, frame.len(), d);
+        if P::APPLY {
+            self.account(ingress, frame.len(), d);
+        }
     }
 
     /// Starts bringing the FDB entries `frame` will touch into the cache, without deciding
@@ -95,14 +113,21 @@ impl Bridge {
     }
 
     #[inline]
-    fn decide(
+    fn decide<P: Probe>(
         &mut self,
         now: Instant,
         ingress: PortId,
         frame: &[u8],
         d: &mut Decision,
+        probe: &mut P,
     ) -> Result<(), DropReason> {
         let port = self.port(ingress).ok_or(DropReason::UnknownPort)?;
+        probe.step(|| Step::Ingress {
+            port: ingress,
+            up: port.config.up,
+            stp: port.stp,
+            flags: port.config.flags,
+        });
         if frame.len() < ETH_HLEN {
             return Err(DropReason::Truncated);
         }
@@ -116,13 +141,21 @@ impl Bridge {
         let src = MacAddr::from_bytes(&frame[6..]).ok_or(DropReason::Truncated)?;
 
         if let Some(i) = dst.reserved_group_index() {
-            if !self.link_local_forwarded(i) {
+            let forwarded = self.link_local_forwarded(i);
+            probe.step(|| Step::Reserved {
+                index: i,
+                forwarded,
+            });
+            if !forwarded {
                 if i == 1 {
                     return Err(DropReason::ReservedGroup); // pause frames are never ours to read
                 }
                 if i == 0 {
                     // A BPDU while spanning tree runs: the engine takes it (never forwarded).
-                    self.stp_input(now, ingress, frame)?;
+                    probe.step(|| Step::SpanningTree);
+                    if P::APPLY {
+                        self.stp_input(now, ingress, frame)?;
+                    }
                 }
                 d.verdict = Verdict::Control;
                 return Ok(());
@@ -147,20 +180,36 @@ impl Bridge {
         };
         let vid = class.vid;
         d.vid = Some(vid);
+        let filtering = self.vlan_filtering;
+        probe.step(|| Step::Vlan {
+            filtering,
+            vid,
+            tagged: class.tagged,
+        });
 
         let flags = port.config.flags;
+        // What learning did, when it changed the source's entry; an explained frame to
+        // its own source must find the entry as processing it would have left it.
+        let mut learned_here = None;
         if flags.locked {
-            match self.fdb.get(vid, src) {
-                Some(e) if e.kind == EntryKind::Static && e.port == ingress => {}
-                _ => return Err(DropReason::LockedSource),
+            let allowed = matches!(self.fdb.get(vid, src),
+                Some(e) if e.kind == EntryKind::Static && e.port == ingress);
+            probe.step(|| Step::Learning(Learning::Locked { allowed }));
+            if !allowed {
+                return Err(DropReason::LockedSource);
             }
         } else if flags.learning {
             let limit = port.config.max_learned;
-            if let Learned::Moved { from } | Learned::Left { from } =
-                self.fdb.learn(now, vid, src, ingress, limit)
-            {
+            let learned = self.fdb.learn(now, vid, src, ingress, limit, P::APPLY);
+            if let Learned::Moved { from } | Learned::Left { from } = learned {
                 d.moved_from = Some(from);
             }
+            if !P::APPLY {
+                learned_here = Some(learned);
+            }
+            probe.step(|| Step::Learning(learning_step(learned)));
+        } else {
+            probe.step(|| Step::Learning(Learning::FlagOff));
         }
         // Re-borrow: learning needed `self.fdb` mutably.
         let port = self.port(ingress).ok_or(DropReason::UnknownPort)?;
@@ -170,27 +219,92 @@ impl Bridge {
 
         if dst.is_multicast() {
             let kind = if dst.is_broadcast() {
+                probe.step(|| Step::Lookup {
+                    dst,
+                    vid,
+                    found: Lookup::Broadcast,
+                });
                 Delivery::FloodBroadcast
             } else {
+                probe.step(|| Step::Lookup {
+                    dst,
+                    vid,
+                    found: Lookup::Multicast,
+                });
                 Delivery::FloodMulticast
             };
-            return self.flood(ingress, port, class, kind, d);
+            return self.flood(ingress, port, class, kind, d, probe);
         }
-        match self.fdb.lookup(vid, dst) {
+        let found = if P::APPLY {
+            self.fdb.lookup(vid, dst)
+        } else {
+            match learned_here {
+                Some(Learned::New | Learned::Moved { .. } | Learned::Refreshed) if dst == src => {
+                    Some((ingress, EntryKind::Dynamic))
+                }
+                Some(Learned::Left { .. }) if dst == src => None,
+                _ => self.fdb.lookup(vid, dst),
+            }
+        };
+        match found {
             Some((_, EntryKind::Local)) => {
+                probe.step(|| Step::Lookup {
+                    dst,
+                    vid,
+                    found: Lookup::Local,
+                });
                 let host = self.host_port.ok_or(DropReason::NoHostPort)?;
                 d.delivery = Some(Delivery::Local);
-                let op = self.egress_check(ingress, port, host, class)?;
+                let op = self.egress_one(ingress, port, host, class, probe)?;
                 d.egress.push(Egress { port: host, op });
                 Ok(())
             }
-            Some((to, _)) => {
+            Some((to, kind)) => {
+                probe.step(|| Step::Lookup {
+                    dst,
+                    vid,
+                    found: Lookup::Hit {
+                        port: to,
+                        kind,
+                        age: self.fdb.age_of(now, vid, dst),
+                    },
+                });
                 d.delivery = Some(Delivery::KnownUnicast);
-                let op = self.egress_check(ingress, port, to, class)?;
+                let op = self.egress_one(ingress, port, to, class, probe)?;
                 d.egress.push(Egress { port: to, op });
                 Ok(())
             }
-            None => self.flood(ingress, port, class, Delivery::FloodUnknown, d),
+            None => {
+                probe.step(|| Step::Lookup {
+                    dst,
+                    vid,
+                    found: Lookup::Miss,
+                });
+                self.flood(ingress, port, class, Delivery::FloodUnknown, d, probe)
+            }
+        }
+    }
+
+    /// The one egress port of a unicast frame: its tag operation, or the reason it gets
+    /// no copy (which drops the frame).
+    #[inline(always)]
+    fn egress_one<P: Probe>(
+        &self,
+        ingress: PortId,
+        from: &Port,
+        to: PortId,
+        class: Classified,
+        probe: &mut P,
+    ) -> Result<TagOp, DropReason> {
+        match self.egress_verdict(ingress, from, to, class) {
+            Ok(op) => {
+                probe.step(|| Step::Egress { port: to, op });
+                Ok(op)
+            }
+            Err(why) => {
+                probe.step(|| Step::Excluded { port: to, why });
+                Err(exclusion_drop(why))
+            }
         }
     }
 
@@ -211,48 +325,74 @@ impl Bridge {
         to: PortId,
         class: Classified,
     ) -> Result<TagOp, DropReason> {
-        let out = self.port(to).ok_or(DropReason::EgressUnavailable)?;
+        self.egress_verdict(ingress, from, to, class)
+            .map_err(exclusion_drop)
+    }
+
+    /// [`Bridge::egress_check`] with the reason in full.
+    #[inline(always)]
+    fn egress_verdict(
+        &self,
+        ingress: PortId,
+        from: &Port,
+        to: PortId,
+        class: Classified,
+    ) -> Result<TagOp, Exclusion> {
+        let out = self.port(to).ok_or(Exclusion::Down)?;
         if to == ingress && !out.config.flags.hairpin {
-            return Err(DropReason::SameSegment);
+            return Err(Exclusion::Ingress);
         }
         if from.config.flags.isolated && out.config.flags.isolated {
-            return Err(DropReason::Isolated);
+            return Err(Exclusion::Isolated);
         }
         if !out.forwards() {
-            return Err(DropReason::EgressUnavailable);
+            return Err(if out.config.up {
+                Exclusion::Blocked(out.stp)
+            } else {
+                Exclusion::Down
+            });
         }
         if !self.vlan_filtering {
             return Ok(TagOp::Keep);
         }
         if !out.config.vlan.carries(class.vid) {
-            return Err(DropReason::EgressUnavailable);
+            return Err(Exclusion::NotInVlan(class.vid));
         }
         Ok(out.config.vlan.egress_op(class))
     }
 
     /// Sends a copy to every eligible port of the frame's VLAN.
-    fn flood(
+    fn flood<P: Probe>(
         &self,
         ingress: PortId,
         from: &Port,
         class: Classified,
         kind: Delivery,
         d: &mut Decision,
+        probe: &mut P,
     ) -> Result<(), DropReason> {
         d.delivery = Some(kind);
         for (i, slot) in self.ports.iter().enumerate() {
             let Some(out) = slot else { continue };
+            let to = PortId(i as u16);
             let wants = match kind {
                 Delivery::FloodBroadcast => out.config.flags.bcast_flood,
                 Delivery::FloodMulticast => out.config.flags.mcast_flood,
                 _ => out.config.flags.flood,
             };
             if !wants {
+                probe.step(|| Step::Excluded {
+                    port: to,
+                    why: Exclusion::FloodOff(kind),
+                });
                 continue;
             }
-            let to = PortId(i as u16);
-            if let Ok(op) = self.egress_check(ingress, from, to, class) {
-                d.egress.push(Egress { port: to, op });
+            match self.egress_verdict(ingress, from, to, class) {
+                Ok(op) => {
+                    probe.step(|| Step::Egress { port: to, op });
+                    d.egress.push(Egress { port: to, op });
+                }
+                Err(why) => probe.step(|| Step::Excluded { port: to, why }),
             }
         }
         if d.egress.is_empty() {
@@ -260,5 +400,29 @@ impl Bridge {
         } else {
             Ok(())
         }
+    }
+}
+
+/// The drop reason for a unicast frame whose only egress port is excluded.
+#[inline]
+fn exclusion_drop(why: Exclusion) -> DropReason {
+    match why {
+        Exclusion::Ingress => DropReason::SameSegment,
+        Exclusion::Isolated => DropReason::Isolated,
+        _ => DropReason::EgressUnavailable,
+    }
+}
+
+/// What learning did, as a trace tells it.
+fn learning_step(l: Learned) -> Learning {
+    match l {
+        Learned::Refreshed => Learning::Refreshed,
+        Learned::Kept => Learning::Kept,
+        Learned::Own => Learning::Own,
+        Learned::Off => Learning::Off,
+        Learned::New => Learning::New,
+        Learned::Moved { from } => Learning::Moved { from },
+        Learned::LimitReached => Learning::LimitReached,
+        Learned::Left { from } => Learning::Left { from },
     }
 }

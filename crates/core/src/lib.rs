@@ -22,6 +22,7 @@ pub mod offload;
 pub mod port;
 pub mod stp;
 pub mod time;
+pub mod trace;
 pub mod vlan;
 
 pub use bridge::{Bridge, BridgeConfig, BridgeStats, Event};
@@ -36,5 +37,6 @@ pub use stp::{
     StpRole, StpStatus,
 };
 pub use time::Instant;
+pub use trace::{Explanation, Step};
 pub use vbridge_wire::{MacAddr, Vid};
 pub use vlan::{TagOp, VidSet, VlanMode};

@@ -75,8 +75,14 @@ pub struct FlushFilter {
 /// What learning a source address did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Learned {
-    /// Known already on this port (refreshed), or static/local, or learning is off.
-    Nothing,
+    /// Known already on this port: its age starts again.
+    Refreshed,
+    /// A static or local entry holds the address (here or on another port): unchanged.
+    Kept,
+    /// The bridge's own address coming back: never learned.
+    Own,
+    /// Ageing time 0: the bridge learns nothing.
+    Off,
     /// A new entry.
     New,
     /// The address moved from another port.
@@ -243,7 +249,8 @@ impl Fdb {
         }
     }
 
-    /// Learns that `mac` in `vid` sits behind `port`.
+    /// Learns that `mac` in `vid` sits behind `port`. With `apply` false it only says
+    /// what learning would do, changing nothing (`vbr trace`): one code for both.
     #[inline(always)]
     pub(crate) fn learn(
         &mut self,
@@ -252,65 +259,102 @@ impl Fdb {
         mac: MacAddr,
         port: PortId,
         port_limit: u32,
+        apply: bool,
     ) -> Learned {
         let k = key(vid.get(), mac);
-        let seen = self.stamp(now);
+        let seen = if apply { self.stamp(now) } else { 0 };
         match self.table.find(k) {
             // The common case, kept inline: a known address, seen again where it was.
             Some(p) if self.table.at(p).port == port => {
-                if self.table.at(p).kind == EntryKind::Dynamic {
+                if self.table.at(p).kind != EntryKind::Dynamic {
+                    return Learned::Kept;
+                }
+                if apply {
                     self.table.set_seen(p, seen);
                 }
-                Learned::Nothing
+                Learned::Refreshed
             }
-            Some(p) => self.learn_moved(p, seen, port, port_limit),
-            None => self.learn_new(now, k, port, port_limit, seen),
+            Some(p) => self.learn_moved(p, seen, port, port_limit, apply),
+            None => self.learn_new(now, k, port, port_limit, seen, apply),
         }
     }
 
     /// [`Fdb::learn`] of a known address seen on another port.
     #[inline(never)]
-    fn learn_moved(&mut self, p: table::Pos, seen: u32, port: PortId, limit: u32) -> Learned {
+    fn learn_moved(
+        &mut self,
+        p: table::Pos,
+        seen: u32,
+        port: PortId,
+        limit: u32,
+        apply: bool,
+    ) -> Learned {
         let e = self.table.at(p);
         if e.kind != EntryKind::Dynamic {
-            return Learned::Nothing;
+            return Learned::Kept;
         }
         let from = e.port;
         if limit != 0 && self.learned_on(port) >= limit {
             // Moving would break the limit: forget the address so frames to it flood.
-            self.table.remove_at(p);
-            self.count(from, -1);
-            self.limit_hits += 1;
+            if apply {
+                self.table.remove_at(p);
+                self.count(from, -1);
+                self.limit_hits += 1;
+            }
             return Learned::Left { from };
         }
-        self.table.set(p, Slot { port, seen, ..e });
-        self.count(from, -1);
-        self.count(port, 1);
-        self.moves += 1;
+        if apply {
+            self.table.set(p, Slot { port, seen, ..e });
+            self.count(from, -1);
+            self.count(port, 1);
+            self.moves += 1;
+        }
         Learned::Moved { from }
     }
 
     /// [`Fdb::learn`] of an address not in the table.
     #[inline(never)]
-    fn learn_new(&mut self, now: Instant, k: u64, port: PortId, limit: u32, seen: u32) -> Learned {
+    fn learn_new(
+        &mut self,
+        now: Instant,
+        k: u64,
+        port: PortId,
+        limit: u32,
+        seen: u32,
+        apply: bool,
+    ) -> Learned {
         if self.ageing.is_zero() {
-            return Learned::Nothing;
+            return Learned::Off;
         }
         if self.table.find(k & MAC_MASK).is_some() {
-            return Learned::Nothing; // our own address coming back: never learn it
+            return Learned::Own; // our own address coming back: never learn it
         }
         let port_full = limit != 0 && self.learned_on(port) >= limit;
         if self.learned_total >= self.max_learned || port_full {
-            self.limit_hits += 1;
+            if apply {
+                self.limit_hits += 1;
+            }
             return Learned::LimitReached;
         }
-        let kind = EntryKind::Dynamic;
-        self.table.insert_new(k, Slot { port, kind, seen });
-        self.count(port, 1);
-        if self.next_sweep.is_none() {
-            self.next_sweep = Some(now + self.ageing);
+        if apply {
+            let kind = EntryKind::Dynamic;
+            self.table.insert_new(k, Slot { port, kind, seen });
+            self.count(port, 1);
+            if self.next_sweep.is_none() {
+                self.next_sweep = Some(now + self.ageing);
+            }
         }
         Learned::New
+    }
+
+    /// How long ago the dynamic entry for `mac` in `vid` was refreshed (`None` for no
+    /// entry, zero for static and local ones).
+    pub(crate) fn age_of(&self, now: Instant, vid: Vid, mac: MacAddr) -> Option<Duration> {
+        let e = self.table.get(key(vid.get(), mac))?;
+        Some(match e.kind {
+            EntryKind::Dynamic => now.saturating_since(self.instant(e.seen)),
+            _ => Duration::ZERO,
+        })
     }
 
     fn count(&mut self, port: PortId, delta: i32) {
@@ -511,7 +555,7 @@ mod tests {
         f.add_static(vid(), mac(9), PortId(2));
         let mut now = 0;
         while now < 30 * DAY {
-            f.learn(Instant::from_millis(now), vid(), mac(1), PortId(1), 0);
+            f.learn(Instant::from_millis(now), vid(), mac(1), PortId(1), 0, true);
             f.age(Instant::from_millis(now), None);
             assert_eq!(
                 age(&f, now + 1234, mac(1)),
@@ -527,10 +571,10 @@ mod tests {
     #[test]
     fn a_stamp_far_ahead_moves_the_epoch_and_old_entries_still_age_out() {
         let mut f = Fdb::new(Duration::from_secs(1_000_000), 10, 0);
-        f.learn(Instant::ZERO, vid(), mac(1), PortId(1), 0);
+        f.learn(Instant::ZERO, vid(), mac(1), PortId(1), 0, true);
         // Sixty days on, with no sweep in between: past what 32-bit stamps hold.
         let now = 60 * DAY;
-        f.learn(Instant::from_millis(now), vid(), mac(2), PortId(1), 0);
+        f.learn(Instant::from_millis(now), vid(), mac(2), PortId(1), 0, true);
         assert_eq!(age(&f, now, mac(2)), Some(Duration::ZERO));
         // The old entry reads as at least EPOCH_KEEP old: still older than any ageing time.
         let old = age(&f, now, mac(1)).unwrap();
@@ -543,7 +587,7 @@ mod tests {
     #[test]
     fn time_going_back_reads_as_age_zero() {
         let mut f = Fdb::new(Duration::from_secs(300), 10, 0);
-        f.learn(Instant::from_secs(10), vid(), mac(1), PortId(1), 0);
+        f.learn(Instant::from_secs(10), vid(), mac(1), PortId(1), 0, true);
         assert_eq!(age(&f, 5000, mac(1)), Some(Duration::ZERO));
         assert_eq!(age(&f, 12_000, mac(1)), Some(Duration::from_secs(2)));
     }
