@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
+use crate::observe::{Captured, Direction};
+
 use vbridge_core::{BridgeConfig, MacAddr, PortId};
 use vbridge_ports::{FastPath, FastPort, PortIo};
 
@@ -15,7 +17,7 @@ use crate::config::Config;
 use crate::control::backend::Backend;
 use crate::error::DpError;
 use crate::settings::{Change, Changed};
-use crate::view::{BridgeView, FdbRow, PortInfo, StpView};
+use crate::view::{BridgeView, FdbRow, PortInfo, StpView, TraceView};
 use crate::{PortKind, PortSpec};
 
 /// Where the engine answers; sending never blocks (room for the one answer).
@@ -152,8 +154,39 @@ pub(crate) enum Action {
         bridge: String,
         reply: Reply<Result<StpView, DpError>>,
     },
+    /// What the bridge would do with `frame` on `port`, changing nothing.
+    Trace {
+        bridge: String,
+        port: String,
+        frame: Vec<u8>,
+        reply: Reply<Result<TraceView, DpError>>,
+    },
     Snapshot {
         reply: Reply<Config>,
+    },
+    /// Copies of a port's frames into `tx` from now on; answers the bridge and an id.
+    CaptureStart {
+        port: String,
+        dir: Direction,
+        tx: SyncSender<Captured>,
+        reply: Reply<Result<(String, u64), DpError>>,
+    },
+    /// Ends capture `id` of `port`; answers the frames the queue had no room for.
+    CaptureStop {
+        port: String,
+        id: u64,
+        reply: Option<Reply<u64>>,
+    },
+    /// The decisions of a bridge's frames (those entering `port`, if given) into `tx`.
+    LiveStart {
+        bridge: String,
+        port: Option<String>,
+        tx: SyncSender<String>,
+        reply: Reply<Result<u64, DpError>>,
+    },
+    LiveStop {
+        bridge: String,
+        id: u64,
     },
     Ports {
         reply: Reply<Vec<PortInfo>>,

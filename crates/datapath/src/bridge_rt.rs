@@ -12,6 +12,7 @@ use crate::action::Retired;
 use crate::control::backend::Backend;
 use crate::control::connect::Connection;
 use crate::fast::Fast;
+use crate::observe::{Capture, Live};
 use crate::tx::{Full, TxQueues};
 use crate::view::PortKind;
 
@@ -30,6 +31,19 @@ pub(crate) struct PortRt {
     pub(crate) conn: Option<Connection>,
     /// On the bridge's kernel fast path (a veth port): its tcx program.
     pub(crate) fast: Option<FastPort>,
+    /// A capture of its frames (`vbr capture`); keeps its flows off the fast path.
+    pub(crate) capture: Option<Capture>,
+    /// Live traces that watch it (`vbr trace --live`, of it or of the whole bridge):
+    /// while any does, its flows stay off the fast path too.
+    pub(crate) watchers: u16,
+}
+
+impl PortRt {
+    /// Whether its frames are being watched (captured or traced live), so that every
+    /// one of them must pass through the switch.
+    pub(crate) fn observed(&self) -> bool {
+        self.capture.is_some() || self.watchers > 0
+    }
 }
 
 impl PortRt {
@@ -129,6 +143,8 @@ pub(crate) struct BridgeRt {
     pub(crate) host_mac_asked: Vec<(MacAddr, Instant)>,
     /// The MAC last seen on the host interface.
     pub(crate) host_mac: Option<MacAddr>,
+    /// Live traces of this bridge's decisions (`vbr trace --live`).
+    pub(crate) live: Vec<Live>,
 }
 
 /// Ports whose device vanished while forwarding.
@@ -146,6 +162,7 @@ impl BridgeRt {
             fast: None,
             host_mac_asked: Vec::new(),
             host_mac: None,
+            live: Vec::new(),
         }
     }
 
@@ -221,6 +238,8 @@ impl BridgeRt {
             mtu: None,
             conn: spec.conn.clone(),
             fast: None,
+            capture: None,
+            watchers: self.live.iter().filter(|l| l.port.is_none()).count() as u16,
         };
         if let Some(b) = backend {
             let _ = port.attach(b); // a new port replaces nothing
@@ -294,7 +313,11 @@ impl BridgeRt {
                 continue;
             }
             match io.send(scratch) {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(c) = p.capture.as_mut() {
+                        c.take(true, scratch.frame());
+                    }
+                }
                 Err(e) if e.is_gone() => gone.push(port),
                 Err(_) => core.count_drop(port, DropReason::TxError),
             }
@@ -309,9 +332,17 @@ impl BridgeRt {
         for pkt in rx {
             self.core.warm(ingress, pkt.frame());
         }
+        if let Some(c) = self.port_mut(ingress).and_then(|p| p.capture.as_mut()) {
+            for pkt in rx {
+                c.take(false, pkt.frame());
+            }
+        }
         for (i, pkt) in rx.iter().enumerate() {
             self.core
                 .process(now, ingress, pkt.frame(), &mut self.decision);
+            if !self.live.is_empty() {
+                self.note_live(now, ingress, pkt.frame());
+            }
             if self.fast.is_some() {
                 if self.decision.moved_from.is_some() {
                     // A station moved: the kernel must stop sending to its old port
@@ -332,6 +363,26 @@ impl BridgeRt {
             .flush(rx, &mut self.ports, &mut self.core, &mut gone);
         self.transmit_bpdus(&mut gone);
         gone
+    }
+
+    /// Writes the decision just made to the live traces.
+    #[cold]
+    fn note_live(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
+        let BridgeRt {
+            live,
+            ports,
+            decision,
+            ..
+        } = self;
+        let name = |p: PortId| {
+            ports
+                .get(usize::from(p.0))
+                .and_then(Option::as_ref)
+                .map_or_else(|| p.to_string(), |p| p.name.clone())
+        };
+        for l in live.iter_mut() {
+            l.note(now, ingress, frame, decision, &name);
+        }
     }
 
     /// After a decided frame: a known unicast to one port, unchanged, may be handed to

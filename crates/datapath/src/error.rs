@@ -13,6 +13,8 @@ pub enum DpError {
     BridgeExists(String),
     #[error("port {0} is not attached to any bridge (see `vbr show`)")]
     NoSuchPort(String),
+    #[error("{port} is not a port of bridge {bridge} (see `vbr show {bridge}`)")]
+    NotOnBridge { port: String, bridge: String },
     #[error("{port} is already a port of bridge {bridge}")]
     PortExists { port: String, bridge: String },
     #[error(
@@ -39,6 +41,8 @@ pub enum DpError {
     Host(#[source] Box<vbridge_host::HostError>),
     #[error("the datapath thread is not running")]
     Stopped,
+    #[error("{0}")]
+    Busy(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -87,6 +87,17 @@ impl Fast {
         self.flows.len()
     }
 
+    /// Whether the flow entering netdev `ingress` from `src` to `dst` is in the kernel.
+    pub(crate) fn holds(&self, ingress: Option<u32>, src: MacAddr, dst: MacAddr) -> bool {
+        ingress.is_some_and(|i| {
+            self.flows.contains_key(&FlowKey {
+                ingress: i,
+                dst,
+                src,
+            })
+        })
+    }
+
     /// Hands the flow of `frame` (just forwarded from `ingress` to `egress` alone,
     /// unchanged) to the kernel if both ports are on the fast path and the core agrees.
     pub(crate) fn offer(
@@ -245,5 +256,10 @@ fn fast_ifindex(ports: &[Option<PortRt>], id: PortId) -> Option<u32> {
     let p = ports.get(usize::from(id.0))?.as_ref()?;
     p.fast.as_ref()?;
     p.io.as_ref()?;
+    // A watched port's frames all go through the switch, so the capture or live trace
+    // misses none.
+    if p.observed() {
+        return None;
+    }
     p.ifindex
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Sender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,8 +22,9 @@ use crate::control::backend::{self, Backend};
 use crate::control::{monitor, reaper};
 use crate::engine::{Engine, WAKER};
 use crate::error::DpError;
+use crate::observe::{Captured, Direction};
 use crate::settings::{Change, Changed};
-use crate::view::{BridgeView, FdbRow, PortInfo, PortKind, StpView};
+use crate::view::{BridgeView, FdbRow, PortInfo, PortKind, StpView, TraceView};
 
 /// The way into the engine: its action queue and the waker that rouses it.
 #[derive(Debug, Clone)]
@@ -374,6 +375,57 @@ impl Datapath {
         self.inbox.ask(|reply| Action::Stp { bridge, reply })?
     }
 
+    /// What bridge `bridge` would do with `frame` arriving on `port`, step by step,
+    /// changing nothing.
+    pub fn trace(&self, bridge: &str, port: &str, frame: Vec<u8>) -> Result<TraceView, DpError> {
+        let (bridge, port) = (bridge.to_owned(), port.to_owned());
+        self.inbox.ask(|reply| Action::Trace {
+            bridge,
+            port,
+            frame,
+            reply,
+        })?
+    }
+
+    /// Starts capturing the frames of `port` (on whichever bridge it is) in direction
+    /// `dir`; while the session lives, the port's flows stay out of the kernel fast path.
+    pub fn capture(&self, port: &str, dir: Direction) -> Result<CaptureSession, DpError> {
+        let (tx, rx) = sync_channel(CAPTURE_QUEUE);
+        let port2 = port.to_owned();
+        let (bridge, id) = self.inbox.ask(|reply| Action::CaptureStart {
+            port: port2,
+            dir,
+            tx,
+            reply,
+        })??;
+        Ok(CaptureSession {
+            inbox: self.inbox.clone(),
+            port: port.to_owned(),
+            bridge,
+            id,
+            rx,
+            done: false,
+        })
+    }
+
+    /// Starts a live trace of `bridge`'s decisions (of frames entering `port`, if given).
+    pub fn trace_live(&self, bridge: &str, port: Option<&str>) -> Result<LiveSession, DpError> {
+        let (tx, rx) = sync_channel(LIVE_QUEUE);
+        let (bridge2, port) = (bridge.to_owned(), port.map(str::to_owned));
+        let id = self.inbox.ask(|reply| Action::LiveStart {
+            bridge: bridge2,
+            port,
+            tx,
+            reply,
+        })??;
+        Ok(LiveSession {
+            inbox: self.inbox.clone(),
+            bridge: bridge.to_owned(),
+            id,
+            rx,
+        })
+    }
+
     /// The configuration of everything now.
     pub fn snapshot(&self) -> Result<Config, DpError> {
         self.inbox.ask(|reply| Action::Snapshot { reply })
@@ -459,6 +511,98 @@ impl Datapath {
 impl Drop for Datapath {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Captured frames the forwarding thread may queue for a reader.
+const CAPTURE_QUEUE: usize = 4096;
+/// Live-trace lines it may queue.
+const LIVE_QUEUE: usize = 1024;
+
+/// What a session's reader gets next.
+#[derive(Debug)]
+pub enum Next<T> {
+    Item(T),
+    /// Nothing within the wait.
+    Quiet,
+    /// The port or bridge went away (or the datapath stopped).
+    Ended,
+}
+
+fn next<T>(rx: &Receiver<T>, wait: Duration) -> Next<T> {
+    match rx.recv_timeout(wait) {
+        Ok(x) => Next::Item(x),
+        Err(RecvTimeoutError::Timeout) => Next::Quiet,
+        Err(RecvTimeoutError::Disconnected) => Next::Ended,
+    }
+}
+
+/// A capture of one port's frames; it ends when dropped (or finished).
+#[derive(Debug)]
+pub struct CaptureSession {
+    inbox: Inbox,
+    port: String,
+    /// The bridge the port is on.
+    pub bridge: String,
+    id: u64,
+    rx: Receiver<Captured>,
+    done: bool,
+}
+
+impl CaptureSession {
+    /// The next captured frame, waiting up to `wait`.
+    pub fn next(&self, wait: Duration) -> Next<Captured> {
+        next(&self.rx, wait)
+    }
+
+    /// Ends the capture; the frames the forwarding thread had to drop for want of room.
+    pub fn finish(mut self) -> u64 {
+        self.done = true;
+        let (port, id) = (self.port.clone(), self.id);
+        self.inbox
+            .ask(|reply| Action::CaptureStop {
+                port,
+                id,
+                reply: Some(reply),
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for CaptureSession {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.inbox.send(Action::CaptureStop {
+                port: self.port.clone(),
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}
+
+/// A live trace of a bridge's decisions; it ends when dropped.
+#[derive(Debug)]
+pub struct LiveSession {
+    inbox: Inbox,
+    bridge: String,
+    id: u64,
+    rx: Receiver<String>,
+}
+
+impl LiveSession {
+    /// The next line, waiting up to `wait`.
+    pub fn next(&self, wait: Duration) -> Next<String> {
+        next(&self.rx, wait)
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        let _ = self.inbox.send(Action::LiveStop {
+            bridge: self.bridge.clone(),
+            id: self.id,
+        });
     }
 }
 

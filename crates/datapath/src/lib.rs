@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod fast;
 mod handle;
+mod observe;
 mod restore;
 mod settings;
 mod tx;
@@ -29,7 +30,10 @@ pub use config::{BridgeCfg, Config, ConfigProblem, PortCfg, StaticEntry, StpPara
 pub use control::backend::undo_owned;
 pub use control::connect::{Connection, netns_identity, port_name};
 pub use error::DpError;
-pub use handle::Datapath;
+pub use handle::{CaptureSession, Datapath, LiveSession, Next};
+pub use observe::{Captured, Direction};
 pub use settings::{Change, Changed, PortEdit, PortFlag};
 pub use vbridge_core::StpMode;
-pub use view::{BridgeView, FdbRow, PortKind, PortState, PortView, StpPortView, StpView};
+pub use view::{
+    BridgeView, FdbRow, PortKind, PortState, PortView, StpPortView, StpView, TraceStep, TraceView,
+};

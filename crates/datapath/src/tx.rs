@@ -98,10 +98,10 @@ impl TxQueues {
                 queued.clear();
                 continue;
             };
-            let Some(io) = p.io.as_mut() else {
+            if p.io.is_none() {
                 queued.clear();
                 continue;
-            };
+            }
             for chunk in queued.chunks(SEND_CHUNK) {
                 let refs: ArrayVec<&PacketBuf, SEND_CHUNK> = chunk
                     .iter()
@@ -110,6 +110,12 @@ impl TxQueues {
                         Src::Copy(i) => self.pool.get(i),
                     })
                     .collect();
+                if let Some(c) = p.capture.as_mut() {
+                    for r in &refs {
+                        c.take(true, r.frame());
+                    }
+                }
+                let Some(io) = p.io.as_mut() else { break };
                 match io.send_batch(&refs) {
                     Ok(r) => {
                         for _ in 0..r.dropped {

@@ -180,3 +180,31 @@ pub(crate) struct PortInfo {
     pub(crate) ifindex: Option<u32>,
     pub(crate) conn: Option<crate::Connection>,
 }
+
+/// `vbr trace`: what the bridge does with one frame, step by step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceView {
+    pub bridge: String,
+    /// The ingress port.
+    pub ingress: String,
+    /// The frame in one line.
+    pub frame: String,
+    pub steps: Vec<TraceStep>,
+    /// The outcome in words.
+    pub verdict: String,
+    /// The decision in one line, as `vbr trace --live` prints it.
+    pub decision: String,
+    /// Whether the frame's flow is in the kernel fast path, would be, or why not.
+    pub fast_path: String,
+}
+
+/// One step of a [`TraceView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// `ingress`, `vlan`, `learning`, `lookup`, `egress`, `excluded`, ...
+    pub step: String,
+    /// The port the step is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    pub text: String,
+}

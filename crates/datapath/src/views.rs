@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 
 use vbridge_core::{DropCounters, EntryKind, Instant, PortId, VlanMode};
 
+use vbridge_core::MacAddr;
+
 use crate::bridge_rt::BridgeRt;
 use crate::view::{
-    BridgeView, CountersView, FdbRow, PortInfo, PortState, PortView, StpPortView, StpView, VlanView,
+    BridgeView, CountersView, FdbRow, PortInfo, PortState, PortView, StpPortView, StpView,
+    TraceStep, TraceView, VlanView,
 };
 
 fn drops_map(d: &DropCounters) -> BTreeMap<String, u64> {
@@ -203,5 +206,98 @@ impl BridgeRt {
             ifindex: p.ifindex,
             conn: p.conn.clone(),
         })
+    }
+}
+
+impl BridgeRt {
+    /// What the core would do with `frame` arriving on port `port`, step by step (from
+    /// the same code that forwards), with the kernel fast path's view of its flow.
+    pub(crate) fn trace(
+        &mut self,
+        now: Instant,
+        port: &str,
+        frame: &[u8],
+    ) -> Result<TraceView, crate::DpError> {
+        let id = self
+            .port_id(port)
+            .ok_or_else(|| crate::DpError::NotOnBridge {
+                port: port.to_owned(),
+                bridge: self.name.clone(),
+            })?;
+        let e = self.core.explain(now, id, frame);
+        let names: Vec<(PortId, String)> =
+            self.port_names().map(|(i, n)| (i, n.to_owned())).collect();
+        let name = |p: PortId| {
+            names
+                .iter()
+                .find(|(i, _)| *i == p)
+                .map_or_else(|| p.to_string(), |(_, n)| n.clone())
+        };
+        let steps = e
+            .steps
+            .iter()
+            .map(|s| TraceStep {
+                step: s.kind().to_owned(),
+                port: s.port().map(name),
+                text: s.describe(&name),
+            })
+            .collect();
+        let mut decision = e.decision.to_string();
+        for (i, n) in &names {
+            decision = decision.replace(&i.to_string(), n);
+        }
+        Ok(TraceView {
+            bridge: self.name.clone(),
+            ingress: port.to_owned(),
+            frame: vbridge_wire::summarize(frame),
+            steps,
+            verdict: vbridge_core::trace::verdict_text(&e.decision, &name),
+            decision,
+            fast_path: self.fast_path_view(id, frame, &e.decision),
+        })
+    }
+
+    /// Whether the flow of `frame` (decided as `d`) is in the kernel, would be after
+    /// this frame, or why it stays in the switch.
+    fn fast_path_view(&self, ingress: PortId, frame: &[u8], d: &vbridge_core::Decision) -> String {
+        let Some(fast) = self.fast.as_ref() else {
+            return "no kernel fast path on this bridge (no veth port, or turned off)".into();
+        };
+        let on = |p: PortId| {
+            self.port(p)
+                .is_some_and(|p| p.fast.is_some() && p.capture.is_none())
+        };
+        let (Some(dst), Some(src)) = (
+            frame.get(..6).and_then(MacAddr::from_bytes),
+            frame.get(6..12).and_then(MacAddr::from_bytes),
+        ) else {
+            return "stays in the switch: not a whole Ethernet header".into();
+        };
+        if matches!(
+            frame.get(12..14),
+            Some([0x81, 0x00] | [0x88, 0xa8] | [0x91, 0x00])
+        ) {
+            return "stays in the switch: the kernel program leaves every tagged frame to the switch".into();
+        }
+        if fast.holds(self.port(ingress).and_then(|p| p.ifindex), src, dst) {
+            return "in the kernel fast path now: the kernel forwards this flow".into();
+        }
+        if !on(ingress) {
+            return "stays in the switch: the ingress port is not on the fast path (not a veth with its peer in another namespace, or captured or traced live)".into();
+        }
+        match (d.egress.as_slice(), d.delivery) {
+            ([e], Some(vbridge_core::Delivery::KnownUnicast)) => {
+                if !on(e.port) {
+                    return "stays in the switch: the egress port is not on the fast path".into();
+                }
+                match self.core.offload_target(ingress, src, dst) {
+                    Some(t) if t.egress == e.port => {
+                        "would be handed to the kernel once a frame of it is forwarded".into()
+                    }
+                    _ => "stays in the switch: the core keeps it (tagged, VLAN change or a setting that needs it)".into(),
+                }
+            }
+            _ => "stays in the switch: only known unicast to one port goes to the kernel".into(),
+        }
     }
 }

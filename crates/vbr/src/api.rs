@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vbridge_datapath::{PortFlag, StpMode, VlanCfg};
+use vbridge_datapath::{Direction, PortFlag, StpMode, VlanCfg};
 
 /// The API version this build speaks. A client refuses answers of another version, and
 /// the daemon refuses requests that name another one.
@@ -153,6 +153,33 @@ pub(crate) enum Request {
     Down {
         name: String,
     },
+    /// What `bridge` would do with `frame` (hex) entering `port`, changing nothing.
+    /// Answers `TraceView`.
+    Trace {
+        bridge: String,
+        port: String,
+        frame: String,
+    },
+    /// A stream (see [`StreamMsg`]): the decisions of `bridge`'s frames (those entering
+    /// `port`, if given) as they pass, `count` of them or until the client closes.
+    TraceLive {
+        bridge: String,
+        port: Option<String>,
+        count: Option<u64>,
+    },
+    /// A stream (see [`StreamMsg`]): the frames of `port`, into the pcap file `file`
+    /// (an absolute path, written by the daemon) or, without one, as events.
+    Capture {
+        port: String,
+        file: Option<String>,
+        count: Option<u64>,
+        #[serde(default = "both")]
+        direction: Direction,
+    },
+}
+
+fn both() -> Direction {
+    Direction::Both
 }
 
 impl Request {
@@ -167,7 +194,15 @@ impl Request {
                 | Request::FdbShow { .. }
                 | Request::Stats { .. }
                 | Request::NetnsList
+                | Request::Trace { .. }
+                | Request::TraceLive { .. }
+                | Request::Capture { .. }
         )
+    }
+
+    /// Whether the answer is a stream of [`StreamMsg`] lines after the first response.
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self, Request::TraceLive { .. } | Request::Capture { .. })
     }
 }
 
@@ -293,3 +328,52 @@ pub(crate) struct UpDone {
 /// The answer to requests that only change something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Done {}
+
+/// The first answer to a streaming request ([`Request::TraceLive`],
+/// [`Request::Capture`]): what is watched. [`StreamMsg`] lines follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Streaming {
+    pub(crate) bridge: String,
+    pub(crate) port: Option<String>,
+    /// The pcap file being written, if any.
+    pub(crate) file: Option<String>,
+}
+
+/// One line of a stream, after its first answer: `{"frame":{...}}`, `{"line":"..."}`,
+/// and last `{"end":{...}}`. A client ends a stream early by shutting down its side
+/// of the connection (or closing it); it then still reads the `end` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StreamMsg {
+    /// A captured frame (a capture without a file).
+    Frame(FrameEvent),
+    /// A decision of a live trace, in one line.
+    Line(String),
+    End(StreamEnd),
+}
+
+/// A captured frame as a capture without a file reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FrameEvent {
+    /// Seconds since the Unix epoch.
+    pub(crate) time: f64,
+    pub(crate) port: String,
+    /// `in` (received by the port) or `out` (sent out of it).
+    pub(crate) dir: Direction,
+    pub(crate) len: usize,
+    /// The frame in one line.
+    pub(crate) summary: String,
+}
+
+/// The last line of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StreamEnd {
+    /// Frames (or lines) delivered.
+    pub(crate) frames: u64,
+    /// Frames the forwarding thread could not hand over (queue full or rate limit).
+    pub(crate) dropped: u64,
+    /// Why it ended: `count`, `client`, `gone` (port or bridge removed), `error`.
+    pub(crate) why: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}

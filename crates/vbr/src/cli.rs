@@ -143,6 +143,59 @@ pub(crate) enum Cmd {
     Up { file: Option<PathBuf> },
     /// Remove exactly what `up` of this file (or of the default) made.
     Down { file: Option<PathBuf> },
+    /// Explain what a bridge does with a frame, step by step, changing nothing
+    /// (`--in PORT --src MAC --dst MAC` or `--frame HEX`); or, with `--live`, the
+    /// decisions of real frames as they pass.
+    Trace {
+        bridge: String,
+        /// The port the frame enters by.
+        #[arg(long = "in", value_name = "PORT", required_unless_present = "live")]
+        in_port: Option<String>,
+        #[arg(long, conflicts_with = "frame", required_unless_present_any = ["frame", "live"])]
+        src: Option<MacAddr>,
+        #[arg(long, conflicts_with = "frame", required_unless_present_any = ["frame", "live"])]
+        dst: Option<MacAddr>,
+        /// An 802.1Q tag with this VLAN id.
+        #[arg(long, conflicts_with = "frame", value_parser = clap::value_parser!(u16).range(0..=4095))]
+        vlan: Option<u16>,
+        /// The EtherType in hex (default 0x0800, IPv4).
+        #[arg(long, conflicts_with = "frame", value_parser = crate::watch::ethertype_arg)]
+        ethertype: Option<u16>,
+        /// The whole frame in hex, from the destination MAC on.
+        #[arg(long)]
+        frame: Option<String>,
+        /// Decisions of real frames as they pass, one line each (at most 200 a second).
+        #[arg(long, conflicts_with_all = ["in_port", "src", "dst", "frame"])]
+        live: bool,
+        /// With --live: only frames entering this port.
+        #[arg(long, requires = "live")]
+        port: Option<String>,
+        /// With --live: stop after this many lines.
+        #[arg(short = 'c', long = "count", requires = "live")]
+        count: Option<u64>,
+    },
+    /// Capture a port's frames (both directions by default): into a pcap file written by
+    /// the daemon (`-w`), or as one line each. While a port is captured its flows stay
+    /// out of the kernel fast path, so nothing is missed. Ctrl-C stops.
+    Capture {
+        port: String,
+        /// The pcap file to write (readable by tcpdump -r and tshark).
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long = "count")]
+        count: Option<u64>,
+        #[arg(long, value_enum, default_value = "both")]
+        direction: DirectionArg,
+    },
+}
+
+/// `vbr capture --direction`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum DirectionArg {
+    In,
+    Out,
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -490,6 +543,64 @@ impl Cmd {
             }
             Cmd::Down { file } => Request::Down {
                 name: topology_name(file.as_deref())?,
+            },
+            Cmd::Trace {
+                bridge,
+                in_port,
+                src,
+                dst,
+                vlan,
+                ethertype,
+                frame,
+                live,
+                port,
+                count,
+            } => {
+                if *live {
+                    Request::TraceLive {
+                        bridge: s(bridge),
+                        port: port.clone(),
+                        count: *count,
+                    }
+                } else {
+                    let frame = match (frame, src, dst) {
+                        (Some(f), _, _) => f.clone(),
+                        (None, Some(src), Some(dst)) => crate::watch::hex(&crate::watch::frame(
+                            *dst,
+                            *src,
+                            *vlan,
+                            ethertype.unwrap_or(0x0800),
+                        )),
+                        _ => bail!("give --src and --dst, or --frame"),
+                    };
+                    Request::Trace {
+                        bridge: s(bridge),
+                        port: in_port.clone().unwrap_or_default(),
+                        frame,
+                    }
+                }
+            }
+            Cmd::Capture {
+                port,
+                file,
+                count,
+                direction,
+            } => Request::Capture {
+                port: s(port),
+                file: file
+                    .as_deref()
+                    .map(|f| {
+                        std::path::absolute(f)
+                            .map(|p| p.display().to_string())
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
+                    })
+                    .transpose()?,
+                count: *count,
+                direction: match direction {
+                    DirectionArg::In => vbridge_datapath::Direction::In,
+                    DirectionArg::Out => vbridge_datapath::Direction::Out,
+                    DirectionArg::Both => vbridge_datapath::Direction::Both,
+                },
             },
         }))
     }

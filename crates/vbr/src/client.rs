@@ -37,7 +37,22 @@ pub(crate) fn encode(req: &Request) -> Result<Vec<u8>> {
 }
 
 /// Sends an encoded request and reads the answer.
-pub(crate) fn send(socket: &Path, mut line: Vec<u8>) -> Result<Response> {
+pub(crate) fn send(socket: &Path, line: Vec<u8>) -> Result<Response> {
+    let (_, answer) = open(socket, line)?;
+    let resp: Response =
+        serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
+    if resp.version != API_VERSION {
+        anyhow::bail!(
+            "the daemon speaks API version {}, this vbr version {API_VERSION}: use the vbr of the running daemon, or restart the daemon with this one",
+            resp.version
+        );
+    }
+    Ok(resp)
+}
+
+/// Sends an encoded request and reads the first answer line; the connection stays
+/// open for what follows (a stream).
+pub(crate) fn open(socket: &Path, mut line: Vec<u8>) -> Result<(BufReader<UnixStream>, String)> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
@@ -59,15 +74,14 @@ pub(crate) fn send(socket: &Path, mut line: Vec<u8>) -> Result<Response> {
     // is still there to read when the write fails.
     let sent = w.write_all(&line);
     let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
-                "the daemon did not answer within {} s (set VBR_TIMEOUT to wait longer; its log may say why)",
-                wait.as_secs()
-            ),
-            _ => anyhow::Error::new(e).context("reading the daemon's answer"),
-        })?;
+    let mut r = BufReader::new(stream);
+    r.read_line(&mut answer).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+            "the daemon did not answer within {} s (set VBR_TIMEOUT to wait longer; its log may say why)",
+            wait.as_secs()
+        ),
+        _ => anyhow::Error::new(e).context("reading the daemon's answer"),
+    })?;
     if answer.is_empty() {
         return Err(match sent {
             Err(e) => anyhow::Error::new(e)
@@ -75,15 +89,7 @@ pub(crate) fn send(socket: &Path, mut line: Vec<u8>) -> Result<Response> {
             Ok(()) => anyhow::anyhow!("the daemon closed the connection without an answer"),
         });
     }
-    let resp: Response =
-        serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
-    if resp.version != API_VERSION {
-        anyhow::bail!(
-            "the daemon speaks API version {}, this vbr version {API_VERSION}: use the vbr of the running daemon, or restart the daemon with this one",
-            resp.version
-        );
-    }
-    Ok(resp)
+    Ok((r, answer))
 }
 
 /// How long to wait for an answer: `VBR_TIMEOUT` seconds, 300 by default (`vbr up` of

@@ -8,6 +8,7 @@ mod logging;
 mod names;
 mod output;
 mod topology;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,50 @@ fn main() -> ExitCode {
             eprintln!("vbr: {e:#}");
             return ExitCode::from(3);
         }
+    }
+    if req.streams() {
+        return match watch::follow(
+            &cli.socket,
+            line,
+            cli.json,
+            matches!(req, api::Request::Capture { .. }),
+        ) {
+            Ok(end) => {
+                if cli.json {
+                    output::say!("{}", serde_json::json!({ "end": end }));
+                } else {
+                    eprintln!(
+                        "vbr: {} {}{}",
+                        end.frames,
+                        if matches!(req, api::Request::Capture { .. }) {
+                            "frames captured"
+                        } else {
+                            "decisions shown"
+                        },
+                        if end.dropped > 0 {
+                            format!(", {} dropped (the reader was too slow)", end.dropped)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                match (end.why.as_str(), end.error) {
+                    (_, Some(e)) => {
+                        eprintln!("vbr: {}", names::escape_text(&e));
+                        ExitCode::from(1)
+                    }
+                    ("gone", None) => {
+                        eprintln!("vbr: the port or bridge went away");
+                        ExitCode::from(1)
+                    }
+                    _ => ExitCode::SUCCESS,
+                }
+            }
+            Err(e) => {
+                eprintln!("vbr: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     let shows = matches!(req, api::Request::Up { .. });
     match client::send(&cli.socket, line) {

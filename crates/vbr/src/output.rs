@@ -48,6 +48,7 @@ pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
         Request::FdbShow { .. } => fdb_show(&typed::<Vec<FdbRow>>(v)?),
         Request::Showstp { .. } => showstp(&typed::<StpView>(v)?),
         Request::Stats { .. } => stats(&typed::<Vec<BridgeView>>(v)?),
+        Request::Trace { .. } => crate::watch::print_trace(&typed(v)?),
         Request::Ping => {
             let p: Pong = typed(v)?;
             say!("pong (daemon pid {}, API version {})", p.pid, p.version);

@@ -10,6 +10,7 @@ use crate::bridge_rt::{BridgeRt, PortSpec};
 use crate::control::backend::Backend;
 use crate::error::DpError;
 use crate::fast::Fast;
+use crate::observe::{Capture, Captured, Direction};
 use crate::settings::{self, Change, Changed, Refusal};
 use crate::view::PortKind;
 
@@ -117,6 +118,72 @@ impl Engine {
             Action::Stp { bridge, reply } => {
                 let now = self.now();
                 let _ = reply.send(self.bridge(&bridge).map(|rt| rt.stp_view(now)));
+            }
+            Action::Trace {
+                bridge,
+                port,
+                frame,
+                reply,
+            } => {
+                let now = self.now();
+                let r = self.index_of(&bridge).and_then(|i| {
+                    let rt = self.bridges[i]
+                        .as_mut()
+                        .ok_or_else(|| DpError::NoSuchBridge(bridge.clone()))?;
+                    rt.trace(now, &port, &frame)
+                });
+                let _ = reply.send(r);
+            }
+            Action::CaptureStart {
+                port,
+                dir,
+                tx,
+                reply,
+            } => {
+                let _ = reply.send(self.capture_start(&port, dir, tx));
+            }
+            Action::CaptureStop { port, id, reply } => {
+                let dropped = self.capture_stop(&port, id);
+                if let Some(reply) = reply {
+                    let _ = reply.send(dropped);
+                }
+            }
+            Action::LiveStart {
+                bridge,
+                port,
+                tx,
+                reply,
+            } => {
+                let r = self.index_of(&bridge).and_then(|i| {
+                    let rt = self.bridges[i]
+                        .as_mut()
+                        .ok_or_else(|| DpError::NoSuchBridge(bridge.clone()))?;
+                    let port = match port {
+                        Some(p) => Some(rt.port_id(&p).ok_or_else(|| DpError::NotOnBridge {
+                            port: p.to_string(),
+                            bridge: bridge.to_string(),
+                        })?),
+                        None => None,
+                    };
+                    self.last_id += 1;
+                    rt.live_start(self.last_id, port, tx);
+                    Ok((i, self.last_id))
+                });
+                let r = r.map(|(i, id)| {
+                    self.sync_bridge(i);
+                    id
+                });
+                let _ = reply.send(r);
+            }
+            Action::LiveStop { bridge, id } => {
+                if let Ok(i) = self.index_of(&bridge) {
+                    if self.bridges[i]
+                        .as_mut()
+                        .is_some_and(|rt| rt.live_stop(|l| l.id == id))
+                    {
+                        self.sync_bridge(i);
+                    }
+                }
             }
             Action::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
@@ -293,7 +360,10 @@ impl Engine {
         let id = rt
             .port_id(name)
             .filter(|id| Some(*id) != rt.core.host_port())
-            .ok_or_else(|| DpError::NoSuchPort(format!("{name} (on bridge {bridge})")))?;
+            .ok_or_else(|| DpError::NotOnBridge {
+                port: name.to_owned(),
+                bridge: bridge.to_owned(),
+            })?;
         // Off the fast path first, with what the kernel carried for it counted.
         let fast = rt.port_mut(id).and_then(|p| p.fast.take());
         rt.check_fast(now);
@@ -366,11 +436,68 @@ impl Engine {
             })
         };
         let out = settings::apply(core, now, change, port).map_err(|r| match r {
-            Refusal::NoPort(p) => DpError::NoSuchPort(format!("{p} (on bridge {bridge})")),
+            Refusal::NoPort(p) => DpError::NotOnBridge {
+                port: p.to_string(),
+                bridge: bridge.to_string(),
+            },
             Refusal::Core(e) => DpError::config(bridge, e),
         })?;
         self.sync_bridge(index);
         Ok(out)
+    }
+
+    /// Starts capturing `port`'s frames (on whichever bridge it is); its flows leave the
+    /// kernel fast path at once.
+    fn capture_start(
+        &mut self,
+        port: &str,
+        dir: Direction,
+        tx: std::sync::mpsc::SyncSender<Captured>,
+    ) -> Result<(String, u64), DpError> {
+        let (bi, id) = self
+            .find_port(port)
+            .ok_or_else(|| DpError::NoSuchPort(port.to_owned()))?;
+        self.last_id += 1;
+        let cid = self.last_id;
+        let rt = self.bridges[bi]
+            .as_mut()
+            .ok_or_else(|| DpError::NoSuchPort(port.to_owned()))?;
+        let p = rt
+            .port_mut(id)
+            .ok_or_else(|| DpError::NoSuchPort(port.to_owned()))?;
+        if p.capture.is_some() {
+            return Err(DpError::Busy(format!(
+                "{port} is being captured already; one capture of a port at a time"
+            )));
+        }
+        p.capture = Some(Capture {
+            id: cid,
+            dir,
+            tx,
+            dropped: 0,
+            closed: false,
+        });
+        let bridge = rt.name.clone();
+        self.sync_bridge(bi);
+        Ok((bridge, cid))
+    }
+
+    /// Ends capture `cid` of `port`; the frames it had to drop. The port's flows may go
+    /// back to the kernel.
+    fn capture_stop(&mut self, port: &str, cid: u64) -> u64 {
+        let Some((bi, id)) = self.find_port(port) else {
+            return 0;
+        };
+        let Some(p) = self.bridges[bi].as_mut().and_then(|rt| rt.port_mut(id)) else {
+            return 0;
+        };
+        let dropped = match &p.capture {
+            Some(c) if c.id == cid => c.dropped,
+            _ => return 0,
+        };
+        p.capture = None;
+        self.sync_bridge(bi);
+        dropped
     }
 
     /// Closes every bridge at daemon shutdown; their ports come back to be closed (host

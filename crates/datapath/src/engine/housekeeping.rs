@@ -45,6 +45,11 @@ impl Engine {
                 if let Some(f) = rt.fast.as_mut() {
                     f.account(now, &mut rt.core, ACCOUNT_PER_TICK);
                 }
+                // Readers that went away without saying so: their ports' flows may
+                // go back to the kernel.
+                if rt.drop_closed() {
+                    rt.check_fast(now);
+                }
                 if mtus {
                     // TAPs live in other namespaces, out of the link notifications' sight.
                     for p in rt.ports.iter_mut().flatten() {

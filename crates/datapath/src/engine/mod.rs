@@ -76,6 +76,8 @@ pub(crate) struct Engine {
     more_actions: bool,
     /// Housekeeping rounds so far.
     ticks: u64,
+    /// The last id given to a capture or live trace.
+    last_id: u64,
     notices: Sender<Notice>,
     stopping: bool,
 }
@@ -103,6 +105,7 @@ impl Engine {
             busy_poll: busy_poll(),
             more_actions: false,
             ticks: 0,
+            last_id: 0,
             notices,
             stopping: false,
         }

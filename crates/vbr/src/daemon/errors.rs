@@ -41,9 +41,11 @@ pub(crate) fn host(e: HostError) -> ApiError {
 pub(crate) fn dp(e: DpError) -> ApiError {
     use vbridge_ports::PortError;
     let kind = match &e {
-        DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) => ErrorKind::NotFound,
+        DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) | DpError::NotOnBridge { .. } => {
+            ErrorKind::NotFound
+        }
         DpError::BridgeExists(_) | DpError::PortExists { .. } => ErrorKind::AlreadyExists,
-        DpError::NotOurs { .. } | DpError::Refused { .. } => ErrorKind::Conflict,
+        DpError::NotOurs { .. } | DpError::Refused { .. } | DpError::Busy(_) => ErrorKind::Conflict,
         DpError::InvalidName { .. } | DpError::Config { .. } => ErrorKind::InvalidArgument,
         DpError::Port { source, .. } => match source {
             PortError::NotFound { .. } | PortError::Gone { .. } => ErrorKind::NotFound,

@@ -27,6 +27,51 @@ fn parse_mac(s: &str) -> Result<MacAddr, ApiError> {
         .map_err(|e| ApiError::invalid(format!("{s:?}: {e}")))
 }
 
+/// Longest frame `vbr trace --frame` takes.
+const MAX_TRACE_FRAME: usize = 65535;
+
+/// A frame given as hex (spaces, colons and a `0x` prefix allowed between bytes).
+pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, ApiError> {
+    let s = s.trim();
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b':' | b'\n' | b'\t' | b'-'))
+        .collect();
+    if let Some(bad) = digits.iter().find(|b| !b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid(format!(
+            "frame: {:?} is not a hex digit (give the frame as hex, e.g. ffffffffffff0200000000010800...)",
+            char::from(*bad)
+        )));
+    }
+    if digits.len() % 2 != 0 {
+        return Err(ApiError::invalid(format!(
+            "frame: {} hex digits, an odd number (two per byte)",
+            digits.len()
+        )));
+    }
+    if digits.len() / 2 > MAX_TRACE_FRAME {
+        return Err(ApiError::invalid(format!(
+            "frame: {} bytes, more than the {MAX_TRACE_FRAME} a frame may have",
+            digits.len() / 2
+        )));
+    }
+    if digits.len() < 28 {
+        return Err(ApiError::invalid(format!(
+            "frame: {} bytes, shorter than an Ethernet header (14 bytes)",
+            digits.len() / 2
+        )));
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|p| {
+            let hi = char::from(p[0]).to_digit(16).unwrap_or(0);
+            let lo = char::from(p[1]).to_digit(16).unwrap_or(0);
+            (hi * 16 + lo) as u8
+        })
+        .collect())
+}
+
 fn vid(v: Option<u16>) -> Result<Vid, ApiError> {
     let v = v.unwrap_or(1);
     Vid::new(v).map_err(|_| ApiError::invalid(format!("invalid VLAN id {v}: use 1..=4094")))
@@ -70,6 +115,17 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
         Request::Disconnect { netns, bridge } => super::wiring::disconnect(d, &netns, &bridge),
         Request::Up { .. } | Request::Down { .. } => Err(ApiError::invalid(
             "up/down are handled by the daemon itself",
+        )),
+        Request::Trace {
+            bridge,
+            port,
+            frame,
+        } => {
+            let bytes = parse_hex(&frame)?;
+            ok(d.trace(&bridge, &port, bytes).map_err(dp)?)
+        }
+        Request::TraceLive { .. } | Request::Capture { .. } => Err(ApiError::invalid(
+            "trace_live and capture are streams: the daemon answers them on their own connection",
         )),
         Request::Ping => ok(Pong {
             version: crate::api::API_VERSION,

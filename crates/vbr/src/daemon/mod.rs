@@ -7,6 +7,7 @@ mod handler;
 mod limits;
 mod server;
 mod store;
+mod stream;
 mod up;
 mod wiring;
 

@@ -264,6 +264,14 @@ fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
             )),
             Line::Request(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
             Line::Request(l) => match parse_request(&l) {
+                Ok(req) if req.streams() && !shared.dp.died() => {
+                    // The connection is the stream's until it ends.
+                    let client = super::stream::Client {
+                        read: &stream,
+                        write: &mut writer,
+                    };
+                    return super::stream::run(&shared.dp, req, client);
+                }
                 Ok(req) => shared.execute(req),
                 Err(e) => Response::err(e),
             },
