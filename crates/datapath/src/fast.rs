@@ -42,6 +42,8 @@ pub(crate) struct Fast {
     flows: HashMap<FlowKey, FlowRec>,
     /// The flows to account next (a snapshot, refilled when used up).
     to_account: Vec<FlowKey>,
+    /// Frames and bytes the kernel forwarded, as accounted so far.
+    carried: (u64, u64),
 }
 
 /// Whether the fast path may be used at all (`VBR_FASTPATH=0` turns it off).
@@ -74,12 +76,18 @@ impl Fast {
             fp,
             flows: HashMap::new(),
             to_account: Vec::new(),
+            carried: (0, 0),
         }
     }
 
     /// The flow table, for attaching more ports (control side).
     pub(crate) fn path(&self) -> &Arc<FastPath> {
         &self.fp
+    }
+
+    /// Frames and bytes the kernel has forwarded for this bridge, as accounted so far.
+    pub(crate) fn carried(&self) -> (u64, u64) {
+        self.carried
     }
 
     /// Flows in the kernel now.
@@ -164,6 +172,7 @@ impl Fast {
         only: Option<MacAddr>,
     ) {
         let fp = &self.fp;
+        let carried = &mut self.carried;
         self.flows.retain(|key, rec| {
             if only.is_some_and(|m| m != key.src && m != key.dst) {
                 return true;
@@ -177,7 +186,7 @@ impl Fast {
                 return true;
             }
             if let Ok(Some(flow)) = fp.get(*key) {
-                account_one(now, core, key, rec, flow.stats);
+                add(carried, account_one(now, core, key, rec, flow.stats));
             }
             tracing::debug!(?key, "flow taken back from the kernel");
             // Kept (and tried again next time) only if the kernel would not let go.
@@ -199,7 +208,10 @@ impl Fast {
                 continue;
             };
             match self.fp.get(key) {
-                Ok(Some(flow)) => account_one(now, core, &key, rec, flow.stats),
+                Ok(Some(flow)) => add(
+                    &mut self.carried,
+                    account_one(now, core, &key, rec, flow.stats),
+                ),
                 Ok(None) => {
                     self.flows.remove(&key);
                 }
@@ -210,20 +222,26 @@ impl Fast {
     }
 }
 
-/// Adds what the kernel carried for one flow since it was last read.
+fn add(total: &mut (u64, u64), (packets, bytes): (u64, u64)) {
+    total.0 += packets;
+    total.1 += bytes;
+}
+
+/// Adds what the kernel carried for one flow since it was last read; returns it.
 fn account_one(
     now: Instant,
     core: &mut Bridge,
     key: &FlowKey,
     rec: &mut FlowRec,
     stats: FlowStats,
-) {
+) -> (u64, u64) {
     let packets = stats.packets.saturating_sub(rec.seen.packets);
     let bytes = stats.bytes.saturating_sub(rec.seen.bytes);
     rec.seen = stats;
     if packets > 0 {
         core.account_offloaded(now, rec.ingress, key.src, rec.to, packets, bytes);
     }
+    (packets, bytes)
 }
 
 /// Whether a link may carry the fast path: a veth whose peer is in another namespace,

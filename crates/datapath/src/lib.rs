@@ -35,5 +35,6 @@ pub use observe::{Captured, Direction};
 pub use settings::{Change, Changed, PortEdit, PortFlag};
 pub use vbridge_core::StpMode;
 pub use view::{
-    BridgeView, FdbRow, PortKind, PortState, PortView, StpPortView, StpView, TraceStep, TraceView,
+    BridgeView, CountersView, FdbRow, PortKind, PortState, PortView, StpPortView, StpView,
+    TraceStep, TraceView, VlanView,
 };

@@ -47,6 +47,11 @@ pub struct PortView {
     pub netns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The addresses vbridge gave that interface, and its default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
     /// The netdev's MTU, as last known.
     #[serde(default)]
     pub mtu: Option<u32>,
@@ -98,6 +103,12 @@ pub struct BridgeView {
     pub fdb_limit_hits: u64,
     /// Flows the kernel forwards between veth ports for this bridge right now.
     pub fast_flows: usize,
+    /// Frames and bytes the kernel forwarded on the fast path, as accounted so far
+    /// (they are in the ports' counters too).
+    #[serde(default)]
+    pub fast_frames: u64,
+    #[serde(default)]
+    pub fast_bytes: u64,
     pub drops: std::collections::BTreeMap<String, u64>,
     pub ports: Vec<PortView>,
 }

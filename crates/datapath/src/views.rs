@@ -63,6 +63,15 @@ impl BridgeRt {
                 learned: c.port_learned(id).unwrap_or(0),
                 netns: rt.conn.as_ref().map(|c| c.netns.clone()),
                 ifname: rt.conn.as_ref().map(|c| c.ifname.clone()),
+                addresses: rt
+                    .conn
+                    .as_ref()
+                    .map(|c| c.addresses.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+                gateway: rt
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.gateway.map(|g| g.to_string())),
                 mtu: rt.mtu,
                 fast_path: rt.fast.is_some(),
                 counters: CountersView {
@@ -90,6 +99,8 @@ impl BridgeRt {
             fdb_moves: s.fdb_moves,
             fdb_limit_hits: s.fdb_limit_hits,
             fast_flows: self.fast_flows(),
+            fast_frames: self.fast.as_ref().map_or(0, |f| f.carried().0),
+            fast_bytes: self.fast.as_ref().map_or(0, |f| f.carried().1),
             drops: drops_map(&s.drops),
             ports,
         }

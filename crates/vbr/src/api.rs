@@ -200,6 +200,47 @@ impl Request {
         )
     }
 
+    /// The request's `cmd`, as metrics label it.
+    pub(crate) fn cmd(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Addbr { .. } => "addbr",
+            Request::Delbr { .. } => "delbr",
+            Request::Addif { .. } => "addif",
+            Request::Delif { .. } => "delif",
+            Request::Show { .. } => "show",
+            Request::Showmacs { .. } => "showmacs",
+            Request::Showstp { .. } => "showstp",
+            Request::Stp { .. } => "stp",
+            Request::Setageing { .. } => "setageing",
+            Request::Setbridgeprio { .. } => "setbridgeprio",
+            Request::Setfd { .. } => "setfd",
+            Request::Sethello { .. } => "sethello",
+            Request::Setmaxage { .. } => "setmaxage",
+            Request::Setpathcost { .. } => "setpathcost",
+            Request::Setportprio { .. } => "setportprio",
+            Request::Hairpin { .. } => "hairpin",
+            Request::FdbAdd { .. } => "fdb_add",
+            Request::FdbDel { .. } => "fdb_del",
+            Request::FdbShow { .. } => "fdb_show",
+            Request::FdbFlush { .. } => "fdb_flush",
+            Request::LinkSet { .. } => "link_set",
+            Request::Stats { .. } => "stats",
+            Request::TapAdd { .. } => "tap_add",
+            Request::TapDel { .. } => "tap_del",
+            Request::NetnsAdd { .. } => "netns_add",
+            Request::NetnsDel { .. } => "netns_del",
+            Request::NetnsList => "netns_list",
+            Request::Connect(_) => "connect",
+            Request::Disconnect { .. } => "disconnect",
+            Request::Up { .. } => "up",
+            Request::Down { .. } => "down",
+            Request::Trace { .. } => "trace",
+            Request::TraceLive { .. } => "trace_live",
+            Request::Capture { .. } => "capture",
+        }
+    }
+
     /// Whether the answer is a stream of [`StreamMsg`] lines after the first response.
     pub(crate) fn streams(&self) -> bool {
         matches!(self, Request::TraceLive { .. } | Request::Capture { .. })

@@ -43,6 +43,9 @@ pub(crate) enum Cmd {
         /// Where the configuration is kept.
         #[arg(long, env = "VBR_STATE_DIR", default_value = DEFAULT_STATE)]
         state_dir: PathBuf,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9417) at /metrics.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Create a bridge (and its host interface of the same name).
     Addbr { bridge: String },
@@ -58,8 +61,16 @@ pub(crate) enum Cmd {
     },
     /// Detach an interface from a bridge.
     Delif { bridge: String, port: String },
-    /// List bridges and their interfaces.
-    Show { bridge: Option<String> },
+    /// List bridges and their interfaces (brctl's table), or draw them.
+    Show {
+        bridge: Option<String>,
+        /// Draw the topology as text boxes: bridges, ports, the namespaces behind them.
+        #[arg(long, conflicts_with = "format")]
+        diagram: bool,
+        /// `dot`: the topology as Graphviz (render with `dot -Tsvg`).
+        #[arg(long, value_enum)]
+        format: Option<ShowFormat>,
+    },
     /// List a bridge's forwarding database.
     Showmacs { bridge: String },
     /// Show spanning-tree information.
@@ -174,6 +185,9 @@ pub(crate) enum Cmd {
         #[arg(short = 'c', long = "count", requires = "live")]
         count: Option<u64>,
     },
+    /// A live view of the switch: per port frames and bits a second in and out, state
+    /// and fast path; per bridge FDB size, fast-path share and drops by reason. `q` quits.
+    Top { bridge: Option<String> },
     /// Capture a port's frames (both directions by default): into a pcap file written by
     /// the daemon (`-w`), or as one line each. While a port is captured its flows stay
     /// out of the kernel fast path, so nothing is missed. Ctrl-C stops.
@@ -188,6 +202,17 @@ pub(crate) enum Cmd {
         #[arg(long, value_enum, default_value = "both")]
         direction: DirectionArg,
     },
+}
+
+/// `vbr show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ShowFormat {
+    /// brctl's table.
+    Table,
+    /// Text boxes (as `--diagram`).
+    Diagram,
+    /// Graphviz.
+    Dot,
 }
 
 /// `vbr capture --direction`.
@@ -386,11 +411,22 @@ fn libc_o_nonblock() -> i32 {
 }
 
 impl Cmd {
+    /// For `show --diagram` or `show --format diagram|dot`: the picture to draw.
+    pub(crate) fn show_format(&self) -> Option<ShowFormat> {
+        match self {
+            Cmd::Show { diagram: true, .. } => Some(ShowFormat::Diagram),
+            Cmd::Show {
+                format: Some(f), ..
+            } if *f != ShowFormat::Table => Some(*f),
+            _ => None,
+        }
+    }
+
     /// The API request for a client command (`None` for `daemon`).
     pub(crate) fn request(&self) -> Result<Option<Request>> {
         let s = |x: &String| x.clone();
         Ok(Some(match self {
-            Cmd::Daemon { .. } => return Ok(None),
+            Cmd::Daemon { .. } | Cmd::Top { .. } => return Ok(None),
             Cmd::Addbr { bridge } => Request::Addbr { bridge: s(bridge) },
             Cmd::Delbr { bridge } => Request::Delbr { bridge: s(bridge) },
             Cmd::Addif {
@@ -406,7 +442,7 @@ impl Cmd {
                 bridge: s(bridge),
                 port: s(port),
             },
-            Cmd::Show { bridge } => Request::Show {
+            Cmd::Show { bridge, .. } => Request::Show {
                 bridge: bridge.clone(),
             },
             Cmd::Showmacs { bridge } => Request::Showmacs { bridge: s(bridge) },

@@ -4,9 +4,11 @@ mod api;
 mod cli;
 mod client;
 mod daemon;
+mod diagram;
 mod logging;
 mod names;
 mod output;
+mod top;
 mod topology;
 mod watch;
 
@@ -18,17 +20,27 @@ use cli::{Cli, Cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::Daemon { state_dir } = &cli.cmd {
+    if let Cmd::Daemon { state_dir, metrics } = &cli.cmd {
         logging::init();
         let opts = daemon::Options {
             socket: cli.socket.clone(),
             state_dir: state_dir.clone(),
+            metrics: *metrics,
         };
         return match daemon::run(opts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
                 eprintln!("vbr daemon: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Cmd::Top { bridge } = &cli.cmd {
+        return match top::run(&cli.socket, bridge.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vbr: {e:#}");
                 ExitCode::from(1)
             }
         };
@@ -104,6 +116,17 @@ fn main() -> ExitCode {
             let v = resp.result.unwrap_or(serde_json::Value::Null);
             if cli.json {
                 output::say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else if let Some(f) = cli.cmd.show_format() {
+                match serde_json::from_value::<Vec<vbridge_datapath::BridgeView>>(v) {
+                    Ok(b) if f == cli::ShowFormat::Dot => {
+                        output::say!("{}", diagram::dot(&b).trim_end())
+                    }
+                    Ok(b) => output::say!("{}", diagram::text(&b).trim_end()),
+                    Err(e) => {
+                        eprintln!("vbr: the daemon's answer is not what this vbr expects: {e}");
+                        return ExitCode::from(3);
+                    }
+                }
             } else if let Err(e) = output::print(&req, &v) {
                 eprintln!("vbr: {e}");
                 return ExitCode::from(3);

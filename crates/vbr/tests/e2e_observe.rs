@@ -33,7 +33,9 @@ impl Lab {
         let b = Netns::new("b");
         // No IPv6 chatter (router and neighbour solicitations) among the frames counted.
         for n in [&a, &b] {
-            n.ok("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+            n.ok(
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+            );
         }
         d.ok(&format!(
             "connect {} br0 --ip 10.70.0.1/24 --mac {MAC_A}",
@@ -414,4 +416,291 @@ fn live_trace_shows_the_decisions_of_real_frames() {
             "frames entering b's port, their decision naming a's port: {l}"
         );
     }
+}
+
+/// `GET path` on the daemon's metrics address inside its namespace (bash's /dev/tcp:
+/// no HTTP client needed), with an extra request header line; the whole answer.
+fn http_get(host: &Netns, port: u16, path: &str, header: &str) -> String {
+    let out = host.exec(&format!(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; printf \"GET {path} HTTP/1.0\\r\\n{header}\\r\\n\" >&3; cat <&3'"
+    ));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the sample `name{labels}` in a scrape, if present.
+fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, the kernel fast path"
+)]
+fn prometheus_metrics_are_served_and_scraped() {
+    require_root();
+    let host = Netns::new("h");
+    host.ok("ip link set lo up");
+    let mut d = Daemon::new(&host, &[]);
+    d.args = vec!["--metrics".into(), "127.0.0.1:9417".into()];
+    d.spawn();
+    d.ok("addbr br0");
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    for n in [&a, &b] {
+        n.ok("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    }
+    d.ok(&format!("connect {} br0 --ip 10.71.0.1/24", a.name));
+    d.ok(&format!("connect {} br0 --ip 10.71.0.2/24", b.name));
+    assert!(a.reaches("10.71.0.2"));
+    let _ = d.vbr("addbr br0"); // one refused request, counted as such
+    let (pa, pb) = (port_of(&a.name, "eth0"), port_of(&b.name, "eth0"));
+    let resp = http_get(&host, 9417, "/metrics", "");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("text/plain; version=0.0.4"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let rx = sample(
+        &body,
+        &format!("vbr_port_rx_frames_total{{bridge=\"br0\",port=\"{pa}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("a's port's frames:\n{body}"));
+    assert!(rx >= 1.0, "{body}");
+    assert!(
+        sample(&body, "vbr_bridge_fdb_entries{bridge=\"br0\"}").unwrap_or(0.0) >= 2.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "vbr_api_requests_total{cmd=\"connect\",outcome=\"ok\"}"
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "vbr_api_requests_total{cmd=\"addbr\",outcome=\"already_exists\"}"
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        body.contains("vbr_api_request_duration_seconds_bucket{"),
+        "{body}"
+    );
+    for name in [
+        "vbr_port_tx_bytes_total",
+        "vbr_bridge_fast_flows",
+        "vbr_bridge_fast_frames_total",
+        "vbr_bridge_fdb_limit_hits_total",
+        "vbr_bridge_topology_changes_total",
+        "vbr_port_stp_state",
+    ] {
+        assert!(body.contains(name), "{name} missing:\n{body}");
+    }
+    // Spanning tree on: ports listen, frames are dropped for it, by reason.
+    d.ok("stp br0 on");
+    a.ping("10.71.0.2");
+    let body = http_get(&host, 9417, "/metrics", "");
+    assert_eq!(
+        sample(
+            &body,
+            &format!("vbr_port_stp_state{{bridge=\"br0\",port=\"{pb}\",state=\"listening\"}}")
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(
+            &body,
+            &format!(
+                "vbr_port_drops_total{{bridge=\"br0\",port=\"{pa}\",reason=\"port_blocked\"}}"
+            )
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{body}"
+    );
+    // The text passes promtool's checks.
+    let file = d.dir.join("scrape.txt");
+    std::fs::write(&file, body.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
+    if sh("command -v promtool").status.success() {
+        let o = sh(&format!("promtool check metrics < {}", file.display()));
+        assert!(
+            o.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(&o)
+        );
+    }
+    // OpenMetrics when asked for; other paths and methods refused.
+    let om = http_get(
+        &host,
+        9417,
+        "/metrics",
+        "Accept: application/openmetrics-text; version=1.0.0\\r\\n",
+    );
+    assert!(om.contains("application/openmetrics-text"), "{om}");
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+    assert!(http_get(&host, 9417, "/nope", "").starts_with("HTTP/1.1 404"));
+    let post = host.exec(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.1/9417; printf \"POST /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'",
+    );
+    assert!(String::from_utf8_lossy(&post.stdout).starts_with("HTTP/1.1 405"));
+    // A client that connects and says nothing does not stop the next scrape.
+    let idle = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.name,
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9417; sleep 5",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(http_get(&host, 9417, "/metrics", "").starts_with("HTTP/1.1 200"));
+    let mut idle = idle;
+    let _ = idle.kill();
+    let _ = idle.wait();
+}
+
+/// A tmux server of a test's own (its own socket), killed when dropped.
+struct Tmux {
+    sock: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux { sock: uniq("tmux") }
+    }
+
+    fn run(&self, args: &str) -> std::process::Output {
+        sh(&format!("tmux -L {} {args}", self.sock))
+    }
+
+    fn pane(&self) -> String {
+        String::from_utf8_lossy(&self.run("capture-pane -p -t top").stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run("kill-server");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, the kernel fast path"
+)]
+fn top_shows_live_rates_in_a_real_terminal_and_q_quits() {
+    require_root();
+    if !sh("command -v tmux").status.success() {
+        panic!("tmux is needed for this test (.ci/run installs it)");
+    }
+    let lab = Lab::new();
+    let t = Tmux::new();
+    let pa = lab.pa();
+    let started = t.run(&format!(
+        "new-session -d -s top -x 130 -y 30 '{} --socket {} top br0'",
+        vbr_bin(),
+        lab.d.socket.display()
+    ));
+    assert!(started.status.success(), "{}", stderr(&started));
+    // Traffic for a few seconds; the view shows a's port with a rate above zero.
+    let pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.a.name,
+            "ping",
+            "-c",
+            "60",
+            "-i",
+            "0.05",
+            "10.70.0.2",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shows_rates = eventually(Duration::from_secs(8), || {
+        t.pane().lines().any(|l| {
+            l.contains(&pa) && {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                // bridge port state stp fast rx-f/s ...
+                cols.iter()
+                    .position(|c| *c == pa)
+                    .and_then(|i| cols.get(i + 4))
+                    .is_some_and(|rx| *rx != "0")
+            }
+        })
+    });
+    let pane = t.pane();
+    let mut pinger = pinger;
+    let _ = pinger.kill();
+    let _ = pinger.wait();
+    assert!(shows_rates, "a's port with its rate:\n{pane}");
+    assert!(
+        pane.contains("rx f/s") && pane.contains("drops by reason"),
+        "{pane}"
+    );
+    assert!(pane.contains("fdb"), "{pane}");
+    t.run("send-keys -t top q");
+    assert!(
+        eventually(Duration::from_secs(5), || !t
+            .run("has-session -t top")
+            .status
+            .success()),
+        "q quits:\n{}",
+        t.pane()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, the kernel fast path"
+)]
+fn diagrams_draw_the_live_topology_and_graphviz_renders_it() {
+    require_root();
+    let lab = Lab::new();
+    let d = &lab.d;
+    d.ok("tap add vm0 --bridge br0");
+    d.ok("link set vm0 trunk 10,20");
+    d.ok("stp br0 on");
+    let t = d.ok("show --diagram");
+    for want in [
+        "bridge br0".to_owned(),
+        lab.pa(),
+        lab.pb(),
+        format!("netns {}", lab.a.name),
+        "10.70.0.1/24".to_owned(),
+        "10.70.0.2/24".to_owned(),
+        "veth, fast path".to_owned(),
+        "tap (VM)".to_owned(),
+        "trunk 10,20".to_owned(),
+        "STP LISTENING".to_owned(),
+    ] {
+        assert!(t.contains(&want), "{want:?} missing:\n{t}");
+    }
+    let dot = d.ok("show --format dot");
+    assert!(dot.starts_with("graph vbridge {"), "{dot}");
+    assert!(dot.contains(&format!("netns {}", lab.b.name)), "{dot}");
+    let svg = d.dir.join("t.svg");
+    let dotfile = d.dir.join("t.dot");
+    std::fs::write(&dotfile, &dot).unwrap();
+    if sh("command -v dot").status.success() {
+        ok(&format!("dot -Tsvg -o {} {}", svg.display(), dotfile.display()));
+        let s = std::fs::read_to_string(&svg).unwrap();
+        assert!(s.contains("<svg") && s.contains("vm0"), "{s}");
+    }
+    // One bridge only; an unknown one is a clear error.
+    let o = d.vbr("show --diagram nosuch");
+    assert_eq!(o.status.code(), Some(1));
 }

@@ -5,6 +5,7 @@
 mod errors;
 mod handler;
 mod limits;
+mod metrics;
 mod server;
 mod store;
 mod stream;
@@ -28,6 +29,8 @@ use store::Store;
 pub(crate) struct Options {
     pub(crate) socket: PathBuf,
     pub(crate) state_dir: PathBuf,
+    /// Serve Prometheus metrics here (`--metrics`).
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 /// What connection threads share.
@@ -37,6 +40,8 @@ pub(crate) struct Shared {
     /// The configuration last saved; held while a change is applied and saved, so
     /// changes are made one at a time and saved in the order they were made.
     saved: Mutex<Config>,
+    /// API requests counted for the metrics.
+    api_metrics: metrics::ApiMetrics,
 }
 
 impl Shared {
@@ -130,10 +135,14 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         dp,
         store,
         saved: Mutex::new(config),
+        api_metrics: metrics::ApiMetrics::default(),
     });
     {
         let mut saved = shared.saved.lock().unwrap_or_else(|p| p.into_inner());
         shared.persist(&mut saved)?;
+    }
+    if let Some(addr) = opts.metrics {
+        metrics::serve(addr, Arc::clone(&shared))?;
     }
     spawn_persister(Arc::clone(&shared));
     spawn_watchdog(Arc::clone(&shared), opts.socket.clone());

@@ -265,6 +265,9 @@ fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
             Line::Request(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
             Line::Request(l) => match parse_request(&l) {
                 Ok(req) if req.streams() && !shared.dp.died() => {
+                    shared
+                        .api_metrics
+                        .observe(req.cmd(), "stream", Duration::ZERO);
                     // The connection is the stream's until it ends.
                     let client = super::stream::Client {
                         read: &stream,
@@ -272,8 +275,25 @@ fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
                     };
                     return super::stream::run(&shared.dp, req, client);
                 }
-                Ok(req) => shared.execute(req),
-                Err(e) => Response::err(e),
+                Ok(req) => {
+                    let (cmd, started) = (req.cmd(), Instant::now());
+                    let resp = shared.execute(req);
+                    let outcome = match &resp.error {
+                        None => "ok".to_owned(),
+                        Some(e) => serde_json::to_value(e.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    };
+                    shared.api_metrics.observe(cmd, &outcome, started.elapsed());
+                    resp
+                }
+                Err(e) => {
+                    shared
+                        .api_metrics
+                        .observe("invalid", "invalid_argument", Duration::ZERO);
+                    Response::err(e)
+                }
             },
         };
         write_response(&mut writer, &resp)?;

@@ -247,7 +247,9 @@ fn open_pcap(path: &str, peer: &UnixStream) -> Result<Pcap, ApiError> {
     // Said plainly before opening (the checks after opening are what holds).
     if let Ok(m) = std::fs::symlink_metadata(p) {
         if m.file_type().is_symlink() {
-            return Err(cannot(&"it is a symbolic link, which the daemon does not follow"));
+            return Err(cannot(
+                &"it is a symbolic link, which the daemon does not follow",
+            ));
         }
         if !m.is_file() {
             return Err(cannot(&"not a regular file"));

@@ -124,6 +124,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// A command the daemon runs under (`prlimit --nofile=...`, say).
     pub prefix: Vec<String>,
+    /// More arguments for `vbr daemon` (`--metrics ...`).
+    pub args: Vec<String>,
 }
 
 impl Daemon {
@@ -153,6 +155,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             prefix: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -199,6 +202,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(self.dir.join("state"))
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
