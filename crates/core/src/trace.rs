@@ -275,19 +275,21 @@ impl Step {
                     "locked port: the source has no static entry here".into()
                 }
                 Learning::FlagOff => "learning is off on the port: nothing learned".into(),
-                Learning::New => "source learned on the ingress port (new entry)".into(),
-                Learning::Refreshed => "source known on the ingress port: entry refreshed".into(),
+                Learning::New => "source would be learned on the ingress port (a new entry)".into(),
+                Learning::Refreshed => {
+                    "source known on the ingress port: its entry would be refreshed".into()
+                }
                 Learning::Kept => "a static or local entry holds the source: unchanged".into(),
                 Learning::Own => {
                     "the source is one of the bridge's own addresses: not learned".into()
                 }
                 Learning::Off => "ageing time 0: the bridge learns nothing".into(),
                 Learning::Moved { from } => {
-                    format!("source moves here from {}", name(*from))
+                    format!("source known on {}: it would move here", name(*from))
                 }
                 Learning::LimitReached => "not learned: a learning limit is reached".into(),
                 Learning::Left { from } => format!(
-                    "source known on {}, kept from moving here by the port's limit: the entry goes",
+                    "source known on {}, kept from moving here by the port's limit: that entry would go",
                     name(*from)
                 ),
             },

@@ -162,7 +162,7 @@ fn forwards_learns_applies_settings_and_counts_without_privileges() {
                 cost: Some(10)
             }
         ),
-        Err(DpError::NoSuchPort(_))
+        Err(DpError::NotOnBridge { .. })
     ));
     assert_eq!(dp.bridges(None).unwrap(), before);
 

@@ -418,3 +418,51 @@ pub(crate) struct StreamEnd {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Request::cmd` (the metrics label) is the `cmd` the request is sent as.
+    #[test]
+    fn cmd_names_match_the_wire() {
+        let b = || "br0".to_owned();
+        let reqs = [
+            Request::Ping,
+            Request::Addbr { bridge: b() },
+            Request::FdbAdd {
+                bridge: b(),
+                mac: "02:00:00:00:00:01".into(),
+                port: "p".into(),
+                vlan: None,
+            },
+            Request::LinkSet {
+                port: "p".into(),
+                flags: BTreeMap::new(),
+                vlan: None,
+            },
+            Request::NetnsList,
+            Request::Down { name: "x".into() },
+            Request::Trace {
+                bridge: b(),
+                port: "p".into(),
+                frame: "00".into(),
+            },
+            Request::TraceLive {
+                bridge: b(),
+                port: None,
+                count: None,
+            },
+            Request::Capture {
+                port: "p".into(),
+                file: None,
+                count: Some(1),
+                direction: Direction::In,
+            },
+        ];
+        for r in reqs {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["cmd"], r.cmd(), "{v}");
+        }
+    }
+}

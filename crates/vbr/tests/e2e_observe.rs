@@ -696,7 +696,11 @@ fn diagrams_draw_the_live_topology_and_graphviz_renders_it() {
     let dotfile = d.dir.join("t.dot");
     std::fs::write(&dotfile, &dot).unwrap();
     if sh("command -v dot").status.success() {
-        ok(&format!("dot -Tsvg -o {} {}", svg.display(), dotfile.display()));
+        ok(&format!(
+            "dot -Tsvg -o {} {}",
+            svg.display(),
+            dotfile.display()
+        ));
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("<svg") && s.contains("vm0"), "{s}");
     }
