@@ -9,31 +9,15 @@
 # Everything runs in namespaces this script makes and removes (the daemon in its own
 # "host" namespace, so its NAT table and ip_forward are that namespace's); no traffic
 # leaves them.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+P=vbc$$
+source "$(dirname "$0")/lib.sh"
 CYCLES=${1:-2}
 N=${2:-30}
-if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
-for t in ping ip nft; do command -v $t >/dev/null || { echo "need $t" >&2; exit 1; }; done
-
-P=vbc$$
-NSS=()
-STATE=$(mktemp -d)
-DAEMON=""
-cleanup() {
-  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
-  for i in $(seq "$N"); do ip netns del ${P}n$i 2>/dev/null || true; done
-  rm -rf "$STATE"
-}
-trap cleanup EXIT
-mkns() { ip netns add "$1"; ip -n "$1" link set lo up; NSS+=("$1"); }
-vbr() { "$VBR" --socket "$STATE/vbr.sock" "$@"; }
+need ping ip nft
+cleanup_more() { for i in $(seq "$N"); do ip netns del ${P}n$i 2>/dev/null || true; done; }
 
 mkns ${P}h; mkns ${P}a; mkns ${P}b
-ip netns exec ${P}h "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
-DAEMON=$!
-for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon ${P}h
 vbr addbr br0
 # TAP ports (versions before veth became the default knew no --tap: TAP was theirs).
 TAP=--tap; "$VBR" connect --help | grep -q -- --tap || TAP=

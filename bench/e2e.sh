@@ -15,28 +15,13 @@
 # Each round measures the three setups one after another; the table shows medians, so a
 # burst of noise from elsewhere on the machine hits all three alike.
 # Everything runs in namespaces this script makes and removes; no traffic leaves them.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+P=vbe$$
+source "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 ROUNDS=${2:-3}
-# The release build of this checkout (rebuilt if stale), unless VBR names a binary.
-if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
-for t in iperf3 ping ip; do command -v $t >/dev/null || { echo "need $t" >&2; exit 1; }; done
-
-P=vbe$$
-NSS=()
-STATE=$(mktemp -d)
-DAEMON=""
+need iperf3 ping ip
 PIDS=()
-cleanup() {
-  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-  for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$STATE"
-}
-trap cleanup EXIT
-mkns() { ip netns add "$1"; ip -n "$1" link set lo up; NSS+=("$1"); }
-vbr() { "$VBR" --socket "$STATE/vbr.sock" "$@"; }
+cleanup_more() { for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; }
 
 # --- direct veth pair ---
 mkns ${P}d1; mkns ${P}d2
@@ -64,9 +49,8 @@ move_taps() {
 
 # --- vbridge in its own "host" namespace, TAP ports moved into the namespaces ---
 mkns ${P}vh; mkns ${P}v1; mkns ${P}v2
-ip netns exec ${P}vh ${VBR_WRAP:-} "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
-DAEMON=$!
-for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck disable=SC2086 # VBR_WRAP is words (a command to run the daemon under)
+start_daemon ${P}vh ${VBR_WRAP:-}
 vbr addbr br0
 vbr tap add t1 --bridge br0; vbr tap add t2 --bridge br0
 move_taps ${P}vh ${P}v 3

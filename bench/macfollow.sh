@@ -5,25 +5,12 @@
 # ROUNDS times. The Linux bridge is measured the same way, in the same run.
 #
 # Usage (root): bench/macfollow.sh [rounds, default 20]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROUNDS=${1:-20}
-if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
 P=vbm$$
-STATE=$(mktemp -d)
-DAEMON=""
-cleanup() {
-  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  ip netns del ${P}h 2>/dev/null || true
-  ip netns del ${P}k 2>/dev/null || true
-  rm -rf "$STATE"
-}
-trap cleanup EXIT
-ip netns add ${P}h; ip netns add ${P}k
-ip netns exec ${P}h "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
-DAEMON=$!
-for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && "$VBR" --socket "$STATE/vbr.sock" show >/dev/null 2>&1 && break; sleep 0.1; done
-"$VBR" --socket "$STATE/vbr.sock" addbr br0
+source "$(dirname "$0")/lib.sh"
+ROUNDS=${1:-20}
+mkns ${P}h; mkns ${P}k
+start_daemon ${P}h
+vbr addbr br0
 ip -n ${P}k link add br0 type bridge
 for ns in ${P}h ${P}k; do
   ip -n $ns link add pa type veth peer name pap
@@ -31,8 +18,8 @@ for ns in ${P}h ${P}k; do
   ip -n $ns link set pa address 0a:00:00:00:10:00
   ip -n $ns link set pb address 0a:00:00:00:20:00
 done
-"$VBR" --socket "$STATE/vbr.sock" addif br0 pa
-"$VBR" --socket "$STATE/vbr.sock" addif br0 pb
+vbr addif br0 pa
+vbr addif br0 pb
 ip -n ${P}k link set pa master br0; ip -n ${P}k link set pb master br0
 
 # Sets pa's MAC to 0a:00:00:00:0f:NN in namespace $1 and prints the ms until br0 shows it.

@@ -8,33 +8,17 @@
 #
 # Usage (root): bench/observe.sh [seconds per iperf3 run, default 10] [rounds, default 3]
 # Everything runs in namespaces this script makes and removes; no traffic leaves them.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+P=vbo$$
+source "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 ROUNDS=${2:-3}
-if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
-for t in iperf3 ping ip; do command -v $t >/dev/null || { echo "need $t" >&2; exit 1; }; done
-
-P=vbo$$
-NSS=()
-STATE=$(mktemp -d)
-DAEMON=""
+need iperf3 ping ip
 WATCH=""
 PING=""
-cleanup() {
-  for p in "$WATCH" "$PING"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$STATE"
-}
-trap cleanup EXIT
-mkns() { ip netns add "$1"; ip -n "$1" link set lo up; NSS+=("$1"); }
-vbr() { "$VBR" --socket "$STATE/vbr.sock" "$@"; }
+cleanup_more() { for p in "$WATCH" "$PING"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 
 mkns ${P}h
-ip netns exec ${P}h "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
-DAEMON=$!
-for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon ${P}h
 vbr addbr br0
 i=0
 for n in a1 a2 b1 b2; do

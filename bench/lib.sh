@@ -1,0 +1,38 @@
+# What the benchmark scripts share (sourced, never run): strict mode at the checkout's
+# root, the vbr binary (the release build of this checkout, rebuilt if stale, unless VBR
+# names one), namespaces that are removed at exit with everything running in them, and
+# a daemon started in one of them. A script sets P (its name prefix) before sourcing,
+# and may define `cleanup_more` for what else it must stop or remove at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${VBR:-}" ]; then cargo build --release -p vbr; VBR=$PWD/target/release/vbr; fi
+
+NSS=()
+STATE=$(mktemp -d)
+DAEMON=""
+
+# need TOOL...: stops with a message if one is missing.
+need() { for t in "$@"; do command -v "$t" >/dev/null || { echo "need $t" >&2; exit 1; }; done; }
+
+cleanup() {
+  if declare -F cleanup_more >/dev/null; then cleanup_more || true; fi
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
+  for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+
+# mkns NAME: a namespace with its loopback up, removed at exit.
+mkns() { ip netns add "$1"; ip -n "$1" link set lo up; NSS+=("$1"); }
+
+# vbr ARGS: the CLI against this script's daemon.
+vbr() { "$VBR" --socket "$STATE/vbr.sock" "$@"; }
+
+# start_daemon NS [WRAPPER...]: the daemon inside namespace NS (log in $STATE), waited for.
+start_daemon() {
+  local ns=$1; shift
+  ip netns exec "$ns" "$@" "$VBR" daemon --socket "$STATE/vbr.sock" --state-dir "$STATE/state" 2>"$STATE/daemon.log" &
+  DAEMON=$!
+  for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "the daemon did not start:" >&2; cat "$STATE/daemon.log" >&2; exit 1
+}
