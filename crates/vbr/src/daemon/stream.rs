@@ -79,6 +79,42 @@ enum Stop {
     Error(String),
 }
 
+/// Moves a session's items to `on` until `count` of them, the session's end, the
+/// client's going or an error; `on` gets `None` when nothing came within a tick.
+/// Returns the items delivered and why it stopped.
+fn pump<T>(
+    next: impl Fn(Duration) -> Next<T>,
+    count: Option<u64>,
+    client: &mut Client<'_>,
+    mut on: impl FnMut(Option<T>, &mut Client<'_>) -> Result<(), Stop>,
+) -> (u64, Stop) {
+    let mut n = 0u64;
+    let mut last_look = Instant::now();
+    let stop = loop {
+        if count.is_some_and(|c| n >= c) {
+            break Stop::Count;
+        }
+        let r = match next(TICK) {
+            Next::Item(x) => {
+                n += 1;
+                on(Some(x), client)
+            }
+            Next::Quiet => on(None, client),
+            Next::Ended => Err(Stop::Gone),
+        };
+        if let Err(stop) = r {
+            break stop;
+        }
+        if last_look.elapsed() >= TICK {
+            last_look = Instant::now();
+            if client.done() {
+                break Stop::Client;
+            }
+        }
+    };
+    (n, stop)
+}
+
 fn end(frames: u64, dropped: u64, stop: Stop) -> StreamEnd {
     let (why, error) = match stop {
         Stop::Count => ("count", None),
@@ -128,43 +164,21 @@ fn capture(
         file: file.map(str::to_owned),
     }))?;
     tracing::info!(port, file = ?file, "capture started");
-    let mut frames = 0u64;
-    let mut last_look = Instant::now();
-    let stop = loop {
-        if count.is_some_and(|c| frames >= c) {
-            break Stop::Count;
-        }
-        match session.next(TICK) {
-            Next::Item(c) => {
-                frames += 1;
-                let r = match pcap.as_mut() {
-                    Some(w) => write_pcap(w, &c),
-                    None => client.send(&StreamMsg::Frame(event(port, &c))),
-                };
-                if let Err(e) = r {
-                    break if pcap.is_some() {
-                        Stop::Error(format!("writing {}: {e}", file.unwrap_or_default()))
-                    } else {
-                        Stop::Client
-                    };
-                }
-            }
-            Next::Quiet => {
-                if let Some(w) = pcap.as_mut() {
-                    if let Err(e) = w.flush() {
-                        break Stop::Error(format!("writing {}: {e}", file.unwrap_or_default()));
-                    }
-                }
-            }
-            Next::Ended => break Stop::Gone,
-        }
-        if last_look.elapsed() >= TICK {
-            last_look = Instant::now();
-            if client.done() {
-                break Stop::Client;
-            }
-        }
-    };
+    let writing =
+        |e: std::io::Error| Stop::Error(format!("writing {}: {e}", file.unwrap_or_default()));
+    let (frames, stop) = pump(
+        |wait| session.next(wait),
+        count,
+        client,
+        |c, client| match (c, pcap.as_mut()) {
+            (Some(c), Some(w)) => write_pcap(w, &c).map_err(writing),
+            (None, Some(w)) => w.flush().map_err(writing),
+            (Some(c), None) => client
+                .send(&StreamMsg::Frame(event(port, &c)))
+                .map_err(|_| Stop::Client),
+            (None, None) => Ok(()),
+        },
+    );
     let dropped = session.finish();
     let mut stop = stop;
     if let Some(mut w) = pcap {
@@ -325,29 +339,15 @@ fn live(
         port: port.map(str::to_owned),
         file: None,
     }))?;
-    let mut lines = 0u64;
-    let mut last_look = Instant::now();
-    let stop = loop {
-        if count.is_some_and(|c| lines >= c) {
-            break Stop::Count;
-        }
-        match session.next(TICK) {
-            Next::Item(l) => {
-                lines += 1;
-                if client.send(&StreamMsg::Line(l)).is_err() {
-                    break Stop::Client;
-                }
-            }
-            Next::Quiet => {}
-            Next::Ended => break Stop::Gone,
-        }
-        if last_look.elapsed() >= TICK {
-            last_look = Instant::now();
-            if client.done() {
-                break Stop::Client;
-            }
-        }
-    };
+    let (lines, stop) = pump(
+        |wait| session.next(wait),
+        count,
+        client,
+        |l, client| match l {
+            Some(l) => client.send(&StreamMsg::Line(l)).map_err(|_| Stop::Client),
+            None => Ok(()),
+        },
+    );
     drop(session);
     Ok(Some(end(lines, 0, stop)))
 }
