@@ -42,6 +42,8 @@ pub enum Object {
     Bridge { name: String },
     /// A port of vbridge's own (attached or connected by a topology).
     Port { bridge: String, port: String },
+    /// The DHCP server of a bridge (vbridge's own, set up by a topology).
+    Dhcp { bridge: String },
 }
 
 /// Who an object belongs to: it goes when its owner goes.
@@ -374,8 +376,9 @@ fn gone(e: &HostError) -> bool {
 
 /// Takes one host object of `r` away again: deletes a netdev (only the one recorded:
 /// same index), a namespace, a NAT table or an address, or puts a sysctl's original value
-/// back. Objects already gone are fine. [`Object::Bridge`] and [`Object::Port`] are
-/// vbridge's own and left to the caller (this returns `Ok(false)` for them).
+/// back. Objects already gone are fine. [`Object::Bridge`], [`Object::Port`] and
+/// [`Object::Dhcp`] are vbridge's own and left to the caller (this returns `Ok(false)`
+/// for them).
 pub fn undo(r: &Record) -> Result<bool, HostError> {
     let done = match &r.object {
         Object::Netdev { name, netns } => {
@@ -432,7 +435,7 @@ pub fn undo(r: &Record) -> Result<bool, HostError> {
             }
             true
         }
-        Object::Bridge { .. } | Object::Port { .. } => false,
+        Object::Bridge { .. } | Object::Port { .. } | Object::Dhcp { .. } => false,
     };
     Ok(done)
 }

@@ -167,6 +167,10 @@ pub(crate) enum Request {
         port: Option<String>,
         count: Option<u64>,
     },
+    /// Answers `[LeaseView]`: the leases of `bridge`'s DHCP server.
+    DhcpLeases {
+        bridge: String,
+    },
     /// A stream (see [`StreamMsg`]): the frames of `port`, into the pcap file `file`
     /// (an absolute path, written by the daemon) or, without one, as events.
     Capture {
@@ -197,6 +201,7 @@ impl Request {
                 | Request::Trace { .. }
                 | Request::TraceLive { .. }
                 | Request::Capture { .. }
+                | Request::DhcpLeases { .. }
         )
     }
 
@@ -238,6 +243,7 @@ impl Request {
             Request::Trace { .. } => "trace",
             Request::TraceLive { .. } => "trace_live",
             Request::Capture { .. } => "capture",
+            Request::DhcpLeases { .. } => "dhcp_leases",
         }
     }
 

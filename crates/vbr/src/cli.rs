@@ -116,6 +116,9 @@ pub(crate) enum Cmd {
     /// TAP ports held by vbridge.
     #[command(subcommand)]
     Tap(TapCmd),
+    /// The bridges' DHCP servers.
+    #[command(subcommand)]
+    Dhcp(DhcpCmd),
     /// Named network namespaces (the same /run/netns names as `ip netns`).
     #[command(subcommand)]
     Netns(NetnsCmd),
@@ -146,6 +149,10 @@ pub(crate) enum Cmd {
         /// A veth pair (the default; kept for older scripts).
         #[arg(long, hide = true)]
         veth: bool,
+        /// No addresses from vbridge: the namespace's own DHCP client asks the bridge's
+        /// DHCP server.
+        #[arg(long, conflicts_with_all = ["ips", "gateway"])]
+        dhcp: bool,
     },
     /// Undo `connect`.
     Disconnect { netns: String, bridge: String },
@@ -263,6 +270,12 @@ pub(crate) enum LinkCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DhcpCmd {
+    /// The leases of a bridge's DHCP server.
+    Leases { bridge: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -545,6 +558,7 @@ impl Cmd {
                 bridge: s(bridge),
             },
             Cmd::Tap(TapCmd::Del { name }) => Request::TapDel { name: s(name) },
+            Cmd::Dhcp(DhcpCmd::Leases { bridge }) => Request::DhcpLeases { bridge: s(bridge) },
             Cmd::Netns(NetnsCmd::Add { name }) => Request::NetnsAdd { name: s(name) },
             Cmd::Netns(NetnsCmd::Del { name }) => Request::NetnsDel { name: s(name) },
             Cmd::Netns(NetnsCmd::List) => Request::NetnsList,
@@ -558,6 +572,7 @@ impl Cmd {
                 mac,
                 tap,
                 veth: _,
+                dhcp,
             } => Request::Connect(crate::daemon::ConnectArgs {
                 netns: s(netns),
                 bridge: s(bridge),
@@ -567,6 +582,7 @@ impl Cmd {
                 mac: *mac,
                 tap: *tap,
                 routes: routes.clone(),
+                dhcp: *dhcp,
             }),
             Cmd::Disconnect { netns, bridge } => Request::Disconnect {
                 netns: s(netns),

@@ -49,6 +49,24 @@ pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
         Request::Showstp { .. } => showstp(&typed::<StpView>(v)?),
         Request::Stats { .. } => stats(&typed::<Vec<BridgeView>>(v)?),
         Request::Trace { .. } => crate::watch::print_trace(&typed(v)?),
+        Request::DhcpLeases { .. } => {
+            let leases: Vec<crate::daemon::LeaseView> = typed(v)?;
+            say!(
+                "{:<16} {:<18} {:>10}  client",
+                "address",
+                "mac",
+                "expires in"
+            );
+            for l in leases {
+                say!(
+                    "{:<16} {:<18} {:>9}s  {}",
+                    l.ip,
+                    l.mac,
+                    l.expires_in,
+                    escape(&l.client)
+                );
+            }
+        }
         Request::Ping => {
             let p: Pong = typed(v)?;
             say!("pong (daemon pid {}, API version {})", p.pid, p.version);

@@ -124,6 +124,9 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             let bytes = parse_hex(&frame)?;
             ok(d.trace(&bridge, &port, bytes).map_err(dp)?)
         }
+        Request::DhcpLeases { .. } => Err(ApiError::invalid(
+            "dhcp_leases is answered by the daemon itself",
+        )),
         Request::TraceLive { .. } | Request::Capture { .. } => Err(ApiError::invalid(
             "trace_live and capture are streams: the daemon answers them on their own connection",
         )),

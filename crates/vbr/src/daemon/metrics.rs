@@ -44,6 +44,12 @@ struct StpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DhcpLabels {
+    bridge: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     cmd: String,
     /// `ok`, or the error kind.
@@ -101,7 +107,7 @@ const STP_STATES: [&str; 5] = [
 ];
 
 /// The metrics now, in the OpenMetrics text format.
-pub(crate) fn render(d: &Datapath, api: &ApiMetrics) -> String {
+pub(crate) fn render(d: &Datapath, api: &ApiMetrics, dhcp: &super::dhcp::Dhcp) -> String {
     let mut reg = <Registry>::with_prefix("vbr");
     let counter = |reg: &mut Registry, name: &str, help: &str| {
         let f = Family::<PortLabels, Counter>::default();
@@ -187,6 +193,45 @@ pub(crate) fn render(d: &Datapath, api: &ApiMetrics) -> String {
         "Time to answer an API request, by verb",
         api.latency.clone(),
     );
+    let leases = gauge(
+        &mut reg,
+        "dhcp_leases",
+        "Leases a bridge's DHCP server holds",
+    );
+    let dhcp_msgs = Family::<DhcpLabels, Counter>::default();
+    reg.register(
+        "dhcp_messages",
+        "DHCP messages a bridge's server received and sent, by kind",
+        dhcp_msgs.clone(),
+    );
+    for n in dhcp.stats() {
+        let bl = BridgeLabel {
+            bridge: n.bridge.clone(),
+        };
+        leases.get_or_create(&bl).set(n.leases as i64);
+        let c = &n.counters;
+        for (kind, v) in [
+            ("received", c.received),
+            ("malformed", c.malformed),
+            ("ignored", c.ignored),
+            ("discover", c.discovers),
+            ("offer", c.offers),
+            ("request", c.requests),
+            ("ack", c.acks),
+            ("nak", c.naks),
+            ("decline", c.declines),
+            ("release", c.releases),
+            ("inform", c.informs),
+            ("exhausted", c.exhausted),
+        ] {
+            dhcp_msgs
+                .get_or_create(&DhcpLabels {
+                    bridge: n.bridge.clone(),
+                    kind: kind.to_owned(),
+                })
+                .inc_by(v);
+        }
+    }
     let bridges: Vec<BridgeView> = d.bridges(None).unwrap_or_default();
     for b in &bridges {
         let bl = BridgeLabel {
@@ -319,7 +364,7 @@ fn answer(mut s: TcpStream, shared: &super::Shared) -> std::io::Result<()> {
     let path = path.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = render(&shared.dp, &shared.api_metrics);
+            let body = render(&shared.dp, &shared.api_metrics, &shared.dhcp);
             let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
             if head.contains("application/openmetrics-text") {
                 reply(

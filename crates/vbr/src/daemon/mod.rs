@@ -2,6 +2,7 @@
 //! configuration after every change (and when the netdevs change it, e.g. a bridge MAC
 //! set by hand), restores it at start, and shuts down cleanly on SIGTERM/SIGINT.
 
+mod dhcp;
 mod errors;
 mod handler;
 mod limits;
@@ -12,6 +13,7 @@ mod stream;
 mod up;
 mod wiring;
 
+pub(crate) use dhcp::LeaseView;
 pub(crate) use wiring::ConnectArgs;
 
 use std::path::PathBuf;
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     saved: Mutex<Config>,
     /// API requests counted for the metrics.
     api_metrics: metrics::ApiMetrics,
+    /// The bridges' DHCP servers.
+    dhcp: dhcp::Dhcp,
 }
 
 impl Shared {
@@ -60,13 +64,37 @@ impl Shared {
             None
         };
         let out = match req {
-            Request::Up { name, plan } => up::up(&self.dp, &name, &plan)
+            Request::Up { name, plan } => up::up(&self.dp, &self.dhcp, &name, &plan)
                 .map_err(|e| ApiError::new(e.kind, format!("{name}: {}", e.message)))
                 .and_then(|done| {
                     serde_json::to_value(done)
                         .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
                 }),
-            Request::Down { name } => up::down(&self.dp, &name).map(|()| serde_json::json!({})),
+            Request::Down { name } => {
+                up::down(&self.dp, &self.dhcp, &name).map(|()| serde_json::json!({}))
+            }
+            Request::DhcpLeases { bridge } => self.dhcp.leases(&bridge).and_then(|l| {
+                serde_json::to_value(l)
+                    .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
+            }),
+            Request::Connect(args) if args.dhcp && !self.dhcp.running(&args.bridge) => {
+                Err(ApiError::invalid(format!(
+                    "--dhcp: bridge {} has no DHCP server (give it one with [bridge.dhcp] in a topology)",
+                    args.bridge
+                )))
+            }
+            Request::Delbr { bridge } => {
+                let r = handler::apply(
+                    &self.dp,
+                    Request::Delbr {
+                        bridge: bridge.clone(),
+                    },
+                );
+                if r.is_ok() {
+                    self.dhcp.stop(&bridge, true);
+                }
+                r
+            }
             req => handler::apply(&self.dp, req),
         };
         if let Some(saved) = saved.as_mut() {
@@ -128,7 +156,8 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         }
         tracing::warn!(copy = %kept.display(), "part of the configuration could not be restored; the full file is kept");
     }
-    for line in up::recover(&dp) {
+    let dhcp = dhcp::Dhcp::open(&opts.state_dir, |b| dp.bridges(Some(b)).is_ok());
+    for line in up::recover(&dp, &dhcp) {
         tracing::info!("recovery: {line}");
     }
     let shared = Arc::new(Shared {
@@ -136,6 +165,7 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         store,
         saved: Mutex::new(config),
         api_metrics: metrics::ApiMetrics::default(),
+        dhcp,
     });
     {
         let mut saved = shared.saved.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,7 @@ use vbridge_datapath::{Change, Datapath, DpError, PortKind, PortSpec, VlanCfg};
 use vbridge_host::ledger::{self, Ledger, Object, Owner, Record};
 use vbridge_host::{Netlink, nat, netns, sysctl};
 
+use super::dhcp::Dhcp;
 use super::errors::{describe, dp, host};
 use super::wiring::{ConnectArgs, connect, placement};
 use crate::api::{ApiError, ErrorKind, UpDone};
@@ -46,7 +47,7 @@ impl Run<'_> {
 
 /// `vbr up`: applies `plan` as topology `name`. On failure what this run made is taken
 /// away again before the error is returned.
-pub(crate) fn up(d: &Datapath, name: &str, plan: &Plan) -> Result<UpDone, ApiError> {
+pub(crate) fn up(d: &Datapath, dhcp: &Dhcp, name: &str, plan: &Plan) -> Result<UpDone, ApiError> {
     preflight(d, plan)?;
     let ledger = d.ledger();
     let run = ledger.new_run();
@@ -59,7 +60,7 @@ pub(crate) fn up(d: &Datapath, name: &str, plan: &Plan) -> Result<UpDone, ApiErr
         owner: owner.clone(),
         made_any: false,
     };
-    match apply(d, plan, &mut r) {
+    match apply(d, dhcp, plan, &mut r) {
         Ok(()) => {
             ledger.commit(name, run).map_err(host)?;
             Ok(UpDone {
@@ -68,7 +69,7 @@ pub(crate) fn up(d: &Datapath, name: &str, plan: &Plan) -> Result<UpDone, ApiErr
             })
         }
         Err(e) => {
-            let problems = undo_all(d, &owner);
+            let problems = undo_all(d, dhcp, &owner);
             let mut message = e.message;
             if !problems.is_empty() {
                 message.push_str(&format!(
@@ -83,7 +84,7 @@ pub(crate) fn up(d: &Datapath, name: &str, plan: &Plan) -> Result<UpDone, ApiErr
     }
 }
 
-fn apply(d: &Datapath, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
+fn apply(d: &Datapath, dhcp: &Dhcp, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
     let mut nl = Netlink::new().map_err(host)?;
     for b in &plan.bridges {
         if d.bridges(Some(&b.name)).is_err() {
@@ -125,6 +126,17 @@ fn apply(d: &Datapath, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
         }
         if b.nat {
             nat_up(&b.name, &b.addresses, r)?;
+        }
+        if let Some(cfg) = &b.dhcp {
+            if !dhcp.running(&b.name) {
+                r.record(
+                    Object::Dhcp {
+                        bridge: b.name.clone(),
+                    },
+                    None,
+                )?;
+            }
+            dhcp.start(&b.name, cfg.clone())?;
         }
         for (port, vlan) in &b.ports {
             if d.find_port(port).map_err(dp)?.is_none() {
@@ -172,6 +184,7 @@ fn apply(d: &Datapath, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
                     mac: n.mac,
                     tap: n.tap,
                     routes: n.routes.clone(),
+                    dhcp: n.dhcp,
                 };
                 connect(d, &args)?.port
             }
@@ -272,13 +285,20 @@ fn set_vlan(d: &Datapath, port: &str, vlan: Option<VlanCfg>) -> Result<(), ApiEr
 }
 
 /// Takes one recorded object away; objects already gone are fine.
-fn undo_one(d: &Datapath, r: &Record) -> Result<(), String> {
+fn undo_one(d: &Datapath, dhcp: &Dhcp, r: &Record) -> Result<(), String> {
     let fine = |e: DpError| match e {
         DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) => Ok(()),
         e => Err(describe(&e)),
     };
     match &r.object {
-        Object::Bridge { name } => d.del_bridge(name).or_else(fine),
+        Object::Bridge { name } => {
+            dhcp.stop(name, true);
+            d.del_bridge(name).or_else(fine)
+        }
+        Object::Dhcp { bridge } => {
+            dhcp.stop(bridge, true);
+            Ok(())
+        }
         Object::Port { bridge, port } => d.del_port(bridge, port).or_else(fine),
         Object::Sysctl { path } if path == IP_FORWARD && other_nat(d.ledger(), &r.owner) => {
             // Another topology's NAT still needs forwarding: it restores it when it goes.
@@ -301,13 +321,13 @@ fn other_nat(ledger: &Ledger, owner: &Owner) -> bool {
 
 /// Undoes everything recorded for `owner`, newest first; returns what could not be
 /// undone (those records stay).
-fn undo_all(d: &Datapath, owner: &Owner) -> Vec<String> {
+fn undo_all(d: &Datapath, dhcp: &Dhcp, owner: &Owner) -> Vec<String> {
     let ledger = d.ledger();
     let mut problems = Vec::new();
     for r in ledger.owned_by(owner) {
         let handed_over = matches!(&r.object, Object::Sysctl { path } if path == IP_FORWARD)
             && other_nat(ledger, &r.owner);
-        match undo_one(d, &r) {
+        match undo_one(d, dhcp, &r) {
             Ok(()) if handed_over => {
                 // Kept for the topology that still needs it.
                 if let Some(next) = nat_owner(ledger, owner) {
@@ -353,7 +373,7 @@ pub(crate) fn topologies(ledger: &Ledger) -> BTreeSet<String> {
 }
 
 /// `vbr down`: removes exactly what the runs of topology `name` made.
-pub(crate) fn down(d: &Datapath, name: &str) -> Result<(), ApiError> {
+pub(crate) fn down(d: &Datapath, dhcp: &Dhcp, name: &str) -> Result<(), ApiError> {
     let owner = Owner::Topology {
         name: name.to_owned(),
         run: None,
@@ -372,7 +392,7 @@ pub(crate) fn down(d: &Datapath, name: &str) -> Result<(), ApiError> {
             },
         ));
     }
-    let problems = undo_all(d, &owner);
+    let problems = undo_all(d, dhcp, &owner);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -390,7 +410,7 @@ pub(crate) fn down(d: &Datapath, name: &str) -> Result<(), ApiError> {
 /// are undone, and whatever a bridge or port that no longer exists made (a device made
 /// by a `connect` that died before it was saved, say) is taken away. Returns what was
 /// done and what failed, for the log.
-pub(crate) fn recover(d: &Datapath) -> Vec<String> {
+pub(crate) fn recover(d: &Datapath, dhcp: &Dhcp) -> Vec<String> {
     let ledger = d.ledger();
     let mut said = Vec::new();
     let unfinished: BTreeSet<Owner> = ledger
@@ -400,7 +420,7 @@ pub(crate) fn recover(d: &Datapath) -> Vec<String> {
         .map(|r| r.owner)
         .collect();
     for owner in unfinished {
-        let problems = undo_all(d, &owner);
+        let problems = undo_all(d, dhcp, &owner);
         said.push(format!(
             "undid an unfinished `vbr up` ({owner:?}){}",
             if problems.is_empty() {

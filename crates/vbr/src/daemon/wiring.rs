@@ -40,6 +40,9 @@ pub(crate) struct ConnectArgs {
     /// More routes inside the namespace: (destination network, next hop).
     #[serde(default)]
     pub(crate) routes: Vec<(IpNet, IpAddr)>,
+    /// Addressed by the namespace's own DHCP client (the bridge must serve DHCP).
+    #[serde(default)]
+    pub(crate) dhcp: bool,
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 mod check;
+mod dhcp;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,7 @@ struct BridgeDef {
     nat: Option<Spanned<bool>>,
     #[serde(default, rename = "port")]
     ports: Vec<PortDef>,
+    dhcp: Option<dhcp::DhcpDef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +93,8 @@ struct NsDef {
     /// The older spelling: `veth = false` asks for a TAP.
     veth: Option<Spanned<bool>>,
     access: Option<Spanned<u16>>,
+    /// The namespace's own DHCP client asks for its address (vbridge runs none).
+    dhcp: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +119,9 @@ pub(crate) struct BridgePlan {
     pub(crate) nat: bool,
     /// Existing netdevs to attach, with their VLAN mode.
     pub(crate) ports: Vec<(String, Option<VlanCfg>)>,
+    /// The bridge's DHCP server.
+    #[serde(default)]
+    pub(crate) dhcp: Option<vbridge_dhcp::Config>,
 }
 
 /// A namespace to create (if missing) and connect to a bridge.
@@ -132,6 +139,9 @@ pub(crate) struct NsPlan {
     /// A TAP held by vbridge instead of a veth pair (the default).
     pub(crate) tap: bool,
     pub(crate) access: Option<Vid>,
+    /// Addressed by DHCP (its own client), not by vbridge.
+    #[serde(default)]
+    pub(crate) dhcp: bool,
 }
 
 /// A checked topology.
@@ -269,6 +279,11 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
                 );
             }
         }
+        let dhcp = b
+            .dhcp
+            .as_ref()
+            .map(|d| dhcp::plan(&c, d, &at, &addresses))
+            .transpose()?;
         plan.bridges.push(BridgePlan {
             name,
             addresses,
@@ -276,6 +291,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             ageing,
             nat,
             ports,
+            dhcp,
         });
     }
     // Port name -> (namespace, interface, line) of the connections so far.
@@ -372,6 +388,13 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             (None, Some(v)) => !*v.get_ref(),
             (None, None) => false,
         };
+        if let Some(d) = &n.dhcp {
+            let serves = plan
+                .bridges
+                .iter()
+                .any(|b| b.name == bridge && b.dhcp.is_some());
+            dhcp::check_client(&c, &at, d, &addresses, gateway, serves, &bridge)?;
+        }
         plan.namespaces.push(NsPlan {
             name,
             bridge,
@@ -382,6 +405,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             mac,
             tap,
             access,
+            dhcp: n.dhcp.as_ref().is_some_and(|d| *d.get_ref()),
         });
     }
     Ok(plan)

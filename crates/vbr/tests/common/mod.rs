@@ -81,6 +81,14 @@ impl Netns {
         Netns { name }
     }
 
+    /// A namespace made by someone else (`vbr up`), deleted on drop all the same.
+    #[allow(dead_code)]
+    pub fn adopt(name: &str) -> Netns {
+        Netns {
+            name: name.to_owned(),
+        }
+    }
+
     /// `ip netns exec NAME <cmd>`.
     pub fn exec(&self, cmd: &str) -> Output {
         sh(&format!("ip netns exec {} {cmd}", self.name))
