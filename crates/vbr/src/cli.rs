@@ -153,6 +153,10 @@ pub(crate) enum Cmd {
         /// DHCP server.
         #[arg(long, conflicts_with_all = ["ips", "gateway"])]
         dhcp: bool,
+        /// A host port forwarded to the namespace (repeatable), Docker's `-p` form:
+        /// `8080:80/tcp` or `127.0.0.1:5353:53/udp`.
+        #[arg(long = "publish", short = 'p')]
+        publish: Vec<String>,
     },
     /// Undo `connect`.
     Disconnect { netns: String, bridge: String },
@@ -573,6 +577,7 @@ impl Cmd {
                 tap,
                 veth: _,
                 dhcp,
+                publish,
             } => Request::Connect(crate::daemon::ConnectArgs {
                 netns: s(netns),
                 bridge: s(bridge),
@@ -583,6 +588,7 @@ impl Cmd {
                 tap: *tap,
                 routes: routes.clone(),
                 dhcp: *dhcp,
+                publish: publish.clone(),
             }),
             Cmd::Disconnect { netns, bridge } => Request::Disconnect {
                 netns: s(netns),

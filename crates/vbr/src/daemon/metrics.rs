@@ -107,7 +107,12 @@ const STP_STATES: [&str; 5] = [
 ];
 
 /// The metrics now, in the OpenMetrics text format.
-pub(crate) fn render(d: &Datapath, api: &ApiMetrics, dhcp: &super::dhcp::Dhcp) -> String {
+pub(crate) fn render(
+    d: &Datapath,
+    api: &ApiMetrics,
+    dhcp: &super::dhcp::Dhcp,
+    nat: &super::nat::Nat,
+) -> String {
     let mut reg = <Registry>::with_prefix("vbr");
     let counter = |reg: &mut Registry, name: &str, help: &str| {
         let f = Family::<PortLabels, Counter>::default();
@@ -231,6 +236,14 @@ pub(crate) fn render(d: &Datapath, api: &ApiMetrics, dhcp: &super::dhcp::Dhcp) -
                 })
                 .inc_by(v);
         }
+    }
+    let repairs = bcounter(
+        &mut reg,
+        "nat_repairs",
+        "NAT tables written back after someone else removed or changed them",
+    );
+    for (b, n) in nat.repairs() {
+        repairs.get_or_create(&BridgeLabel { bridge: b }).inc_by(n);
     }
     let bridges: Vec<BridgeView> = d.bridges(None).unwrap_or_default();
     for b in &bridges {
@@ -364,7 +377,7 @@ fn answer(mut s: TcpStream, shared: &super::Shared) -> std::io::Result<()> {
     let path = path.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = render(&shared.dp, &shared.api_metrics, &shared.dhcp);
+            let body = render(&shared.dp, &shared.api_metrics, &shared.dhcp, &shared.nat);
             let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
             if head.contains("application/openmetrics-text") {
                 reply(

@@ -7,6 +7,7 @@ mod errors;
 mod handler;
 mod limits;
 mod metrics;
+mod nat;
 mod server;
 mod store;
 mod stream;
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     api_metrics: metrics::ApiMetrics,
     /// The bridges' DHCP servers.
     dhcp: dhcp::Dhcp,
+    /// The bridges' NAT tables, kept as they must be.
+    nat: Arc<nat::Nat>,
 }
 
 impl Shared {
@@ -64,14 +67,14 @@ impl Shared {
             None
         };
         let out = match req {
-            Request::Up { name, plan } => up::up(&self.dp, &self.dhcp, &name, &plan)
+            Request::Up { name, plan } => up::up(&self.dp, &self.dhcp, &self.nat, &name, &plan)
                 .map_err(|e| ApiError::new(e.kind, format!("{name}: {}", e.message)))
                 .and_then(|done| {
                     serde_json::to_value(done)
                         .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
                 }),
             Request::Down { name } => {
-                up::down(&self.dp, &self.dhcp, &name).map(|()| serde_json::json!({}))
+                up::down(&self.dp, &self.dhcp, &self.nat, &name).map(|()| serde_json::json!({}))
             }
             Request::DhcpLeases { bridge } => self.dhcp.leases(&bridge).and_then(|l| {
                 serde_json::to_value(l)
@@ -92,6 +95,48 @@ impl Shared {
                 );
                 if r.is_ok() {
                     self.dhcp.stop(&bridge, true);
+                    self.nat.forget(&bridge);
+                }
+                r
+            }
+            Request::Delif { bridge, port } => {
+                let r = handler::apply(
+                    &self.dp,
+                    Request::Delif {
+                        bridge: bridge.clone(),
+                        port: port.clone(),
+                    },
+                );
+                if r.is_ok() {
+                    self.nat.unpublish(&bridge, &port);
+                }
+                r
+            }
+            Request::Disconnect { netns, bridge } => {
+                let ports = wiring::ports_of(&self.dp, &netns, &bridge);
+                let r = wiring::disconnect(&self.dp, &netns, &bridge);
+                if r.is_ok() {
+                    for p in ports {
+                        self.nat.unpublish(&bridge, &p);
+                    }
+                }
+                r
+            }
+            Request::Connect(args) if !args.publish.is_empty() => self.connect_publishing(&args),
+            Request::NetnsDel { name } => {
+                let ports: Vec<(String, String)> = self
+                    .dp
+                    .connections()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, _, c)| c.netns == name)
+                    .map(|(b, p, _)| (b, p))
+                    .collect();
+                let r = handler::apply(&self.dp, Request::NetnsDel { name });
+                if r.is_ok() {
+                    for (b, p) in ports {
+                        self.nat.unpublish(&b, &p);
+                    }
                 }
                 r
             }
@@ -110,6 +155,43 @@ impl Shared {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(e),
         }
+    }
+
+    /// `vbr connect --publish`: the host ports checked first, the connection made, then
+    /// published (forwarding on, its original value recorded for the bridge); if
+    /// publishing fails the connection is undone.
+    fn connect_publishing(&self, args: &ConnectArgs) -> handler::Outcome {
+        let to = args
+            .ips
+            .iter()
+            .find_map(|a| match a {
+                ipnet::IpNet::V4(n) => Some(n.addr()),
+                ipnet::IpNet::V6(_) => None,
+            })
+            .ok_or_else(|| {
+                ApiError::invalid("--publish needs an IPv4 address (--ip) for the namespace")
+            })?;
+        let ports: Vec<vbridge_host::nat::Publish> = args
+            .publish
+            .iter()
+            .map(|p| vbridge_host::nat::Publish::parse(p, to).map_err(ApiError::invalid))
+            .collect::<Result<_, _>>()?;
+        let port =
+            vbridge_datapath::port_name(&args.netns, args.ifname.as_deref().unwrap_or("eth0"));
+        self.nat.check(&args.bridge, &port, &ports)?;
+        let connected = handler::apply(&self.dp, Request::Connect(args.clone()))?;
+        let port = connected["port"].as_str().unwrap_or_default().to_owned();
+        let subnets = bridge_subnets(&args.bridge);
+        let published = self
+            .nat
+            .publish(&args.bridge, &port, &subnets, &ports)
+            .and_then(|()| forwarding_for_bridge(&self.dp, &args.bridge));
+        if let Err(e) = published {
+            self.nat.unpublish(&args.bridge, &port);
+            let _ = wiring::disconnect(&self.dp, &args.netns, &args.bridge);
+            return Err(e);
+        }
+        Ok(connected)
     }
 
     /// Saves the engine's configuration if it differs from what was saved.
@@ -157,15 +239,18 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         tracing::warn!(copy = %kept.display(), "part of the configuration could not be restored; the full file is kept");
     }
     let dhcp = dhcp::Dhcp::open(&opts.state_dir, |b| dp.bridges(Some(b)).is_ok());
-    for line in up::recover(&dp, &dhcp) {
+    let nat = nat::Nat::open(&opts.state_dir);
+    for line in up::recover(&dp, &dhcp, &nat) {
         tracing::info!("recovery: {line}");
     }
+    nat.keep();
     let shared = Arc::new(Shared {
         dp,
         store,
         saved: Mutex::new(config),
         api_metrics: metrics::ApiMetrics::default(),
         dhcp,
+        nat,
     });
     {
         let mut saved = shared.saved.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,4 +318,42 @@ impl Shared {
         std::thread::sleep(Duration::from_millis(50));
         std::process::exit(if died { 70 } else { 0 })
     }
+}
+
+/// The IPv4 subnets on `bridge`'s host interface.
+fn bridge_subnets(bridge: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
+    vbridge_host::Netlink::new()
+        .and_then(|mut nl| nl.addresses(bridge))
+        .map(|v| {
+            v.into_iter()
+                .filter_map(|(a, len)| match a {
+                    std::net::IpAddr::V4(a) => Some((a, len)),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ip_forward` on for published ports, its original value recorded for the bridge
+/// (put back when the bridge goes).
+fn forwarding_for_bridge(d: &Datapath, bridge: &str) -> Result<(), ApiError> {
+    use vbridge_host::ledger::{Object, Owner};
+    const IP_FORWARD: &str = "net/ipv4/ip_forward";
+    let fwd = vbridge_host::sysctl::get(IP_FORWARD).map_err(errors::host)?;
+    if fwd.trim() != "1" {
+        d.ledger()
+            .put(
+                Owner::Bridge {
+                    name: bridge.to_owned(),
+                },
+                Object::Sysctl {
+                    path: IP_FORWARD.into(),
+                },
+                Some(fwd.trim().to_owned()),
+            )
+            .map_err(errors::host)?;
+        vbridge_host::sysctl::set(IP_FORWARD, "1").map_err(errors::host)?;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use vbridge_host::{Netlink, nat, netns, sysctl};
 
 use super::dhcp::Dhcp;
 use super::errors::{describe, dp, host};
+use super::nat::Nat;
 use super::wiring::{ConnectArgs, connect, placement};
 use crate::api::{ApiError, ErrorKind, UpDone};
 use crate::topology::Plan;
@@ -47,7 +48,13 @@ impl Run<'_> {
 
 /// `vbr up`: applies `plan` as topology `name`. On failure what this run made is taken
 /// away again before the error is returned.
-pub(crate) fn up(d: &Datapath, dhcp: &Dhcp, name: &str, plan: &Plan) -> Result<UpDone, ApiError> {
+pub(crate) fn up(
+    d: &Datapath,
+    dhcp: &Dhcp,
+    nat: &Nat,
+    name: &str,
+    plan: &Plan,
+) -> Result<UpDone, ApiError> {
     preflight(d, plan)?;
     let ledger = d.ledger();
     let run = ledger.new_run();
@@ -60,7 +67,7 @@ pub(crate) fn up(d: &Datapath, dhcp: &Dhcp, name: &str, plan: &Plan) -> Result<U
         owner: owner.clone(),
         made_any: false,
     };
-    match apply(d, dhcp, plan, &mut r) {
+    match apply(d, dhcp, nat, plan, &mut r) {
         Ok(()) => {
             ledger.commit(name, run).map_err(host)?;
             Ok(UpDone {
@@ -69,7 +76,7 @@ pub(crate) fn up(d: &Datapath, dhcp: &Dhcp, name: &str, plan: &Plan) -> Result<U
             })
         }
         Err(e) => {
-            let problems = undo_all(d, dhcp, &owner);
+            let problems = undo_all(d, dhcp, nat, &owner);
             let mut message = e.message;
             if !problems.is_empty() {
                 message.push_str(&format!(
@@ -84,7 +91,13 @@ pub(crate) fn up(d: &Datapath, dhcp: &Dhcp, name: &str, plan: &Plan) -> Result<U
     }
 }
 
-fn apply(d: &Datapath, dhcp: &Dhcp, plan: &Plan, r: &mut Run<'_>) -> Result<(), ApiError> {
+fn apply(
+    d: &Datapath,
+    dhcp: &Dhcp,
+    nat: &Nat,
+    plan: &Plan,
+    r: &mut Run<'_>,
+) -> Result<(), ApiError> {
     let mut nl = Netlink::new().map_err(host)?;
     for b in &plan.bridges {
         if d.bridges(Some(&b.name)).is_err() {
@@ -125,7 +138,7 @@ fn apply(d: &Datapath, dhcp: &Dhcp, plan: &Plan, r: &mut Run<'_>) -> Result<(), 
             d.change(&b.name, Change::Ageing(age)).map_err(dp)?;
         }
         if b.nat {
-            nat_up(&b.name, &b.addresses, r)?;
+            nat_up(nat, &b.name, &b.addresses, r)?;
         }
         if let Some(cfg) = &b.dhcp {
             if !dhcp.running(&b.name) {
@@ -185,11 +198,22 @@ fn apply(d: &Datapath, dhcp: &Dhcp, plan: &Plan, r: &mut Run<'_>) -> Result<(), 
                     tap: n.tap,
                     routes: n.routes.clone(),
                     dhcp: n.dhcp,
+                    publish: Vec::new(),
                 };
                 connect(d, &args)?.port
             }
         };
         set_vlan(d, &port, n.access.map(|vid| VlanCfg::Access { vid }))?;
+        if !n.publish.is_empty() {
+            let bridge_subnets = plan
+                .bridges
+                .iter()
+                .find(|b| b.name == n.bridge)
+                .map(|b| subnets(&b.addresses))
+                .unwrap_or_default();
+            nat.publish(&n.bridge, &port, &bridge_subnets, &n.publish)?;
+            forwarding_on(r)?;
+        }
     }
     Ok(())
 }
@@ -240,16 +264,21 @@ fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Forwarding on and the bridge's IPv4 subnets masqueraded (its NAT table is rewritten
-/// each time, so applying again changes nothing).
-fn nat_up(bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Result<(), ApiError> {
-    let subnets: Vec<(std::net::Ipv4Addr, u8)> = addresses
+/// The bridge's IPv4 subnets (network, prefix length) among `addresses`.
+fn subnets(addresses: &[IpNet]) -> Vec<(std::net::Ipv4Addr, u8)> {
+    addresses
         .iter()
         .filter_map(|a| match a {
             IpNet::V4(n) => Some((n.addr(), n.prefix_len())),
             IpNet::V6(_) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Forwarding on and the bridge's IPv4 subnets masqueraded (through the NAT keeper,
+/// which writes the bridge's whole table, so applying again changes nothing).
+fn nat_up(nat: &Nat, bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Result<(), ApiError> {
+    let subnets = subnets(addresses);
     if subnets.is_empty() {
         return Err(invalid(format!(
             "bridge {bridge}: nat needs an IPv4 address on the bridge"
@@ -263,7 +292,12 @@ fn nat_up(bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Result<(), ApiE
             None,
         )?;
     }
-    nat::masquerade(bridge, &subnets).map_err(host)?;
+    nat.set_masquerade(bridge, &subnets, true)?;
+    forwarding_on(r)
+}
+
+/// `ip_forward` on, its original value recorded first.
+fn forwarding_on(r: &mut Run<'_>) -> Result<(), ApiError> {
     let fwd = sysctl::get(IP_FORWARD).map_err(host)?;
     if fwd.trim() != "1" {
         r.record(
@@ -285,7 +319,7 @@ fn set_vlan(d: &Datapath, port: &str, vlan: Option<VlanCfg>) -> Result<(), ApiEr
 }
 
 /// Takes one recorded object away; objects already gone are fine.
-fn undo_one(d: &Datapath, dhcp: &Dhcp, r: &Record) -> Result<(), String> {
+fn undo_one(d: &Datapath, dhcp: &Dhcp, nat: &Nat, r: &Record) -> Result<(), String> {
     let fine = |e: DpError| match e {
         DpError::NoSuchBridge(_) | DpError::NoSuchPort(_) => Ok(()),
         e => Err(describe(&e)),
@@ -293,13 +327,21 @@ fn undo_one(d: &Datapath, dhcp: &Dhcp, r: &Record) -> Result<(), String> {
     match &r.object {
         Object::Bridge { name } => {
             dhcp.stop(name, true);
+            nat.forget(name);
             d.del_bridge(name).or_else(fine)
         }
         Object::Dhcp { bridge } => {
             dhcp.stop(bridge, true);
             Ok(())
         }
-        Object::Port { bridge, port } => d.del_port(bridge, port).or_else(fine),
+        Object::Port { bridge, port } => {
+            nat.unpublish(bridge, port);
+            d.del_port(bridge, port).or_else(fine)
+        }
+        Object::NftTable { bridge } => {
+            nat.release_masquerade(bridge);
+            Ok(())
+        }
         Object::Sysctl { path } if path == IP_FORWARD && other_nat(d.ledger(), &r.owner) => {
             // Another topology's NAT still needs forwarding: it restores it when it goes.
             Ok(())
@@ -321,13 +363,13 @@ fn other_nat(ledger: &Ledger, owner: &Owner) -> bool {
 
 /// Undoes everything recorded for `owner`, newest first; returns what could not be
 /// undone (those records stay).
-fn undo_all(d: &Datapath, dhcp: &Dhcp, owner: &Owner) -> Vec<String> {
+fn undo_all(d: &Datapath, dhcp: &Dhcp, nat: &Nat, owner: &Owner) -> Vec<String> {
     let ledger = d.ledger();
     let mut problems = Vec::new();
     for r in ledger.owned_by(owner) {
         let handed_over = matches!(&r.object, Object::Sysctl { path } if path == IP_FORWARD)
             && other_nat(ledger, &r.owner);
-        match undo_one(d, dhcp, &r) {
+        match undo_one(d, dhcp, nat, &r) {
             Ok(()) if handed_over => {
                 // Kept for the topology that still needs it.
                 if let Some(next) = nat_owner(ledger, owner) {
@@ -373,7 +415,7 @@ pub(crate) fn topologies(ledger: &Ledger) -> BTreeSet<String> {
 }
 
 /// `vbr down`: removes exactly what the runs of topology `name` made.
-pub(crate) fn down(d: &Datapath, dhcp: &Dhcp, name: &str) -> Result<(), ApiError> {
+pub(crate) fn down(d: &Datapath, dhcp: &Dhcp, nat: &Nat, name: &str) -> Result<(), ApiError> {
     let owner = Owner::Topology {
         name: name.to_owned(),
         run: None,
@@ -392,7 +434,7 @@ pub(crate) fn down(d: &Datapath, dhcp: &Dhcp, name: &str) -> Result<(), ApiError
             },
         ));
     }
-    let problems = undo_all(d, dhcp, &owner);
+    let problems = undo_all(d, dhcp, nat, &owner);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -410,7 +452,7 @@ pub(crate) fn down(d: &Datapath, dhcp: &Dhcp, name: &str) -> Result<(), ApiError
 /// are undone, and whatever a bridge or port that no longer exists made (a device made
 /// by a `connect` that died before it was saved, say) is taken away. Returns what was
 /// done and what failed, for the log.
-pub(crate) fn recover(d: &Datapath, dhcp: &Dhcp) -> Vec<String> {
+pub(crate) fn recover(d: &Datapath, dhcp: &Dhcp, nat: &Nat) -> Vec<String> {
     let ledger = d.ledger();
     let mut said = Vec::new();
     let unfinished: BTreeSet<Owner> = ledger
@@ -420,7 +462,7 @@ pub(crate) fn recover(d: &Datapath, dhcp: &Dhcp) -> Vec<String> {
         .map(|r| r.owner)
         .collect();
     for owner in unfinished {
-        let problems = undo_all(d, dhcp, &owner);
+        let problems = undo_all(d, dhcp, nat, &owner);
         said.push(format!(
             "undid an unfinished `vbr up` ({owner:?}){}",
             if problems.is_empty() {

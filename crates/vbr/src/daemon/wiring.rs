@@ -43,6 +43,9 @@ pub(crate) struct ConnectArgs {
     /// Addressed by the namespace's own DHCP client (the bridge must serve DHCP).
     #[serde(default)]
     pub(crate) dhcp: bool,
+    /// Host ports forwarded to its address, Docker's `-p` form (`8080:80/tcp`).
+    #[serde(default)]
+    pub(crate) publish: Vec<String>,
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {
@@ -178,6 +181,18 @@ pub(super) fn placement(
 }
 
 /// `vbr disconnect NS BRIDGE`.
+/// The ports that connect `ns` to `bridge`.
+pub(crate) fn ports_of(d: &Datapath, ns: &str, bridge: &str) -> Vec<String> {
+    d.connections()
+        .map(|v| {
+            v.into_iter()
+                .filter(|(b, _, c)| b == bridge && c.netns == ns)
+                .map(|(_, p, _)| p)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn disconnect(d: &Datapath, ns: &str, bridge: &str) -> Outcome {
     d.bridges(Some(bridge)).map_err(dp)?;
     let ports: Vec<String> = d

@@ -95,6 +95,9 @@ struct NsDef {
     access: Option<Spanned<u16>>,
     /// The namespace's own DHCP client asks for its address (vbridge runs none).
     dhcp: Option<Spanned<bool>>,
+    /// Host ports forwarded to it, Docker's `-p` form (`8080:80/tcp`).
+    #[serde(default)]
+    publish: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +145,9 @@ pub(crate) struct NsPlan {
     /// Addressed by DHCP (its own client), not by vbridge.
     #[serde(default)]
     pub(crate) dhcp: bool,
+    /// Host ports forwarded to its (first IPv4) address.
+    #[serde(default)]
+    pub(crate) publish: Vec<vbridge_host::nat::Publish>,
 }
 
 /// A checked topology.
@@ -395,6 +401,44 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
                 .any(|b| b.name == bridge && b.dhcp.is_some());
             dhcp::check_client(&c, &at, d, &addresses, gateway, serves, &bridge)?;
         }
+        let mut publish: Vec<vbridge_host::nat::Publish> = Vec::new();
+        for (pi, p) in n.publish.iter().enumerate() {
+            let field = format!("{at}.publish[{pi}]");
+            let Some(to) = addresses.iter().find_map(|a| match a {
+                IpNet::V4(n) => Some(n.addr()),
+                IpNet::V6(_) => None,
+            }) else {
+                return c.err(
+                    p.span(),
+                    field,
+                    "publishing needs an IPv4 address in the namespace's addresses".into(),
+                );
+            };
+            let parsed = vbridge_host::nat::Publish::parse(p.get_ref(), to);
+            match parsed {
+                Ok(x) => {
+                    let clash = plan
+                        .namespaces
+                        .iter()
+                        .flat_map(|o| o.publish.iter())
+                        .chain(publish.iter())
+                        .any(|q| q.clashes(&x));
+                    if clash {
+                        return c.err(
+                            p.span(),
+                            field,
+                            format!(
+                                "host port {}/{} is published twice in this file",
+                                x.host_port,
+                                x.proto.name()
+                            ),
+                        );
+                    }
+                    publish.push(x);
+                }
+                Err(m) => return c.err(p.span(), field, m),
+            }
+        }
         plan.namespaces.push(NsPlan {
             name,
             bridge,
@@ -406,6 +450,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             tap,
             access,
             dhcp: n.dhcp.as_ref().is_some_and(|d| *d.get_ref()),
+            publish,
         });
     }
     Ok(plan)

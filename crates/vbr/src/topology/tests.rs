@@ -208,3 +208,30 @@ fn a_port_has_one_bridge_and_a_port_name_one_owner() {
         "{e}"
     );
 }
+
+#[test]
+fn dhcp_and_published_ports() {
+    let good = "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\"]\n[bridge.dhcp]\nrange = \"10.0.0.100-10.0.0.150\"\nlease = 600\ndns = [\"10.0.0.1\"]\nstatic = [{ mac = \"02:00:00:00:00:10\", ip = \"10.0.0.10\" }]\n[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ndhcp = true\n[[namespace]]\nname = \"w\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"8080:80\", \"127.0.0.1:5353:53/udp\"]\n";
+    let p = parse("t.toml", good).unwrap();
+    let d = p.bridges[0].dhcp.as_ref().unwrap();
+    assert_eq!(d.server, "10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap());
+    assert_eq!((d.prefix, d.lease_secs, d.statics.len()), (24, 600, 1));
+    assert!(p.namespaces[0].dhcp);
+    assert_eq!(p.namespaces[1].publish.len(), 2);
+    assert_eq!(p.namespaces[1].publish[0].host_port, 8080);
+    let base = "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\"]\n";
+    for (extra, line, field, says) in [
+        ("[bridge.dhcp]\nrange = \"10.1.0.1-10.1.0.9\"\n", 5, "bridge[0].dhcp.range", "no address of the bridge"),
+        ("[bridge.dhcp]\nrange = \"10.0.0.9\"\n", 5, "bridge[0].dhcp.range", "FIRST-LAST"),
+        ("[bridge.dhcp]\nrange = \"10.0.0.0-10.0.0.9\"\n", 5, "bridge[0].dhcp.range", "network address"),
+        ("[bridge.dhcp]\nrange = \"10.0.0.2-10.0.0.9\"\nlease = 10\n", 6, "bridge[0].dhcp.lease", "too short"),
+        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ndhcp = true\n", 7, "namespace[0].dhcp", "no DHCP server"),
+        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\npublish = [\"80:80\"]\n", 7, "namespace[0].publish[0]", "needs an IPv4 address"),
+        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"8080\"]\n", 8, "namespace[0].publish[0]", "HOSTPORT:PORT"),
+        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"80:80\", \"80:81\"]\n", 8, "namespace[0].publish[1]", "published twice"),
+    ] {
+        let e = fails(&format!("{base}{extra}"));
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{extra}: {e}");
+        assert!(e.message.contains(says), "{extra}: {e}");
+    }
+}
