@@ -221,14 +221,54 @@ fn dhcp_and_published_ports() {
     assert_eq!(p.namespaces[1].publish[0].host_port, 8080);
     let base = "[[bridge]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\"]\n";
     for (extra, line, field, says) in [
-        ("[bridge.dhcp]\nrange = \"10.1.0.1-10.1.0.9\"\n", 5, "bridge[0].dhcp.range", "no address of the bridge"),
-        ("[bridge.dhcp]\nrange = \"10.0.0.9\"\n", 5, "bridge[0].dhcp.range", "FIRST-LAST"),
-        ("[bridge.dhcp]\nrange = \"10.0.0.0-10.0.0.9\"\n", 5, "bridge[0].dhcp.range", "network address"),
-        ("[bridge.dhcp]\nrange = \"10.0.0.2-10.0.0.9\"\nlease = 10\n", 6, "bridge[0].dhcp.lease", "too short"),
-        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ndhcp = true\n", 7, "namespace[0].dhcp", "no DHCP server"),
-        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\npublish = [\"80:80\"]\n", 7, "namespace[0].publish[0]", "needs an IPv4 address"),
-        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"8080\"]\n", 8, "namespace[0].publish[0]", "HOSTPORT:PORT"),
-        ("[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"80:80\", \"80:81\"]\n", 8, "namespace[0].publish[1]", "published twice"),
+        (
+            "[bridge.dhcp]\nrange = \"10.1.0.1-10.1.0.9\"\n",
+            5,
+            "bridge[0].dhcp.range",
+            "no address of the bridge",
+        ),
+        (
+            "[bridge.dhcp]\nrange = \"10.0.0.9\"\n",
+            5,
+            "bridge[0].dhcp.range",
+            "FIRST-LAST",
+        ),
+        (
+            "[bridge.dhcp]\nrange = \"10.0.0.0-10.0.0.9\"\n",
+            5,
+            "bridge[0].dhcp.range",
+            "network address",
+        ),
+        (
+            "[bridge.dhcp]\nrange = \"10.0.0.2-10.0.0.9\"\nlease = 10\n",
+            6,
+            "bridge[0].dhcp.lease",
+            "too short",
+        ),
+        (
+            "[[namespace]]\nname = \"a\"\nbridge = \"br0\"\ndhcp = true\n",
+            7,
+            "namespace[0].dhcp",
+            "no DHCP server",
+        ),
+        (
+            "[[namespace]]\nname = \"a\"\nbridge = \"br0\"\npublish = [\"80:80\"]\n",
+            7,
+            "namespace[0].publish[0]",
+            "needs an IPv4 address",
+        ),
+        (
+            "[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"8080\"]\n",
+            8,
+            "namespace[0].publish[0]",
+            "HOSTPORT:PORT",
+        ),
+        (
+            "[[namespace]]\nname = \"a\"\nbridge = \"br0\"\naddresses = [\"10.0.0.2/24\"]\npublish = [\"80:80\", \"80:81\"]\n",
+            8,
+            "namespace[0].publish[1]",
+            "published twice",
+        ),
     ] {
         let e = fails(&format!("{base}{extra}"));
         assert_eq!((e.line, e.field.as_str()), (line, field), "{extra}: {e}");
