@@ -58,6 +58,9 @@ pub enum Owner {
     /// object has not finished: such objects are removed again if it fails or the daemon
     /// dies before it ends.
     Topology { name: String, run: Option<u64> },
+    /// An interface vbridge put into a namespace outside any bridge (`vbr connect
+    /// --macvlan`): it goes with `vbr disconnect --macvlan`.
+    Attachment { netns: String, ifname: String },
 }
 
 /// One object as recorded.

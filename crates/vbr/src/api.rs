@@ -167,6 +167,13 @@ pub(crate) enum Request {
         port: Option<String>,
         count: Option<u64>,
     },
+    /// A namespace on a macvlan of a host interface (no bridge).
+    MacvlanConnect(crate::daemon::MacvlanArgs),
+    /// Removes a macvlan `macvlan_connect` made.
+    MacvlanDisconnect {
+        netns: String,
+        ifname: String,
+    },
     /// Answers `[LeaseView]`: the leases of `bridge`'s DHCP server.
     DhcpLeases {
         bridge: String,
@@ -244,6 +251,8 @@ impl Request {
             Request::TraceLive { .. } => "trace_live",
             Request::Capture { .. } => "capture",
             Request::DhcpLeases { .. } => "dhcp_leases",
+            Request::MacvlanConnect(_) => "macvlan_connect",
+            Request::MacvlanDisconnect { .. } => "macvlan_disconnect",
         }
     }
 

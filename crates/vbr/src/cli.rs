@@ -128,7 +128,16 @@ pub(crate) enum Cmd {
     Connect {
         /// A name under /run/netns, or a path like /proc/PID/ns/net.
         netns: String,
-        bridge: String,
+        /// The bridge (none with --macvlan).
+        #[arg(required_unless_present = "macvlan")]
+        bridge: Option<String>,
+        /// The kernel's macvlan on this host interface instead of a bridge port (seed
+        /// 002); `vbr disconnect NS --macvlan` removes it.
+        #[arg(long, value_name = "PARENT", conflicts_with_all = ["bridge", "tap", "publish", "mac", "routes"])]
+        macvlan: Option<String>,
+        /// The macvlan's mode.
+        #[arg(long, requires = "macvlan", value_parser = ["bridge", "vepa", "private", "passthru"], default_value = "bridge")]
+        mode: String,
         /// Interface name inside the namespace.
         #[arg(long, default_value = "eth0")]
         ifname: String,
@@ -159,7 +168,17 @@ pub(crate) enum Cmd {
         publish: Vec<String>,
     },
     /// Undo `connect`.
-    Disconnect { netns: String, bridge: String },
+    Disconnect {
+        netns: String,
+        #[arg(required_unless_present = "macvlan")]
+        bridge: Option<String>,
+        /// Remove the macvlan vbridge put in the namespace (`connect --macvlan`).
+        #[arg(long, conflicts_with = "bridge")]
+        macvlan: bool,
+        /// With --macvlan: its name inside the namespace.
+        #[arg(long, default_value = "eth0", requires = "macvlan")]
+        ifname: String,
+    },
     /// Bring up a topology file (or the built-in default: seed 002's br0 with ns0, ns1),
     /// starting the daemon if none runs. Applying it again changes nothing.
     Up { file: Option<PathBuf> },
@@ -568,6 +587,25 @@ impl Cmd {
             Cmd::Netns(NetnsCmd::List) => Request::NetnsList,
             Cmd::Connect {
                 netns,
+                bridge: None,
+                macvlan: Some(parent),
+                mode,
+                ifname,
+                ips,
+                gateway,
+                dhcp,
+                ..
+            } => Request::MacvlanConnect(crate::daemon::MacvlanArgs {
+                netns: s(netns),
+                parent: s(parent),
+                mode: s(mode),
+                ifname: s(ifname),
+                ips: ips.clone(),
+                gateway: *gateway,
+                dhcp: *dhcp,
+            }),
+            Cmd::Connect {
+                netns,
                 bridge,
                 ifname,
                 ips,
@@ -578,9 +616,10 @@ impl Cmd {
                 veth: _,
                 dhcp,
                 publish,
+                ..
             } => Request::Connect(crate::daemon::ConnectArgs {
                 netns: s(netns),
-                bridge: s(bridge),
+                bridge: bridge.clone().unwrap_or_default(),
                 ifname: Some(s(ifname)),
                 ips: ips.clone(),
                 gateway: *gateway,
@@ -590,9 +629,18 @@ impl Cmd {
                 dhcp: *dhcp,
                 publish: publish.clone(),
             }),
-            Cmd::Disconnect { netns, bridge } => Request::Disconnect {
+            Cmd::Disconnect {
+                netns,
+                macvlan: true,
+                ifname,
+                ..
+            } => Request::MacvlanDisconnect {
                 netns: s(netns),
-                bridge: s(bridge),
+                ifname: s(ifname),
+            },
+            Cmd::Disconnect { netns, bridge, .. } => Request::Disconnect {
+                netns: s(netns),
+                bridge: bridge.clone().unwrap_or_default(),
             },
             Cmd::Up { file } => {
                 let (name, src) = topology_source(file.as_deref())?;

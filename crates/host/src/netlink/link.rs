@@ -9,7 +9,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    link::{
+        InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+        MacVlanMode,
+    },
 };
 use nix::errno::Errno;
 use vbridge_wire::MacAddr;
@@ -186,6 +189,53 @@ impl Netlink {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
         ]));
         let object = format!("veth pair {name:?}/{peer:?}");
+        let what = What {
+            action: "create",
+            object: &object,
+        };
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            what,
+        )?;
+        Ok(())
+    }
+
+    /// Creates the macvlan `name` on `parent` (a link of this namespace) in `mode`
+    /// (`bridge`, `vepa`, `private`, `passthru`), directly in the namespace `ns`, where
+    /// the name `name` must be free.
+    pub fn create_macvlan_in(
+        &mut self,
+        name: &str,
+        parent: &str,
+        mode: &str,
+        ns: impl AsFd,
+    ) -> Result<(), HostError> {
+        name::check_link(name)?;
+        let mode = match mode {
+            "bridge" => MacVlanMode::Bridge,
+            "vepa" => MacVlanMode::Vepa,
+            "private" => MacVlanMode::Private,
+            "passthru" => MacVlanMode::Passthrough,
+            other => {
+                return Err(HostError::invalid(
+                    "macvlan mode",
+                    other,
+                    "use bridge, vepa, private or passthru",
+                ));
+            }
+        };
+        let parent_index = self.index_for(parent, "create a macvlan on")?;
+        let mut message = by_name(name);
+        message.attributes.push(LinkAttribute::Link(parent_index));
+        message
+            .attributes
+            .push(LinkAttribute::NetNsFd(ns.as_fd().as_raw_fd()));
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
+        ]));
+        let object = format!("macvlan {name:?} on {parent:?}");
         let what = What {
             action: "create",
             object: &object,

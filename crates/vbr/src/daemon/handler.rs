@@ -124,6 +124,9 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             let bytes = parse_hex(&frame)?;
             ok(d.trace(&bridge, &port, bytes).map_err(dp)?)
         }
+        Request::MacvlanConnect(_) | Request::MacvlanDisconnect { .. } => Err(ApiError::invalid(
+            "macvlan requests are answered by the daemon itself",
+        )),
         Request::DhcpLeases { .. } => Err(ApiError::invalid(
             "dhcp_leases is answered by the daemon itself",
         )),

@@ -6,6 +6,7 @@ mod dhcp;
 mod errors;
 mod handler;
 mod limits;
+mod macvlan;
 mod metrics;
 mod nat;
 mod server;
@@ -15,6 +16,7 @@ mod up;
 mod wiring;
 
 pub(crate) use dhcp::LeaseView;
+pub(crate) use macvlan::MacvlanArgs;
 pub(crate) use wiring::ConnectArgs;
 
 use std::path::PathBuf;
@@ -123,6 +125,16 @@ impl Shared {
                 r
             }
             Request::Connect(args) if !args.publish.is_empty() => self.connect_publishing(&args),
+            Request::MacvlanConnect(args) => macvlan::connect(
+                self.dp.ledger(),
+                macvlan::owner(&args.netns, &args.ifname),
+                &args,
+            )
+            .map(|()| serde_json::json!({})),
+            Request::MacvlanDisconnect { netns, ifname } => {
+                macvlan::disconnect(self.dp.ledger(), &netns, &ifname)
+                    .map(|()| serde_json::json!({}))
+            }
             Request::NetnsDel { name } => {
                 let ports: Vec<(String, String)> = self
                     .dp

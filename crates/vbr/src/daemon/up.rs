@@ -177,6 +177,22 @@ fn apply(
             )?;
             netns::add(&n.name).map_err(host)?;
         }
+        if let Some((parent, mode)) = &n.macvlan {
+            let args = super::macvlan::MacvlanArgs {
+                netns: n.name.clone(),
+                parent: parent.clone(),
+                mode: mode.clone(),
+                ifname: n.ifname.clone(),
+                ips: n.addresses.clone(),
+                gateway: n.gateway,
+                dhcp: n.dhcp,
+            };
+            if !super::macvlan::made(r.ledger, &args) {
+                super::macvlan::connect(r.ledger, r.owner.clone(), &args)?;
+                r.made_any = true;
+            }
+            continue;
+        }
         let port = match placement(d, &n.name, &n.ifname, Some(&n.bridge))? {
             Some(port) => port,
             None => {
@@ -258,6 +274,34 @@ fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
     for n in &plan.namespaces {
         if n.name.contains('/') {
             netns::open(&n.name).map_err(host)?;
+        }
+        if let Some((parent, mode)) = &n.macvlan {
+            let args = super::macvlan::MacvlanArgs {
+                netns: n.name.clone(),
+                parent: parent.clone(),
+                mode: mode.clone(),
+                ifname: n.ifname.clone(),
+                ips: n.addresses.clone(),
+                gateway: n.gateway,
+                dhcp: n.dhcp,
+            };
+            // A namespace the topology will make cannot be looked into yet.
+            let exists = n.name.contains('/') || netns::exists(&n.name);
+            if exists && !super::macvlan::made(d.ledger(), &args) {
+                super::macvlan::preflight(&args)?;
+            } else if !exists {
+                let mut nl = Netlink::new().map_err(host)?;
+                if !nl.link_exists(parent).map_err(host)? {
+                    return Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "namespace {}: macvlan parent {parent}: no such network interface",
+                            n.name
+                        ),
+                    ));
+                }
+            }
+            continue;
         }
         placement(d, &n.name, &n.ifname, Some(&n.bridge))?;
     }
@@ -494,7 +538,7 @@ pub(crate) fn recover(d: &Datapath, dhcp: &Dhcp, nat: &Nat) -> Vec<String> {
         .filter(|o| match o {
             Owner::Bridge { name } => !bridges.contains(name),
             Owner::Port { bridge, port } => !ports.contains(&(bridge.clone(), port.clone())),
-            Owner::Topology { .. } => false,
+            Owner::Topology { .. } | Owner::Attachment { .. } => false,
         })
         .collect();
     for owner in orphans {

@@ -80,7 +80,8 @@ struct PortDef {
 #[serde(deny_unknown_fields)]
 struct NsDef {
     name: Spanned<String>,
-    bridge: Spanned<String>,
+    /// The bridge it is connected to (none with `macvlan`).
+    bridge: Option<Spanned<String>>,
     ifname: Option<Spanned<String>>,
     #[serde(default)]
     addresses: Vec<Spanned<String>>,
@@ -98,6 +99,20 @@ struct NsDef {
     /// Host ports forwarded to it, Docker's `-p` form (`8080:80/tcp`).
     #[serde(default)]
     publish: Vec<Spanned<String>>,
+    /// The kernel's macvlan on a host interface instead of a bridge port.
+    macvlan: Option<Spanned<MacvlanDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MacvlanDef {
+    parent: String,
+    #[serde(default = "bridge_mode")]
+    mode: String,
+}
+
+fn bridge_mode() -> String {
+    "bridge".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +163,10 @@ pub(crate) struct NsPlan {
     /// Host ports forwarded to its (first IPv4) address.
     #[serde(default)]
     pub(crate) publish: Vec<vbridge_host::nat::Publish>,
+    /// On a macvlan of this host interface, in this mode, instead of a bridge (then
+    /// `bridge` is empty).
+    #[serde(default)]
+    pub(crate) macvlan: Option<(String, String)>,
 }
 
 /// A checked topology.
@@ -315,10 +334,56 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         if let Err(m) = checked {
             return c.err(n.name.span(), format!("{at}.name"), m);
         }
-        let bridge = n.bridge.get_ref().clone();
-        if !bridge_lines.contains_key(&bridge) {
+        let macvlan = match (&n.bridge, &n.macvlan) {
+            (Some(b), Some(_)) => {
+                return c.err(
+                    b.span(),
+                    format!("{at}.bridge"),
+                    "a namespace is on a bridge or on a macvlan, not both".into(),
+                );
+            }
+            (None, None) => {
+                return c.err(
+                    n.name.span(),
+                    format!("{at}.bridge"),
+                    "give the bridge it is on (or macvlan = { parent = \"...\" })".into(),
+                );
+            }
+            (None, Some(m)) => {
+                let def = m.get_ref();
+                if let Err(e) = crate::names::check_ifname(&def.parent) {
+                    return c.err(m.span(), format!("{at}.macvlan.parent"), e);
+                }
+                if !["bridge", "vepa", "private", "passthru"].contains(&def.mode.as_str()) {
+                    return c.err(
+                        m.span(),
+                        format!("{at}.macvlan.mode"),
+                        format!("{:?}: use bridge, vepa, private or passthru", def.mode),
+                    );
+                }
+                if !n.publish.is_empty() || n.tap.is_some() || n.access.is_some() {
+                    return c.err(
+                        m.span(),
+                        format!("{at}.macvlan"),
+                        "publish, tap and access are for bridge ports, not macvlans".into(),
+                    );
+                }
+                Some((def.parent.clone(), def.mode.clone()))
+            }
+            (Some(_), None) => None,
+        };
+        let bridge = n
+            .bridge
+            .as_ref()
+            .map(|b| b.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(b) = n
+            .bridge
+            .as_ref()
+            .filter(|_| !bridge_lines.contains_key(&bridge))
+        {
             return c.err(
-                n.bridge.span(),
+                b.span(),
                 format!("{at}.bridge"),
                 format!("bridge {bridge:?} is not defined in this file"),
             );
@@ -395,10 +460,12 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             (None, None) => false,
         };
         if let Some(d) = &n.dhcp {
-            let serves = plan
-                .bridges
-                .iter()
-                .any(|b| b.name == bridge && b.dhcp.is_some());
+            // A macvlan's DHCP server is on its parent's network, not vbridge's.
+            let serves = macvlan.is_some()
+                || plan
+                    .bridges
+                    .iter()
+                    .any(|b| b.name == bridge && b.dhcp.is_some());
             dhcp::check_client(&c, &at, d, &addresses, gateway, serves, &bridge)?;
         }
         let mut publish: Vec<vbridge_host::nat::Publish> = Vec::new();
@@ -451,6 +518,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             access,
             dhcp: n.dhcp.as_ref().is_some_and(|d| *d.get_ref()),
             publish,
+            macvlan,
         });
     }
     Ok(plan)
