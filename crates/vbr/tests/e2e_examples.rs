@@ -84,21 +84,12 @@ fn seed002_docker_bridge_with_nat_and_a_published_port() {
     let host = Netns::new("h");
     let d = Daemon::start(&host);
     // An outside machine, routed through the host.
-    let out = Netns::new("o");
-    let dev = uniq("x");
-    ok(&format!(
-        "ip -n {} link add {dev} type veth peer name eth0 netns {}",
-        host.name, out.name
-    ));
-    host.ok(&format!("ip addr add 10.77.0.1/24 dev {dev}"));
-    host.ok(&format!("ip link set {dev} up"));
-    out.ok("ip addr add 10.77.0.2/24 dev eth0");
-    out.ok("ip link set eth0 up");
+    let out = outside(&host);
     let before = host_state(&host);
     let (f, n) = example(&d, "seed002-docker.toml", &["ns0", "ns1"]);
     d.ok(&format!("up {}", f.display()));
     let (ns0, ns1) = (Netns::adopt(&n[0]), Netns::adopt(&n[1]));
-    // Masquerade: the outside machine (no route back to 192.168.88.0/24) answers, and
+    // Masquerade: the outside machine answers, and
     // sees the host's address as the source.
     let seen = std::process::Command::new("ip")
         .args([
@@ -168,9 +159,9 @@ fn seed003_two_hosts_joined_by_a_trunk() {
     let (_b10, _b20) = (Netns::adopt(&n2[0]), Netns::adopt(&n2[1]));
     let tags = std::process::Command::new("ip")
         .args([
-            "netns", "exec", &h1.name, "timeout", "6", "tcpdump", "-e", "-n", "-l", "-c", "4",
+            "netns", "exec", &h1.name, "timeout", "20", "tcpdump", "-e", "-n", "-l",
         ])
-        .args(["-i", "trunk0", "vlan"])
+        .args(["-i", "trunk0", "vlan and icmp"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -179,6 +170,12 @@ fn seed003_two_hosts_joined_by_a_trunk() {
     assert!(a10.reaches("10.20.0.11"), "VLAN 10 across the trunk");
     assert!(a20.reaches("10.20.0.12"), "VLAN 20 across the trunk");
     assert!(!a10.ping("10.20.0.12"), "VLAN 10 does not reach VLAN 20");
+    // Stop the capture (tcpdump prints what it has on SIGINT).
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!(
+        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
+        h1.name
+    ));
     let seen = String::from_utf8_lossy(&tags.wait_with_output().unwrap().stdout).into_owned();
     assert!(
         seen.contains("vlan 10") && seen.contains("vlan 20"),

@@ -11,23 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// A namespace "outside" the host: a veth pair from the daemon's namespace (10.77.0.1)
-/// to it (10.77.0.2), default route through the host.
-fn outside(host: &Netns) -> Netns {
-    let o = Netns::new("o");
-    let dev = uniq("x");
-    ok(&format!(
-        "ip -n {} link add {dev} type veth peer name eth0 netns {}",
-        host.name, o.name
-    ));
-    host.ok(&format!("ip addr add 10.77.0.1/24 dev {dev}"));
-    host.ok(&format!("ip link set {dev} up"));
-    o.ok("ip addr add 10.77.0.2/24 dev eth0");
-    o.ok("ip link set eth0 up");
-    o.ok("ip route add default via 10.77.0.1");
-    o
-}
-
 /// busybox httpd on port 80 in `ns`, serving `body`.
 fn web(ns: &Netns, dir: &std::path::Path, body: &str) {
     let root = dir.join(format!("www-{}", ns.name));

@@ -84,35 +84,18 @@ impl Dhcp {
             dir: state_dir.join("dhcp"),
             nets: Mutex::new(BTreeMap::new()),
         };
-        let Ok(entries) = std::fs::read_dir(&dhcp.dir) else {
-            return dhcp;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Some(bridge) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
+        for (bridge, saved) in super::store::json_files::<Saved>(&dhcp.dir) {
             if !bridge_exists(&bridge) {
                 tracing::warn!(bridge, "DHCP settings kept for a bridge that is not there");
                 continue;
             }
-            let saved = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Saved>(&b).map_err(|e| e.to_string()));
             match saved {
                 Ok(s) => {
                     if let Err(e) = dhcp.run(&bridge, s) {
                         tracing::warn!(bridge, error = %e, "DHCP server not started");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "DHCP settings unreadable; left as they are")
-                }
+                Err(e) => tracing::warn!(error = %e, "DHCP settings unreadable; left as they are"),
             }
         }
         dhcp

@@ -89,17 +89,14 @@ impl Shared {
                 )))
             }
             Request::Delbr { bridge } => {
-                let r = handler::apply(
-                    &self.dp,
-                    Request::Delbr {
-                        bridge: bridge.clone(),
-                    },
-                );
-                if r.is_ok() {
-                    self.dhcp.stop(&bridge, true);
+                // Its NAT and DHCP go first, so the NAT keeper never fights the
+                // restoring of what the bridge's removal puts back (ip_forward).
+                if self.dp.bridges(Some(&bridge)).is_ok() {
+                    self.nat.release_forwarding();
                     self.nat.forget(&bridge);
+                    self.dhcp.stop(&bridge, true);
                 }
-                r
+                handler::apply(&self.dp, Request::Delbr { bridge })
             }
             Request::Delif { bridge, port } => {
                 let r = handler::apply(

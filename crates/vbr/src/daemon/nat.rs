@@ -48,6 +48,10 @@ pub(crate) struct Nat {
     dir: PathBuf,
     bridges: Mutex<BTreeMap<String, Desired>>,
     repairs: Mutex<BTreeMap<String, u64>>,
+    /// Whether `ip_forward` is the keeper's to keep on: set when NAT rules are written,
+    /// cleared when the record of turning it on is undone (so the keeper never fights
+    /// the restoring of its original value).
+    forward: std::sync::atomic::AtomicBool,
 }
 
 impl Nat {
@@ -57,29 +61,14 @@ impl Nat {
             dir: state_dir.join("nat"),
             bridges: Mutex::new(BTreeMap::new()),
             repairs: Mutex::new(BTreeMap::new()),
+            forward: std::sync::atomic::AtomicBool::new(true),
         };
-        if let Ok(entries) = std::fs::read_dir(&n.dir) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let Some(b) = p
-                    .file_name()
-                    .and_then(|x| x.to_str())
-                    .and_then(|x| x.strip_suffix(".json"))
-                    .map(str::to_owned)
-                else {
-                    continue;
-                };
-                match std::fs::read(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice::<Desired>(&b).map_err(|e| e.to_string()))
-                {
-                    Ok(d) => {
-                        n.lock().insert(b, d);
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %p.display(), error = %e, "NAT settings unreadable; left as they are")
-                    }
+        for (b, d) in super::store::json_files::<Desired>(&n.dir) {
+            match d {
+                Ok(d) => {
+                    n.lock().insert(b, d);
                 }
+                Err(e) => tracing::warn!(error = %e, "NAT settings unreadable; left as they are"),
             }
         }
         let n = Arc::new(n);
@@ -137,7 +126,8 @@ impl Nat {
                 Err(e) => tracing::debug!(bridge = %b, error = %e, "NAT table not readable"),
             }
         }
-        if forward && sysctl::get(IP_FORWARD).is_ok_and(|v| v.trim() != "1") {
+        let ours = self.forward.load(std::sync::atomic::Ordering::SeqCst);
+        if forward && ours && sysctl::get(IP_FORWARD).is_ok_and(|v| v.trim() != "1") {
             match sysctl::set(IP_FORWARD, "1") {
                 Ok(()) => tracing::warn!(
                     "ip_forward was turned off by someone else: on again (NAT needs it)"
@@ -173,6 +163,8 @@ impl Nat {
             return Ok(());
         }
         nat::apply(bridge, &rules).map_err(host)?;
+        self.forward
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.save(bridge, &d) {
             // Put the kernel back as it was: what is not saved is not kept.
             let _ = if before.rules().is_empty() {
@@ -317,6 +309,13 @@ impl Nat {
         if let Err(e) = r {
             tracing::warn!(bridge, error = %e, "NAT table not taken away");
         }
+    }
+
+    /// The original `ip_forward` is being put back: the keeper leaves it alone until NAT
+    /// rules are written again.
+    pub(crate) fn release_forwarding(&self) {
+        self.forward
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forgets `bridge` (it is being deleted) and removes its table.

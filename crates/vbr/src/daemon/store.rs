@@ -168,6 +168,35 @@ pub(crate) fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     Ok(config)
 }
 
+/// The `NAME.json` files of `dir` read as `T`, by `NAME` (a file that cannot be read or
+/// parsed gives its error, naming the file); none when `dir` does not exist.
+pub(crate) fn json_files<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+) -> Vec<(String, Result<T, String>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<T>(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: {e}", path.display()));
+        out.push((name, parsed));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_config;

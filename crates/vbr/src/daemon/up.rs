@@ -177,16 +177,7 @@ fn apply(
             )?;
             netns::add(&n.name).map_err(host)?;
         }
-        if let Some((parent, mode)) = &n.macvlan {
-            let args = super::macvlan::MacvlanArgs {
-                netns: n.name.clone(),
-                parent: parent.clone(),
-                mode: mode.clone(),
-                ifname: n.ifname.clone(),
-                ips: n.addresses.clone(),
-                gateway: n.gateway,
-                dhcp: n.dhcp,
-            };
+        if let Some(args) = macvlan_args(n) {
             if !super::macvlan::made(r.ledger, &args) {
                 super::macvlan::connect(r.ledger, r.owner.clone(), &args)?;
                 r.made_any = true;
@@ -234,6 +225,20 @@ fn apply(
     Ok(())
 }
 
+/// The macvlan a topology's namespace is on, if it is on one.
+fn macvlan_args(n: &crate::topology::NsPlan) -> Option<super::macvlan::MacvlanArgs> {
+    let (parent, mode) = n.macvlan.as_ref()?;
+    Some(super::macvlan::MacvlanArgs {
+        netns: n.name.clone(),
+        parent: parent.clone(),
+        mode: mode.clone(),
+        ifname: n.ifname.clone(),
+        ips: n.addresses.clone(),
+        gateway: n.gateway,
+        dhcp: n.dhcp,
+    })
+}
+
 /// What `up` can find wrong before it changes anything: NAT without a working `nft`,
 /// ports that are another bridge's or no network interface here, namespace paths that
 /// lead nowhere, connections that exist to another bridge or whose port name is taken.
@@ -275,16 +280,8 @@ fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
         if n.name.contains('/') {
             netns::open(&n.name).map_err(host)?;
         }
-        if let Some((parent, mode)) = &n.macvlan {
-            let args = super::macvlan::MacvlanArgs {
-                netns: n.name.clone(),
-                parent: parent.clone(),
-                mode: mode.clone(),
-                ifname: n.ifname.clone(),
-                ips: n.addresses.clone(),
-                gateway: n.gateway,
-                dhcp: n.dhcp,
-            };
+        if let Some(args) = macvlan_args(n) {
+            let parent = &args.parent;
             // A namespace the topology will make cannot be looked into yet.
             let exists = n.name.contains('/') || netns::exists(&n.name);
             if exists && !super::macvlan::made(d.ledger(), &args) {
@@ -389,6 +386,10 @@ fn undo_one(d: &Datapath, dhcp: &Dhcp, nat: &Nat, r: &Record) -> Result<(), Stri
         Object::Sysctl { path } if path == IP_FORWARD && other_nat(d.ledger(), &r.owner) => {
             // Another topology's NAT still needs forwarding: it restores it when it goes.
             Ok(())
+        }
+        Object::Sysctl { path } if path == IP_FORWARD => {
+            nat.release_forwarding();
+            ledger::undo(r).map(drop).map_err(|e| describe(&e))
         }
         _ => ledger::undo(r).map(drop).map_err(|e| describe(&e)),
     }

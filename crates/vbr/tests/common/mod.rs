@@ -373,3 +373,21 @@ pub fn rx_counters(d: &Daemon, bridge: &str, port: &str) -> (u64, u64) {
 pub fn port_of(netns: &str, ifname: &str) -> String {
     vbridge_datapath::port_name(netns, ifname)
 }
+
+/// A namespace "outside" the host namespace `host`: a veth pair from `host` (10.77.0.1)
+/// to it (10.77.0.2), its default route through the host.
+#[allow(dead_code)]
+pub fn outside(host: &Netns) -> Netns {
+    let o = Netns::new("o");
+    let dev = uniq("x");
+    ok(&format!(
+        "ip -n {} link add {dev} type veth peer name eth0 netns {}",
+        host.name, o.name
+    ));
+    host.ok(&format!("ip addr add 10.77.0.1/24 dev {dev}"));
+    host.ok(&format!("ip link set {dev} up"));
+    o.ok("ip addr add 10.77.0.2/24 dev eth0");
+    o.ok("ip link set eth0 up");
+    o.ok("ip route add default via 10.77.0.1");
+    o
+}
