@@ -105,9 +105,17 @@ impl Decision {
     }
 }
 
-impl fmt::Display for Decision {
-    /// One line, as `vbr trace` prints it: `vlan 10 flood-broadcast -> #2 (push 10), #3`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Decision {
+    /// The decision in one line with ports called by `name`: `vlan 10 flood-broadcast ->
+    /// eth1 (push 10), eth2` (`Display` calls them `#2`, `#3`).
+    pub fn describe(&self, name: &dyn Fn(PortId) -> String) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_with(&mut s, name);
+        s
+    }
+
+    fn write_with(&self, f: &mut dyn fmt::Write, name: &dyn Fn(PortId) -> String) -> fmt::Result {
         if let Some(v) = self.vid {
             write!(f, "vlan {v} ")?;
         }
@@ -127,7 +135,7 @@ impl fmt::Display for Decision {
         write!(f, "{how} ->")?;
         for (i, e) in self.egress.iter().enumerate() {
             let sep = if i == 0 { " " } else { ", " };
-            write!(f, "{sep}{}", e.port)?;
+            write!(f, "{sep}{}", name(e.port))?;
             match e.op {
                 TagOp::Keep => {}
                 TagOp::Push(t) => write!(f, " (push {})", t.vid)?,
@@ -136,8 +144,46 @@ impl fmt::Display for Decision {
             }
         }
         if let Some(p) = self.moved_from {
-            write!(f, "; source moved from {p}")?;
+            write!(f, "; source moved from {}", name(p))?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Decision {
+    /// One line, as `vbr trace` prints it: `vlan 10 flood-broadcast -> #2 (push 10), #3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_with(f, &|p| p.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports are named one by one: `#1` never matches inside `#12`, the VLAN number is
+    /// never taken for a port, and the port a station moved from is named too.
+    #[test]
+    fn describe_names_each_port_once() {
+        let mut d = Decision::new();
+        d.verdict = Verdict::Forward;
+        d.delivery = Some(Delivery::FloodBroadcast);
+        d.vid = Vid::new(1).ok();
+        for p in [12, 1] {
+            d.egress.push(Egress {
+                port: PortId(p),
+                op: TagOp::Keep,
+            });
+        }
+        d.moved_from = Some(PortId(1));
+        let name = |p: PortId| format!("eth{}", p.0);
+        assert_eq!(
+            d.describe(&name),
+            "vlan 1 flood-broadcast -> eth12, eth1; source moved from eth1"
+        );
+        assert_eq!(
+            d.to_string(),
+            "vlan 1 flood-broadcast -> #12, #1; source moved from #1"
+        );
     }
 }

@@ -89,6 +89,14 @@ pub(crate) fn frame_limit(p: &PortRt) -> Option<usize> {
     p.mtu.map(|m| m as usize + 18)
 }
 
+/// Port `p`'s name, or `#N` for a port that is not there (any more).
+pub(crate) fn port_label(ports: &[Option<PortRt>], p: PortId) -> String {
+    ports
+        .get(usize::from(p.0))
+        .and_then(Option::as_ref)
+        .map_or_else(|| p.to_string(), |p| p.name.clone())
+}
+
 /// A port to add: its netdev name and how it starts.
 #[derive(Debug, Clone)]
 pub struct PortSpec {
@@ -374,12 +382,7 @@ impl BridgeRt {
             decision,
             ..
         } = self;
-        let name = |p: PortId| {
-            ports
-                .get(usize::from(p.0))
-                .and_then(Option::as_ref)
-                .map_or_else(|| p.to_string(), |p| p.name.clone())
-        };
+        let name = |p: PortId| port_label(ports, p);
         for l in live.iter_mut() {
             l.note(now, ingress, frame, decision, &name);
         }

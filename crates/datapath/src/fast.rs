@@ -270,7 +270,7 @@ fn max_frame(ports: &[Option<PortRt>], id: PortId) -> u32 {
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.
-fn fast_ifindex(ports: &[Option<PortRt>], id: PortId) -> Option<u32> {
+pub(crate) fn fast_ifindex(ports: &[Option<PortRt>], id: PortId) -> Option<u32> {
     let p = ports.get(usize::from(id.0))?.as_ref()?;
     p.fast.as_ref()?;
     p.io.as_ref()?;

@@ -139,10 +139,7 @@ impl Live {
             return;
         }
         self.tokens -= 1;
-        let mut decision = d.to_string();
-        for e in &d.egress {
-            decision = decision.replace(&e.port.to_string(), &name(e.port));
-        }
+        let decision = d.describe(name);
         let skipped = std::mem::take(&mut self.skipped);
         let line = format!(
             "{} {}: {} => {}{}",

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 
 use vbridge_core::{DropCounters, EntryKind, Instant, PortId, VlanMode};
 
-use vbridge_core::MacAddr;
-
 use crate::bridge_rt::BridgeRt;
 use crate::view::{
     BridgeView, CountersView, FdbRow, PortInfo, PortState, PortView, StpPortView, StpView,
@@ -236,14 +234,7 @@ impl BridgeRt {
                 bridge: self.name.clone(),
             })?;
         let e = self.core.explain(now, id, frame);
-        let names: Vec<(PortId, String)> =
-            self.port_names().map(|(i, n)| (i, n.to_owned())).collect();
-        let name = |p: PortId| {
-            names
-                .iter()
-                .find(|(i, _)| *i == p)
-                .map_or_else(|| p.to_string(), |(_, n)| n.clone())
-        };
+        let name = |p: PortId| crate::bridge_rt::port_label(&self.ports, p);
         let steps = e
             .steps
             .iter()
@@ -253,17 +244,13 @@ impl BridgeRt {
                 text: s.describe(&name),
             })
             .collect();
-        let mut decision = e.decision.to_string();
-        for (i, n) in &names {
-            decision = decision.replace(&i.to_string(), n);
-        }
         Ok(TraceView {
             bridge: self.name.clone(),
             ingress: port.to_owned(),
             frame: vbridge_wire::summarize(frame),
             steps,
             verdict: vbridge_core::trace::verdict_text(&e.decision, &name),
-            decision,
+            decision: e.decision.describe(&name),
             fast_path: self.fast_path_view(id, frame, &e.decision),
         })
     }
@@ -274,20 +261,13 @@ impl BridgeRt {
         let Some(fast) = self.fast.as_ref() else {
             return "no kernel fast path on this bridge (no veth port, or turned off)".into();
         };
-        let on = |p: PortId| {
-            self.port(p)
-                .is_some_and(|p| p.fast.is_some() && p.capture.is_none())
-        };
-        let (Some(dst), Some(src)) = (
-            frame.get(..6).and_then(MacAddr::from_bytes),
-            frame.get(6..12).and_then(MacAddr::from_bytes),
-        ) else {
+        // On the fast path as the fast path itself sees it (a veth, attached, not watched).
+        let on = |p: PortId| crate::fast::fast_ifindex(&self.ports, p).is_some();
+        let Ok(eth) = vbridge_wire::ethernet::Frame::new_checked(frame) else {
             return "stays in the switch: not a whole Ethernet header".into();
         };
-        if matches!(
-            frame.get(12..14),
-            Some([0x81, 0x00] | [0x88, 0xa8] | [0x91, 0x00])
-        ) {
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        if eth.ethertype().is_tag() {
             return "stays in the switch: the kernel program leaves every tagged frame to the switch".into();
         }
         if fast.holds(self.port(ingress).and_then(|p| p.ifindex), src, dst) {

@@ -16,31 +16,39 @@ use crate::api::{Response, StreamEnd, StreamMsg, Streaming};
 use crate::names::escape;
 use crate::output::say;
 
-/// A test frame: `dst`, `src`, an 802.1Q tag with `vlan`, `ethertype` (IPv4 by
-/// default, then with a valid empty IPv4 header), padded to the 60-byte minimum.
+/// A test frame: `dst`, `src`, an 802.1Q tag with `vlan` (any 12-bit VID: 0 and 4095
+/// too), `ethertype` (IPv4 by default, then with a valid empty IPv4 header), padded to
+/// the 60-byte minimum before the tag. Written with the wire crate's own emitters.
 pub(crate) fn frame(dst: MacAddr, src: MacAddr, vlan: Option<u16>, ethertype: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(&src.octets());
-    if let Some(v) = vlan {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&(v & 0x0fff).to_be_bytes());
-    }
-    f.extend_from_slice(&ethertype.to_be_bytes());
+    use vbridge_wire::{EtherType, Tag, ethernet, ipv4, vlan as dot1q};
+    const HEADROOM: usize = 4;
+    let mut buf = vec![0u8; HEADROOM + 60];
+    let mut eth = ethernet::Frame::new_unchecked(&mut buf[HEADROOM..]);
+    let header = ethernet::Repr {
+        dst,
+        src,
+        ethertype: EtherType::from(ethertype),
+    };
+    // The buffer is long enough for both headers: emitting cannot fail.
+    let _ = header.emit(&mut eth);
     if ethertype == 0x0800 {
-        // 20-byte header, protocol 253 (experiments), 0.0.0.0 -> 0.0.0.0, TTL 64.
-        let mut ip = [
-            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        let c = vbridge_wire::ipv4::checksum(&ip).to_be_bytes();
-        ip[10] = c[0];
-        ip[11] = c[1];
-        f.extend_from_slice(&ip);
+        let ip = ipv4::Repr {
+            src_addr: std::net::Ipv4Addr::UNSPECIFIED,
+            dst_addr: std::net::Ipv4Addr::UNSPECIFIED,
+            // 253: for experiments.
+            protocol: ipv4::Protocol::Unknown(253),
+            payload_len: 0,
+            ttl: 64,
+        };
+        let _ = ip.emit(&mut ipv4::Packet::new_unchecked(eth.payload_mut()));
     }
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
+    let end = buf.len();
+    let start = match vlan {
+        Some(v) => dot1q::push_in_place(&mut buf, HEADROOM, end, Tag::from_tci(0x8100, v & 0x0fff))
+            .unwrap_or(HEADROOM),
+        None => HEADROOM,
+    };
+    buf.split_off(start)
 }
 
 /// Bytes as hex, for the API.
@@ -172,4 +180,33 @@ fn stop_on_signal(stream: &UnixStream) -> Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frames `vbr trace --src/--dst` builds read back as what was asked for.
+    #[test]
+    fn test_frames_are_well_formed() {
+        use vbridge_wire::{EtherType, ethernet, ipv4};
+        let (a, b) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let f = frame(b, a, None, 0x0800);
+        assert_eq!(f.len(), 60);
+        let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst_addr(), eth.src_addr()), (b, a));
+        assert_eq!(eth.ethertype(), EtherType::Ipv4);
+        let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(ipv4::Repr::parse(&ip).unwrap().ttl, 64);
+        assert_eq!(ipv4::checksum(ip.header()), 0, "a valid header checksum");
+        let t = frame(b, a, Some(4095), 0x0806);
+        assert_eq!(t.len(), 64);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x0f, 0xff]);
+        assert_eq!(&t[16..18], &[0x08, 0x06]);
+        assert_eq!(ethertype_arg("0x0806"), Ok(0x0806));
+        assert!(
+            ethertype_arg("0x05dc").is_err(),
+            "802.3 lengths are not EtherTypes"
+        );
+    }
 }

@@ -550,7 +550,8 @@ fn prometheus_metrics_are_served_and_scraped() {
         "bash -c 'exec 3<>/dev/tcp/127.0.0.1/9417; printf \"POST /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'",
     );
     assert!(String::from_utf8_lossy(&post.stdout).starts_with("HTTP/1.1 405"));
-    // A client that connects and says nothing does not stop the next scrape.
+    // A client that connects and says nothing does not stop the server: the next scrape
+    // is answered (each scrape has a thread of its own, at most 4).
     let idle = std::process::Command::new("ip")
         .args([
             "netns",

@@ -188,10 +188,14 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
         ]));
-        let object = format!("veth pair {name:?}/{peer:?}");
+        self.new_link(message, &format!("veth pair {name:?}/{peer:?}"))
+    }
+
+    /// Creates the link `message` describes (never over an existing one).
+    fn new_link(&mut self, message: LinkMessage, object: &str) -> Result<(), HostError> {
         let what = What {
             action: "create",
-            object: &object,
+            object,
         };
         self.request(
             RouteNetlinkMessage::NewLink(message),
@@ -235,17 +239,7 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::MacVlan),
             LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
         ]));
-        let object = format!("macvlan {name:?} on {parent:?}");
-        let what = What {
-            action: "create",
-            object: &object,
-        };
-        self.request(
-            RouteNetlinkMessage::NewLink(message),
-            NLM_F_CREATE | NLM_F_EXCL,
-            what,
-        )?;
-        Ok(())
+        self.new_link(message, &format!("macvlan {name:?} on {parent:?}"))
     }
 
     /// Deletes the link `name` (for a veth, its peer goes too).

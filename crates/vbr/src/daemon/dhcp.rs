@@ -137,7 +137,7 @@ impl Dhcp {
     }
 
     fn save(&self, bridge: &str, saved: &Saved) -> Result<(), ApiError> {
-        save_file(&self.dir, &self.file(bridge), saved)
+        super::store::write_json(&self.dir, &self.file(bridge), saved)
             .map_err(|e| host_err(format!("saving the DHCP leases of {bridge}: {e}")))
     }
 
@@ -245,16 +245,6 @@ impl Drop for Dhcp {
     }
 }
 
-fn save_file(dir: &Path, file: &Path, saved: &Saved) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let bytes = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
-    vbridge_host::ledger::write_atomically(file, &bytes)
-}
-
 /// UDP port 67 on `dev` only, broadcasts allowed (several bridges each bind their own).
 fn bind(dev: &str) -> nix::Result<UdpSocket> {
     use nix::sys::socket::{
@@ -323,7 +313,7 @@ fn serve(
                 config: s.config().clone(),
                 leases: s.leases(t),
             };
-            if let Err(e) = save_file(dir, file, &saved) {
+            if let Err(e) = super::store::write_json(dir, file, &saved) {
                 // Not answered: a lease the daemon could lose is not given.
                 tracing::error!(bridge, error = %e, "cannot save DHCP leases; request not answered");
                 continue;

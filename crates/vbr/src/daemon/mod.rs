@@ -189,12 +189,17 @@ impl Shared {
             vbridge_datapath::port_name(&args.netns, args.ifname.as_deref().unwrap_or("eth0"));
         self.nat.check(&args.bridge, &port, &ports)?;
         let connected = handler::apply(&self.dp, Request::Connect(args.clone()))?;
-        let port = connected["port"].as_str().unwrap_or_default().to_owned();
         let subnets = bridge_subnets(&args.bridge);
         let published = self
             .nat
             .publish(&args.bridge, &port, &subnets, &ports)
-            .and_then(|()| forwarding_for_bridge(&self.dp, &args.bridge));
+            .and_then(|()| {
+                // Put back when the bridge goes.
+                let owner = vbridge_host::ledger::Owner::Bridge {
+                    name: args.bridge.clone(),
+                };
+                nat::forwarding_on(self.dp.ledger(), owner).map(drop)
+            });
         if let Err(e) = published {
             self.nat.unpublish(&args.bridge, &port);
             let _ = wiring::disconnect(&self.dp, &args.netns, &args.bridge);
@@ -342,27 +347,4 @@ fn bridge_subnets(bridge: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `ip_forward` on for published ports, its original value recorded for the bridge
-/// (put back when the bridge goes).
-fn forwarding_for_bridge(d: &Datapath, bridge: &str) -> Result<(), ApiError> {
-    use vbridge_host::ledger::{Object, Owner};
-    const IP_FORWARD: &str = "net/ipv4/ip_forward";
-    let fwd = vbridge_host::sysctl::get(IP_FORWARD).map_err(errors::host)?;
-    if fwd.trim() != "1" {
-        d.ledger()
-            .put(
-                Owner::Bridge {
-                    name: bridge.to_owned(),
-                },
-                Object::Sysctl {
-                    path: IP_FORWARD.into(),
-                },
-                Some(fwd.trim().to_owned()),
-            )
-            .map_err(errors::host)?;
-        vbridge_host::sysctl::set(IP_FORWARD, "1").map_err(errors::host)?;
-    }
-    Ok(())
 }

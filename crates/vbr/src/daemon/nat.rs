@@ -20,7 +20,31 @@ use vbridge_host::sysctl;
 use super::errors::host;
 use crate::api::{ApiError, ErrorKind};
 
-const IP_FORWARD: &str = "net/ipv4/ip_forward";
+/// The sysctl NAT needs on.
+pub(crate) const IP_FORWARD: &str = "net/ipv4/ip_forward";
+
+/// Turns `ip_forward` on for `owner`, its original value recorded in `ledger` first;
+/// whether it was recorded now (it was off).
+pub(crate) fn forwarding_on(
+    ledger: &vbridge_host::ledger::Ledger,
+    owner: vbridge_host::ledger::Owner,
+) -> Result<bool, ApiError> {
+    let fwd = sysctl::get(IP_FORWARD).map_err(host)?;
+    if fwd.trim() == "1" {
+        return Ok(false);
+    }
+    let fresh = ledger
+        .put(
+            owner,
+            vbridge_host::ledger::Object::Sysctl {
+                path: IP_FORWARD.into(),
+            },
+            Some(fwd.trim().to_owned()),
+        )
+        .map_err(host)?;
+    sysctl::set(IP_FORWARD, "1").map_err(host)?;
+    Ok(fresh)
+}
 /// How often the keeper looks.
 const LOOK: Duration = Duration::from_secs(1);
 
@@ -186,13 +210,7 @@ impl Nat {
     }
 
     fn save(&self, bridge: &str, d: &Desired) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
-        let bytes = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
-        vbridge_host::ledger::write_atomically(&self.file(bridge), &bytes)
+        super::store::write_json(&self.dir, &self.file(bridge), d)
     }
 
     /// Masquerading of `bridge`'s `subnets` on or off.

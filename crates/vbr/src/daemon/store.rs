@@ -145,10 +145,7 @@ impl Store {
     /// Writes `value` as JSON to `name` in the state directory, atomically, mode 0600.
     fn write(&self, name: &str, value: &impl serde::Serialize) -> Result<()> {
         let path = self.dir.join(name);
-        let mut body = serde_json::to_vec_pretty(value)?;
-        body.push(b'\n');
-        vbridge_host::ledger::write_atomically(&path, &body)
-            .with_context(|| format!("writing {}", path.display()))
+        write_json(&self.dir, &path, value).with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -166,6 +163,22 @@ pub(crate) fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     })?;
     config.check().map_err(|p| p.to_string())?;
     Ok(config)
+}
+
+/// Writes `value` as JSON to `file` in `dir` (made private, 0700, if missing),
+/// atomically, mode 0600.
+pub(crate) fn write_json(
+    dir: &Path,
+    file: &Path,
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut body = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    vbridge_host::ledger::write_atomically(file, &body)
 }
 
 /// The `NAME.json` files of `dir` read as `T`, by `NAME` (a file that cannot be read or

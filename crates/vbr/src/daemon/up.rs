@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vbridge_datapath::{Change, Datapath, DpError, PortKind, PortSpec, VlanCfg};
 use vbridge_host::ledger::{self, Ledger, Object, Owner, Record};
-use vbridge_host::{Netlink, nat, netns, sysctl};
+use vbridge_host::{Netlink, nat, netns};
 
 use super::dhcp::Dhcp;
 use super::errors::{describe, dp, host};
@@ -20,7 +20,7 @@ use super::wiring::{ConnectArgs, connect, placement};
 use crate::api::{ApiError, ErrorKind, UpDone};
 use crate::topology::Plan;
 
-const IP_FORWARD: &str = "net/ipv4/ip_forward";
+use super::nat::IP_FORWARD;
 
 fn invalid(m: impl Into<String>) -> ApiError {
     ApiError::invalid(m)
@@ -337,18 +337,9 @@ fn nat_up(nat: &Nat, bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Resu
     forwarding_on(r)
 }
 
-/// `ip_forward` on, its original value recorded first.
+/// `ip_forward` on, its original value recorded for this run first.
 fn forwarding_on(r: &mut Run<'_>) -> Result<(), ApiError> {
-    let fwd = sysctl::get(IP_FORWARD).map_err(host)?;
-    if fwd.trim() != "1" {
-        r.record(
-            Object::Sysctl {
-                path: IP_FORWARD.into(),
-            },
-            Some(fwd.trim().to_owned()),
-        )?;
-        sysctl::set(IP_FORWARD, "1").map_err(host)?;
-    }
+    r.made_any |= super::nat::forwarding_on(r.ledger, r.owner.clone())?;
     Ok(())
 }
 
