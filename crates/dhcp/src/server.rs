@@ -298,18 +298,24 @@ impl Server {
                 }
             },
         };
-        // Held for this client; a bound lease on the same address keeps its time.
-        let keep = self
+        // Held for this client at least OFFER_HOLD; a bound lease on the same address
+        // stays bound, and keeps its time if that is longer.
+        let lease = match self
             .table
             .get(&r.client)
             .filter(|l| l.ip == ip && l.bound && l.expires > now)
-            .cloned();
-        let lease = keep.unwrap_or(Lease {
-            mac: r.mac,
-            ip,
-            expires: now + OFFER_HOLD,
-            bound: false,
-        });
+        {
+            Some(l) => Lease {
+                expires: l.expires.max(now + OFFER_HOLD),
+                ..l.clone()
+            },
+            None => Lease {
+                mac: r.mac,
+                ip,
+                expires: now + OFFER_HOLD,
+                bound: false,
+            },
+        };
         self.table.set(&r.client, lease);
         self.counters.offers += 1;
         Outcome {

@@ -212,6 +212,28 @@ fn clients_get_distinct_addresses_and_offers_are_held() {
     assert_eq!(answer(&out).unwrap().0, MessageType::Ack);
 }
 
+/// Found by the property below: a client whose lease had 40 s left asked again
+/// (DISCOVER); the offer must be held the full hold time, not just what the lease had
+/// left, or another client gets the address meanwhile.
+#[test]
+fn an_offer_on_a_lease_about_to_end_is_held_the_full_time() {
+    let mut s = server(100, 200);
+    assert_eq!(lease(&mut s, T0, mac(1)), Some(ip(100)));
+    let late = T0 + 3600 - 40;
+    assert_eq!(
+        answer(&s.handle(late, &discover(mac(1)))).unwrap().1,
+        ip(100)
+    );
+    let out = s.handle(late + 40, &select(mac(2), ip(100)));
+    assert_eq!(
+        answer(&out).unwrap().0,
+        MessageType::Nak,
+        "still held for client 1"
+    );
+    let out = s.handle(late + 41, &select(mac(1), ip(100)));
+    assert_eq!(answer(&out).unwrap().0, MessageType::Ack);
+}
+
 #[test]
 fn static_leases_and_requested_addresses() {
     let mut s = server(100, 200);
