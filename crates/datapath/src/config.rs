@@ -156,7 +156,7 @@ impl Engine {
                     }
                     // Handed over by the caller: nothing to open again at restart.
                     PortKind::Socket => continue,
-                    PortKind::Interface | PortKind::Tap => {}
+                    PortKind::Interface | PortKind::Tap | PortKind::Gateway => {}
                 }
                 ports.push(PortCfg {
                     name: pname.to_owned(),

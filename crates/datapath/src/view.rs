@@ -15,6 +15,9 @@ pub enum PortKind {
     Tap,
     /// A backend the caller opened and handed over (a socket): not kept across restarts.
     Socket,
+    /// The host's interface on one VLAN of the bridge (`BR.VID`, a persistent TAP
+    /// vbridge made, kept across restarts with its addresses): the VLAN's gateway.
+    Gateway,
 }
 
 /// Whether a port moves frames.

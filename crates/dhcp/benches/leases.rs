@@ -18,6 +18,7 @@ fn config() -> Config {
         range: (Ipv4Addr::new(10, 20, 1, 0), Ipv4Addr::new(10, 20, 9, 255)),
         lease_secs: 3600,
         router: None,
+        no_router: false,
         dns: vec![SERVER],
         statics: vec![],
     }

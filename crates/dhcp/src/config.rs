@@ -26,6 +26,9 @@ pub struct Config {
     pub lease_secs: u32,
     /// The router clients get; `None`: the server's address.
     pub router: Option<Ipv4Addr>,
+    /// Hand out no router at all (a network with no way out, such as Neutron's local).
+    #[serde(default)]
+    pub no_router: bool,
     /// DNS servers clients get (none: the option is left out).
     pub dns: Vec<Ipv4Addr>,
     pub statics: Vec<Static>,
@@ -190,6 +193,7 @@ mod tests {
             ),
             lease_secs: 3600,
             router: None,
+            no_router: false,
             dns: vec![],
             statics: vec![Static {
                 mac: [2, 0, 0, 0, 0, 0x10],

@@ -462,7 +462,9 @@ impl Server {
         o.insert(DhcpOption::ServerIdentifier(c.server));
         if kind != MessageType::Nak {
             o.insert(DhcpOption::SubnetMask(c.mask()));
-            o.insert(DhcpOption::Router(vec![c.router.unwrap_or(c.server)]));
+            if !c.no_router {
+                o.insert(DhcpOption::Router(vec![c.router.unwrap_or(c.server)]));
+            }
             o.insert(DhcpOption::BroadcastAddr(c.broadcast()));
             if !c.dns.is_empty() {
                 o.insert(DhcpOption::DomainNameServer(c.dns.clone()));

@@ -25,6 +25,7 @@ fn config(first: u8, last: u8) -> Config {
         range: (ip(first), ip(last)),
         lease_secs: 3600,
         router: None,
+        no_router: false,
         dns: vec![Ipv4Addr::new(192, 168, 88, 53)],
         statics: vec![Static {
             mac: [2, 0, 0, 0, 0, 0x10],

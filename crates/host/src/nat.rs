@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use nftables::expr::{
     CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix,
+    Prefix, SetItem,
 };
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{Match, NAT, NATFamily, Operator, Statement};
@@ -126,6 +126,10 @@ impl std::fmt::Display for Publish {
 pub struct Rules {
     /// The bridge's IPv4 subnets (network, prefix length).
     pub subnets: Vec<(Ipv4Addr, u8)>,
+    /// Other interfaces of the same switch (a bridge's VLAN gateways): traffic to them
+    /// is routed, not masqueraded.
+    #[serde(default)]
+    pub also: Vec<String>,
     /// Masquerade the subnets on their way out of the host.
     pub masquerade: bool,
     pub publish: Vec<Publish>,
@@ -143,12 +147,14 @@ impl Rules {
         bridge: &str,
     ) -> Vec<(&'static str, NfHook, i32, Vec<Vec<Statement<'static>>>)> {
         let mut post = Vec::new();
+        let mut inside = vec![bridge.to_owned()];
+        inside.extend(self.also.iter().cloned());
         for (net, len) in &self.subnets {
             let from = saddr_in(*net, *len);
             if self.masquerade {
                 post.push(vec![
                     from.clone(),
-                    oifname(bridge, Operator::NEQ),
+                    oifname(&inside, Operator::NEQ),
                     Statement::Masquerade(None),
                 ]);
             }
@@ -156,7 +162,7 @@ impl Rules {
                 // Hairpin: the bridge's own network reaching a published port.
                 post.push(vec![
                     from,
-                    oifname(bridge, Operator::EQ),
+                    oifname(&inside, Operator::EQ),
                     ct_status_dnat(),
                     Statement::Masquerade(None),
                 ]);
@@ -211,13 +217,27 @@ fn saddr_in(net: Ipv4Addr, len: u8) -> Statement<'static> {
     )
 }
 
-fn oifname(bridge: &str, op: Operator) -> Statement<'static> {
+/// `oifname OP NAME`, or `oifname OP { NAMES }` for several (`!=`: none of them).
+fn oifname(names: &[String], op: Operator) -> Statement<'static> {
+    let right = match names {
+        [one] => Expression::String(Cow::Owned(one.clone())),
+        many => Expression::Named(NamedExpression::Set(
+            many.iter()
+                .map(|n| SetItem::Element(Expression::String(Cow::Owned(n.clone()))))
+                .collect(),
+        )),
+    };
+    let op = match (names.len(), op) {
+        (1, op) => op,
+        (_, Operator::NEQ) => Operator::NEQ,
+        (_, _) => Operator::IN,
+    };
     matches(
         Expression::Named(NamedExpression::Meta(Meta {
             key: MetaKey::Oifname,
         })),
         op,
-        Expression::String(Cow::Owned(bridge.to_owned())),
+        right,
     )
 }
 
@@ -326,6 +346,7 @@ pub fn masquerade(bridge: &str, subnets: &[(Ipv4Addr, u8)]) -> Result<(), HostEr
         bridge,
         &Rules {
             subnets: subnets.to_vec(),
+            also: Vec::new(),
             masquerade: true,
             publish: Vec::new(),
         },
@@ -428,6 +449,7 @@ mod tests {
     fn rules_become_the_chains_docker_has() {
         let r = Rules {
             subnets: vec![(Ipv4Addr::new(192, 168, 88, 1), 24)],
+            also: vec![],
             masquerade: true,
             publish: vec![Publish {
                 host_ip: None,
@@ -469,6 +491,25 @@ mod tests {
             "no hairpin rule without ports"
         );
         assert!(Rules::default().is_empty());
+    }
+
+    /// A bridge's VLAN gateways are inside: their subnets reach each other routed, and
+    /// only what leaves by another interface is masqueraded.
+    #[test]
+    fn other_interfaces_of_the_switch_are_not_masqueraded() {
+        let r = Rules {
+            subnets: vec![(Ipv4Addr::new(10, 10, 0, 1), 24)],
+            also: vec!["br0".into(), "br0.20".into()],
+            masquerade: true,
+            publish: vec![],
+        };
+        let post = &r.chains("br0.10")[2].3;
+        assert_eq!(post.len(), 1);
+        let j = serde_json::to_string(&post[0]).unwrap();
+        assert!(
+            j.contains(r#"{"match":{"left":{"meta":{"key":"oifname"}},"right":{"set":["br0.10","br0","br0.20"]},"op":"!="}}"#),
+            "{j}"
+        );
     }
 
     #[test]

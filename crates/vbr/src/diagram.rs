@@ -43,6 +43,7 @@ fn kind_text(p: &PortView) -> String {
         (PortKind::Tap, Some(_)) => "tap".into(),
         (PortKind::Tap, None) => "tap (VM)".into(),
         (PortKind::Socket, _) => "socket".into(),
+        (PortKind::Gateway, _) => "host interface (VLAN gateway)".into(),
     }
 }
 

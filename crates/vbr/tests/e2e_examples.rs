@@ -279,3 +279,193 @@ fn dhcp_example() {
     d.ok(&format!("down {}", f.display()));
     assert!(netns_gone(&n));
 }
+
+/// A udhcpc script that applies the lease: address, and the router when one is given.
+fn udhcpc_script(d: &Daemon) -> PathBuf {
+    let script = d.dir.join("udhcpc-route.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip addr add \"$ip/$mask\" dev \"$interface\"\n  [ -n \"$router\" ] && ip route replace default via \"${router%% *}\"\n;; esac\nexit 0\n",
+    )
+    .unwrap();
+    ok(&format!("chmod +x {}", script.display()));
+    script
+}
+
+/// busybox udhcpc once in `ns` with `script`; its IPv4 address line afterwards.
+fn lease(ns: &Netns, script: &std::path::Path) -> String {
+    let _ = ns.exec(&format!(
+        "timeout 15 busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
+        script.display()
+    ));
+    ns.ok("ip -4 -o addr show eth0")
+}
+
+/// The first ICMP echo request `ns` sees on `dev` while `f` runs: its tcpdump line.
+fn first_echo_seen(ns: &Netns, dev: &str, f: impl FnOnce()) -> String {
+    let seen = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "timeout", "5", "tcpdump", "-n", "-l",
+        ])
+        .args(["-c", "1", "-i", dev, "icmp[icmptype] == icmp-echo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    f();
+    String::from_utf8_lossy(&seen.wait_with_output().unwrap().stdout).into_owned()
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, TAP, nftables, DHCP clients"
+)]
+fn seed003_vlan_router() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    let out = outside(&host);
+    let before = host_state(&host);
+    let (f, n) = example(&d, "seed003-vlan-router.toml", &["vm1", "vm2", "vm3"]);
+    d.ok(&format!("up {}", f.display()));
+    let (vm1, vm2, vm3) = (
+        Netns::adopt(&n[0]),
+        Netns::adopt(&n[1]),
+        Netns::adopt(&n[2]),
+    );
+    // DHCP on VLAN 10 from the gateway br0.10.
+    let script = udhcpc_script(&d);
+    let got = lease(&vm1, &script);
+    assert!(got.contains("10.10.0.1"), "a lease on VLAN 10: {got}");
+    assert!(d.ok("dhcp leases br0.10").contains("10.10.0.1"));
+    // Routed from VLAN 10 to VLAN 20 as it is (no NAT between the VLANs).
+    let line = first_echo_seen(&vm2, "eth0", || assert!(vm1.reaches("10.20.0.2")));
+    assert!(
+        line.contains("10.10.0.1"),
+        "routed, not masqueraded: {line}"
+    );
+    // Masqueraded on the way out of the host.
+    let line = first_echo_seen(&out, "eth0", || assert!(vm1.reaches("10.77.0.2")));
+    assert!(
+        line.contains("10.77.0.1 > 10.77.0.2"),
+        "masqueraded: {line}"
+    );
+    assert!(vm2.reaches("10.77.0.2"));
+    // VLAN 20 does not reach VLAN 10's gateway, even with an address of its subnet.
+    assert!(!vm3.ping("10.10.0.1"), "VLAN 20 is apart from VLAN 10");
+    // The gateways persist across a kill -9 of the daemon.
+    d.kill9();
+    d.spawn();
+    assert!(
+        host.ok("ip -4 -o addr show br0.10")
+            .contains("10.10.0.1/24"),
+        "the gateway kept its address"
+    );
+    assert!(vm1.reaches("10.20.0.2"), "routing again after the restart");
+    assert!(d.ok("dhcp leases br0.10").contains("10.10.0.1"));
+    d.ok(&format!("down {}", f.display()));
+    assert!(netns_gone(&n));
+    assert_eq!(host_state(&host), before);
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, DHCP clients"
+)]
+fn seed002_neutron_local_flat_vlan_on_two_nodes() {
+    require_root();
+    let (h1, h2) = (Netns::new("h1"), Netns::new("h2"));
+    ok(&format!(
+        "ip -n {} link add eth1 type veth peer name eth1 netns {}",
+        h1.name, h2.name
+    ));
+    h1.ok("ip link set eth1 up");
+    h2.ok("ip link set eth1 up");
+    let d1 = Daemon::start(&h1);
+    let d2 = Daemon::start(&h2);
+    let (before1, before2) = (host_state(&h1), host_state(&h2));
+    let (f1, n1) = example(
+        &d1,
+        "seed002-neutron-node1.toml",
+        &["l1", "l2", "f1", "v101", "v102"],
+    );
+    let (f2, n2) = example(&d2, "seed002-neutron-node2.toml", &["f2", "w101", "w102"]);
+    d1.ok(&format!("up {}", f1.display()));
+    d2.ok(&format!("up {}", f2.display()));
+    let [l1, l2, fl1, v101, v102] = [0, 1, 2, 3, 4].map(|i| Netns::adopt(&n1[i]));
+    let [fl2, w101, w102] = [0, 1, 2].map(|i| Netns::adopt(&n2[i]));
+    let script = udhcpc_script(&d1);
+    // Each network's own DHCP server (all on node 1); node 2's namespaces lease across
+    // eth1, each from the server of its own network.
+    let mut got = std::collections::BTreeMap::new();
+    for (ns, net) in [
+        (&l1, "10.0.1."),
+        (&l2, "10.0.2."),
+        (&fl1, "10.1.0."),
+        (&v101, "10.101.0."),
+        (&v102, "10.102.0."),
+        (&fl2, "10.1.0."),
+        (&w101, "10.101.0."),
+        (&w102, "10.102.0."),
+    ] {
+        let line = lease(ns, &script);
+        let ip = line
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ip.starts_with(net),
+            "{}: a lease in {net}x: {line}",
+            ns.name
+        );
+        got.insert(ns.name.clone(), ip);
+    }
+    assert!(
+        !l1.ok("ip route").contains("default"),
+        "a local network offers no router"
+    );
+    // Two local networks never see each other, even on one subnet.
+    assert!(l1.reaches("10.0.1.1"));
+    l1.ok("ip addr add 10.0.2.99/24 dev eth0");
+    assert!(!l1.ping(&got[&l2.name]), "local1 does not reach local2");
+    // Flat and vlan networks span the nodes; segments stay apart on the shared uplink.
+    let tags = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &h1.name, "timeout", "20", "tcpdump", "-e", "-n",
+        ])
+        .args(["-l", "-i", "eth1", "vlan and icmp"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(fl2.reaches(&got[&fl1.name]), "flat across eth1");
+    assert!(w101.reaches(&got[&v101.name]), "segment 101 across eth1");
+    assert!(w102.reaches(&got[&v102.name]), "segment 102 across eth1");
+    w101.ok("ip addr add 10.102.0.99/24 dev eth0");
+    assert!(
+        !w101.ping(&got[&v102.name]),
+        "segment 101 does not reach 102"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!(
+        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
+        h1.name
+    ));
+    let seen = String::from_utf8_lossy(&tags.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        seen.contains("vlan 101") && seen.contains("vlan 102"),
+        "tagged frames on the uplink:\n{seen}"
+    );
+    d1.ok(&format!("down {}", f1.display()));
+    d2.ok(&format!("down {}", f2.display()));
+    assert!(netns_gone(&n1) && netns_gone(&n2));
+    assert_eq!(host_state(&h1), before1, "node 1 as it was (eth1 kept)");
+    assert_eq!(host_state(&h2), before2, "node 2 as it was");
+}

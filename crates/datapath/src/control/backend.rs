@@ -269,6 +269,63 @@ fn host_backend(name: &str, tap: Tap, mac: MacAddr) -> Result<Backend, DpError> 
     Ok(b)
 }
 
+/// The host interface `name` on one VLAN of a bridge: the persistent TAP an earlier
+/// run made (found by the index the ledger holds), or a new one recorded before it is
+/// made; up. A device of that name vbridge did not make is refused.
+fn gateway(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError> {
+    let object = Object::Netdev {
+        name: name.to_owned(),
+        netns: None,
+    };
+    let ours = ledger.get(&object).and_then(|r| r.ifindex);
+    let fail = |e| DpError::port(name, e);
+    let tap = match netdev::ifindex(name) {
+        Ok(i) if Some(i) == ours => {
+            Tap::reopen_persistent(name, TapOptions::default(), i).map_err(fail)?
+        }
+        Ok(_) => {
+            return Err(DpError::NotOurs {
+                name: name.to_owned(),
+                place: "this namespace".into(),
+            });
+        }
+        Err(vbridge_ports::PortError::NotFound { .. }) => {
+            ledger
+                .put(owner.clone(), object.clone(), None)
+                .map_err(host)?;
+            match Tap::create_persistent(name, TapOptions::default()) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = ledger.forget(&object);
+                    return Err(fail(e));
+                }
+            }
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let made = (|| {
+        let i = tap.ifindex()?;
+        tap.set_up()?;
+        Ok((i, tap.mtu()?))
+    })();
+    let (ifindex, mtu) = match made {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = tap.set_persist(false);
+            let _ = ledger.forget(&object);
+            return Err(fail(e));
+        }
+    };
+    ledger.set_ifindex(&object, ifindex).map_err(host)?;
+    let mut b = Backend::plain(Box::new(tap));
+    b.ifindex = Some(ifindex);
+    b.mtu = Some(mtu);
+    // No MAC for the core: the interface is a host on the VLAN, learned like any other
+    // (a port MAC would take part in the bridge MAC rule and be delivered to the
+    // bridge's own host interface).
+    Ok(b)
+}
+
 fn host(e: vbridge_host::HostError) -> DpError {
     DpError::Host(Box::new(e))
 }
@@ -292,6 +349,7 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
             b.mtu = mtu;
             Ok(b)
         }
+        PortKind::Gateway => gateway(name, &owner, ledger),
         PortKind::Host | PortKind::Socket => Err(DpError::InvalidName {
             name: name.clone(),
             why: "host ports are made with their bridge, socket ports are handed over",

@@ -134,7 +134,10 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
         }
         // TAPs are followed by their descriptor (they may be moved to any namespace);
         // interfaces and host interfaces by their netdev here.
-        if !matches!(p.kind, PortKind::Host | PortKind::Interface) {
+        if !matches!(
+            p.kind,
+            PortKind::Host | PortKind::Interface | PortKind::Gateway
+        ) {
             continue;
         }
         let Some(links) = links.as_ref() else {
@@ -144,7 +147,7 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
             Some(l) if Some(l.index) == p.ifindex => {
                 let _ = inbox.send(Action::Link(state(l, false)));
             }
-            _ if p.kind == PortKind::Interface => {
+            _ if matches!(p.kind, PortKind::Interface | PortKind::Gateway) => {
                 // Deleted, or replaced by another device of the same name.
                 let _ = inbox.send(Action::Gone {
                     bridge: p.bridge.clone(),

@@ -252,7 +252,14 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         }
         tracing::warn!(copy = %kept.display(), "part of the configuration could not be restored; the full file is kept");
     }
-    let dhcp = dhcp::Dhcp::open(&opts.state_dir, |b| dp.bridges(Some(b)).is_ok());
+    // A server serves a bridge or one of its VLAN gateways.
+    let dhcp = dhcp::Dhcp::open(&opts.state_dir, |dev| {
+        dp.bridges(Some(dev)).is_ok()
+            || matches!(
+                dp.find_port(dev),
+                Ok(Some((_, vbridge_datapath::PortKind::Gateway)))
+            )
+    });
     let nat = nat::Nat::open(&opts.state_dir);
     for line in up::recover(&dp, &dhcp, &nat) {
         tracing::info!("recovery: {line}");

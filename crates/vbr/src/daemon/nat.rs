@@ -52,6 +52,9 @@ const LOOK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Desired {
     subnets: Vec<(Ipv4Addr, u8)>,
+    /// The other host interfaces of the same switch (reached by routing, not NAT).
+    #[serde(default)]
+    also: Vec<String>,
     masquerade: bool,
     /// Published ports by the port (connection) that publishes them.
     publish: BTreeMap<String, Vec<Publish>>,
@@ -61,6 +64,7 @@ impl Desired {
     fn rules(&self) -> Rules {
         Rules {
             subnets: self.subnets.clone(),
+            also: self.also.clone(),
             masquerade: self.masquerade,
             publish: self.publish.values().flatten().copied().collect(),
         }
@@ -218,11 +222,13 @@ impl Nat {
         &self,
         bridge: &str,
         subnets: &[(Ipv4Addr, u8)],
+        also: &[String],
         on: bool,
     ) -> Result<(), ApiError> {
         self.change(bridge, |d| {
             if on {
                 d.subnets = subnets.to_vec();
+                d.also = also.iter().filter(|a| *a != bridge).cloned().collect();
             }
             d.masquerade = on;
         })
@@ -320,7 +326,7 @@ impl Nat {
     pub(crate) fn release_masquerade(&self, bridge: &str) {
         let known = self.lock().contains_key(bridge);
         let r = if known {
-            self.set_masquerade(bridge, &[], false)
+            self.set_masquerade(bridge, &[], &[], false)
         } else {
             nat::remove(bridge).map_err(host)
         };

@@ -18,7 +18,7 @@ use super::errors::{describe, dp, host};
 use super::nat::Nat;
 use super::wiring::{ConnectArgs, connect, placement};
 use crate::api::{ApiError, ErrorKind, UpDone};
-use crate::topology::Plan;
+use crate::topology::{BridgePlan, PatchPlan, Plan, VlanPlan};
 
 use super::nat::IP_FORWARD;
 
@@ -114,20 +114,7 @@ fn apply(
             )
             .map_err(dp)?;
         }
-        let have = nl.addresses(&b.name).map_err(host)?;
-        for a in &b.addresses {
-            if !have.contains(&(a.addr(), a.prefix_len())) {
-                r.record(
-                    Object::Address {
-                        dev: b.name.clone(),
-                        net: *a,
-                    },
-                    None,
-                )?;
-                nl.add_address(&b.name, a.addr(), a.prefix_len())
-                    .map_err(host)?;
-            }
-        }
+        addresses_on(&mut nl, &b.name, &b.addresses, r)?;
         nl.set_up(&b.name).map_err(host)?;
         if let Some(mode) = b.stp {
             d.change(&b.name, Change::Stp(mode)).map_err(dp)?;
@@ -138,7 +125,7 @@ fn apply(
             d.change(&b.name, Change::Ageing(age)).map_err(dp)?;
         }
         if b.nat {
-            nat_up(nat, &b.name, &b.addresses, r)?;
+            nat_up(nat, &b.name, &b.addresses, &interfaces(b), r)?;
         }
         if let Some(cfg) = &b.dhcp {
             if !dhcp.running(&b.name) {
@@ -166,6 +153,12 @@ fn apply(
             }
             set_vlan(d, port, vlan.clone())?;
         }
+        for v in &b.vlans {
+            gateway_up(d, dhcp, nat, &mut nl, b, v, r)?;
+        }
+    }
+    for p in &plan.patches {
+        patch_up(d, &mut nl, p, r)?;
     }
     for n in &plan.namespaces {
         if !n.name.contains('/') && !netns::exists(&n.name) {
@@ -225,6 +218,121 @@ fn apply(
     Ok(())
 }
 
+/// The host interfaces of a bridge: its own and its VLAN gateways (their subnets reach
+/// each other by routing, without NAT).
+fn interfaces(b: &BridgePlan) -> Vec<String> {
+    std::iter::once(b.name.clone())
+        .chain(b.vlans.iter().map(|v| v.ifname.clone()))
+        .collect()
+}
+
+/// Addresses `want` on `dev`, each recorded before it is added; those it has are kept.
+fn addresses_on(
+    nl: &mut Netlink,
+    dev: &str,
+    want: &[IpNet],
+    r: &mut Run<'_>,
+) -> Result<(), ApiError> {
+    let have = nl.addresses(dev).map_err(host)?;
+    for a in want {
+        if !have.contains(&(a.addr(), a.prefix_len())) {
+            r.record(
+                Object::Address {
+                    dev: dev.to_owned(),
+                    net: *a,
+                },
+                None,
+            )?;
+            nl.add_address(dev, a.addr(), a.prefix_len())
+                .map_err(host)?;
+        }
+    }
+    Ok(())
+}
+
+/// A VLAN's gateway: the host interface `BR.VID` as an access port of the VLAN, its
+/// addresses, NAT and DHCP server; forwarding on, for the host routes between VLANs.
+fn gateway_up(
+    d: &Datapath,
+    dhcp: &Dhcp,
+    nat: &Nat,
+    nl: &mut Netlink,
+    b: &BridgePlan,
+    v: &VlanPlan,
+    r: &mut Run<'_>,
+) -> Result<(), ApiError> {
+    if d.find_port(&v.ifname).map_err(dp)?.is_none() {
+        r.record(
+            Object::Port {
+                bridge: b.name.clone(),
+                port: v.ifname.clone(),
+            },
+            None,
+        )?;
+        d.add_port(&b.name, &PortSpec::new(&v.ifname, PortKind::Gateway), false)
+            .map_err(dp)?;
+    }
+    set_vlan(d, &v.ifname, Some(VlanCfg::Access { vid: v.vid }))?;
+    addresses_on(nl, &v.ifname, &v.addresses, r)?;
+    nl.set_up(&v.ifname).map_err(host)?;
+    if v.nat {
+        nat_up(nat, &v.ifname, &v.addresses, &interfaces(b), r)?;
+    } else if !v.addresses.is_empty() {
+        forwarding_on(r)?;
+    }
+    if let Some(cfg) = &v.dhcp {
+        if !dhcp.running(&v.ifname) {
+            r.record(
+                Object::Dhcp {
+                    bridge: v.ifname.clone(),
+                },
+                None,
+            )?;
+        }
+        dhcp.start(&v.ifname, cfg.clone())?;
+    }
+    Ok(())
+}
+
+/// A network joined to its uplink's provider bridge: the veth pair (recorded before it
+/// is made) and its two ends as ports, the provider's an access port of the segment.
+fn patch_up(
+    d: &Datapath,
+    nl: &mut Netlink,
+    p: &PatchPlan,
+    r: &mut Run<'_>,
+) -> Result<(), ApiError> {
+    if !nl.link_exists(&p.port).map_err(host)? {
+        let object = Object::Netdev {
+            name: p.port.clone(),
+            netns: None,
+        };
+        r.record(object.clone(), None)?;
+        nl.create_veth(&p.port, &p.peer).map_err(host)?;
+        if let Some(l) = nl.link(&p.port).map_err(host)? {
+            r.ledger.set_ifindex(&object, l.index).map_err(host)?;
+        }
+    }
+    for (bridge, port, vlan) in [
+        (&p.bridge, &p.port, None),
+        (&p.provider, &p.peer, Some(VlanCfg::Access { vid: p.vid })),
+    ] {
+        if d.find_port(port).map_err(dp)?.is_none() {
+            r.record(
+                Object::Port {
+                    bridge: bridge.clone(),
+                    port: port.clone(),
+                },
+                None,
+            )?;
+            d.add_port(bridge, &PortSpec::new(port, PortKind::Interface), false)
+                .map_err(dp)?;
+        }
+        set_vlan(d, port, vlan)?;
+    }
+    Ok(())
+}
+
 /// The macvlan a topology's namespace is on, if it is on one.
 fn macvlan_args(n: &crate::topology::NsPlan) -> Option<super::macvlan::MacvlanArgs> {
     let (parent, mode) = n.macvlan.as_ref()?;
@@ -269,10 +377,60 @@ fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
                 None if !nl.link_exists(port).map_err(host)? => {
                     return Err(ApiError::new(
                         ErrorKind::NotFound,
-                        format!("bridge {}: port {port}: no such network interface", b.name),
+                        match b.sources.get(port) {
+                            Some(at) => format!("{at}: {port}: no such network interface"),
+                            None => {
+                                format!("bridge {}: port {port}: no such network interface", b.name)
+                            }
+                        },
                     ));
                 }
                 None => {}
+            }
+        }
+        for v in &b.vlans {
+            let ours = d.find_port(&v.ifname).map_err(dp)?;
+            match ours {
+                Some((other, PortKind::Gateway)) if other == b.name => {}
+                Some((other, _)) => {
+                    return Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "bridge {}: VLAN {}: {} is a port of bridge {other}",
+                            b.name, v.vid, v.ifname
+                        ),
+                    ));
+                }
+                None if nl.link_exists(&v.ifname).map_err(host)? => {
+                    return Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "bridge {}: VLAN {}: a network interface {} exists and is not vbridge's",
+                            b.name, v.vid, v.ifname
+                        ),
+                    ));
+                }
+                None => {}
+            }
+            if v.nat {
+                nat::exists(&v.ifname).map_err(host)?;
+            }
+        }
+    }
+    for p in &plan.patches {
+        let object = Object::Netdev {
+            name: p.port.clone(),
+            netns: None,
+        };
+        for name in [&p.port, &p.peer] {
+            if nl.link_exists(name).map_err(host)? && d.ledger().get(&object).is_none() {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "bridge {}: a network interface {name} exists and is not vbridge's (the pair to {}'s uplink is made with that name)",
+                        p.bridge, p.provider
+                    ),
+                ));
             }
         }
     }
@@ -318,7 +476,13 @@ fn subnets(addresses: &[IpNet]) -> Vec<(std::net::Ipv4Addr, u8)> {
 
 /// Forwarding on and the bridge's IPv4 subnets masqueraded (through the NAT keeper,
 /// which writes the bridge's whole table, so applying again changes nothing).
-fn nat_up(nat: &Nat, bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Result<(), ApiError> {
+fn nat_up(
+    nat: &Nat,
+    bridge: &str,
+    addresses: &[IpNet],
+    also: &[String],
+    r: &mut Run<'_>,
+) -> Result<(), ApiError> {
     let subnets = subnets(addresses);
     if subnets.is_empty() {
         return Err(invalid(format!(
@@ -333,7 +497,7 @@ fn nat_up(nat: &Nat, bridge: &str, addresses: &[IpNet], r: &mut Run<'_>) -> Resu
             None,
         )?;
     }
-    nat.set_masquerade(bridge, &subnets, true)?;
+    nat.set_masquerade(bridge, &subnets, also, true)?;
     forwarding_on(r)
 }
 

@@ -107,6 +107,7 @@ pub(super) fn plan(
         range: (first, last),
         lease_secs: def.lease.as_ref().map_or(LEASE, |l| *l.get_ref()),
         router: None,
+        no_router: false,
         dns,
         statics,
     };
@@ -134,16 +135,16 @@ pub(super) fn plan(
     }
 }
 
-/// A namespace's `dhcp = true`: no addresses or gateway of its own, and a bridge that
-/// serves DHCP.
+/// A namespace's `dhcp = true`: no addresses or gateway of its own, and a bridge (or the
+/// namespace's VLAN of it) that serves DHCP.
 pub(super) fn check_client(
     c: &Checker<'_>,
     at: &str,
     dhcp: &Spanned<bool>,
     addresses: &[IpNet],
     gateway: Option<IpAddr>,
-    bridge_serves: bool,
-    bridge: &str,
+    serves: bool,
+    what: &str,
 ) -> Result<(), TopologyError> {
     if !*dhcp.get_ref() {
         return Ok(());
@@ -156,11 +157,13 @@ pub(super) fn check_client(
             "give either addresses (and a gateway) or dhcp = true, not both".into(),
         );
     }
-    if !bridge_serves {
+    if !serves {
         return c.err(
             dhcp.span(),
             field,
-            format!("bridge {bridge} has no DHCP server: give it a [bridge.dhcp] section"),
+            format!(
+                "{what} has no DHCP server: give it a [bridge.dhcp] section (for a VLAN: dhcp = {{ range = \"...\" }} in its [[bridge.vlan]])"
+            ),
         );
     }
     Ok(())

@@ -9,6 +9,9 @@ use std::net::IpAddr;
 
 mod check;
 mod dhcp;
+mod network;
+#[cfg(test)]
+mod network_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +23,7 @@ use vbridge_datapath::{StpMode, VlanCfg};
 
 use check::Checker;
 pub(crate) use check::{check_route, parse_cidr, route_ok};
+pub(crate) use network::{NetType, PatchPlan, VlanPlan};
 
 /// The built-in default: seed 002's Docker-style network.
 pub(crate) const DEFAULT_TOPOLOGY: &str = r#"# vbridge's default topology: seed 002's bridge network.
@@ -65,6 +69,14 @@ struct BridgeDef {
     #[serde(default, rename = "port")]
     ports: Vec<PortDef>,
     dhcp: Option<dhcp::DhcpDef>,
+    /// VLANs with a host interface (`BR.VID`) of their own.
+    #[serde(default, rename = "vlan")]
+    vlans: Vec<network::VlanDef>,
+    /// Neutron's network type: local, flat or vlan.
+    #[serde(rename = "type")]
+    net_type: Option<Spanned<String>>,
+    uplink: Option<Spanned<String>>,
+    segmentation_id: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +152,34 @@ pub(crate) struct BridgePlan {
     /// The bridge's DHCP server.
     #[serde(default)]
     pub(crate) dhcp: Option<vbridge_dhcp::Config>,
+    /// VLANs with a host interface of their own (gateways).
+    #[serde(default)]
+    pub(crate) vlans: Vec<VlanPlan>,
+    /// Neutron's network type, if given.
+    #[serde(default)]
+    pub(crate) network: Option<NetType>,
+    /// Where in the file a port was given when it is not in `ports` by name (an
+    /// uplink): `file:line: field`, for errors found later.
+    #[serde(default)]
+    pub(crate) sources: BTreeMap<String, String>,
+}
+
+impl BridgePlan {
+    /// A bridge with nothing but its name.
+    pub(crate) fn named(name: &str) -> BridgePlan {
+        BridgePlan {
+            name: name.to_owned(),
+            addresses: Vec::new(),
+            stp: None,
+            ageing: None,
+            nat: false,
+            ports: Vec::new(),
+            dhcp: None,
+            vlans: Vec::new(),
+            network: None,
+            sources: BTreeMap::new(),
+        }
+    }
 }
 
 /// A namespace to create (if missing) and connect to a bridge.
@@ -174,6 +214,9 @@ pub(crate) struct NsPlan {
 pub(crate) struct Plan {
     pub(crate) bridges: Vec<BridgePlan>,
     pub(crate) namespaces: Vec<NsPlan>,
+    /// Veth pairs joining networks to their uplinks' provider bridges.
+    #[serde(default)]
+    pub(crate) patches: Vec<PatchPlan>,
 }
 
 /// What is wrong with a topology file, and where.
@@ -213,6 +256,8 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
     let mut plan = Plan::default();
     let mut bridge_lines: BTreeMap<String, usize> = BTreeMap::new();
     let mut port_lines: BTreeMap<String, usize> = BTreeMap::new();
+    let mut subnets: Vec<network::Subnet> = Vec::new();
+    let mut nets = Vec::new();
     for (bi, b) in parsed.bridges.iter().enumerate() {
         let at = format!("bridge[{bi}]");
         let name = c.name(&b.name, format!("{at}.name"))?;
@@ -304,11 +349,29 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
                 );
             }
         }
-        let dhcp = b
+        for (j, (a, s)) in addresses.iter().zip(&b.addresses).enumerate() {
+            subnets.push((*a, name.clone(), format!("{at}.addresses[{j}]"), s.span()));
+        }
+        let pending = network::net_type(
+            &c,
+            &at,
+            &name,
+            b.net_type.as_ref(),
+            b.uplink.as_ref(),
+            b.segmentation_id.as_ref(),
+            b.nat.as_ref(),
+        )?;
+        let network = pending.as_ref().map(network::Pending::ty);
+        let mut dhcp = b
             .dhcp
             .as_ref()
             .map(|d| dhcp::plan(&c, d, &at, &addresses))
             .transpose()?;
+        if let (Some(d), Some(NetType::Local)) = (dhcp.as_mut(), &network) {
+            d.no_router = true; // no way out to offer
+        }
+        let vlans = network::vlans(&c, &b.vlans, &at, &name, &mut subnets)?;
+        nets.extend(pending);
         plan.bridges.push(BridgePlan {
             name,
             addresses,
@@ -317,8 +380,13 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             nat,
             ports,
             dhcp,
+            vlans,
+            network,
+            sources: BTreeMap::new(),
         });
     }
+    network::no_overlap(&c, &subnets)?;
+    network::wire_uplinks(&c, nets, &mut plan)?;
     // Port name -> (namespace, interface, line) of the connections so far.
     let mut port_names: BTreeMap<String, (String, String, usize)> = BTreeMap::new();
     for (ni, n) in parsed.namespaces.iter().enumerate() {
@@ -461,12 +529,35 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
         };
         if let Some(d) = &n.dhcp {
             // A macvlan's DHCP server is on its parent's network, not vbridge's.
-            let serves = macvlan.is_some()
-                || plan
-                    .bridges
-                    .iter()
-                    .any(|b| b.name == bridge && b.dhcp.is_some());
-            dhcp::check_client(&c, &at, d, &addresses, gateway, serves, &bridge)?;
+            let on = plan.bridges.iter().find(|b| b.name == bridge);
+            let (serves, what) = match access {
+                Some(vid) => (
+                    on.and_then(|b| b.vlans.iter().find(|v| v.vid == vid))
+                        .is_some_and(|v| v.dhcp.is_some()),
+                    format!("VLAN {vid} of bridge {bridge}"),
+                ),
+                // A flat or vlan network's server may be across its uplink, on
+                // another node (as Neutron's DHCP agent is).
+                None => (
+                    on.is_some_and(|b| {
+                        b.dhcp.is_some()
+                            || matches!(
+                                b.network,
+                                Some(NetType::Flat { .. } | NetType::Vlan { .. })
+                            )
+                    }),
+                    format!("bridge {bridge}"),
+                ),
+            };
+            dhcp::check_client(
+                &c,
+                &at,
+                d,
+                &addresses,
+                gateway,
+                serves || macvlan.is_some(),
+                &what,
+            )?;
         }
         let mut publish: Vec<vbridge_host::nat::Publish> = Vec::new();
         for (pi, p) in n.publish.iter().enumerate() {
