@@ -78,3 +78,39 @@ fn devices_of_others_keep_their_names() {
     assert_eq!(links(&host), before, "nothing made, nothing taken");
     assert!(host.exec("ip link show gw0.10").status.success());
 }
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, veth")]
+fn an_uplink_serves_the_networks_of_one_topology() {
+    require_root();
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    host.ok("ip link add up1 type veth peer name up1p");
+    let before = links(&host);
+    let one = topology(
+        &d,
+        "one.toml",
+        "[[bridge]]\nname = \"na\"\ntype = \"vlan\"\nuplink = \"up1\"\nsegmentation_id = 7\n",
+    );
+    let two = topology(
+        &d,
+        "two.toml",
+        "[[bridge]]\nname = \"nb\"\ntype = \"vlan\"\nuplink = \"up1\"\nsegmentation_id = 8\n",
+    );
+    d.ok(&format!("up {one}"));
+    d.ok(&format!("up {one}")); // again: nothing new
+    let shown = d.ok("show");
+    assert!(
+        shown.contains("vbp-up1") && shown.contains("na-pv"),
+        "{shown}"
+    );
+    let out = d.vbr(&format!("up {two}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("one topology"),
+        "{err}"
+    );
+    assert!(!d.ok("show").contains("nb"), "nothing of two.toml made");
+    d.ok(&format!("down {one}"));
+    assert_eq!(links(&host), before, "the pair and bridges gone, up1 kept");
+}

@@ -82,9 +82,13 @@ impl Shared {
                 serde_json::to_value(l)
                     .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
             }),
-            Request::Connect(args) if args.dhcp && !self.dhcp.running(&args.bridge) => {
+            Request::Connect(args)
+                if args.dhcp
+                    && !self.dhcp.running(&args.bridge)
+                    && !self.has_uplink(&args.bridge) =>
+            {
                 Err(ApiError::invalid(format!(
-                    "--dhcp: bridge {} has no DHCP server (give it one with [bridge.dhcp] in a topology)",
+                    "--dhcp: bridge {} has no DHCP server (give it one with [bridge.dhcp] in a topology) and no uplink a server could be behind",
                     args.bridge
                 )))
             }
@@ -164,6 +168,16 @@ impl Shared {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(e),
         }
+    }
+
+    /// Whether `bridge` has an uplink (an interface of this namespace, or the veth to a
+    /// provider bridge): a DHCP server may answer from behind it.
+    fn has_uplink(&self, bridge: &str) -> bool {
+        self.dp.bridges(Some(bridge)).is_ok_and(|v| {
+            v.iter()
+                .flat_map(|b| &b.ports)
+                .any(|p| p.kind == vbridge_datapath::PortKind::Interface && p.netns.is_none())
+        })
     }
 
     /// `vbr connect --publish`: the host ports checked first, the connection made, then

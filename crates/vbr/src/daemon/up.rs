@@ -55,7 +55,7 @@ pub(crate) fn up(
     name: &str,
     plan: &Plan,
 ) -> Result<UpDone, ApiError> {
-    preflight(d, plan)?;
+    preflight(d, name, plan)?;
     let ledger = d.ledger();
     let run = ledger.new_run();
     let owner = Owner::Topology {
@@ -350,7 +350,7 @@ fn macvlan_args(n: &crate::topology::NsPlan) -> Option<super::macvlan::MacvlanAr
 /// What `up` can find wrong before it changes anything: NAT without a working `nft`,
 /// ports that are another bridge's or no network interface here, namespace paths that
 /// lead nowhere, connections that exist to another bridge or whose port name is taken.
-fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
+fn preflight(d: &Datapath, topology: &str, plan: &Plan) -> Result<(), ApiError> {
     let mut nl = Netlink::new().map_err(host)?;
     for b in &plan.bridges {
         if b.nat {
@@ -418,6 +418,28 @@ fn preflight(d: &Datapath, plan: &Plan) -> Result<(), ApiError> {
         }
     }
     for p in &plan.patches {
+        // A provider bridge serves the networks of the topology that made it.
+        let made_by = d
+            .ledger()
+            .records()
+            .into_iter()
+            .find_map(|r| match (r.object, r.owner) {
+                (Object::Bridge { name }, Owner::Topology { name: t, .. })
+                    if name == p.provider =>
+                {
+                    Some(t)
+                }
+                _ => None,
+            });
+        if let Some(other) = made_by.filter(|t| t != topology) {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "bridge {}: its uplink's provider bridge {} carries the networks of {other}: an uplink serves the networks of one topology",
+                    p.bridge, p.provider
+                ),
+            ));
+        }
         let object = Object::Netdev {
             name: p.port.clone(),
             netns: None,
