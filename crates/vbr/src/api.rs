@@ -153,6 +153,8 @@ pub(crate) enum Request {
     Down {
         name: String,
     },
+    /// The names of the topologies brought up (a list of strings).
+    Topologies,
     /// What `bridge` would do with `frame` (hex) entering `port`, changing nothing.
     /// Answers `TraceView`.
     Trace {
@@ -209,6 +211,7 @@ impl Request {
                 | Request::TraceLive { .. }
                 | Request::Capture { .. }
                 | Request::DhcpLeases { .. }
+                | Request::Topologies
         )
     }
 
@@ -247,6 +250,7 @@ impl Request {
             Request::Disconnect { .. } => "disconnect",
             Request::Up { .. } => "up",
             Request::Down { .. } => "down",
+            Request::Topologies => "topologies",
             Request::Trace { .. } => "trace",
             Request::TraceLive { .. } => "trace_live",
             Request::Capture { .. } => "capture",
@@ -458,6 +462,7 @@ mod tests {
             },
             Request::NetnsList,
             Request::Down { name: "x".into() },
+            Request::Topologies,
             Request::Trace {
                 bridge: b(),
                 port: "p".into(),

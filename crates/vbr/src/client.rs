@@ -124,6 +124,16 @@ pub(crate) fn ensure_daemon(socket: &Path) -> Result<()> {
     if UnixStream::connect(socket).is_ok() {
         return Ok(());
     }
+    let exe = std::env::current_exe().context("finding the vbr executable")?;
+    ensure_daemon_with(socket, &exe)
+}
+
+/// [`ensure_daemon`] with the `vbr` program `exe` (for callers that are another program,
+/// such as the CNI plugin).
+pub(crate) fn ensure_daemon_with(socket: &Path, exe: &Path) -> Result<()> {
+    if UnixStream::connect(socket).is_ok() {
+        return Ok(());
+    }
     let state = state_dir_for(socket);
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let log = std::fs::OpenOptions::new()
@@ -131,7 +141,6 @@ pub(crate) fn ensure_daemon(socket: &Path) -> Result<()> {
         .append(true)
         .open(state.join("daemon.log"))
         .with_context(|| format!("opening {}", state.join("daemon.log").display()))?;
-    let exe = std::env::current_exe().context("finding the vbr executable")?;
     use std::os::unix::process::CommandExt;
     std::process::Command::new(exe)
         .arg("--socket")

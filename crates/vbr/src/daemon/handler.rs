@@ -113,7 +113,7 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
         Request::NetnsList => super::wiring::netns_list(),
         Request::Connect(args) => super::wiring::connect(d, &args).and_then(ok),
         Request::Disconnect { netns, bridge } => super::wiring::disconnect(d, &netns, &bridge),
-        Request::Up { .. } | Request::Down { .. } => Err(ApiError::invalid(
+        Request::Up { .. } | Request::Down { .. } | Request::Topologies => Err(ApiError::invalid(
             "up/down are handled by the daemon itself",
         )),
         Request::Trace {

@@ -78,6 +78,7 @@ impl Shared {
             Request::Down { name } => {
                 up::down(&self.dp, &self.dhcp, &self.nat, &name).map(|()| serde_json::json!({}))
             }
+            Request::Topologies => Ok(serde_json::json!(up::topologies(self.dp.ledger()))),
             Request::DhcpLeases { bridge } => self.dhcp.leases(&bridge).and_then(|l| {
                 serde_json::to_value(l)
                     .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))

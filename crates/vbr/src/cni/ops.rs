@@ -1,0 +1,496 @@
+//! What `vbr-cni` does for each CNI command, through the daemon's API. An attachment
+//! (container, interface) is a topology of its own, `cni:NETWORK:CONTAINER:IFNAME`, that
+//! connects the container's namespace to the bridge with the IPAM plugin's addresses and
+//! publishes its port mappings; the bridge, its gateway addresses and NAT belong to the
+//! network's topology, `cni-net:NETWORK`, brought up (idempotently) by every ADD and
+//! never taken down by DEL, as the reference plugin leaves its bridge. The daemon's
+//! ledger records what each made, so DEL is `vbr down` of the attachment (nothing left:
+//! success), a failed ADD is undone, and a daemon restart keeps every network.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use rscni_plugin::error::Error;
+use rscni_plugin::types::Args;
+use rscni_plugin::types::{CNIResult, Dns, Interface, IpConfig, Route};
+use serde_json::Value;
+use vbridge_host::{Netlink, netns};
+
+use super::conf::Conf;
+use super::ipam::{self, Lease};
+use crate::api::{ErrorKind, Request};
+use crate::topology::{BridgePlan, NsPlan, Plan};
+
+/// The topology of a network's bridge.
+pub(crate) fn network_topology(conf: &Conf) -> String {
+    format!("cni-net:{}", conf.network)
+}
+
+/// The topology of one attachment.
+pub(crate) fn attachment(conf: &Conf, container: &str, ifname: &str) -> String {
+    format!("cni:{}:{container}:{ifname}", conf.network)
+}
+
+fn io(what: &str) -> impl Fn(vbridge_host::HostError) -> Error + '_ {
+    move |e| Error::IOFailure(format!("{what}: {e}"))
+}
+
+/// Sends `req` to the daemon; its result, or its refusal as a CNI error.
+fn call(conf: &Conf, req: &Request) -> Result<Value, Error> {
+    let r = crate::client::call(&conf.socket, req).map_err(|e| {
+        Error::TryAgainLater(format!(
+            "the vbridge daemon on {}: {e:#}",
+            conf.socket.display()
+        ))
+    })?;
+    if r.ok {
+        return Ok(r.result.unwrap_or(Value::Null));
+    }
+    let e = r
+        .error
+        .unwrap_or_else(|| crate::api::ApiError::new(ErrorKind::Unavailable, "refused"));
+    let m = format!("vbridge: {}", e.message);
+    Err(match e.kind {
+        ErrorKind::InvalidArgument | ErrorKind::NotFound => Error::InvalidNetworkConfig(m),
+        ErrorKind::Busy | ErrorKind::Unavailable => Error::TryAgainLater(m),
+        ErrorKind::Conflict | ErrorKind::AlreadyExists => {
+            Error::Custom(101, "conflict on the host".into(), m)
+        }
+        _ => Error::IOFailure(m),
+    })
+}
+
+/// Makes sure the daemon runs: `vbr daemon` started from the `vbr` beside this program
+/// (or the configured one) when none answers.
+pub(crate) fn start(conf: &Conf) -> Result<(), Error> {
+    let vbr = match &conf.vbr {
+        Some(v) => v.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.canonicalize().ok())
+            .and_then(|p| p.parent().map(|d| d.join("vbr")))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("vbr")),
+    };
+    crate::client::ensure_daemon_with(&conf.socket, &vbr)
+        .map_err(|e| Error::PluginNotAvailable(format!("{e:#}")))
+}
+
+fn topologies(conf: &Conf) -> Result<Vec<String>, Error> {
+    serde_json::from_value(call(conf, &Request::Topologies)?)
+        .map_err(|e| Error::FailedToDecode(format!("the daemon's list of topologies: {e}")))
+}
+
+/// `vbr down` of topology `name`; one that is not there is fine.
+fn down(conf: &Conf, name: &str) -> Result<(), Error> {
+    if !topologies(conf)?.iter().any(|t| t == name) {
+        return Ok(());
+    }
+    call(
+        conf,
+        &Request::Down {
+            name: name.to_owned(),
+        },
+    )
+    .map(drop)
+}
+
+/// The container ID, namespace path and interface name of ADD, DEL and CHECK.
+fn ids(args: &Args) -> Result<(String, String, String), Error> {
+    let missing = |v: &str| Error::InvalidEnvValue(format!("{v} is missing"));
+    let id = args
+        .container_id()
+        .ok_or_else(|| missing("CNI_CONTAINERID"))?;
+    let ifname = args.ifname().ok_or_else(|| missing("CNI_IFNAME"))?;
+    let netns = args
+        .netns()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Ok((id.to_string(), netns, ifname.to_string()))
+}
+
+/// The address `gw` (or the first host of `addr`'s network) with `addr`'s prefix: the
+/// bridge's address on that network when it is the gateway.
+fn gateway_net(addr: &IpNet, gw: Option<IpAddr>) -> IpNet {
+    let gw = gw.unwrap_or_else(|| match addr.network() {
+        IpAddr::V4(n) => IpAddr::V4((u32::from(n) + 1).into()),
+        IpAddr::V6(n) => IpAddr::V6((u128::from(n) + 1).into()),
+    });
+    IpNet::new(gw, addr.prefix_len()).unwrap_or(*addr)
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// The bridge of the network with the gateway addresses.
+fn bridge_plan(conf: &Conf, lease: &Lease, nat: bool) -> BridgePlan {
+    let mut b = BridgePlan::named(&conf.bridge);
+    if conf.is_gateway {
+        b.addresses = lease.ips.iter().map(|(a, g)| gateway_net(a, *g)).collect();
+    }
+    b.nat = nat && conf.ip_masq;
+    b
+}
+
+/// The connection of the container's namespace.
+fn ns_plan(conf: &Conf, netns: &str, ifname: &str, lease: &Lease) -> Result<NsPlan, Error> {
+    let gw_of = |dst: IpAddr| {
+        lease.ips.iter().find_map(|(a, g)| {
+            let g = if conf.is_gateway {
+                Some(gateway_net(a, *g).addr())
+            } else {
+                *g
+            };
+            g.filter(|g| same_family(*g, dst))
+        })
+    };
+    let mut gateway = None;
+    if conf.is_default_gateway {
+        gateway = lease
+            .ips
+            .iter()
+            .find(|(a, _)| a.addr().is_ipv4())
+            .and_then(|(a, _)| gw_of(a.addr()));
+    }
+    let mut routes = Vec::new();
+    for (dst, via) in &lease.routes {
+        let Some(via) = via.or_else(|| gw_of(dst.addr())) else {
+            continue;
+        };
+        if dst.prefix_len() == 0 && dst.addr().is_ipv4() {
+            gateway.get_or_insert(via);
+        } else {
+            routes.push((*dst, via));
+        }
+    }
+    let v4 = lease.ips.iter().find_map(|(a, _)| match a {
+        IpNet::V4(n) => Some(n.addr()),
+        IpNet::V6(_) => None,
+    });
+    let mut publish = Vec::new();
+    for m in &conf.mappings {
+        let to = v4.ok_or_else(|| {
+            Error::InvalidNetworkConfig("portMappings need an IPv4 address from ipam".into())
+        })?;
+        publish.push(vbridge_host::nat::Publish {
+            host_ip: m.host_ip,
+            host_port: m.host_port,
+            proto: m.proto,
+            to,
+            port: m.container_port,
+        });
+    }
+    Ok(NsPlan {
+        name: netns.to_owned(),
+        bridge: conf.bridge.clone(),
+        ifname: ifname.to_owned(),
+        addresses: lease.ips.iter().map(|(a, _)| *a).collect(),
+        gateway,
+        routes,
+        mac: conf.mac,
+        tap: false,
+        access: conf.vlan,
+        dhcp: false,
+        publish,
+        macvlan: None,
+    })
+}
+
+/// ADD: the addresses from IPAM, the network's bridge, the connection; on failure what
+/// was made goes again and the addresses are given back.
+pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
+    let conf = Conf::of(args.config(), args.args())?;
+    let (id, netns, ifname) = ids(args)?;
+    let ns = netns::open(&netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
+    let name = attachment(&conf, &id, &ifname);
+    start(&conf)?;
+    let again = topologies(&conf)?.contains(&name);
+    let taken = Netlink::new_in(&ns)
+        .and_then(|mut nl| nl.link_exists(&ifname))
+        .map_err(io("the container's namespace"))?;
+    if taken && !again {
+        return Err(Error::Custom(
+            102,
+            "interface name taken".into(),
+            format!("{ifname} exists in {netns} already"),
+        ));
+    }
+    let raw =
+        serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+    let lease = match &conf.ipam {
+        Some(kind) => match ipam::exec(kind, "ADD", &raw, args.path())? {
+            Some(v) => ipam::lease(&v)?,
+            None => Lease::default(),
+        },
+        None => Lease::default(),
+    };
+    let made = bring_up(&conf, &name, &netns, &ifname, &lease)
+        .and_then(|()| result(&conf, &ns, &netns, &ifname, &lease));
+    if made.is_err() && !again {
+        let _ = down(&conf, &name);
+        if let Some(kind) = &conf.ipam {
+            let _ = ipam::exec(kind, "DEL", &raw, args.path());
+        }
+    }
+    made
+}
+
+fn bring_up(
+    conf: &Conf,
+    name: &str,
+    netns: &str,
+    ifname: &str,
+    lease: &Lease,
+) -> Result<(), Error> {
+    let network = Plan {
+        bridges: vec![bridge_plan(conf, lease, true)],
+        ..Plan::default()
+    };
+    call(
+        conf,
+        &Request::Up {
+            name: network_topology(conf),
+            plan: network,
+        },
+    )?;
+    let container = Plan {
+        // The bridge exists: named again for the subnets published ports hairpin in.
+        bridges: vec![bridge_plan(conf, lease, false)],
+        namespaces: vec![ns_plan(conf, netns, ifname, lease)?],
+        patches: Vec::new(),
+    };
+    call(
+        conf,
+        &Request::Up {
+            name: name.to_owned(),
+            plan: container,
+        },
+    )?;
+    let port = vbridge_datapath::port_name(netns, ifname);
+    if conf.hairpin {
+        call(
+            conf,
+            &Request::Hairpin {
+                bridge: conf.bridge.clone(),
+                port: port.clone(),
+                on: true,
+            },
+        )?;
+    }
+    if let Some(mtu) = conf.mtu {
+        let ns = netns::open(netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
+        Netlink::new_in(&ns)
+            .and_then(|mut nl| nl.set_mtu(ifname, mtu))
+            .map_err(io("setting the container interface's mtu"))?;
+        Netlink::new()
+            .and_then(|mut nl| nl.set_mtu(&port, mtu))
+            .map_err(io("setting the host end's mtu"))?;
+    }
+    Ok(())
+}
+
+/// The ADD result: the host end and the container's interface, the addresses on the
+/// latter, the routes and DNS from IPAM.
+fn result(
+    conf: &Conf,
+    ns: &std::os::fd::OwnedFd,
+    netns: &str,
+    ifname: &str,
+    lease: &Lease,
+) -> Result<CNIResult, Error> {
+    let port = vbridge_datapath::port_name(netns, ifname);
+    let host = Netlink::new()
+        .and_then(|mut nl| nl.link(&port))
+        .map_err(io("the host end"))?;
+    let inner = Netlink::new_in(ns)
+        .and_then(|mut nl| nl.link(ifname))
+        .map_err(io("the container's interface"))?
+        .ok_or_else(|| Error::IOFailure(format!("{ifname} is not in {netns}")))?;
+    let mac = |m: Option<vbridge_core::MacAddr>| m.map(|m| m.to_string()).unwrap_or_default();
+    let interfaces = vec![
+        Interface {
+            name: port,
+            mac: mac(host.as_ref().and_then(|l| l.mac)),
+            mtu: host.as_ref().and_then(|l| l.mtu),
+            sandbox: None,
+            socket_path: None,
+            pci_id: None,
+        },
+        Interface {
+            name: ifname.to_owned(),
+            mac: mac(inner.mac),
+            mtu: inner.mtu,
+            sandbox: Some(netns.to_owned()),
+            socket_path: None,
+            pci_id: None,
+        },
+    ];
+    let ips = lease
+        .ips
+        .iter()
+        .map(|(a, g)| IpConfig {
+            interface: Some(1),
+            address: *a,
+            gateway: if conf.is_gateway {
+                Some(gateway_net(a, *g).addr())
+            } else {
+                *g
+            },
+        })
+        .collect();
+    let routes = lease
+        .routes
+        .iter()
+        .map(|(dst, gw)| Route {
+            dst: *dst,
+            gw: *gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        })
+        .collect();
+    let dns: Option<Dns> = lease
+        .dns
+        .as_ref()
+        .and_then(|d| serde_json::from_value(d.clone()).ok());
+    Ok(CNIResult {
+        interfaces,
+        ips,
+        routes,
+        dns,
+    })
+}
+
+/// DEL: the addresses given back to IPAM, the attachment's topology down; what is gone
+/// already is fine.
+pub(crate) fn del(args: &Args) -> Result<(), Error> {
+    let conf = Conf::of(args.config(), args.args())?;
+    let (id, _, ifname) = ids(args)?;
+    if let Some(kind) = &conf.ipam {
+        let raw =
+            serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+        ipam::exec(kind, "DEL", &raw, args.path())?;
+    }
+    start(&conf)?;
+    down(&conf, &attachment(&conf, &id, &ifname))
+}
+
+/// CHECK: the attachment is up in the daemon, its port on the bridge and the container's
+/// interface there with the addresses of `prevResult`; then IPAM's own check.
+pub(crate) fn check(args: &Args) -> Result<(), Error> {
+    let conf = Conf::of(args.config(), args.args())?;
+    let (id, netns, ifname) = ids(args)?;
+    let prev = args.config().prev_result.as_ref().ok_or_else(|| {
+        Error::InvalidNetworkConfig("CHECK needs prevResult (the result of ADD)".into())
+    })?;
+    let broken = |m: String| Error::Custom(103, "attachment broken".into(), m);
+    start(&conf)?;
+    let name = attachment(&conf, &id, &ifname);
+    if !topologies(&conf)?.contains(&name) {
+        return Err(broken(format!("vbridge has no attachment {name}")));
+    }
+    let port = vbridge_datapath::port_name(&netns, &ifname);
+    let shown = call(
+        &conf,
+        &Request::Show {
+            bridge: Some(conf.bridge.clone()),
+        },
+    )?;
+    let on_bridge = shown[0]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["name"] == port.as_str() && p["state"] != "gone");
+    if !on_bridge {
+        return Err(broken(format!(
+            "port {port} is not on bridge {}",
+            conf.bridge
+        )));
+    }
+    let ns = netns::open(&netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
+    let mut nl = Netlink::new_in(&ns).map_err(io("the container's namespace"))?;
+    if !nl
+        .link_exists(&ifname)
+        .map_err(io("the container's namespace"))?
+    {
+        return Err(broken(format!("{ifname} is not in {netns}")));
+    }
+    let have = nl
+        .addresses(&ifname)
+        .map_err(io("the container's addresses"))?;
+    for ip in &prev.ips {
+        if !have.contains(&(ip.address.addr(), ip.address.prefix_len())) {
+            return Err(broken(format!("{ifname} in {netns} lacks {}", ip.address)));
+        }
+    }
+    if let Some(kind) = &conf.ipam {
+        let raw =
+            serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+        ipam::exec(kind, "CHECK", &raw, args.path())?;
+    }
+    Ok(())
+}
+
+/// GC: the attachments of this network that are not among `cni.dev/valid-attachments`
+/// go, their addresses given back to IPAM (a DEL for each: IPAM plugins older than 1.1
+/// have no GC); then IPAM's own GC when it speaks 1.1.
+pub(crate) fn gc(args: &Args) -> Result<(), Error> {
+    let conf = Conf::of(args.config(), args.args())?;
+    let valid: Vec<String> = args
+        .config()
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| attachment(&conf, &a.container_id, &a.ifname))
+        .collect();
+    start(&conf)?;
+    let raw =
+        serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+    // GC is 1.1's; the DELs go in the newest version the IPAM plugin speaks.
+    let spoken = conf
+        .ipam
+        .as_ref()
+        .map(|k| ipam::versions(k, args.path()))
+        .unwrap_or_default();
+    let mut older = args.config().clone();
+    older.valid_attachments = None;
+    if let Some(v) = spoken.last() {
+        older.cni_version.clone_from(v);
+    }
+    let raw_del = serde_json::to_vec(&older).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+    let prefix = format!("cni:{}:", conf.network);
+    for t in topologies(&conf)? {
+        let Some(rest) = t.strip_prefix(&prefix) else {
+            continue;
+        };
+        if valid.contains(&t) {
+            continue;
+        }
+        if let (Some(kind), Some((id, ifname))) = (&conf.ipam, rest.rsplit_once(':')) {
+            let env = [
+                ("CNI_CONTAINERID", id),
+                ("CNI_IFNAME", ifname),
+                ("CNI_NETNS", ""),
+            ];
+            ipam::exec_with(kind, "DEL", &raw_del, args.path(), &env)?;
+        }
+        down(&conf, &t)?;
+    }
+    if let Some(kind) = &conf.ipam {
+        if spoken.iter().any(|v| v == "1.1.0") {
+            ipam::exec(kind, "GC", &raw, args.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// STATUS: ready when the daemon answers (started if need be).
+pub(crate) fn status(args: &Args) -> Result<(), Error> {
+    let conf = Conf::of(args.config(), args.args())?;
+    start(&conf)?;
+    call(&conf, &Request::Ping).map(drop)
+}
