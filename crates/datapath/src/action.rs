@@ -137,6 +137,14 @@ pub(crate) enum Action {
         change: Change,
         reply: Reply<Result<Changed, DpError>>,
     },
+    /// A new port's part of the fast path, linked after the port was added (linking
+    /// waits for the kernel): taken if the port is still the one on netdev `ifindex`.
+    SetPortFast {
+        bridge: String,
+        port: String,
+        ifindex: u32,
+        fast: FastPort,
+    },
     /// The bridge's kernel fast path, made for its first veth port.
     SetFast {
         bridge: String,

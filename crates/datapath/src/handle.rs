@@ -244,10 +244,12 @@ impl Datapath {
     ) -> Result<PortId, DpError> {
         self.check_new_port(bridge, &spec.name)?;
         let mut spec = spec.clone();
+        let mut link_later = None;
         let opened = match backend::open(&spec, bridge, &self.ledger) {
-            Ok(mut b) => {
+            Ok(b) => {
                 if let Some(fast) = self.fast_for(bridge, &spec.name, &b) {
-                    backend::attach_fast(&spec.name, &mut b, &fast);
+                    link_later = backend::attach_fast_filter(&spec.name, &b, &fast)
+                        .map(|ifindex| (fast, ifindex));
                 }
                 if let Some(c) = &b.conn {
                     spec.conn = Some((**c).clone());
@@ -268,12 +270,41 @@ impl Datapath {
             backend: opened,
             reply,
         })?;
-        r.map_err(|refused| {
+        let id = r.map_err(|refused| {
             if let Some(b) = refused.backend {
                 backend::discard(bridge, &spec.name, spec.kind, *b, &self.ledger);
             }
             refused.error
-        })
+        })?;
+        if let Some((fast, ifindex)) = link_later {
+            self.link_fast(bridge, &spec.name, fast, ifindex);
+        }
+        Ok(id)
+    }
+
+    /// Links a new port's netdev to the fast path on a thread of its own (the kernel
+    /// waits for an RCU grace period) and hands the link to the engine; the port
+    /// forwards through the switch meanwhile.
+    fn link_fast(&self, bridge: &str, port: &str, fast: Arc<FastPath>, ifindex: u32) {
+        let (inbox, bridge, name) = (self.inbox.clone(), bridge.to_owned(), port.to_owned());
+        let linking = std::thread::Builder::new()
+            .name("vbr-fastlink".into())
+            .spawn(move || match fast.link(ifindex) {
+                Ok(f) => {
+                    let _ = inbox.send(Action::SetPortFast {
+                        bridge,
+                        port: name,
+                        ifindex,
+                        fast: f,
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(port = %name, error = %e, "port stays off the kernel fast path");
+                }
+            });
+        if let Err(e) = linking {
+            tracing::info!(%port, error = %e, "port stays off the kernel fast path");
+        }
     }
 
     /// Refuses early what the engine would refuse, before any device is made.

@@ -189,6 +189,10 @@ impl PortIo for AfPacket {
         fp.attach(self.ifindex, self.fd.as_fd()).map(Some)
     }
 
+    fn attach_fast_filter(&self, fp: &crate::FastPath) -> Result<bool, PortError> {
+        fp.attach_filter(self.fd.as_fd()).map(|()| true)
+    }
+
     fn detach_fast_filter(&self) -> Result<(), PortError> {
         crate::fastpath::detach_filter(self.fd.as_fd())
     }

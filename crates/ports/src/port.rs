@@ -64,6 +64,15 @@ pub trait PortIo: Send {
         Ok(None)
     }
 
+    /// The first half of [`PortIo::attach_fast`], which is quick: the socket filter alone.
+    /// The port joins the fast path with [`crate::FastPath::link`] (on its netdev), which
+    /// waits for the kernel (an RCU grace period) and so may be done later elsewhere;
+    /// until then no flow enters by this port. `Ok(false)`: the port cannot join.
+    fn attach_fast_filter(&self, fp: &crate::FastPath) -> Result<bool, PortError> {
+        let _ = fp;
+        Ok(false)
+    }
+
     /// Takes the socket filter `attach_fast` set off this port, so the switch sees every
     /// frame again. The tcx program goes when its [`crate::FastPort`] is dropped (which
     /// takes the kernel's RTNL lock: drop it off the forwarding thread).

@@ -92,6 +92,52 @@ pub(crate) fn open(socket: &Path, mut line: Vec<u8>) -> Result<(BufReader<UnixSt
     Ok((r, answer))
 }
 
+/// One connection for several requests, answered in turn (the daemon reads requests
+/// line by line): for a program that makes a few calls in a row, such as the CNI plugin.
+pub(crate) struct Session {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Session {
+    /// Connects to the daemon on `socket`.
+    pub(crate) fn connect(socket: &Path) -> Result<Session> {
+        let stream = UnixStream::connect(socket)
+            .with_context(|| format!("cannot reach the vbr daemon at {}", socket.display()))?;
+        stream.set_read_timeout(Some(answer_timeout()))?;
+        let writer = stream.try_clone()?;
+        Ok(Session {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Sends `req` and reads its answer.
+    pub(crate) fn call(&mut self, req: &Request) -> Result<Response> {
+        let mut line = encode(req)?;
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .context("sending the request to the daemon")?;
+        let mut answer = String::new();
+        self.reader
+            .read_line(&mut answer)
+            .context("reading the daemon's answer")?;
+        if answer.is_empty() {
+            anyhow::bail!("the daemon closed the connection without an answer");
+        }
+        let resp: Response =
+            serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
+        if resp.version != API_VERSION {
+            anyhow::bail!(
+                "the daemon speaks API version {}, this program {API_VERSION}",
+                resp.version
+            );
+        }
+        Ok(resp)
+    }
+}
+
 /// How long to wait for an answer: `VBR_TIMEOUT` seconds, 300 by default (`vbr up` of
 /// a large topology takes a while; a daemon that never answers must not hang us).
 fn answer_timeout() -> std::time::Duration {

@@ -93,8 +93,24 @@ fn link_speed(dev: &str) -> (Option<u32>, bool) {
 }
 
 /// Takes away everything the ledger records for `owner`, newest first, and forgets it.
+/// The settings of a device the owner made here go with the device: they are forgotten,
+/// not restored on a device about to be deleted.
 pub fn undo_owned(owner: &Owner, ledger: &Ledger) {
-    for r in ledger.owned_by(owner) {
+    let records = ledger.owned_by(owner);
+    let doomed: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.object {
+            Object::Netdev { name, netns: None } if r.ifindex.is_some() => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    for r in records {
+        let moot = matches!(&r.object, Object::Sysctl { path }
+            if path.split('/').any(|part| doomed.iter().any(|d| d == part)));
+        if moot {
+            let _ = ledger.forget(&r.object);
+            continue;
+        }
         match vbridge_host::ledger::undo(&r) {
             Ok(_) => {
                 let _ = ledger.forget(&r.object);
@@ -113,9 +129,27 @@ pub(crate) fn release(r: Retired, ledger: &Ledger) {
     } else {
         port_owner(&r.bridge, &r.name)
     };
-    let Retired { mut io, fast, .. } = r;
+    let Retired {
+        mut io, fast, kind, ..
+    } = r;
     if let (Some(io), Some(_)) = (io.as_ref(), fast.as_ref()) {
         let _ = io.detach_fast_filter();
+    }
+    if kind == PortKind::Interface {
+        // A packet socket and a tcx link each take an RCU grace period to close: the
+        // device goes first (what vbridge made of it), and they are closed behind the
+        // caller's back, off a device that no longer carries frames.
+        undo_owned(&owner, ledger);
+        let closing = std::thread::Builder::new()
+            .name("vbr-close".into())
+            .spawn(move || {
+                drop(fast);
+                drop(io);
+            });
+        if let Err(e) = closing {
+            tracing::warn!(error = %e, "closing a port's descriptors on this thread");
+        }
+        return;
     }
     drop(fast);
     if let Some(io) = io.as_mut() {
@@ -432,6 +466,20 @@ pub(crate) fn attach_interface(
         conn: None,
         conn_ifindex: None,
     })
+}
+
+/// The quick half of [`attach_fast`]: the socket filter on a freshly opened backend whose
+/// netdev can serve the fast path; its ifindex, for [`FastPath::link`] later.
+pub(crate) fn attach_fast_filter(name: &str, b: &Backend, fast: &FastPath) -> Option<u32> {
+    let ifindex = b.ifindex.filter(|_| crate::fast::is_veth(name))?;
+    match b.io.attach_fast_filter(fast) {
+        Ok(true) => Some(ifindex),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::info!(port = name, error = %e, "port stays off the kernel fast path");
+            None
+        }
+    }
 }
 
 /// Puts a freshly opened backend on `fast` if its netdev can serve it (a veth whose peer

@@ -297,7 +297,8 @@ fn open_veth(
             .and_then(|mut nl| configure(&mut nl, &conn)))
     })
     .map_err(host)??;
-    crate::control::backend::attach_interface(port, owner, ledger, false)
+    // Made here for the connection: not the host's uplink nor anyone's port.
+    crate::control::backend::attach_interface(port, owner, ledger, true)
 }
 
 /// Whether the namespace of a connection (still) exists, as the same namespace.

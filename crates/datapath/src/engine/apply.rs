@@ -94,6 +94,12 @@ impl Engine {
             } => {
                 let _ = reply.send(self.change(&bridge, change));
             }
+            Action::SetPortFast {
+                bridge,
+                port,
+                ifindex,
+                fast,
+            } => self.set_port_fast(&bridge, &port, ifindex, fast),
             Action::SetFast { bridge, fast } => {
                 if let Ok(bi) = self.index_of(&bridge) {
                     if let Some(rt) = self.bridges[bi].as_mut() {
@@ -419,6 +425,38 @@ impl Engine {
             self.port_gone(bi, id);
         }
         self.sync_bridge(bi);
+    }
+
+    /// A new port's link to the fast path, made after it was added: taken while the port
+    /// is the one on netdev `ifindex` and has none; else closed off this thread.
+    fn set_port_fast(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        ifindex: u32,
+        fast: vbridge_ports::FastPort,
+    ) {
+        let now = self.now();
+        let taken = self.index_of(bridge).ok().and_then(|bi| {
+            let rt = self.bridges[bi].as_mut()?;
+            let id = rt.port_id(port)?;
+            let p = rt.port_mut(id)?;
+            (p.ifindex == Some(ifindex) && p.io.is_some() && p.fast.is_none()).then_some(bi)
+        });
+        let Some(bi) = taken else {
+            self.notify(Notice::Dispose {
+                io: None,
+                fast: Some(fast),
+                release: false,
+            });
+            return;
+        };
+        if let Some(rt) = self.bridges[bi].as_mut() {
+            if let Some(p) = rt.port_id(port).and_then(|id| rt.port_mut(id)) {
+                p.fast = Some(fast);
+            }
+            rt.check_fast(now);
+        }
     }
 
     fn change(&mut self, bridge: &str, change: Change) -> Result<Changed, DpError> {

@@ -78,12 +78,15 @@ fn err(op: &'static str, e: std::io::Error) -> PortError {
     PortError::io("fastpath", op, e)
 }
 
-/// The flow table, shared by every port attached to it.
+/// The flow table, shared by every port attached to it, with its two programs (loaded
+/// once, attached to each port).
 #[derive(Debug)]
 pub struct FastPath {
     map: bpf::Map,
-    /// Frames longer than this are left to the switch.
-    max_len: u32,
+    /// The socket filter of the ports' `AF_PACKET` sockets.
+    hide: OwnedFd,
+    /// The tcx ingress program of the ports' netdevs.
+    redirect: OwnedFd,
 }
 
 /// One port's part: the tcx link on its netdev (detached when dropped; the socket
@@ -100,36 +103,48 @@ impl FastPath {
     pub fn new(max_flows: u32, max_len: u32) -> Result<FastPath, PortError> {
         let map = bpf::Map::hash(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
             .map_err(|e| err("create flow map", e))?;
-        Ok(FastPath { map, max_len })
-    }
-
-    /// Attaches the port on netdev `ifindex` (a host-side veth in the calling thread's
-    /// namespace), whose frames the switch reads from `sock`: flows entering there may
-    /// then be forwarded by the kernel.
-    pub fn attach(&self, ifindex: u32, sock: BorrowedFd<'_>) -> Result<FastPort, PortError> {
-        let map = self.map.raw_fd();
         let hide = bpf::prog_load(
             bpf::PROG_SOCKET_FILTER,
             0,
-            &prog::hide(ifindex, map, self.max_len),
+            &prog::hide(map.raw_fd(), max_len),
             LICENSE,
         )
         .map_err(|e| err("load socket filter", e))?;
         let redirect = bpf::prog_load(
             bpf::PROG_SCHED_CLS,
             bpf::ATTACH_TCX_INGRESS,
-            &prog::redirect(ifindex, map, self.max_len),
+            &prog::redirect(map.raw_fd(), max_len),
             LICENSE,
         )
         .map_err(|e| err("load tcx program", e))?;
-        bpf::attach_socket_filter(sock, hide.as_fd()).map_err(|e| err("SO_ATTACH_BPF", e))?;
-        let link = match bpf::tcx_ingress_link(redirect.as_fd(), ifindex) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = bpf::detach_socket_filter(sock);
-                return Err(err("attach tcx ingress", e));
-            }
-        };
+        Ok(FastPath {
+            map,
+            hide,
+            redirect,
+        })
+    }
+
+    /// Attaches the port on netdev `ifindex` (a host-side veth in the calling thread's
+    /// namespace), whose frames the switch reads from `sock`: flows entering there may
+    /// then be forwarded by the kernel.
+    pub fn attach(&self, ifindex: u32, sock: BorrowedFd<'_>) -> Result<FastPort, PortError> {
+        self.attach_filter(sock)?;
+        self.link(ifindex).inspect_err(|_| {
+            let _ = bpf::detach_socket_filter(sock);
+        })
+    }
+
+    /// The socket filter on `sock` alone (quick): it hides from the switch only frames
+    /// of flows in the map, and no flow enters by a port before [`FastPath::link`].
+    pub fn attach_filter(&self, sock: BorrowedFd<'_>) -> Result<(), PortError> {
+        bpf::attach_socket_filter(sock, self.hide.as_fd()).map_err(|e| err("SO_ATTACH_BPF", e))
+    }
+
+    /// The tcx program on netdev `ifindex` (in the calling thread's namespace), which
+    /// waits for an RCU grace period: the port's part of the fast path.
+    pub fn link(&self, ifindex: u32) -> Result<FastPort, PortError> {
+        let link = bpf::tcx_ingress_link(self.redirect.as_fd(), ifindex)
+            .map_err(|e| err("attach tcx ingress", e))?;
         Ok(FastPort { _link: link })
     }
 

@@ -1,6 +1,8 @@
 //! The fast path's two eBPF programs, assembled here from instructions (they are a few
-//! dozen, and building them at run time lets the ingress ifindex and the map be
-//! immediates, with no compiler or object file involved):
+//! dozen, and building them at run time lets the map be an immediate, with no compiler
+//! or object file involved). The ingress ifindex is read from the context
+//! (`skb->ifindex`), so each program is loaded (and verified) once per flow table and
+//! attached to every port, which keeps adding a port cheap:
 //!
 //! - `redirect`: tcx ingress on a port's host-side veth. Builds the flow key (this port's
 //!   ifindex, destination MAC, source MAC) from the frame, looks it up in the flow map and,
@@ -31,7 +33,6 @@ compile_error!("the fast path's eBPF programs assume a little-endian host");
 mod op {
     pub(super) const LD: u8 = 0x00;
     pub(super) const LDX: u8 = 0x01;
-    pub(super) const ST: u8 = 0x02;
     pub(super) const STX: u8 = 0x03;
     pub(super) const JMP: u8 = 0x05;
     pub(super) const ALU64: u8 = 0x07;
@@ -61,6 +62,7 @@ const HELPER_REDIRECT_PEER: i32 = 155;
 /// `struct __sk_buff` offsets.
 const SKB_LEN: i16 = 0;
 const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_IFINDEX: i16 = 40;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 const SKB_GSO_SIZE: i16 = 176;
@@ -105,9 +107,6 @@ fn ldx(size: u8, dst: u8, src: u8, off: i16) -> u64 {
 fn stx(size: u8, dst: u8, off: i16, src: u8) -> u64 {
     ins(STX | MEM | size, dst, src, off, 0)
 }
-fn st_imm(size: u8, dst: u8, off: i16, imm: i32) -> u64 {
-    ins(ST | MEM | size, dst, 0, off, imm)
-}
 fn atomic_add64(dst: u8, off: i16, src: u8) -> u64 {
     ins(STX | ATOMIC | DW, dst, src, off, ADD as i32)
 }
@@ -127,19 +126,13 @@ fn ld_map(dst: u8, map_fd: i32) -> [u64; 2] {
     [ins(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, map_fd), 0]
 }
 
-/// Appends the flow lookup: the key (`ifindex`, then the frame's destination and source
-/// MACs, read from `from + at`) built in `r10-16 .. r10` through `scratch`, and the map
-/// lookup, leaving the value (or 0) in `r0`. Returns the index of the jump taken on a
-/// miss, to be patched.
-fn lookup_flow(
-    p: &mut Vec<u64>,
-    ifindex: u32,
-    map_fd: i32,
-    from: u8,
-    at: i16,
-    scratch: u8,
-) -> usize {
-    p.push(st_imm(W, R10, -16, ifindex as i32));
+/// Appends the flow lookup: the key (the device's ifindex from the context in `ctx`,
+/// then the frame's destination and source MACs, read from `from + at`) built in
+/// `r10-16 .. r10` through `scratch`, and the map lookup, leaving the value (or 0) in
+/// `r0`. Returns the index of the jump taken on a miss, to be patched.
+fn lookup_flow(p: &mut Vec<u64>, ctx: u8, map_fd: i32, from: u8, at: i16, scratch: u8) -> usize {
+    p.push(ldx(W, scratch, ctx, SKB_IFINDEX));
+    p.push(stx(W, R10, -16, scratch));
     // 12 bytes of MACs as W, H, H, W: the key's u32 ifindex leaves them 4-aligned.
     for (size, off) in [(W, 0), (H, 4), (H, 6), (W, 8)] {
         p.push(ldx(size, scratch, from, at + off));
@@ -201,8 +194,8 @@ fn is_cond_jump(i: u64) -> bool {
     (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
 }
 
-/// The tcx ingress program for the port on netdev `ifindex`.
-pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
+/// The tcx ingress program of the ports (host-side veths).
+pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         ldx(W, R2, R6, SKB_DATA),
@@ -214,7 +207,7 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_next = vec![p.len() - 1];
     p.push(ldx(H, R4, R2, 12));
     to_next.extend(leave_to_switch(&mut p, R6, R4, R5, max_len));
-    let miss = lookup_flow(&mut p, ifindex, map_fd, R2, 0, R5);
+    let miss = lookup_flow(&mut p, R6, map_fd, R2, 0, R5);
     to_next.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([
         mov_imm(R1, 1),
@@ -234,8 +227,9 @@ pub(crate) fn redirect(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     p
 }
 
-/// The socket filter for the `AF_PACKET` socket of the port on netdev `ifindex`.
-pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
+/// The socket filter of the ports' `AF_PACKET` sockets (each bound to its netdev, whose
+/// index the context carries).
+pub(crate) fn hide(map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         mov_imm(R2, 0),
@@ -248,7 +242,7 @@ pub(crate) fn hide(ifindex: u32, map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_keep = vec![p.len() - 1];
     p.push(ldx(H, R1, R10, -20));
     to_keep.extend(leave_to_switch(&mut p, R6, R1, R2, max_len));
-    let miss = lookup_flow(&mut p, ifindex, map_fd, R10, -32, R1);
+    let miss = lookup_flow(&mut p, R6, map_fd, R10, -32, R1);
     to_keep.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([mov_imm(R0, 0), exit()]);
     let keep = p.len();
@@ -283,10 +277,15 @@ mod tests {
             mov_reg(R6, R1).to_le_bytes(),
             [0xbf, 0x16, 0, 0, 0, 0, 0, 0]
         );
-        // *(u32 *)(r10 - 16) = 7: 0x62, dst 10, off -16, imm 7.
+        // r5 = *(u32 *)(r6 + 40), the context's ifindex: 0x61, dst 5, src 6, off 40.
         assert_eq!(
-            st_imm(W, R10, -16, 7).to_le_bytes(),
-            [0x62, 0x0a, 0xf0, 0xff, 7, 0, 0, 0]
+            ldx(W, R5, R6, SKB_IFINDEX).to_le_bytes(),
+            [0x61, 0x65, 40, 0, 0, 0, 0, 0]
+        );
+        // *(u32 *)(r10 - 16) = r5: 0x63, dst 10, src 5, off -16.
+        assert_eq!(
+            stx(W, R10, -16, R5).to_le_bytes(),
+            [0x63, 0x5a, 0xf0, 0xff, 0, 0, 0, 0]
         );
         // lock *(u64 *)(r0 + 8) += r1: 0xdb, dst 0, src 1, off 8, imm BPF_ADD.
         assert_eq!(
@@ -305,7 +304,7 @@ mod tests {
 
     #[test]
     fn jumps_land_on_the_exit_paths() {
-        let p = redirect(3, 9, 1518);
+        let p = redirect(9, 1518);
         let target = |at: usize| at as i64 + 1 + i64::from((p[at] >> 16) as u16 as i16);
         let next = p.len() - 2;
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
@@ -325,7 +324,7 @@ mod tests {
                 .filter(|&&j| j != gso)
                 .all(|&j| target(j) == next as i64)
         );
-        let h = hide(3, 9, 1518);
+        let h = hide(9, 1518);
         let keep = h.len() - 2;
         assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
         let target = |at: usize| at as i64 + 1 + i64::from((h[at] >> 16) as u16 as i16);

@@ -4,13 +4,15 @@
 
 use std::os::fd::AsFd;
 
-use super::{FastPath, FlowKey, LICENSE, prog};
+use super::{FastPath, FlowKey};
 use crate::port::MacAddr;
 use crate::sys::bpf;
 
 const TC_ACT_REDIRECT: u32 = 7;
 const TCX_NEXT: u32 = u32::MAX;
-const IFINDEX: u32 = 7;
+/// What a test run's frame enters by: the loopback device (the context's `ifindex` left
+/// 0), whose index the programs read.
+const IFINDEX: u32 = 1;
 const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
 const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
 const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
@@ -40,21 +42,7 @@ fn programs_take_known_untagged_flows_within_their_limit_and_agree() {
         "this privileged test needs root: the test binary was built as root; rebuild it as this user to have it ignored"
     );
     let fp = FastPath::new(64, 65_535 + 18).unwrap();
-    let map = fp.map.raw_fd();
-    let redirect = bpf::prog_load(
-        bpf::PROG_SCHED_CLS,
-        bpf::ATTACH_TCX_INGRESS,
-        &prog::redirect(IFINDEX, map, 65_535 + 18),
-        LICENSE,
-    )
-    .unwrap();
-    let hide = bpf::prog_load(
-        bpf::PROG_SOCKET_FILTER,
-        0,
-        &prog::hide(IFINDEX, map, 65_535 + 18),
-        LICENSE,
-    )
-    .unwrap();
+    let (redirect, hide) = (&fp.redirect, &fp.hide);
     let key = FlowKey {
         ingress: IFINDEX,
         dst: B,

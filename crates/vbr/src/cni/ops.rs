@@ -36,34 +36,52 @@ fn io(what: &str) -> impl Fn(vbridge_host::HostError) -> Error + '_ {
     move |e| Error::IOFailure(format!("{what}: {e}"))
 }
 
-/// Sends `req` to the daemon; its result, or its refusal as a CNI error.
-fn call(conf: &Conf, req: &Request) -> Result<Value, Error> {
-    let r = crate::client::call(&conf.socket, req).map_err(|e| {
-        Error::TryAgainLater(format!(
-            "the vbridge daemon on {}: {e:#}",
-            conf.socket.display()
-        ))
+/// The daemon's answer to `req` on `api`: its result, or its refusal.
+fn ask(api: &mut Api, req: &Request) -> Result<Result<Value, crate::api::ApiError>, Error> {
+    let r = api.session.call(req).map_err(|e| {
+        Error::TryAgainLater(format!("the vbridge daemon on {}: {e:#}", api.socket))
     })?;
     if r.ok {
-        return Ok(r.result.unwrap_or(Value::Null));
+        return Ok(Ok(r.result.unwrap_or(Value::Null)));
     }
-    let e = r
-        .error
-        .unwrap_or_else(|| crate::api::ApiError::new(ErrorKind::Unavailable, "refused"));
+    Ok(Err(r.error.unwrap_or_else(|| {
+        crate::api::ApiError::new(ErrorKind::Unavailable, "refused")
+    })))
+}
+
+/// Sends `req` to the daemon; its result, or its refusal as a CNI error.
+fn call(api: &mut Api, req: &Request) -> Result<Value, Error> {
+    ask(api, req)?.map_err(refusal)
+}
+
+/// A refusal of the daemon as a CNI error.
+fn refusal(e: crate::api::ApiError) -> Error {
     let m = format!("vbridge: {}", e.message);
-    Err(match e.kind {
+    match e.kind {
         ErrorKind::InvalidArgument | ErrorKind::NotFound => Error::InvalidNetworkConfig(m),
         ErrorKind::Busy | ErrorKind::Unavailable => Error::TryAgainLater(m),
         ErrorKind::Conflict | ErrorKind::AlreadyExists => {
             Error::Custom(101, "conflict on the host".into(), m)
         }
         _ => Error::IOFailure(m),
-    })
+    }
 }
 
-/// Makes sure the daemon runs: `vbr daemon` started from the `vbr` beside this program
-/// (or the configured one) when none answers.
-pub(crate) fn start(conf: &Conf) -> Result<(), Error> {
+/// One connection to the daemon, for all of a command's requests.
+pub(crate) struct Api {
+    session: crate::client::Session,
+    socket: String,
+}
+
+/// Connects to the daemon, starting it first (from the `vbr` beside this program, or the
+/// configured one) when none answers.
+pub(crate) fn start(conf: &Conf) -> Result<Api, Error> {
+    if let Ok(session) = crate::client::Session::connect(&conf.socket) {
+        return Ok(Api {
+            session,
+            socket: conf.socket.display().to_string(),
+        });
+    }
     let vbr = match &conf.vbr {
         Some(v) => v.clone(),
         None => std::env::current_exe()
@@ -74,26 +92,30 @@ pub(crate) fn start(conf: &Conf) -> Result<(), Error> {
             .unwrap_or_else(|| PathBuf::from("vbr")),
     };
     crate::client::ensure_daemon_with(&conf.socket, &vbr)
-        .map_err(|e| Error::PluginNotAvailable(format!("{e:#}")))
+        .map_err(|e| Error::PluginNotAvailable(format!("{e:#}")))?;
+    let session = crate::client::Session::connect(&conf.socket)
+        .map_err(|e| Error::PluginNotAvailable(format!("{e:#}")))?;
+    Ok(Api {
+        session,
+        socket: conf.socket.display().to_string(),
+    })
 }
 
-fn topologies(conf: &Conf) -> Result<Vec<String>, Error> {
-    serde_json::from_value(call(conf, &Request::Topologies)?)
+fn topologies(api: &mut Api) -> Result<Vec<String>, Error> {
+    serde_json::from_value(call(api, &Request::Topologies)?)
         .map_err(|e| Error::FailedToDecode(format!("the daemon's list of topologies: {e}")))
 }
 
 /// `vbr down` of topology `name`; one that is not there is fine.
-fn down(conf: &Conf, name: &str) -> Result<(), Error> {
-    if !topologies(conf)?.iter().any(|t| t == name) {
-        return Ok(());
+fn down(api: &mut Api, name: &str) -> Result<(), Error> {
+    let req = Request::Down {
+        name: name.to_owned(),
+    };
+    match ask(api, &req)? {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(refusal(e)),
     }
-    call(
-        conf,
-        &Request::Down {
-            name: name.to_owned(),
-        },
-    )
-    .map(drop)
 }
 
 /// The container ID, namespace path and interface name of ADD, DEL and CHECK.
@@ -205,11 +227,13 @@ pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
     let (id, netns, ifname) = ids(args)?;
     let ns = netns::open(&netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
     let name = attachment(&conf, &id, &ifname);
-    start(&conf)?;
-    let again = topologies(&conf)?.contains(&name);
+    let mut api = start(&conf)?;
     let taken = Netlink::new_in(&ns)
         .and_then(|mut nl| nl.link_exists(&ifname))
         .map_err(io("the container's namespace"))?;
+    // An ADD again of an attachment vbridge made is answered again; any other device of
+    // that name is someone else's.
+    let again = taken && topologies(&mut api)?.contains(&name);
     if taken && !again {
         return Err(Error::Custom(
             102,
@@ -226,10 +250,10 @@ pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
         },
         None => Lease::default(),
     };
-    let made = bring_up(&conf, &name, &netns, &ifname, &lease)
+    let made = bring_up(&mut api, &conf, &name, &netns, &ifname, &lease)
         .and_then(|()| result(&conf, &ns, &netns, &ifname, &lease));
     if made.is_err() && !again {
-        let _ = down(&conf, &name);
+        let _ = down(&mut api, &name);
         if let Some(kind) = &conf.ipam {
             let _ = ipam::exec(kind, "DEL", &raw, args.path());
         }
@@ -238,6 +262,7 @@ pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
 }
 
 fn bring_up(
+    api: &mut Api,
     conf: &Conf,
     name: &str,
     netns: &str,
@@ -249,7 +274,7 @@ fn bring_up(
         ..Plan::default()
     };
     call(
-        conf,
+        api,
         &Request::Up {
             name: network_topology(conf),
             plan: network,
@@ -262,7 +287,7 @@ fn bring_up(
         patches: Vec::new(),
     };
     call(
-        conf,
+        api,
         &Request::Up {
             name: name.to_owned(),
             plan: container,
@@ -271,7 +296,7 @@ fn bring_up(
     let port = vbridge_datapath::port_name(netns, ifname);
     if conf.hairpin {
         call(
-            conf,
+            api,
             &Request::Hairpin {
                 bridge: conf.bridge.clone(),
                 port: port.clone(),
@@ -375,8 +400,8 @@ pub(crate) fn del(args: &Args) -> Result<(), Error> {
             serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
         ipam::exec(kind, "DEL", &raw, args.path())?;
     }
-    start(&conf)?;
-    down(&conf, &attachment(&conf, &id, &ifname))
+    let mut api = start(&conf)?;
+    down(&mut api, &attachment(&conf, &id, &ifname))
 }
 
 /// CHECK: the attachment is up in the daemon, its port on the bridge and the container's
@@ -388,14 +413,14 @@ pub(crate) fn check(args: &Args) -> Result<(), Error> {
         Error::InvalidNetworkConfig("CHECK needs prevResult (the result of ADD)".into())
     })?;
     let broken = |m: String| Error::Custom(103, "attachment broken".into(), m);
-    start(&conf)?;
+    let mut api = start(&conf)?;
     let name = attachment(&conf, &id, &ifname);
-    if !topologies(&conf)?.contains(&name) {
+    if !topologies(&mut api)?.contains(&name) {
         return Err(broken(format!("vbridge has no attachment {name}")));
     }
     let port = vbridge_datapath::port_name(&netns, &ifname);
     let shown = call(
-        &conf,
+        &mut api,
         &Request::Show {
             bridge: Some(conf.bridge.clone()),
         },
@@ -447,7 +472,7 @@ pub(crate) fn gc(args: &Args) -> Result<(), Error> {
         .flatten()
         .map(|a| attachment(&conf, &a.container_id, &a.ifname))
         .collect();
-    start(&conf)?;
+    let mut api = start(&conf)?;
     let raw =
         serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
     // GC is 1.1's; the DELs go in the newest version the IPAM plugin speaks.
@@ -463,7 +488,7 @@ pub(crate) fn gc(args: &Args) -> Result<(), Error> {
     }
     let raw_del = serde_json::to_vec(&older).map_err(|e| Error::FailedToDecode(e.to_string()))?;
     let prefix = format!("cni:{}:", conf.network);
-    for t in topologies(&conf)? {
+    for t in topologies(&mut api)? {
         let Some(rest) = t.strip_prefix(&prefix) else {
             continue;
         };
@@ -478,7 +503,7 @@ pub(crate) fn gc(args: &Args) -> Result<(), Error> {
             ];
             ipam::exec_with(kind, "DEL", &raw_del, args.path(), &env)?;
         }
-        down(&conf, &t)?;
+        down(&mut api, &t)?;
     }
     if let Some(kind) = &conf.ipam {
         if spoken.iter().any(|v| v == "1.1.0") {
@@ -491,6 +516,6 @@ pub(crate) fn gc(args: &Args) -> Result<(), Error> {
 /// STATUS: ready when the daemon answers (started if need be).
 pub(crate) fn status(args: &Args) -> Result<(), Error> {
     let conf = Conf::of(args.config(), args.args())?;
-    start(&conf)?;
-    call(&conf, &Request::Ping).map(drop)
+    let mut api = start(&conf)?;
+    call(&mut api, &Request::Ping).map(drop)
 }

@@ -69,7 +69,10 @@ pub(crate) fn up(
     };
     match apply(d, dhcp, nat, plan, &mut r) {
         Ok(()) => {
-            ledger.commit(name, run).map_err(host)?;
+            // A run that recorded nothing has nothing to commit.
+            if r.made_any {
+                ledger.commit(name, run).map_err(host)?;
+            }
             Ok(UpDone {
                 topology: name.to_owned(),
                 changed: r.made_any,
