@@ -13,6 +13,15 @@ fn fast_flows(d: &Daemon) -> u64 {
     d.json("stats br0")[0]["fast_flows"].as_u64().unwrap()
 }
 
+/// Whether two flows reach the kernel while `from` keeps pinging `to` (a new port joins
+/// the fast path a moment after it is added, and flows are offered by their frames).
+fn offloaded(d: &Daemon, from: &Netns, to: &str) -> bool {
+    eventually(Duration::from_secs(3), || {
+        from.ping(to);
+        fast_flows(d) >= 2
+    })
+}
+
 fn port<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v[0]["ports"]
         .as_array()
@@ -42,12 +51,18 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     }
     let pa = &port_of(&a.name, "eth0");
     let pb = &port_of(&b.name, "eth0");
-    let stats = d.json("stats br0");
-    assert_eq!(port(&stats, pa)["fast_path"], true, "{stats}");
+    assert!(
+        eventually(
+            Duration::from_secs(3),
+            || port(&d.json("stats br0"), pa)["fast_path"] == true
+        ),
+        "{}",
+        d.json("stats br0")
+    );
 
     // Known both ways after the first exchange: two flows in the kernel.
     assert!(a.reaches("10.7.0.2"));
-    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(offloaded(&d, &a, "10.7.0.2"));
 
     // TCP through the kernel, counted on the switch's ports all the same.
     let before = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
@@ -73,7 +88,7 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     // B "migrates" to C's port: same MAC and address, B's link down. The first frame
     // from the new place moves the station; the kernel's old flow must follow.
     let mac_b = b.ok("cat /sys/class/net/eth0/address").trim().to_owned();
-    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(offloaded(&d, &a, "10.7.0.2"));
     b.ok("ip link set eth0 down");
     c.ok("ip link set eth0 down");
     c.ok(&format!("ip link set eth0 address {mac_b}"));
@@ -110,7 +125,7 @@ fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
 
     // VLAN 10 <-> VLAN 10 goes to the kernel; VLAN 20 stays apart.
     assert!(a.reaches("10.8.0.2"));
-    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(offloaded(&d, &a, "10.8.0.2"));
     assert!(!a.ping("10.8.0.3"), "VLAN 10 must not reach VLAN 20");
     assert!(!c.ping("10.8.0.2"), "VLAN 20 must not reach VLAN 10");
 
@@ -121,7 +136,7 @@ fn vlan_access_ports_share_the_fast_path_within_their_vlan() {
         "A (VLAN 10) must no longer reach B (VLAN 20)"
     );
     assert!(c.reaches("10.8.0.2"));
-    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(offloaded(&d, &c, "10.8.0.2"));
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
 
@@ -140,7 +155,7 @@ fn a_peer_moved_next_to_the_switch_leaves_the_fast_path() {
     d.ok(&format!("connect {} br0 --veth --ip 10.6.0.2/24", b.name));
     let pb = &port_of(&b.name, "eth0");
     assert!(a.reaches("10.6.0.2"));
-    assert!(eventually(Duration::from_secs(2), || fast_flows(&d) >= 2));
+    assert!(offloaded(&d, &a, "10.6.0.2"));
 
     // B's end moves into the switch's own namespace: the kernel cannot hand frames to a
     // peer there (`bpf_redirect_peer` crosses namespaces only), so the port must leave
