@@ -45,6 +45,28 @@ fn host_state(host: &Netns) -> (Vec<String>, String, String) {
     )
 }
 
+/// What tcpdump in `ns` (`args`: interface and filter) printed while `f` ran; it is
+/// stopped with SIGINT afterwards (it prints what it has), unless `-c` ended it before.
+fn tcpdump_while(ns: &Netns, args: &[&str], f: impl FnOnce()) -> String {
+    let dump = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "timeout", "20", "tcpdump", "-n", "-l",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    f();
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!(
+        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
+        ns.name
+    ));
+    String::from_utf8_lossy(&dump.wait_with_output().unwrap().stdout).into_owned()
+}
+
 fn netns_gone(names: &[String]) -> bool {
     let list = ok("ip netns list");
     names
@@ -91,18 +113,9 @@ fn seed002_docker_bridge_with_nat_and_a_published_port() {
     let (ns0, ns1) = (Netns::adopt(&n[0]), Netns::adopt(&n[1]));
     // Masquerade: the outside machine answers, and
     // sees the host's address as the source.
-    let seen = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &out.name, "timeout", "5", "tcpdump", "-n", "-l", "-c", "1",
-        ])
-        .args(["-i", "eth0", "icmp[icmptype] == icmp-echo"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(ns0.reaches("10.77.0.2"), "ns0 reaches the outside");
-    let line = String::from_utf8_lossy(&seen.wait_with_output().unwrap().stdout).into_owned();
+    let line = first_echo_seen(&out, "eth0", || {
+        assert!(ns0.reaches("10.77.0.2"), "ns0 reaches the outside")
+    });
     assert!(
         line.contains("10.77.0.1 > 10.77.0.2"),
         "source is the host's: {line}"
@@ -157,26 +170,11 @@ fn seed003_two_hosts_joined_by_a_trunk() {
     d2.ok(&format!("up {}", f2.display()));
     let (a10, a20) = (Netns::adopt(&n1[0]), Netns::adopt(&n1[1]));
     let (_b10, _b20) = (Netns::adopt(&n2[0]), Netns::adopt(&n2[1]));
-    let tags = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &h1.name, "timeout", "20", "tcpdump", "-e", "-n", "-l",
-        ])
-        .args(["-i", "trunk0", "vlan and icmp"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(a10.reaches("10.20.0.11"), "VLAN 10 across the trunk");
-    assert!(a20.reaches("10.20.0.12"), "VLAN 20 across the trunk");
-    assert!(!a10.ping("10.20.0.12"), "VLAN 10 does not reach VLAN 20");
-    // Stop the capture (tcpdump prints what it has on SIGINT).
-    std::thread::sleep(Duration::from_millis(300));
-    sh(&format!(
-        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
-        h1.name
-    ));
-    let seen = String::from_utf8_lossy(&tags.wait_with_output().unwrap().stdout).into_owned();
+    let seen = tcpdump_while(&h1, &["-e", "-i", "trunk0", "vlan and icmp"], || {
+        assert!(a10.reaches("10.20.0.11"), "VLAN 10 across the trunk");
+        assert!(a20.reaches("10.20.0.12"), "VLAN 20 across the trunk");
+        assert!(!a10.ping("10.20.0.12"), "VLAN 10 does not reach VLAN 20");
+    });
     assert!(
         seen.contains("vlan 10") && seen.contains("vlan 20"),
         "tagged frames on the trunk:\n{seen}"
@@ -303,18 +301,11 @@ fn lease(ns: &Netns, script: &std::path::Path) -> String {
 
 /// The first ICMP echo request `ns` sees on `dev` while `f` runs: its tcpdump line.
 fn first_echo_seen(ns: &Netns, dev: &str, f: impl FnOnce()) -> String {
-    let seen = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "timeout", "5", "tcpdump", "-n", "-l",
-        ])
-        .args(["-c", "1", "-i", dev, "icmp[icmptype] == icmp-echo"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    f();
-    String::from_utf8_lossy(&seen.wait_with_output().unwrap().stdout).into_owned()
+    tcpdump_while(
+        ns,
+        &["-c", "1", "-i", dev, "icmp[icmptype] == icmp-echo"],
+        f,
+    )
 }
 
 #[test]
@@ -435,30 +426,16 @@ fn seed002_neutron_local_flat_vlan_on_two_nodes() {
     l1.ok("ip addr add 10.0.2.99/24 dev eth0");
     assert!(!l1.ping(&got[&l2.name]), "local1 does not reach local2");
     // Flat and vlan networks span the nodes; segments stay apart on the shared uplink.
-    let tags = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &h1.name, "timeout", "20", "tcpdump", "-e", "-n",
-        ])
-        .args(["-l", "-i", "eth1", "vlan and icmp"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(fl2.reaches(&got[&fl1.name]), "flat across eth1");
-    assert!(w101.reaches(&got[&v101.name]), "segment 101 across eth1");
-    assert!(w102.reaches(&got[&v102.name]), "segment 102 across eth1");
-    w101.ok("ip addr add 10.102.0.99/24 dev eth0");
-    assert!(
-        !w101.ping(&got[&v102.name]),
-        "segment 101 does not reach 102"
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    sh(&format!(
-        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
-        h1.name
-    ));
-    let seen = String::from_utf8_lossy(&tags.wait_with_output().unwrap().stdout).into_owned();
+    let seen = tcpdump_while(&h1, &["-e", "-i", "eth1", "vlan and icmp"], || {
+        assert!(fl2.reaches(&got[&fl1.name]), "flat across eth1");
+        assert!(w101.reaches(&got[&v101.name]), "segment 101 across eth1");
+        assert!(w102.reaches(&got[&v102.name]), "segment 102 across eth1");
+        w101.ok("ip addr add 10.102.0.99/24 dev eth0");
+        assert!(
+            !w101.ping(&got[&v102.name]),
+            "segment 101 does not reach 102"
+        );
+    });
     assert!(
         seen.contains("vlan 101") && seen.contains("vlan 102"),
         "tagged frames on the uplink:\n{seen}"
