@@ -8,6 +8,7 @@ pub mod cni;
 mod daemon;
 mod diagram;
 mod logging;
+mod mac;
 mod names;
 mod output;
 mod top;

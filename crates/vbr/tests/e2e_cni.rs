@@ -124,6 +124,33 @@ fn the_plugin_follows_the_spec() {
         r1["interfaces"][1]["sandbox"],
         format!("/run/netns/{}", c1.name)
     );
+    // The interfaces as the kernel has them (the plugin answers without asking it).
+    let link_of = |ns: &Netns, dev: &str| {
+        let l = ns.ok(&format!("ip -o link show {dev}"));
+        let mac = l
+            .split("link/ether ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mtu = l
+            .split(" mtu ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        (mac, mtu)
+    };
+    let host_end = r1["interfaces"][0]["name"].as_str().unwrap();
+    for (i, (ns, dev)) in [(&host, host_end), (&c1, "eth0")].into_iter().enumerate() {
+        let (mac, mtu) = link_of(ns, dev);
+        assert_eq!(r1["interfaces"][i]["mac"], mac.as_str(), "{r1}");
+        assert_eq!(r1["interfaces"][i]["mtu"].to_string(), mtu, "{r1}");
+    }
     assert_eq!(r1["ips"][0]["gateway"], "10.89.0.1");
     assert_eq!(r1["ips"][0]["interface"], 1);
     let ip1 = r1["ips"][0]["address"].as_str().unwrap().to_owned();

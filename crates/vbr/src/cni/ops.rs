@@ -223,7 +223,7 @@ fn ns_plan(conf: &Conf, netns: &str, ifname: &str, lease: &Lease) -> Result<NsPl
 /// ADD: the addresses from IPAM, the network's bridge, the connection; on failure what
 /// was made goes again and the addresses are given back.
 pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
-    let conf = Conf::of(args.config(), args.args())?;
+    let mut conf = Conf::of(args.config(), args.args())?;
     let (id, netns, ifname) = ids(args)?;
     let ns = netns::open(&netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
     let name = attachment(&conf, &id, &ifname);
@@ -241,6 +241,11 @@ pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
             format!("{ifname} exists in {netns} already"),
         ));
     }
+    if !again && conf.mac.is_none() {
+        // Chosen here, as the kernel would, so the result needs no question to the
+        // kernel after the port is made (see `result`).
+        conf.mac = Some(crate::mac::random());
+    }
     let raw =
         serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
     let lease = match &conf.ipam {
@@ -250,8 +255,16 @@ pub(crate) fn add(args: &Args) -> Result<CNIResult, Error> {
         },
         None => Lease::default(),
     };
-    let made = bring_up(&mut api, &conf, &name, &netns, &ifname, &lease)
-        .and_then(|()| result(&conf, &ns, &netns, &ifname, &lease));
+    let made = bring_up(&mut api, &conf, &name, &netns, &ifname, &lease).and_then(|()| {
+        result(
+            &mut api,
+            &conf,
+            again.then_some(&ns),
+            &netns,
+            &ifname,
+            &lease,
+        )
+    });
     if made.is_err() && !again {
         let _ = down(&mut api, &name);
         if let Some(kind) = &conf.ipam {
@@ -317,36 +330,45 @@ fn bring_up(
 }
 
 /// The ADD result: the host end and the container's interface, the addresses on the
-/// latter, the routes and DNS from IPAM.
+/// latter, the routes and DNS from IPAM. The host end is as the daemon saw it when it
+/// made the port, and the container's interface has the MAC the plugin chose: a new
+/// port's fast-path link holds the kernel's rtnetlink lock for an RCU grace period just
+/// after the daemon answers, and a netlink question now would wait that out. An ADD
+/// again of an existing attachment (`again`: the container's namespace) asks the kernel.
 fn result(
+    api: &mut Api,
     conf: &Conf,
-    ns: &std::os::fd::OwnedFd,
+    again: Option<&std::os::fd::OwnedFd>,
     netns: &str,
     ifname: &str,
     lease: &Lease,
 ) -> Result<CNIResult, Error> {
     let port = vbridge_datapath::port_name(netns, ifname);
-    let host = Netlink::new()
-        .and_then(|mut nl| nl.link(&port))
-        .map_err(io("the host end"))?;
-    let inner = Netlink::new_in(ns)
-        .and_then(|mut nl| nl.link(ifname))
-        .map_err(io("the container's interface"))?
-        .ok_or_else(|| Error::IOFailure(format!("{ifname} is not in {netns}")))?;
-    let mac = |m: Option<vbridge_core::MacAddr>| m.map(|m| m.to_string()).unwrap_or_default();
+    let host = port_view(api, &conf.bridge, &port)?;
+    let (inner_mac, inner_mtu) = match again {
+        Some(ns) => {
+            let l = Netlink::new_in(ns)
+                .and_then(|mut nl| nl.link(ifname))
+                .map_err(io("the container's interface"))?
+                .ok_or_else(|| Error::IOFailure(format!("{ifname} is not in {netns}")))?;
+            (l.mac.map(|m| m.to_string()), l.mtu)
+        }
+        // A veth pair is made with one MTU, and `mtu` sets both ends.
+        None => (conf.mac.map(|m| m.to_string()), host.mtu),
+    };
     let interfaces = vec![
         Interface {
             name: port,
-            mac: mac(host.as_ref().and_then(|l| l.mac)),
-            mtu: host.as_ref().and_then(|l| l.mtu),
+            mac: host.mac.unwrap_or_default(),
+            mtu: conf.mtu.or(host.mtu),
             sandbox: None,
             socket_path: None,
             pci_id: None,
         },
         Interface {
             name: ifname.to_owned(),
-            mac: mac(inner.mac),
-            mtu: inner.mtu,
+            mac: inner_mac.unwrap_or_default(),
+            mtu: conf.mtu.or(inner_mtu),
             sandbox: Some(netns.to_owned()),
             socket_path: None,
             pci_id: None,
@@ -390,18 +412,43 @@ fn result(
     })
 }
 
-/// DEL: the addresses given back to IPAM, the attachment's topology down; what is gone
-/// already is fine.
+/// Port `port` of `bridge` as the daemon shows it.
+fn port_view(api: &mut Api, bridge: &str, port: &str) -> Result<vbridge_datapath::PortView, Error> {
+    let shown = call(
+        api,
+        &Request::Show {
+            bridge: Some(bridge.to_owned()),
+        },
+    )?;
+    let bridges: Vec<vbridge_datapath::BridgeView> = serde_json::from_value(shown)
+        .map_err(|e| Error::FailedToDecode(format!("the daemon's view of {bridge}: {e}")))?;
+    bridges
+        .into_iter()
+        .flat_map(|b| b.ports)
+        .find(|p| p.name == port)
+        .ok_or_else(|| Error::IOFailure(format!("port {port} is not on bridge {bridge}")))
+}
+
+/// DEL: the addresses given back to IPAM while the attachment's topology goes down (the
+/// two are independent); what is gone already is fine.
 pub(crate) fn del(args: &Args) -> Result<(), Error> {
     let conf = Conf::of(args.config(), args.args())?;
     let (id, _, ifname) = ids(args)?;
-    if let Some(kind) = &conf.ipam {
-        let raw =
-            serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
-        ipam::exec(kind, "DEL", &raw, args.path())?;
-    }
-    let mut api = start(&conf)?;
-    down(&mut api, &attachment(&conf, &id, &ifname))
+    let raw =
+        serde_json::to_vec(args.config()).map_err(|e| Error::FailedToDecode(e.to_string()))?;
+    std::thread::scope(|s| {
+        let released = conf
+            .ipam
+            .as_ref()
+            .map(|kind| s.spawn(|| ipam::exec(kind, "DEL", &raw, args.path())));
+        let gone =
+            start(&conf).and_then(|mut api| down(&mut api, &attachment(&conf, &id, &ifname)));
+        if let Some(r) = released {
+            r.join()
+                .unwrap_or_else(|_| Err(Error::IOFailure("the IPAM call panicked".into())))?;
+        }
+        gone
+    })
 }
 
 /// CHECK: the attachment is up in the daemon, its port on the bridge and the container's

@@ -83,24 +83,6 @@ fn secs(what: &str, s: f64) -> Result<Duration, ApiError> {
         .map_err(|_| ApiError::invalid(format!("{what} {s} is not a number of seconds")))
 }
 
-/// A random locally administered unicast MAC for a new bridge.
-pub(crate) fn random_mac() -> MacAddr {
-    let mut b = [0u8; 6];
-    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
-        let hex: Vec<u8> = bytes
-            .iter()
-            .copied()
-            .filter(u8::is_ascii_hexdigit)
-            .collect();
-        for (i, pair) in hex.chunks(2).take(6).enumerate() {
-            let s = std::str::from_utf8(pair).unwrap_or("0");
-            b[i] = u8::from_str_radix(s, 16).unwrap_or(0);
-        }
-    }
-    b[0] = (b[0] & 0xfe) | 0x02;
-    MacAddr(b)
-}
-
 fn change(dp_: &Datapath, bridge: &str, c: Change) -> Result<Changed, ApiError> {
     dp_.change(bridge, c).map_err(dp)
 }
@@ -139,7 +121,7 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
         }),
         Request::Addbr { bridge } => {
             crate::names::check_ifname(&bridge).map_err(ApiError::invalid)?;
-            d.add_bridge(&bridge, BridgeConfig::new(random_mac()))
+            d.add_bridge(&bridge, BridgeConfig::new(crate::mac::random()))
                 .map_err(dp)?;
             done()
         }

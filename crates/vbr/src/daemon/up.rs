@@ -113,7 +113,7 @@ fn apply(
             )?;
             d.add_bridge(
                 &b.name,
-                vbridge_core::BridgeConfig::new(super::handler::random_mac()),
+                vbridge_core::BridgeConfig::new(crate::mac::random()),
             )
             .map_err(dp)?;
         }
