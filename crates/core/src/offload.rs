@@ -1,11 +1,11 @@
 //! What a driver may hand to a faster path (the kernel, for veth ports) and what it must
 //! report back: [`Bridge::offload_target`] says whether every further frame of a flow
-//! (ingress port, source MAC, destination MAC) would be decided exactly like this one,
+//! (ingress port, 802.1Q tag or none, source MAC, destination MAC) would be decided exactly like this one,
 //! with learning as the only side effect; [`Bridge::account_offloaded`] adds what the
 //! fast path carried to the counters and refreshes the source's FDB entry, as the frames
 //! would have done here.
 
-use vbridge_wire::{MacAddr, Vid};
+use vbridge_wire::{MacAddr, Tag, Vid};
 
 use crate::bridge::{Bridge, DEFAULT_MAX_FRAME};
 use crate::fdb::EntryKind;
@@ -13,24 +13,35 @@ use crate::port::{Port, PortId};
 use crate::time::Instant;
 use crate::vlan::{Classified, TagOp};
 
-/// Where the frames of an offloadable flow go, and the VLAN they belong to.
+/// Where the frames of an offloadable flow go, the VLAN they belong to and the tag they
+/// leave with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offload {
-    /// The one port every frame of the flow leaves by, unchanged.
+    /// The one port every frame of the flow leaves by.
     pub egress: PortId,
     /// The flow's VLAN (the ingress port's for untagged frames; VLAN 1 without filtering).
     pub vid: Vid,
+    /// The 802.1Q tag the frames leave with (`None`: untagged). Against the tag they came
+    /// with, this says what a fast path does: keep, push, pop or rewrite it.
+    pub tag: Option<Vid>,
 }
 
 impl Bridge {
-    /// Where every further *untagged* frame from `ingress` with `src` -> `dst` goes:
-    /// one port, unchanged (no tag pushed), with nothing else to do but refresh `src` in
-    /// the FDB; `None` if anything else could happen to such a frame (unknown or local
-    /// destination, a source not yet learned there, locked or isolated ports, spanning
-    /// tree not forwarding, a port down, a VLAN the egress port tags or does not carry,
-    /// an ingress port that takes no untagged frames), so it must keep coming here.
-    /// Tagged frames are never covered: a fast path must leave them to the switch.
-    pub fn offload_target(&self, ingress: PortId, src: MacAddr, dst: MacAddr) -> Option<Offload> {
+    /// Where every further frame from `ingress` with `src` -> `dst`, untagged (`tag`
+    /// `None`) or with an 802.1Q tag of VID `tag`, goes: one port, with the tag the
+    /// result says and nothing else to do but refresh `src` in the FDB; `None` if anything
+    /// else could happen to such a frame (unknown or local destination, a source not yet
+    /// learned there, locked or isolated ports, spanning tree not forwarding, a port down,
+    /// a VLAN the ingress port does not take or the egress port does not carry), so it
+    /// must keep coming here. Priority-tagged frames, 802.1ad tags and frames with more
+    /// than one tag are never covered: a fast path must leave them to the switch.
+    pub fn offload_target(
+        &self,
+        ingress: PortId,
+        tag: Option<Vid>,
+        src: MacAddr,
+        dst: MacAddr,
+    ) -> Option<Offload> {
         // A lowered frame limit is not something the fast path can check.
         if self.max_frame_len < DEFAULT_MAX_FRAME || !src.is_unicast() || dst.is_multicast() {
             return None;
@@ -39,7 +50,7 @@ impl Bridge {
         if !from.forwards() || from.config.flags.locked {
             return None;
         }
-        let class = self.untagged_class(from)?;
+        let class = self.class_of(from, tag)?;
         let vid = class.vid;
         if from.config.flags.learning {
             // A source seen elsewhere (a move) or not yet learned needs this path.
@@ -52,21 +63,29 @@ impl Bridge {
         if kind == EntryKind::Local || to == ingress {
             return None;
         }
-        match self.egress_check(ingress, from, to, class) {
-            Ok(TagOp::Keep) => Some(Offload { egress: to, vid }),
-            _ => None,
-        }
+        let out = match self.egress_check(ingress, from, to, class).ok()? {
+            TagOp::Keep => tag,
+            TagOp::Push(t) => Some(Vid::new(t.vid).ok()?),
+            TagOp::Pop => None,
+            TagOp::SetVid(v) => Some(v),
+        };
+        Some(Offload {
+            egress: to,
+            vid,
+            tag: out,
+        })
     }
 
-    /// How an untagged frame entering `port` is classified; `None` if it is dropped.
-    fn untagged_class(&self, port: &Port) -> Option<Classified> {
+    /// How a frame entering `port` untagged or with an 802.1Q tag of VID `tag` is
+    /// classified; `None` if it is dropped.
+    fn class_of(&self, port: &Port, tag: Option<Vid>) -> Option<Classified> {
         if self.vlan_filtering {
-            port.config.vlan.classify(None).ok()
+            port.config.vlan.classify(tag.map(Tag::dot1q)).ok()
         } else {
             Some(Classified {
                 vid: Vid::DEFAULT,
-                tagged: false,
-                carried: 0,
+                tagged: tag.is_some(),
+                carried: tag.map_or(0, Vid::get),
             })
         }
     }

@@ -11,7 +11,7 @@ use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortFlags, PortId, StpStat
 
 /// Where the core would let a fast path send untagged `src` -> `dst` from `ingress`.
 fn target(b: &Bridge, ingress: PortId, src: MacAddr, dst: MacAddr) -> Option<PortId> {
-    b.offload_target(ingress, src, dst).map(|o| o.egress)
+    b.offload_target(ingress, None, src, dst).map(|o| o.egress)
 }
 
 /// The flow as offloaded on a bridge without VLAN filtering.
@@ -19,6 +19,7 @@ fn plain(egress: PortId) -> Offload {
     Offload {
         egress,
         vid: vid(1),
+        tag: None,
     }
 }
 
@@ -164,22 +165,31 @@ fn vlan_filtering_offloads_untagged_flows_within_one_vlan() {
 
     // Same VLAN, untagged in and out: offloaded, in VLAN 10.
     assert_eq!(
-        b.offload_target(p[0], mac(1), mac(2)),
+        b.offload_target(p[0], None, mac(1), mac(2)),
         Some(Offload {
             egress: p[1],
-            vid: vid(10)
+            vid: vid(10),
+            tag: None,
         })
     );
-    // Towards the trunk in VLAN 10 the switch pushes a tag: not offloaded. Known only in
-    // VLAN 10, mac 4 is unknown to port 2's VLAN 20.
-    assert_eq!(target(&b, p[0], mac(1), mac(4)), None);
+    // Towards the trunk in VLAN 10 the switch pushes a tag, and so does the fast path.
+    // Known only in VLAN 10, mac 4 is unknown to port 2's VLAN 20.
+    assert_eq!(
+        b.offload_target(p[0], None, mac(1), mac(4)),
+        Some(Offload {
+            egress: p[3],
+            vid: vid(10),
+            tag: Some(vid(10)),
+        })
+    );
     assert_eq!(target(&b, p[2], mac(3), mac(4)), None);
     // Untagged on the trunk is its native VLAN 20, which leaves port 2 untagged.
     assert_eq!(
-        b.offload_target(p[3], mac(5), mac(3)),
+        b.offload_target(p[3], None, mac(5), mac(3)),
         Some(Offload {
             egress: p[2],
-            vid: vid(20)
+            vid: vid(20),
+            tag: None,
         })
     );
     // ... and back: VLAN 20 leaves the trunk untagged, so that is offloaded too.
@@ -214,6 +224,7 @@ fn vlan_filtering_offloads_untagged_flows_within_one_vlan() {
     let in10 = Offload {
         egress: p[1],
         vid: vid(10),
+        tag: None,
     };
     for t in [6, 12] {
         b.account_offloaded(Instant::from_secs(t), p[0], mac(1), in10, 1, 100);
@@ -221,4 +232,110 @@ fn vlan_filtering_offloads_untagged_flows_within_one_vlan() {
     }
     assert_eq!(b.fdb_lookup(vid(10), mac(1)), Some(p[0]));
     assert_eq!(b.fdb_lookup(vid(20), mac(3)), None, "silent stations age");
+}
+
+/// Ports 0: access VLAN 10; 1: trunk of 10 and 20, native 20; 2: trunk of 10, 20 and 30;
+/// 3: access VLAN 20. Station n learned on port n-1 (tagged 10 on the trunks), 5 on port
+/// 3 (VLAN 20), 6 on port 1 in VLAN 20 (untagged, its native VLAN), 7 on port 2 in VLAN 20.
+fn trunks() -> (Bridge, Vec<PortId>) {
+    let (mut b, p) = bridge_with(4);
+    let trunk = |list: &str, native: Option<u16>| VlanMode::Trunk {
+        allowed: vbridge_core::VidSet::parse_list(list).unwrap(),
+        native: native.map(vid),
+    };
+    b.set_port_vlan(p[0], VlanMode::Access(vid(10))).unwrap();
+    b.set_port_vlan(p[1], trunk("10,20", Some(20))).unwrap();
+    b.set_port_vlan(p[2], trunk("10,20,30", None)).unwrap();
+    b.set_port_vlan(p[3], VlanMode::Access(vid(20))).unwrap();
+    send(&mut b, 0, p[0], &frame(mac(9), mac(1)));
+    send(&mut b, 0, p[1], &tagged(mac(9), mac(2), 10));
+    send(&mut b, 0, p[2], &tagged(mac(9), mac(3), 10));
+    send(&mut b, 0, p[3], &frame(mac(9), mac(5)));
+    send(&mut b, 0, p[1], &frame(mac(9), mac(6)));
+    send(&mut b, 0, p[2], &tagged(mac(9), mac(7), 20));
+    (b, p)
+}
+
+fn flow(egress: PortId, v: u16, tag: Option<u16>) -> Option<Offload> {
+    Some(Offload {
+        egress,
+        vid: vid(v),
+        tag: tag.map(vid),
+    })
+}
+
+#[test]
+fn tagged_flows_are_offloaded_with_the_tag_the_switch_would_give() {
+    let (b, p) = trunks();
+    let t = |ingress: usize, tag: Option<u16>, src: u8, dst: u8| {
+        b.offload_target(p[ingress], tag.map(vid), mac(src), mac(dst))
+    };
+    // Trunk -> access: the tag is popped.
+    assert_eq!(t(1, Some(10), 2, 1), flow(p[0], 10, None));
+    // Access -> trunk: pushed.
+    assert_eq!(t(0, None, 1, 2), flow(p[1], 10, Some(10)));
+    // Trunk -> trunk: kept.
+    assert_eq!(t(1, Some(10), 2, 3), flow(p[2], 10, Some(10)));
+    assert_eq!(t(2, Some(10), 3, 2), flow(p[1], 10, Some(10)));
+    // VLAN 20 is native on trunk 1: tagged there from trunk 2, popped on the way out;
+    // untagged from trunk 1, pushed towards trunk 2; popped towards access port 3.
+    assert_eq!(t(2, Some(20), 7, 6), flow(p[1], 20, None));
+    assert_eq!(t(1, None, 6, 7), flow(p[2], 20, Some(20)));
+    assert_eq!(t(2, Some(20), 7, 5), flow(p[3], 20, None));
+    // A tag of the native VLAN on trunk 1 is that VLAN too.
+    assert_eq!(t(1, Some(20), 6, 5), flow(p[3], 20, None));
+}
+
+#[test]
+fn tagged_frames_the_switch_would_drop_or_flood_stay_here() {
+    let (mut b, p) = trunks();
+    let t = |b: &Bridge, ingress: usize, tag: Option<u16>, src: u8, dst: u8| {
+        b.offload_target(p[ingress], tag.map(vid), mac(src), mac(dst))
+    };
+    // A tag on an access port, a VLAN the trunk does not take (30 on trunk 1), untagged
+    // on a trunk without a native VLAN, a VLAN whose FDB lacks the destination.
+    assert_eq!(t(&b, 0, Some(10), 1, 2), None);
+    assert_eq!(t(&b, 1, Some(30), 2, 3), None);
+    assert_eq!(t(&b, 2, None, 3, 2), None);
+    assert_eq!(t(&b, 1, Some(20), 6, 1), None);
+    // The source learned in another VLAN: a frame of it would learn here.
+    assert_eq!(t(&b, 1, Some(20), 2, 5), None);
+    // The egress port stops carrying the VLAN: the flow goes back to the switch.
+    assert_eq!(t(&b, 1, Some(10), 2, 3), flow(p[2], 10, Some(10)));
+    b.set_port_vlan(
+        p[2],
+        VlanMode::Trunk {
+            allowed: vbridge_core::VidSet::parse_list("20,30").unwrap(),
+            native: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(t(&b, 1, Some(10), 2, 3), None);
+    // VLAN 10 becomes trunk 1's native VLAN: frames to it leave untagged now.
+    b.set_port_vlan(
+        p[1],
+        VlanMode::Trunk {
+            allowed: vbridge_core::VidSet::parse_list("10,20").unwrap(),
+            native: Some(vid(10)),
+        },
+    )
+    .unwrap();
+    send(&mut b, 1, p[1], &frame(mac(9), mac(2)));
+    assert_eq!(t(&b, 0, None, 1, 2), flow(p[1], 10, None));
+}
+
+#[test]
+fn without_vlan_filtering_tags_pass_unchanged() {
+    let (mut b, p) = bridge_with(2);
+    send(&mut b, 0, p[0], &tagged(mac(2), mac(1), 42));
+    send(&mut b, 0, p[1], &tagged(mac(1), mac(2), 42));
+    assert!(!b.vlan_filtering());
+    assert_eq!(
+        b.offload_target(p[0], Some(vid(42)), mac(1), mac(2)),
+        flow(p[1], 1, Some(42))
+    );
+    assert_eq!(
+        b.offload_target(p[0], None, mac(1), mac(2)),
+        flow(p[1], 1, None)
+    );
 }

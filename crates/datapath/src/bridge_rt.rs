@@ -388,17 +388,15 @@ impl BridgeRt {
         }
     }
 
-    /// After a decided frame: a known unicast to one port, unchanged, may be handed to
-    /// the kernel.
+    /// After a decided frame: a known unicast to one port may be handed to the kernel
+    /// (with the tag operation the core says).
     fn offer_fast(&mut self, ingress: PortId, frame: &[u8]) {
         let Some(fast) = self.fast.as_mut() else {
             return;
         };
         let d = &self.decision;
         if let ([e], Some(Delivery::KnownUnicast)) = (d.egress.as_slice(), d.delivery) {
-            if e.op == TagOp::Keep {
-                fast.offer(&self.core, &self.ports, ingress, e.port, frame);
-            }
+            fast.offer(&self.core, &self.ports, ingress, e.port, frame);
         }
     }
 

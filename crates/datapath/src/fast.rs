@@ -1,8 +1,10 @@
 //! One bridge's kernel fast path: which flows it handed to the kernel, and keeping them
-//! true. A flow (ingress port, destination, source) is offered after the core forwarded
-//! one of its frames as known unicast between two veth ports and says every further
-//! untagged frame would go the same way, unchanged, in the same VLAN
-//! ([`Bridge::offload_target`]; the kernel leaves tagged frames to us). Every flow is
+//! true. A flow (ingress port, destination, source, 802.1Q tag or none) is offered after
+//! the core forwarded one of its frames as known unicast between two veth ports and says
+//! every further frame of it would go the same way, in the same VLAN, with the same tag
+//! operation ([`Bridge::offload_target`]), which the kernel program then does (push, pop
+//! or keep the tag; frames with two tags, 802.1ad or priority tags stay with us). Every
+//! flow is
 //! checked against the core after every control change, spanning-tree timer and device
 //! change, and at once on a station move (before the moved frame goes out), and removed
 //! the moment the core would decide otherwise; those checks touch no kernel state but the
@@ -15,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId};
+use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
 use vbridge_ports::{FastPath, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
@@ -95,19 +97,22 @@ impl Fast {
         self.flows.len()
     }
 
-    /// Whether the flow entering netdev `ingress` from `src` to `dst` is in the kernel.
-    pub(crate) fn holds(&self, ingress: Option<u32>, src: MacAddr, dst: MacAddr) -> bool {
+    /// Whether the flow entering netdev `ingress` from `src` to `dst` with tag VID `vid`
+    /// (0: untagged) is in the kernel.
+    pub(crate) fn holds(&self, ingress: Option<u32>, vid: u16, src: MacAddr, dst: MacAddr) -> bool {
         ingress.is_some_and(|i| {
             self.flows.contains_key(&FlowKey {
                 ingress: i,
                 dst,
                 src,
+                vid,
             })
         })
     }
 
-    /// Hands the flow of `frame` (just forwarded from `ingress` to `egress` alone,
-    /// unchanged) to the kernel if both ports are on the fast path and the core agrees.
+    /// Hands the flow of `frame` (just forwarded from `ingress` to `egress` alone) to the
+    /// kernel if both ports are on the fast path, the frame's tags are ones the kernel
+    /// program takes, and the core agrees.
     pub(crate) fn offer(
         &mut self,
         core: &Bridge,
@@ -116,9 +121,10 @@ impl Fast {
         egress: PortId,
         frame: &[u8],
     ) {
-        let (Some(dst), Some(src)) = (
+        let (Some(dst), Some(src), Some(tag)) = (
             frame.get(..6).and_then(MacAddr::from_bytes),
             frame.get(6..12).and_then(MacAddr::from_bytes),
+            kernel_tag(frame),
         ) else {
             return;
         };
@@ -132,17 +138,21 @@ impl Fast {
             ingress: in_if,
             dst,
             src,
+            vid: tag.map_or(0, Vid::get),
         };
         if self.flows.contains_key(&key) || self.flows.len() >= MAX_FLOWS as usize {
             return;
         }
-        let Some(to) = core.offload_target(ingress, src, dst) else {
+        let Some(to) = core.offload_target(ingress, tag, src, dst) else {
             return;
         };
         if to.egress != egress {
             return;
         }
-        match self.fp.insert(key, out_if, max_len) {
+        match self
+            .fp
+            .insert(key, out_if, max_len, to.tag.map_or(0, Vid::get))
+        {
             Ok(()) => {
                 tracing::debug!(?key, egress = out_if, "flow handed to the kernel");
                 self.flows.insert(
@@ -177,8 +187,8 @@ impl Fast {
             if only.is_some_and(|m| m != key.src && m != key.dst) {
                 return true;
             }
-            let (src, dst) = (key.src, key.dst);
-            let keep = core.offload_target(rec.ingress, src, dst) == Some(rec.to)
+            let (src, dst, tag) = (key.src, key.dst, Vid::new(key.vid).ok());
+            let keep = core.offload_target(rec.ingress, tag, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
                 && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex)
                 && max_frame(ports, rec.to.egress) == rec.max_len;
@@ -219,6 +229,29 @@ impl Fast {
             }
         }
         self.to_account.is_empty()
+    }
+}
+
+/// The tag of `frame` as the kernel program keys it: `Some(None)` untagged, `Some(Some(vid))`
+/// one 802.1Q tag with a VID; `None` for what the program leaves to the switch (a
+/// priority tag, an 802.1ad or 0x9100 tag, a second tag, a short frame).
+pub(crate) fn kernel_tag(frame: &[u8]) -> Option<Option<Vid>> {
+    const TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+    let at = |i: usize| {
+        frame
+            .get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    match at(12)? {
+        0x8100 => {
+            let inner = at(16)?;
+            if TPIDS.contains(&inner) {
+                return None;
+            }
+            Vid::new(at(14)? & 0x0fff).ok().map(Some)
+        }
+        t if TPIDS.contains(&t) => None,
+        _ => Some(None),
     }
 }
 
@@ -280,4 +313,41 @@ pub(crate) fn fast_ifindex(ports: &[Option<PortRt>], id: PortId) -> Option<u32> 
         return None;
     }
     p.ifindex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_tag;
+    use vbridge_core::Vid;
+
+    fn frame(tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut f = vec![0x02; 12];
+        for (tpid, tci) in tags {
+            f.extend(tpid.to_be_bytes());
+            f.extend(tci.to_be_bytes());
+        }
+        f.extend([0x08, 0x00]);
+        f.resize(f.len() + 46, 0);
+        f
+    }
+
+    #[test]
+    fn frames_are_keyed_by_the_tag_the_kernel_program_takes() {
+        assert_eq!(kernel_tag(&frame(&[])), Some(None));
+        assert_eq!(
+            kernel_tag(&frame(&[(0x8100, 0x200a)])),
+            Some(Some(Vid::new(10).unwrap())),
+            "PCP bits aside"
+        );
+        for left in [
+            &[(0x8100, 0)][..],
+            &[(0x88a8, 10)],
+            &[(0x9100, 10)],
+            &[(0x8100, 10), (0x8100, 20)],
+            &[(0x8100, 0x0fff)],
+        ] {
+            assert_eq!(kernel_tag(&frame(left)), None, "{left:x?}");
+        }
+        assert_eq!(kernel_tag(&[0u8; 13]), None);
+    }
 }

@@ -267,10 +267,11 @@ impl BridgeRt {
             return "stays in the switch: not a whole Ethernet header".into();
         };
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
-        if eth.ethertype().is_tag() {
-            return "stays in the switch: the kernel program leaves every tagged frame to the switch".into();
-        }
-        if fast.holds(self.port(ingress).and_then(|p| p.ifindex), src, dst) {
+        let Some(tag) = crate::fast::kernel_tag(frame) else {
+            return "stays in the switch: the kernel program leaves frames with two tags, 802.1ad or priority tags to the switch".into();
+        };
+        let vid = tag.map_or(0, vbridge_core::Vid::get);
+        if fast.holds(self.port(ingress).and_then(|p| p.ifindex), vid, src, dst) {
             return "in the kernel fast path now: the kernel forwards this flow".into();
         }
         if !on(ingress) {
@@ -281,11 +282,11 @@ impl BridgeRt {
                 if !on(e.port) {
                     return "stays in the switch: the egress port is not on the fast path".into();
                 }
-                match self.core.offload_target(ingress, src, dst) {
+                match self.core.offload_target(ingress, tag, src, dst) {
                     Some(t) if t.egress == e.port => {
                         "would be handed to the kernel once a frame of it is forwarded".into()
                     }
-                    _ => "stays in the switch: the core keeps it (tagged, VLAN change or a setting that needs it)".into(),
+                    _ => "stays in the switch: the core keeps it (a setting that needs it)".into(),
                 }
             }
             _ => "stays in the switch: only known unicast to one port goes to the kernel".into(),

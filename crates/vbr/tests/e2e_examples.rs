@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::*;
 
@@ -43,28 +42,6 @@ fn host_state(host: &Netns) -> (Vec<String>, String, String) {
         host.ok("nft list tables"),
         host.ok("sysctl -n net.ipv4.ip_forward"),
     )
-}
-
-/// What tcpdump in `ns` (`args`: interface and filter) printed while `f` ran; it is
-/// stopped with SIGINT afterwards (it prints what it has), unless `-c` ended it before.
-fn tcpdump_while(ns: &Netns, args: &[&str], f: impl FnOnce()) -> String {
-    let dump = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &ns.name, "timeout", "20", "tcpdump", "-n", "-l",
-        ])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    f();
-    std::thread::sleep(Duration::from_millis(300));
-    sh(&format!(
-        "ip netns pids {} | xargs -r ps -o pid=,comm= -p | awk '$2 == \"tcpdump\" {{print $1}}' | xargs -r kill -INT",
-        ns.name
-    ));
-    String::from_utf8_lossy(&dump.wait_with_output().unwrap().stdout).into_owned()
 }
 
 fn netns_gone(names: &[String]) -> bool {

@@ -176,3 +176,81 @@ fn a_peer_moved_next_to_the_switch_leaves_the_fast_path() {
     );
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
+
+/// What the kernel has carried for `d`'s br0, in frames.
+fn fast_frames(d: &Daemon) -> u64 {
+    d.json("stats br0")[0]["fast_frames"].as_u64().unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
+fn tagged_flows_cross_a_trunk_in_the_kernel() {
+    require_root();
+    // Two "hosts", each a daemon, joined by a trunk (a veth pair) of VLANs 10 and 20;
+    // an access port of VLAN 10 on each.
+    let (h1, h2) = (Netns::new("h"), Netns::new("i"));
+    let (mut d1, mut d2) = (Daemon::start(&h1), Daemon::start(&h2));
+    h1.ok("ip link add trunk type veth peer name trunk2");
+    h1.ok(&format!("ip link set trunk2 netns {}", h2.name));
+    let a = Endpoint::new(&h1, "a", "a10", "e", "10.6.0.1/24");
+    let b = Endpoint::new(&h2, "b", "b10", "e", "10.6.0.2/24");
+    for (d, trunk, access) in [(&d1, "trunk", "a10"), (&d2, "trunk2", "b10")] {
+        d.ok("addbr br0");
+        d.ok(&format!("addif br0 {trunk}"));
+        d.ok(&format!("link set {trunk} trunk 10,20"));
+        d.ok(&format!("addif br0 {access}"));
+        d.ok(&format!("link set {access} access 10"));
+        for p in [trunk, access] {
+            assert!(
+                eventually(
+                    Duration::from_secs(3),
+                    || port(&d.json("stats br0"), p)["fast_path"] == true
+                ),
+                "{}",
+                d.json("stats br0")
+            );
+        }
+    }
+
+    // Each host hands both directions to the kernel: towards the trunk the program
+    // pushes VLAN 10's tag, from it the program pops it.
+    assert!(a.ns.reaches("10.6.0.2"));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            a.ns.ping("10.6.0.2");
+            fast_flows(&d1) >= 2 && fast_flows(&d2) >= 2
+        }),
+        "{}\n{}",
+        d1.json("stats br0"),
+        d2.json("stats br0")
+    );
+
+    // TCP across: the kernel carries it on both hosts, and the tags are on the trunk.
+    let (k1, k2) = (fast_frames(&d1), fast_frames(&d2));
+    b.ns.ok("iperf3 -s -1 -D -B 10.6.0.2");
+    std::thread::sleep(Duration::from_millis(300));
+    let tags = tcpdump_while(&h2, &["-c", "5", "-e", "-i", "trunk2", "vlan 10"], || {
+        a.ns.ok("iperf3 -c 10.6.0.2 -t 2");
+    });
+    assert!(
+        tags.contains("vlan 10"),
+        "no VLAN 10 tags on the trunk:\n{tags}"
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    let (c1, c2) = (fast_frames(&d1) - k1, fast_frames(&d2) - k2);
+    assert!(
+        c1 > 10_000 && c2 > 10_000,
+        "kernel carried {c1} and {c2} frames"
+    );
+
+    // VLAN 10 leaves host 2's trunk: the switch would drop, so the kernel stops at once.
+    d2.ok("link set trunk2 trunk 20");
+    assert!(!a.ns.ping("10.6.0.2"), "VLAN 10 is off the trunk");
+    d2.ok("link set trunk2 trunk 10,20");
+    assert!(a.ns.reaches("10.6.0.2"));
+    assert!(d1.alive(), "{}", d1.log());
+    assert!(d2.alive(), "{}", d2.log());
+}

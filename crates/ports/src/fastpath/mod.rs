@@ -1,7 +1,8 @@
 //! [`FastPath`]: forwarding of known unicast flows between veth ports inside the kernel.
 //!
 //! The switch keeps deciding: when it has sent a flow (ingress port, destination MAC,
-//! source MAC) to one egress veth port, it may [`FastPath::insert`] it. From then on the
+//! source MAC, 802.1Q tag or none) to one egress veth port, it may [`FastPath::insert`]
+//! it, with the tag the frames leave with. From then on the
 //! ingress veth's tcx program hands that flow's frames straight to the namespace behind
 //! the egress veth (`bpf_redirect_peer`: no copy, GSO super-frames kept whole, no
 //! userspace hop), counting them per flow, and the ingress port's socket filter keeps
@@ -31,6 +32,8 @@ pub struct FlowKey {
     pub ingress: u32,
     pub dst: MacAddr,
     pub src: MacAddr,
+    /// The VID of the frames' 802.1Q tag as they arrive, 0 for untagged frames.
+    pub vid: u16,
 }
 
 impl FlowKey {
@@ -38,7 +41,8 @@ impl FlowKey {
         let mut k = [0u8; KEY_LEN];
         k[..4].copy_from_slice(&self.ingress.to_ne_bytes());
         k[4..10].copy_from_slice(&self.dst.0);
-        k[10..].copy_from_slice(&self.src.0);
+        k[10..16].copy_from_slice(&self.src.0);
+        k[16..18].copy_from_slice(&self.vid.to_ne_bytes());
         k
     }
 }
@@ -149,11 +153,20 @@ impl FastPath {
     }
 
     /// Lets the kernel forward `key`'s frames of at most `max_len` bytes (GSO
-    /// super-frames of any length) to the peer of netdev `egress`, with fresh counters.
-    pub fn insert(&self, key: FlowKey, egress: u32, max_len: u32) -> Result<(), PortError> {
+    /// super-frames of any length) to the peer of netdev `egress`, leaving with an
+    /// 802.1Q tag of VID `tag` (0: untagged; the kernel pushes, pops or rewrites the tag
+    /// the frames came with), with fresh counters.
+    pub fn insert(
+        &self,
+        key: FlowKey,
+        egress: u32,
+        max_len: u32,
+        tag: u16,
+    ) -> Result<(), PortError> {
         let mut v = [0u8; VALUE_LEN];
         v[..4].copy_from_slice(&egress.to_ne_bytes());
         v[4..8].copy_from_slice(&max_len.to_ne_bytes());
+        v[24..28].copy_from_slice(&u32::from(tag).to_ne_bytes());
         self.map
             .update(&key.to_bytes(), &v)
             .map_err(|e| err("insert flow", e))

@@ -1,6 +1,7 @@
 //! The fast path's programs run by the kernel on frames we hand it (`BPF_PROG_TEST_RUN`),
 //! without any device or namespace: which frames `redirect` takes (and counts) and which
-//! it leaves to the switch, and that `hide` agrees with it frame by frame.
+//! it leaves to the switch, and that `hide` agrees with it frame by frame. (A test run's
+//! context carries no VLAN fields: tagged arrivals are checked in `ns_tests`.)
 
 use std::os::fd::AsFd;
 
@@ -36,7 +37,7 @@ fn ctx(gso_size: u32) -> Vec<u8> {
 
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: BPF maps and programs")]
-fn programs_take_known_untagged_flows_within_their_limit_and_agree() {
+fn programs_take_known_flows_within_their_limit_and_agree() {
     assert!(
         crate::sys::testing::is_root(),
         "this privileged test needs root: the test binary was built as root; rebuild it as this user to have it ignored"
@@ -47,8 +48,12 @@ fn programs_take_known_untagged_flows_within_their_limit_and_agree() {
         ingress: IFINDEX,
         dst: B,
         src: A,
+        vid: 0,
     };
-    fp.insert(key, 9, 1518).unwrap();
+    fp.insert(key, 9, 1518, 0).unwrap();
+    // Untagged A -> C leaves tagged 10: the program pushes the tag, then redirects.
+    let tagging = FlowKey { dst: C, ..key };
+    fp.insert(tagging, 9, 1518, 10).unwrap();
     let run_tc = |f: &[u8], gso: u32| bpf::test_run(redirect.as_fd(), f, &ctx(gso)).unwrap();
     // A socket filter sees the frame from its MAC header, but a test run hands it over
     // from the network header: 14 bytes in front make up for that.
@@ -61,6 +66,12 @@ fn programs_take_known_untagged_flows_within_their_limit_and_agree() {
     let cases = [
         ("known flow", frame(B, A, 0x0800, 60), 0, true),
         ("another source", frame(B, C, 0x0800, 60), 0, false),
+        (
+            "known flow that leaves tagged",
+            frame(C, A, 0x0800, 60),
+            0,
+            true,
+        ),
         ("other direction", frame(A, B, 0x0800, 60), 0, false),
         ("802.1Q tag in the frame", frame(B, A, 0x8100, 64), 0, false),
         ("802.1ad tag", frame(B, A, 0x88a8, 64), 0, false),
@@ -88,8 +99,14 @@ fn programs_take_known_untagged_flows_within_their_limit_and_agree() {
         }
     }
     let flow = fp.get(key).unwrap().unwrap();
+    let other = fp.get(tagging).unwrap().unwrap();
     assert_eq!(
-        (flow.egress, flow.stats.packets, flow.stats.bytes),
+        (
+            flow.egress,
+            flow.stats.packets + other.stats.packets,
+            flow.stats.bytes + other.stats.bytes
+        ),
         (9, taken, bytes)
     );
+    assert_eq!(other.stats.packets, 1);
 }

@@ -1,7 +1,8 @@
 //! The kernel fast path between two veth ports: flows forwarded by the kernel once
 //! inserted (ping across, counted per flow, hidden from the ports' packet sockets),
-//! tagged frames of the same flow left to the switch, back to the switch once removed,
-//! and nothing left once the port lets go.
+//! tagged frames of an untagged flow left to the switch, tagged flows popped, pushed and
+//! rewritten by the kernel (double, 802.1ad and priority tags still left to the switch),
+//! back to the switch once removed, and nothing left once the port lets go.
 
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -58,6 +59,29 @@ fn test_ids(port: &mut AfPacket) -> Vec<u8> {
     .map(|p| {
         let f = p.frame();
         f[f.len() - 60]
+    })
+    .collect()
+}
+
+/// The test frames seen on `port` within 300 ms: their first byte after the test
+/// EtherType and their tags, outermost first, as `(tpid, tci)`.
+fn tagged_ids(port: &mut AfPacket) -> Vec<(u8, Vec<(u16, u16)>)> {
+    recv_frames_within(port, usize::MAX, Duration::from_millis(300), |p| {
+        is_test_frame(p.frame())
+    })
+    .iter()
+    .map(|p| {
+        let f = p.frame();
+        let mut tags = Vec::new();
+        let mut at = 12;
+        while let [0x81, 0x00, hi, lo, ..] | [0x88, 0xa8, hi, lo, ..] = f[at..] {
+            tags.push((
+                u16::from_be_bytes([f[at], f[at + 1]]),
+                u16::from_be_bytes([hi, lo]),
+            ));
+            at += 4;
+        }
+        (f[f.len() - 60], tags)
     })
     .collect()
 }
@@ -141,14 +165,16 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             ingress: h1,
             dst: mb,
             src: ma,
+            vid: 0,
         };
         let ba = FlowKey {
             ingress: h2,
             dst: ma,
             src: mb,
+            vid: 0,
         };
-        fp.insert(ab, h2, 1518).unwrap();
-        fp.insert(ba, h1, 1518).unwrap();
+        fp.insert(ab, h2, 1518, 0).unwrap();
+        fp.insert(ba, h1, 1518, 0).unwrap();
         recv_frames_within(&mut s1, usize::MAX, Duration::from_millis(100), |_| true);
         assert!(pings(a, "10.9.0.2"), "the kernel forwards inserted flows");
         let flow = fp.get(ab).unwrap().expect("flow listed");
@@ -183,6 +209,45 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         assert_eq!(at_switch, [2, 3, 4], "tagged frames go to the switch");
         assert_eq!(test_ids(&mut in_b), [1], "the untagged frame crosses");
 
+        // Tagged flows: VID 10 in, popped; VID 20 in, rewritten to 30; the untagged flow
+        // now pushing 40. What the programs must leave alone stays with the switch even
+        // with a flow of its VID in the map: a second tag, an 802.1ad tag, a priority tag.
+        let (pop, rewrite) = (FlowKey { vid: 10, ..ab }, FlowKey { vid: 20, ..ab });
+        fp.insert(pop, h2, 1518, 0).unwrap();
+        fp.insert(rewrite, h2, 1518, 30).unwrap();
+        fp.insert(ab, h2, 1518, 40).unwrap();
+        let sent = [
+            frame(mb, ma, &[(0x8100, 10)], 5, 60),
+            frame(mb, ma, &[(0x8100, 20)], 6, 60),
+            frame(mb, ma, &[], 7, 60),
+            frame(mb, ma, &[(0x8100, 10), (0x8100, 11)], 8, 60),
+            frame(mb, ma, &[(0x88a8, 10)], 9, 60),
+            frame(mb, ma, &[(0x8100, 0)], 10, 60),
+        ];
+        for f in &sent {
+            in_a.send(&crate::PacketBuf::from_frame(f).unwrap())
+                .unwrap();
+        }
+        let mut at_switch = test_ids(&mut s1);
+        at_switch.sort_unstable();
+        assert_eq!(at_switch, [8, 9, 10], "double, 802.1ad and priority tags");
+        let mut crossed = tagged_ids(&mut in_b);
+        crossed.sort_unstable();
+        assert_eq!(
+            crossed,
+            [
+                (5, vec![]),
+                (6, vec![(0x8100, 30)]),
+                (7, vec![(0x8100, 40)])
+            ],
+            "popped, rewritten, pushed"
+        );
+        for k in [pop, rewrite] {
+            assert_eq!(fp.get(k).unwrap().map(|f| f.stats.packets), Some(1));
+            assert!(fp.remove(k).unwrap());
+        }
+        fp.insert(ab, h2, 1518, 0).unwrap();
+
         // One direction removed: the replies stop, the switch sees the frames again.
         assert!(fp.remove(ab).unwrap());
         assert!(!fp.remove(ab).unwrap(), "already gone");
@@ -191,7 +256,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
 
         // The port lets go: even with the flow back, the kernel no longer forwards it.
-        fp.insert(ab, h2, 1518).unwrap();
+        fp.insert(ab, h2, 1518, 0).unwrap();
         crate::fastpath::detach_filter(s1.as_fd()).unwrap();
         drop(p1);
         assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");
