@@ -164,3 +164,11 @@ row "ping RTT avg ms" RA
 row "ping RTT p99 ms" R9
 printf '%-28s %s\n' "daemon RSS MB, 2 namespaces" "$RSS2"
 printf '%-28s %s\n' "daemon RSS MB, 200 namespaces" "$RSS200"
+
+# 64-byte forwarding rates with trafgen (direct veth as the limit, tagged trunk -> access,
+# the fast path off, broadcast to 8 namespaces; OVS and VDE alongside): bench/rate.sh.
+# RATE=0 skips them.
+if [ "${RATE:-1}" = 1 ] && command -v trafgen >/dev/null; then
+  echo
+  VBR=$VBR bench/rate.sh 5 "$ROUNDS"
+fi

@@ -86,8 +86,9 @@ pub(crate) struct LinkState {
     pub(crate) mac: Option<MacAddr>,
     pub(crate) up: bool,
     pub(crate) mtu: Option<u32>,
-    /// A veth whose peer is in another namespace (the kernel fast path can serve it).
-    pub(crate) fast_capable: bool,
+    /// A veth whose peer is in another namespace (the kernel fast path hands its frames
+    /// to the peer; any other netdev gets them sent out of it).
+    pub(crate) peer_elsewhere: bool,
     /// Deleted, or moved to another namespace.
     pub(crate) removed: bool,
 }

@@ -29,8 +29,12 @@ pub(crate) struct PortRt {
     pub(crate) mtu: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
     pub(crate) conn: Option<Connection>,
-    /// On the bridge's kernel fast path (a veth port): its tcx program.
+    /// On the bridge's kernel fast path (a port on a netdev of this namespace): its tcx
+    /// program.
     pub(crate) fast: Option<FastPort>,
+    /// A veth whose peer is in another namespace: the kernel hands it frames straight to
+    /// the peer rather than sending them out of the netdev.
+    pub(crate) fast_peer: bool,
     /// A capture of its frames (`vbr capture`); keeps its flows off the fast path.
     pub(crate) capture: Option<Capture>,
     /// Live traces that watch it (`vbr trace --live`, of it or of the whole bridge):
@@ -52,6 +56,7 @@ impl PortRt {
         let old = (self.io.take(), self.fast.take());
         self.io = Some(b.io);
         self.fast = b.fast;
+        self.fast_peer = b.peer;
         self.ifindex = b.ifindex;
         self.mtu = b.mtu;
         if let Some(c) = b.conn {
@@ -246,6 +251,7 @@ impl BridgeRt {
             mtu: None,
             conn: spec.conn.clone(),
             fast: None,
+            fast_peer: false,
             capture: None,
             watchers: self.live.iter().filter(|l| l.port.is_none()).count() as u16,
         };
@@ -266,20 +272,6 @@ impl BridgeRt {
         if let Some(f) = self.fast.as_mut() {
             f.check(now, &mut self.core, &self.ports, only);
         }
-    }
-
-    /// Takes port `id` off the fast path (its netdev no longer serves it): its socket
-    /// filter goes now, its flows at once; the tcx program is returned to be dropped
-    /// off the forwarding thread.
-    pub(crate) fn leave_fast(&mut self, now: Instant, id: PortId) -> Option<FastPort> {
-        let p = self.port_mut(id)?;
-        let fast = p.fast.take()?;
-        tracing::info!(port = %p.name, "no longer a veth with its peer elsewhere: off the fast path");
-        if let Some(io) = p.io.as_deref() {
-            let _ = io.detach_fast_filter();
-        }
-        self.check_fast(now);
-        Some(fast)
     }
 
     /// Flows the kernel forwards for this bridge.

@@ -3,8 +3,9 @@
 //! the core forwarded one of its frames as known unicast between two veth ports and says
 //! every further frame of it would go the same way, in the same VLAN, with the same tag
 //! operation ([`Bridge::offload_target`]), which the kernel program then does (push, pop
-//! or keep the tag; frames with two tags, 802.1ad or priority tags stay with us). Every
-//! flow is
+//! or keep the tag; frames with two tags, 802.1ad or priority tags stay with us), handing
+//! the frames to the peer of an egress veth whose peer is in another namespace, or
+//! sending them out of any other egress netdev. Every flow is
 //! checked against the core after every control change, spanning-tree timer and device
 //! change, and at once on a station move (before the moved frame goes out), and removed
 //! the moment the core would decide otherwise; those checks touch no kernel state but the
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
-use vbridge_ports::{FastPath, FlowKey, FlowStats};
+use vbridge_ports::{Egress, FastPath, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
 
@@ -31,9 +32,9 @@ struct FlowRec {
     ingress: PortId,
     /// Where the core sends it, and in which VLAN.
     to: Offload,
-    egress_ifindex: u32,
-    /// The longest frame the kernel may pass (the egress port's MTU when it was offered).
-    max_len: u32,
+    /// How the kernel sends it: the egress netdev, its frame limit (the egress port's
+    /// MTU when it was offered), the tag, and whether to the veth's peer.
+    out: Egress,
     seen: FlowStats,
 }
 
@@ -128,12 +129,9 @@ impl Fast {
         ) else {
             return;
         };
-        let (Some(in_if), Some(out_if)) =
-            (fast_ifindex(ports, ingress), fast_ifindex(ports, egress))
-        else {
+        let Some(in_if) = fast_ifindex(ports, ingress) else {
             return;
         };
-        let max_len = max_frame(ports, egress);
         let key = FlowKey {
             ingress: in_if,
             dst,
@@ -146,22 +144,18 @@ impl Fast {
         let Some(to) = core.offload_target(ingress, tag, src, dst) else {
             return;
         };
-        if to.egress != egress {
+        let Some(out) = egress_of(ports, to).filter(|_| to.egress == egress) else {
             return;
-        }
-        match self
-            .fp
-            .insert(key, out_if, max_len, to.tag.map_or(0, Vid::get))
-        {
+        };
+        match self.fp.insert(key, out) {
             Ok(()) => {
-                tracing::debug!(?key, egress = out_if, "flow handed to the kernel");
+                tracing::debug!(?key, ?out, "flow handed to the kernel");
                 self.flows.insert(
                     key,
                     FlowRec {
                         ingress,
                         to,
-                        egress_ifindex: out_if,
-                        max_len,
+                        out,
                         seen: FlowStats::default(),
                     },
                 );
@@ -190,8 +184,7 @@ impl Fast {
             let (src, dst, tag) = (key.src, key.dst, Vid::new(key.vid).ok());
             let keep = core.offload_target(rec.ingress, tag, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
-                && fast_ifindex(ports, rec.to.egress) == Some(rec.egress_ifindex)
-                && max_frame(ports, rec.to.egress) == rec.max_len;
+                && egress_of(ports, rec.to) == Some(rec.out);
             if keep {
                 return true;
             }
@@ -277,19 +270,36 @@ fn account_one(
     (packets, bytes)
 }
 
-/// Whether a link may carry the fast path: a veth whose peer is in another namespace,
-/// the only place `bpf_redirect_peer` can deliver to.
-pub(crate) fn fast_capable(l: &vbridge_host::Link) -> bool {
+/// Whether frames for a link can go straight to its peer: a veth whose peer is in
+/// another namespace, the only place `bpf_redirect_peer` can deliver to (any other
+/// netdev gets them by `bpf_redirect`, sent out of it).
+pub(crate) fn peer_elsewhere(l: &vbridge_host::Link) -> bool {
     l.link_elsewhere && l.kind.as_deref() == Some("veth")
 }
 
-/// Whether netdev `name` (in the calling thread's namespace) is [`fast_capable`].
-pub(crate) fn is_veth(name: &str) -> bool {
+/// Whether netdev `name` (in the calling thread's namespace) is [`peer_elsewhere`].
+pub(crate) fn peer_elsewhere_of(name: &str) -> bool {
     vbridge_host::Netlink::new()
         .and_then(|mut nl| nl.link(name))
         .ok()
         .flatten()
-        .is_some_and(|l| fast_capable(&l))
+        .is_some_and(|l| peer_elsewhere(&l))
+}
+
+/// How the kernel sends frames of flow `to`: out of its egress port's netdev, if that
+/// port is on the fast path.
+fn egress_of(ports: &[Option<PortRt>], to: Offload) -> Option<Egress> {
+    let ifindex = fast_ifindex(ports, to.egress)?;
+    let peer = ports
+        .get(usize::from(to.egress.0))
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.fast_peer);
+    Some(Egress {
+        ifindex,
+        max_len: max_frame(ports, to.egress),
+        tag: to.tag.map_or(0, Vid::get),
+        peer,
+    })
 }
 
 /// The longest frame port `id` takes (see [`crate::bridge_rt::frame_limit`]), for the

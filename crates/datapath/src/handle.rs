@@ -246,9 +246,9 @@ impl Datapath {
         let mut spec = spec.clone();
         let mut link_later = None;
         let opened = match backend::open(&spec, bridge, &self.ledger) {
-            Ok(b) => {
-                if let Some(fast) = self.fast_for(bridge, &spec.name, &b) {
-                    link_later = backend::attach_fast_filter(&spec.name, &b, &fast)
+            Ok(mut b) => {
+                if let Some(fast) = self.fast_for(bridge, &spec, &b) {
+                    link_later = backend::attach_fast_filter(&spec.name, &mut b, &fast)
                         .map(|ifindex| (fast, ifindex));
                 }
                 if let Some(c) = &b.conn {
@@ -330,8 +330,8 @@ impl Datapath {
     }
 
     /// The fast path of `bridge` for a new port with backend `b`, made on first need.
-    fn fast_for(&self, bridge: &str, name: &str, b: &Backend) -> Option<Arc<FastPath>> {
-        if b.ifindex.is_none() || !crate::fast::is_veth(name) {
+    fn fast_for(&self, bridge: &str, spec: &PortSpec, b: &Backend) -> Option<Arc<FastPath>> {
+        if b.ifindex.is_none() || spec.kind != PortKind::Interface {
             return None;
         }
         let bridge2 = bridge.to_owned();

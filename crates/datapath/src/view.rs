@@ -58,7 +58,7 @@ pub struct PortView {
     /// The netdev's MTU, as last known.
     #[serde(default)]
     pub mtu: Option<u32>,
-    /// On the kernel fast path (a veth port whose peer is in another namespace).
+    /// On the kernel fast path (an interface port: a veth end, a NIC, someone else's TAP).
     pub fast_path: bool,
     pub counters: CountersView,
 }

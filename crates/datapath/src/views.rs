@@ -275,7 +275,7 @@ impl BridgeRt {
             return "in the kernel fast path now: the kernel forwards this flow".into();
         }
         if !on(ingress) {
-            return "stays in the switch: the ingress port is not on the fast path (not a veth with its peer in another namespace, or captured or traced live)".into();
+            return "stays in the switch: the ingress port is not on the fast path (not an interface port read through AF_PACKET, such as a TAP vbridge holds, or captured or traced live)".into();
         }
         match (d.egress.as_slice(), d.delivery) {
             ([e], Some(vbridge_core::Delivery::KnownUnicast)) => {

@@ -26,7 +26,7 @@ mod ns_tests;
 
 pub use buf::{Batch, BufError, HEADROOM, MAX_FRAME_LEN, PacketBuf};
 pub use error::PortError;
-pub use fastpath::{FastPath, FastPort, Flow, FlowKey, FlowStats};
+pub use fastpath::{Egress, FastPath, FastPort, Flow, FlowKey, FlowStats};
 pub use packet::{AfPacket, AfPacketOptions};
 pub use port::{MacAddr, PortIo, SendReport};
 pub use socket::SeqpacketPort;

@@ -29,8 +29,10 @@ pub(crate) struct Backend {
     /// link notifications and to notice a device replaced by another of the same name.
     pub(crate) ifindex: Option<u32>,
     pub(crate) mtu: Option<u32>,
-    /// On the bridge's kernel fast path (a veth whose peer is in another namespace).
+    /// On the bridge's kernel fast path (an interface of this namespace).
     pub(crate) fast: Option<FastPort>,
+    /// A veth whose peer is in another namespace (the fast path hands frames to the peer).
+    pub(crate) peer: bool,
     /// Link speed (Mb/s) and duplex, for spanning-tree path costs.
     pub(crate) link: (Option<u32>, bool),
     /// For a namespace connection: the connection as now made (with its device's index).
@@ -59,6 +61,7 @@ impl Backend {
             ifindex: None,
             mtu: None,
             fast: None,
+            peer: false,
             link: (None, true),
             conn: None,
             conn_ifindex: None,
@@ -462,18 +465,22 @@ pub(crate) fn attach_interface(
         mtu: netdev::mtu(name).ok(),
         io: Box::new(io),
         fast: None,
+        peer: false,
         link: link_speed(name),
         conn: None,
         conn_ifindex: None,
     })
 }
 
-/// The quick half of [`attach_fast`]: the socket filter on a freshly opened backend whose
-/// netdev can serve the fast path; its ifindex, for [`FastPath::link`] later.
-pub(crate) fn attach_fast_filter(name: &str, b: &Backend, fast: &FastPath) -> Option<u32> {
-    let ifindex = b.ifindex.filter(|_| crate::fast::is_veth(name))?;
+/// The quick half of [`attach_fast`]: the socket filter on a freshly opened interface
+/// port's backend; its ifindex, for [`FastPath::link`] later.
+pub(crate) fn attach_fast_filter(name: &str, b: &mut Backend, fast: &FastPath) -> Option<u32> {
+    let ifindex = b.ifindex?;
     match b.io.attach_fast_filter(fast) {
-        Ok(true) => Some(ifindex),
+        Ok(true) => {
+            b.peer = crate::fast::peer_elsewhere_of(name);
+            Some(ifindex)
+        }
         Ok(false) => None,
         Err(e) => {
             tracing::info!(port = name, error = %e, "port stays off the kernel fast path");
@@ -482,12 +489,13 @@ pub(crate) fn attach_fast_filter(name: &str, b: &Backend, fast: &FastPath) -> Op
     }
 }
 
-/// Puts a freshly opened backend on `fast` if its netdev can serve it (a veth whose peer
-/// is in another namespace); says why not at debug level otherwise.
+/// Puts a freshly opened backend on `fast` if it can serve it (an interface of this
+/// namespace, read through `AF_PACKET`); says why not otherwise.
 pub(crate) fn attach_fast(name: &str, b: &mut Backend, fast: &Arc<FastPath>) {
-    if b.ifindex.is_none() || !crate::fast::is_veth(name) {
+    if b.ifindex.is_none() {
         return;
     }
+    b.peer = crate::fast::peer_elsewhere_of(name);
     match b.io.attach_fast(fast) {
         Ok(p) => b.fast = p,
         Err(e) => {

@@ -40,7 +40,7 @@ fn state(l: &Link, removed: bool) -> LinkState {
         mac: l.mac,
         up: l.up,
         mtu: l.mtu,
-        fast_capable: crate::fast::fast_capable(l),
+        peer_elsewhere: crate::fast::peer_elsewhere(l),
         removed,
     }
 }
@@ -169,7 +169,9 @@ fn reattach(inbox: &Inbox, ledger: &Ledger, p: &PortInfo) {
         Ok(mut b) => {
             let bridge = p.bridge.clone();
             if let Ok(Ok(Some(fast))) = inbox.ask(|reply| Action::Fast { bridge, reply }) {
-                backend::attach_fast(&p.name, &mut b, &fast);
+                if p.kind == PortKind::Interface {
+                    backend::attach_fast(&p.name, &mut b, &fast);
+                }
             }
             let _ = inbox.send(Action::Reattach {
                 bridge: p.bridge.clone(),

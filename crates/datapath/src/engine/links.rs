@@ -1,7 +1,8 @@
 //! Keeping the cores in step with their netdevs, from link notifications the control
 //! side passes on ([`LinkState`]): a port's MAC (the bridge MAC rule), up/down and MTU,
 //! its device removed, renamed or moved away (the port is kept as gone), a veth whose
-//! peer moved (off the fast path), and the host interface's MAC set by hand (which fixes
+//! peer moved (its fast-path flows sent out of the netdev, or to the peer, from now on),
+//! and the host interface's MAC set by hand (which fixes
 //! the bridge MAC, as `ip link set br0 address ...` does on a Linux bridge).
 
 use std::time::Duration;
@@ -32,7 +33,8 @@ impl Engine {
         }
         p.mtu = l.mtu.or(p.mtu);
         let kind = p.kind;
-        let leaves_fast = p.fast.is_some() && !l.fast_capable;
+        let peer_moved = p.fast_peer != l.peer_elsewhere;
+        p.fast_peer = l.peer_elsewhere;
         if rt.core.port_config(id).map(|c| c.up).ok() != Some(l.up) {
             let _ = rt.core.set_port_up(id, l.up);
         }
@@ -46,13 +48,9 @@ impl Engine {
                 let _ = rt.core.set_port_mac(id, l.mac);
             }
         }
-        if leaves_fast {
-            let fast = rt.leave_fast(now, id);
-            self.notify(Notice::Dispose {
-                io: None,
-                fast,
-                release: false,
-            });
+        if peer_moved {
+            // Its flows were handed over the other way: taken back, offered again.
+            rt.check_fast(now);
         }
         self.sync_bridge(bi);
     }

@@ -1,14 +1,16 @@
-//! [`FastPath`]: forwarding of known unicast flows between veth ports inside the kernel.
+//! [`FastPath`]: forwarding of known unicast flows between ports on netdevs inside the
+//! kernel.
 //!
 //! The switch keeps deciding: when it has sent a flow (ingress port, destination MAC,
-//! source MAC, 802.1Q tag or none) to one egress veth port, it may [`FastPath::insert`]
-//! it, with the tag the frames leave with. From then on the
-//! ingress veth's tcx program hands that flow's frames straight to the namespace behind
-//! the egress veth (`bpf_redirect_peer`: no copy, GSO super-frames kept whole, no
-//! userspace hop), counting them per flow, and the ingress port's socket filter keeps
-//! them from the switch, which sees them again the moment the flow is removed. Everything
-//! is held by descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind.
-//! The programs are in `prog`.
+//! source MAC, 802.1Q tag or none) to one egress port, it may [`FastPath::insert`] it,
+//! with how the frames leave ([`Egress`]). From then on the ingress netdev's tcx program
+//! gives that flow's frames their tag and hands them on: straight to the namespace behind
+//! an egress veth whose peer is elsewhere (`bpf_redirect_peer`: no copy, GSO super-frames
+//! kept whole, no userspace hop), or out of any other egress netdev (`bpf_redirect`),
+//! counting them per flow, and the ingress port's socket filter keeps them from the
+//! switch, which sees them again the moment the flow is removed. Everything is held by
+//! descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind. The
+//! programs are in `prog`.
 
 pub(crate) mod prog;
 #[cfg(test)]
@@ -45,6 +47,21 @@ impl FlowKey {
         k[16..18].copy_from_slice(&self.vid.to_ne_bytes());
         k
     }
+}
+
+/// Where and how the kernel sends a flow's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Egress {
+    /// ifindex of the egress port's netdev.
+    pub ifindex: u32,
+    /// The longest frame it may pass (GSO super-frames of any length pass).
+    pub max_len: u32,
+    /// The VID of the 802.1Q tag the frames leave with (0: untagged; the kernel pushes,
+    /// pops or rewrites the tag they came with).
+    pub tag: u16,
+    /// A veth whose peer is in another namespace: frames go straight to that namespace
+    /// (`bpf_redirect_peer`); otherwise they are sent out of the netdev (`bpf_redirect`).
+    pub peer: bool,
 }
 
 /// What the kernel forwarded for a flow since it was inserted.
@@ -152,21 +169,13 @@ impl FastPath {
         Ok(FastPort { _link: link })
     }
 
-    /// Lets the kernel forward `key`'s frames of at most `max_len` bytes (GSO
-    /// super-frames of any length) to the peer of netdev `egress`, leaving with an
-    /// 802.1Q tag of VID `tag` (0: untagged; the kernel pushes, pops or rewrites the tag
-    /// the frames came with), with fresh counters.
-    pub fn insert(
-        &self,
-        key: FlowKey,
-        egress: u32,
-        max_len: u32,
-        tag: u16,
-    ) -> Result<(), PortError> {
+    /// Lets the kernel forward `key`'s frames as `to` says, with fresh counters.
+    pub fn insert(&self, key: FlowKey, to: Egress) -> Result<(), PortError> {
         let mut v = [0u8; VALUE_LEN];
-        v[..4].copy_from_slice(&egress.to_ne_bytes());
-        v[4..8].copy_from_slice(&max_len.to_ne_bytes());
-        v[24..28].copy_from_slice(&u32::from(tag).to_ne_bytes());
+        v[..4].copy_from_slice(&to.ifindex.to_ne_bytes());
+        v[4..8].copy_from_slice(&to.max_len.to_ne_bytes());
+        v[24..28].copy_from_slice(&u32::from(to.tag).to_ne_bytes());
+        v[28..32].copy_from_slice(&u32::from(!to.peer).to_ne_bytes());
         self.map
             .update(&key.to_bytes(), &v)
             .map_err(|e| err("insert flow", e))

@@ -8,8 +8,10 @@
 //!   ifindex, destination MAC, source MAC, the VID of the frame's 802.1Q tag or 0) from the
 //!   frame, looks it up in the flow map and, on a hit, counts the frame, gives it the tag
 //!   the flow leaves with (`bpf_skb_vlan_pop`/`bpf_skb_vlan_push`: popped, pushed or
-//!   rewritten) and hands it with `bpf_redirect_peer` straight to the namespace behind the
-//!   egress veth; on a miss the frame goes on as before.
+//!   rewritten) and hands it on: with `bpf_redirect_peer` straight to the namespace
+//!   behind an egress veth whose peer is in another namespace, or with `bpf_redirect` out
+//!   of any other egress netdev (a veth whose peer is here, a NIC, a TAP someone else
+//!   holds); on a miss the frame goes on as before.
 //! - `hide`: a socket filter for the port's `AF_PACKET` socket, which sees frames before
 //!   tcx does: it drops from the socket what the map says `redirect` will take, so the
 //!   switch does not forward those a second time.
@@ -26,7 +28,7 @@
 //! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source, `u16` VID (0:
 //! untagged), 2 bytes zero (20 bytes). Value: `u32` egress ifindex, `u32` longest frame,
 //! `u64` packets, `u64` bytes, `u32` the VID of the tag the frames leave with (0:
-//! untagged), 4 bytes zero (32 bytes).
+//! untagged), `u32` how they leave (0: `bpf_redirect_peer`, 1: `bpf_redirect`) (32 bytes).
 //!
 //! The programs read frame bytes with loads whose byte order is the host's, and compare
 //! them with constants written for a little-endian host: building for a big-endian one is
@@ -68,6 +70,7 @@ const HELPER_SKB_LOAD_BYTES: i32 = 26;
 const HELPER_SKB_VLAN_PUSH: i32 = 18;
 const HELPER_SKB_VLAN_POP: i32 = 19;
 const HELPER_REDIRECT_PEER: i32 = 155;
+const HELPER_REDIRECT: i32 = 23;
 /// `struct __sk_buff` offsets.
 const SKB_LEN: i16 = 0;
 const SKB_VLAN_PRESENT: i16 = 20;
@@ -263,18 +266,24 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
         // The same tag (or none) in and out: nothing to change.
         jmp_reg(JEQ, R7, R9, 0), // -> out (patched below)
     ]);
-    let mut to_out = vec![p.len() - 1];
+    let to_out = p.len() - 1;
     p.push(jmp_imm(JEQ, R7, 0, 0)); // untagged in: -> push
     let to_push = p.len() - 1;
+    // From here on r7 holds how the frame leaves (read while r0 is still the value).
     p.extend([
+        ldx(W, R7, R0, 28),
         mov_reg(R1, R6),
         call(HELPER_SKB_VLAN_POP),
         jmp_imm(JNE, R0, 0, 0),
     ]);
     let mut to_drop = vec![p.len() - 1];
-    p.push(jmp_imm(JEQ, R9, 0, 0)); // popped, leaves untagged: -> out
-    to_out.push(p.len() - 1);
+    p.push(jmp_imm(JEQ, R9, 0, 0)); // popped, leaves untagged: -> send
+    let popped = p.len() - 1;
+    p.push(jmp_imm(JEQ, R0, 0, 0)); // r0 is 0 here: -> tag (skips the next load)
+    let to_tag = p.len() - 1;
     let push = p.len();
+    p.extend([ldx(W, R7, R0, 28)]);
+    let tag = p.len();
     p.extend([
         mov_reg(R1, R6),
         mov_imm(R2, PROTO_8021Q),
@@ -283,11 +292,18 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
         jmp_imm(JNE, R0, 0, 0),
     ]);
     to_drop.push(p.len() - 1);
+    p.push(jmp_imm(JEQ, R0, 0, 0)); // r0 is 0 here: -> send
+    let pushed = p.len() - 1;
     let out = p.len();
+    p.push(ldx(W, R7, R0, 28));
+    let send = p.len();
     p.extend([
         mov_reg(R1, R8),
         mov_imm(R2, 0),
+        jmp_imm(JNE, R7, 0, 2),
         call(HELPER_REDIRECT_PEER),
+        exit(),
+        call(HELPER_REDIRECT),
         exit(),
     ]);
     let drop = p.len();
@@ -295,8 +311,10 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
     let next = p.len();
     p.extend([mov_imm(R0, TCX_NEXT), exit()]);
     patch(&mut p, to_push, push);
-    for at in to_out {
-        patch(&mut p, at, out);
+    patch(&mut p, to_out, out);
+    patch(&mut p, to_tag, tag);
+    for at in [popped, pushed] {
+        patch(&mut p, at, send);
     }
     for at in to_drop {
         patch(&mut p, at, drop);
@@ -409,19 +427,25 @@ mod tests {
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
         let drop = p.len() - 4;
         assert_eq!(p[drop], mov_imm(R0, TCX_DROP));
-        let out = find(&p, 0, call(HELPER_REDIRECT_PEER)) - 2;
-        let push = find(&p, 0, call(HELPER_SKB_VLAN_PUSH)) - 3;
+        let send = find(&p, 0, call(HELPER_REDIRECT_PEER)) - 3;
+        let out = send - 1;
+        let tag = find(&p, 0, call(HELPER_SKB_VLAN_PUSH)) - 3;
+        let push = tag - 1;
         let lookup = find(&p, 0, ldx(W, R5, R6, SKB_IFINDEX));
         let t = targets(&p);
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
         // Too short, three TPIDs, too long, not 802.1Q, VID 0, map miss, over the flow's
-        // limit: to the switch. Same tag, popped to untagged: out. Tag change failed:
-        // dropped. Untagged in, tagged out: push. Untagged: past the tag's checks. GSO:
-        // past the limit.
-        assert_eq!(t.len(), 16);
+        // limit: to the switch. Same tag: out. Tag change failed: dropped. Untagged in,
+        // tagged out: push. Popped and left untagged, pushed: send. Popped, to be tagged
+        // again: tag. Untagged: past the tag's checks. GSO: past the limit. How it
+        // leaves: past `bpf_redirect_peer`.
+        assert_eq!(t.len(), 19);
         assert_eq!(count(next), 9);
-        assert_eq!((count(out), count(drop), count(push)), (2, 2, 1));
+        assert_eq!((count(out), count(drop), count(push)), (1, 2, 1));
+        assert_eq!((count(send), count(tag)), (2, 1));
         assert_eq!(count(lookup), 1, "untagged frames skip the tag's checks");
+        assert_eq!(count(send + 5), 1, "bpf_redirect for other netdevs");
+        assert_eq!(p[send + 5], call(HELPER_REDIRECT));
         let gso = t
             .iter()
             .position(|&(i, _)| p[i] == ins(JMP | JNE | K, R1, 0, 3, 0));

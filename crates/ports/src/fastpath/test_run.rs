@@ -5,7 +5,7 @@
 
 use std::os::fd::AsFd;
 
-use super::{FastPath, FlowKey};
+use super::{Egress, FastPath, FlowKey};
 use crate::port::MacAddr;
 use crate::sys::bpf;
 
@@ -35,6 +35,16 @@ fn ctx(gso_size: u32) -> Vec<u8> {
     c
 }
 
+/// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
+fn out(ifindex: u32, tag: u16) -> Egress {
+    Egress {
+        ifindex,
+        max_len: 1518,
+        tag,
+        peer: true,
+    }
+}
+
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: BPF maps and programs")]
 fn programs_take_known_flows_within_their_limit_and_agree() {
@@ -50,10 +60,10 @@ fn programs_take_known_flows_within_their_limit_and_agree() {
         src: A,
         vid: 0,
     };
-    fp.insert(key, 9, 1518, 0).unwrap();
+    fp.insert(key, out(9, 0)).unwrap();
     // Untagged A -> C leaves tagged 10: the program pushes the tag, then redirects.
     let tagging = FlowKey { dst: C, ..key };
-    fp.insert(tagging, 9, 1518, 10).unwrap();
+    fp.insert(tagging, out(9, 10)).unwrap();
     let run_tc = |f: &[u8], gso: u32| bpf::test_run(redirect.as_fd(), f, &ctx(gso)).unwrap();
     // A socket filter sees the frame from its MAC header, but a test run hands it over
     // from the network header: 14 bytes in front make up for that.

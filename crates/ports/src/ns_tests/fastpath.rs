@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{frame, in_netns, ip, is_test_frame, recv_frames_within};
-use crate::fastpath::{FastPath, FlowKey};
+use crate::fastpath::{Egress, FastPath, FlowKey};
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
 use crate::port::{MacAddr, PortIo};
@@ -84,6 +84,16 @@ fn tagged_ids(port: &mut AfPacket) -> Vec<(u8, Vec<(u16, u16)>)> {
         (f[f.len() - 60], tags)
     })
     .collect()
+}
+
+/// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
+fn out(ifindex: u32, tag: u16) -> Egress {
+    Egress {
+        ifindex,
+        max_len: 1518,
+        tag,
+        peer: true,
+    }
 }
 
 fn pings(ns: &str, to: &str) -> bool {
@@ -173,8 +183,8 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             src: mb,
             vid: 0,
         };
-        fp.insert(ab, h2, 1518, 0).unwrap();
-        fp.insert(ba, h1, 1518, 0).unwrap();
+        fp.insert(ab, out(h2, 0)).unwrap();
+        fp.insert(ba, out(h1, 0)).unwrap();
         recv_frames_within(&mut s1, usize::MAX, Duration::from_millis(100), |_| true);
         assert!(pings(a, "10.9.0.2"), "the kernel forwards inserted flows");
         let flow = fp.get(ab).unwrap().expect("flow listed");
@@ -213,9 +223,9 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         // now pushing 40. What the programs must leave alone stays with the switch even
         // with a flow of its VID in the map: a second tag, an 802.1ad tag, a priority tag.
         let (pop, rewrite) = (FlowKey { vid: 10, ..ab }, FlowKey { vid: 20, ..ab });
-        fp.insert(pop, h2, 1518, 0).unwrap();
-        fp.insert(rewrite, h2, 1518, 30).unwrap();
-        fp.insert(ab, h2, 1518, 40).unwrap();
+        fp.insert(pop, out(h2, 0)).unwrap();
+        fp.insert(rewrite, out(h2, 30)).unwrap();
+        fp.insert(ab, out(h2, 40)).unwrap();
         let sent = [
             frame(mb, ma, &[(0x8100, 10)], 5, 60),
             frame(mb, ma, &[(0x8100, 20)], 6, 60),
@@ -246,7 +256,18 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
             assert_eq!(fp.get(k).unwrap().map(|f| f.stats.packets), Some(1));
             assert!(fp.remove(k).unwrap());
         }
-        fp.insert(ab, h2, 1518, 0).unwrap();
+        fp.insert(ab, out(h2, 0)).unwrap();
+
+        // Sent out of the egress netdev instead (`bpf_redirect`, as for a NIC or a veth
+        // whose peer is in this namespace): h2's peer gets them all the same.
+        let egress = Egress {
+            peer: false,
+            ..out(h2, 0)
+        };
+        fp.insert(ab, egress).unwrap();
+        assert!(pings(a, "10.9.0.2"), "the kernel sends them out of h2");
+        assert!(fp.get(ab).unwrap().unwrap().stats.packets >= 3);
+        fp.insert(ab, out(h2, 0)).unwrap();
 
         // One direction removed: the replies stop, the switch sees the frames again.
         assert!(fp.remove(ab).unwrap());
@@ -256,7 +277,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
 
         // The port lets go: even with the flow back, the kernel no longer forwards it.
-        fp.insert(ab, h2, 1518, 0).unwrap();
+        fp.insert(ab, out(h2, 0)).unwrap();
         crate::fastpath::detach_filter(s1.as_fd()).unwrap();
         drop(p1);
         assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");
