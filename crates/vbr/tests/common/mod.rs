@@ -4,6 +4,8 @@
 //! pass or fail.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod guest;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
