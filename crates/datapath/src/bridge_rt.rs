@@ -29,6 +29,8 @@ pub(crate) struct PortRt {
     pub(crate) mtu: Option<u32>,
     /// The namespace this port connects, if it was made by `vbr connect`.
     pub(crate) conn: Option<Connection>,
+    /// A VM socket port's path.
+    pub(crate) socket: Option<std::path::PathBuf>,
     /// On the bridge's kernel fast path (a port on a netdev of this namespace): its tcx
     /// program.
     pub(crate) fast: Option<FastPort>,
@@ -114,6 +116,9 @@ pub struct PortSpec {
     pub max_learned: u32,
     /// Set for ports that connect a namespace (`vbr connect`).
     pub conn: Option<Connection>,
+    /// For VM socket ports ([`PortKind::Stream`], [`PortKind::Dgram`]): the path vbridge
+    /// listens on (a dgram port's guest has its socket at this path plus `.guest`).
+    pub socket: Option<std::path::PathBuf>,
     /// Attach even the interface of the host's default route (`vbr addif --force`).
     pub force: bool,
     /// Restoring saved configuration (devices a configuration of an older version named
@@ -132,6 +137,7 @@ impl PortSpec {
             vlan: VlanMode::default(),
             max_learned: 0,
             conn: None,
+            socket: None,
             force: false,
             restoring: false,
         }
@@ -250,6 +256,7 @@ impl BridgeRt {
             ifindex: None,
             mtu: None,
             conn: spec.conn.clone(),
+            socket: spec.socket.clone(),
             fast: None,
             fast_peer: false,
             capture: None,

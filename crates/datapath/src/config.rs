@@ -102,6 +102,9 @@ pub struct PortCfg {
     /// The namespace a `vbr connect` port joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<crate::control::connect::Connection>,
+    /// A VM socket port's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// A static FDB entry as saved.
@@ -156,7 +159,11 @@ impl Engine {
                     }
                     // Handed over by the caller: nothing to open again at restart.
                     PortKind::Socket => continue,
-                    PortKind::Interface | PortKind::Tap | PortKind::Gateway => {}
+                    PortKind::Interface
+                    | PortKind::Tap
+                    | PortKind::Gateway
+                    | PortKind::Stream
+                    | PortKind::Dgram => {}
                 }
                 ports.push(PortCfg {
                     name: pname.to_owned(),
@@ -167,6 +174,7 @@ impl Engine {
                     max_learned: cfg.max_learned,
                     stp: c.port_stp_config(id).unwrap_or_default(),
                     conn: prt.conn.clone(),
+                    socket: prt.socket.clone(),
                 });
             }
             let now = self.now();
@@ -256,6 +264,13 @@ impl Config {
                     return bad(
                         format!("{pat}.kind"),
                         "host and socket ports are not saved".into(),
+                    );
+                }
+                let sockets = matches!(p.kind, PortKind::Stream | PortKind::Dgram);
+                if sockets != p.socket.is_some() {
+                    return bad(
+                        format!("{pat}.socket"),
+                        "stream and dgram ports, and they alone, have a socket path".into(),
                     );
                 }
                 if let Err(e) = p.vlan.to_mode() {

@@ -43,6 +43,7 @@ pub(crate) fn restore(dp: &Datapath, config: &Config) -> Vec<DpError> {
                 vlan,
                 max_learned: p.max_learned,
                 conn: p.conn.clone(),
+                socket: p.socket.clone(),
                 // It was accepted when it was added.
                 force: true,
                 restoring: true,

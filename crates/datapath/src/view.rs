@@ -18,6 +18,10 @@ pub enum PortKind {
     /// The host's interface on one VLAN of the bridge (`BR.VID`, a persistent TAP
     /// vbridge made, kept across restarts with its addresses): the VLAN's gateway.
     Gateway,
+    /// A VM's `-netdev stream` (QEMU connects to the UNIX socket vbridge listens on).
+    Stream,
+    /// A VM's `-netdev dgram` (one frame per datagram between two UNIX socket paths).
+    Dgram,
 }
 
 /// Whether a port moves frames.
@@ -58,6 +62,9 @@ pub struct PortView {
     /// The netdev's MTU, as last known.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// For VM socket ports: the UNIX socket path vbridge listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
     /// On the kernel fast path (an interface port: a veth end, a NIC, someone else's TAP).
     pub fast_path: bool,
     pub counters: CountersView,

@@ -71,6 +71,7 @@ impl BridgeRt {
                     .as_ref()
                     .and_then(|c| c.gateway.map(|g| g.to_string())),
                 mtu: rt.mtu,
+                socket: rt.socket.as_ref().map(|p| p.display().to_string()),
                 fast_path: rt.fast.is_some(),
                 counters: CountersView {
                     rx_packets: counters.rx_packets,

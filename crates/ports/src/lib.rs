@@ -5,6 +5,8 @@
 //! - [`packet::AfPacket`]: an `AF_PACKET` socket on an existing netdev (veth end, NIC,
 //!   someone else's TAP), with vnet headers, VLAN tags put back from auxdata, promisc.
 //! - [`socket::SeqpacketPort`]: an `AF_UNIX` seqpacket pair, for tests and fd-passing.
+//! - [`qemu::QemuStream`], [`qemu::QemuDgram`]: QEMU's `-netdev stream` and `-netdev
+//!   dgram` on a UNIX socket vbridge listens on.
 //!
 //! All of them implement [`PortIo`] and move frames in [`Batch`]es of reusable
 //! [`PacketBuf`]s. [`netdev`] has small helpers over device ioctls. Every `unsafe` line
@@ -16,6 +18,7 @@ pub mod fastpath;
 pub mod netdev;
 pub mod packet;
 pub mod port;
+pub mod qemu;
 pub mod socket;
 mod sys;
 pub mod tap;
@@ -29,6 +32,7 @@ pub use error::PortError;
 pub use fastpath::{Egress, FastPath, FastPort, Flow, FlowKey, FlowStats};
 pub use packet::{AfPacket, AfPacketOptions};
 pub use port::{MacAddr, PortIo, SendReport};
+pub use qemu::{QemuDgram, QemuStream};
 pub use socket::SeqpacketPort;
 pub use tap::{Tap, TapOptions};
 pub use vnet::VnetHdr;

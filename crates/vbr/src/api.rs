@@ -126,6 +126,18 @@ pub(crate) enum Request {
         name: String,
         bridge: String,
     },
+    /// A VM port (`vbr port add`); answers [`VmPort`].
+    PortAdd {
+        bridge: String,
+        name: String,
+        kind: VmPortKind,
+        mac: Option<String>,
+    },
+    /// Removes a VM port (`vbr port del`).
+    PortDel {
+        bridge: String,
+        name: String,
+    },
     TapDel {
         name: String,
     },
@@ -242,6 +254,8 @@ impl Request {
             Request::LinkSet { .. } => "link_set",
             Request::Stats { .. } => "stats",
             Request::TapAdd { .. } => "tap_add",
+            Request::PortAdd { .. } => "port_add",
+            Request::PortDel { .. } => "port_del",
             Request::TapDel { .. } => "tap_del",
             Request::NetnsAdd { .. } => "netns_add",
             Request::NetnsDel { .. } => "netns_del",
@@ -383,6 +397,31 @@ pub(crate) struct UpDone {
     pub(crate) topology: String,
     /// Whether anything was made (applying a topology again makes nothing).
     pub(crate) changed: bool,
+}
+
+/// How a VM reaches its port (`vbr port add --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum VmPortKind {
+    /// `-netdev stream`: vbridge listens on a UNIX socket, QEMU connects (and reconnects).
+    Stream,
+    /// `-netdev dgram`: one frame per datagram between two UNIX socket paths.
+    Dgram,
+    /// vhost-user: not built yet.
+    VhostUser,
+    /// A TAP QEMU opens: not built yet (make the TAP with QEMU and `vbr addif` it).
+    Tap,
+}
+
+/// The answer to [`Request::PortAdd`]: where the VM connects and the QEMU arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VmPort {
+    pub(crate) bridge: String,
+    pub(crate) port: String,
+    pub(crate) socket: String,
+    pub(crate) mac: String,
+    /// QEMU's command-line arguments for this NIC, one per element.
+    pub(crate) qemu: Vec<String>,
 }
 
 /// The answer to requests that only change something.

@@ -116,6 +116,9 @@ pub(crate) enum Cmd {
     /// TAP ports held by vbridge.
     #[command(subcommand)]
     Tap(TapCmd),
+    /// VM ports: QEMU's stream and dgram socket netdevs (prints the QEMU arguments).
+    #[command(subcommand)]
+    Port(PortCmd),
     /// The bridges' DHCP servers.
     #[command(subcommand)]
     Dhcp(DhcpCmd),
@@ -299,6 +302,22 @@ pub(crate) enum LinkCmd {
 pub(crate) enum DhcpCmd {
     /// The leases of a bridge's DHCP server.
     Leases { bridge: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PortCmd {
+    /// Add a VM port to BRIDGE; prints the QEMU arguments that reach it.
+    Add {
+        bridge: String,
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: crate::api::VmPortKind,
+        /// The guest NIC's MAC (default: a random locally administered one).
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Remove a VM port.
+    Del { bridge: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -581,6 +600,21 @@ impl Cmd {
                 bridge: s(bridge),
             },
             Cmd::Tap(TapCmd::Del { name }) => Request::TapDel { name: s(name) },
+            Cmd::Port(PortCmd::Add {
+                bridge,
+                name,
+                kind,
+                mac,
+            }) => Request::PortAdd {
+                bridge: s(bridge),
+                name: s(name),
+                kind: *kind,
+                mac: mac.clone(),
+            },
+            Cmd::Port(PortCmd::Del { bridge, name }) => Request::PortDel {
+                bridge: s(bridge),
+                name: s(name),
+            },
             Cmd::Dhcp(DhcpCmd::Leases { bridge }) => Request::DhcpLeases { bridge: s(bridge) },
             Cmd::Netns(NetnsCmd::Add { name }) => Request::NetnsAdd { name: s(name) },
             Cmd::Netns(NetnsCmd::Del { name }) => Request::NetnsDel { name: s(name) },

@@ -44,6 +44,8 @@ fn kind_text(p: &PortView) -> String {
         (PortKind::Tap, None) => "tap (VM)".into(),
         (PortKind::Socket, _) => "socket".into(),
         (PortKind::Gateway, _) => "host interface (VLAN gateway)".into(),
+        (PortKind::Stream, _) => "VM (stream socket)".into(),
+        (PortKind::Dgram, _) => "VM (dgram socket)".into(),
     }
 }
 

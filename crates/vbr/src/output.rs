@@ -81,6 +81,19 @@ pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
                 say!("{}", escape(&n));
             }
         }
+        Request::PortAdd { .. } => {
+            let p: crate::api::VmPort = typed(v)?;
+            say!(
+                "port {} of {}: QEMU reaches it at {}",
+                escape(&p.port),
+                escape(&p.bridge),
+                escape(&p.socket)
+            );
+            say!("QEMU arguments (add memory, disks and the rest):");
+            for pair in p.qemu.chunks(2) {
+                say!("  {}", pair.join(" "));
+            }
+        }
         Request::Connect(_) => {
             let c: Connected = typed(v)?;
             say!(

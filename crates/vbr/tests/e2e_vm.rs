@@ -71,3 +71,100 @@ fn a_guest_on_a_qemu_tap_reaches_a_namespace() {
     assert!(out.contains("3 packets received"), "{out}");
     assert!(d.alive(), "{}", d.log());
 }
+
+/// The QEMU NIC arguments `vbr port add` printed.
+fn nic_args(v: &serde_json::Value) -> Vec<String> {
+    v["qemu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
+fn guests_on_stream_and_dgram_ports_reach_each_other_and_a_namespace() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip 10.52.0.1/24", ns.name));
+    let (ma, mb) = ("52:54:00:52:00:0a", "52:54:00:52:00:0b");
+    let a = d.json(&format!("port add br0 vma --type stream --mac {ma}"));
+    let b = d.json(&format!("port add br0 vmb --type dgram --mac {mb}"));
+    assert!(
+        a["socket"].as_str().unwrap().ends_with("/vm/vma.sock"),
+        "{a}"
+    );
+    // What `vbr port add` prints is what QEMU is given.
+    let script = |peer: &str| {
+        format!(
+            "sleep 1; ping -c 3 -W 3 10.52.0.1 && ping -c 3 -W 3 {peer} && echo PINGED && sleep 6"
+        )
+    };
+    let mut ga = Guest::boot_with(&host, &nic_args(&a), "10.52.0.10/24", &script("10.52.0.11"));
+    let mut gb = Guest::boot_with(&host, &nic_args(&b), "10.52.0.11/24", &script("10.52.0.10"));
+    for g in [&ga, &gb] {
+        assert!(
+            g.wait_for("PINGED", Duration::from_secs(90)),
+            "a guest's pings failed:\n{}",
+            g.console()
+        );
+    }
+    let macs = d.ok("showmacs br0");
+    assert!(macs.contains(ma) && macs.contains(mb), "{macs}");
+    let shown = d.ok("show br0");
+    assert!(shown.contains("vma") && shown.contains("vmb"), "{shown}");
+    for g in [&mut ga, &mut gb] {
+        let (out, status) = g.finish(Duration::from_secs(30));
+        assert_eq!(status, 0, "{out}");
+    }
+    // The ports stay (listening) after the guests are gone, and go with `port del`.
+    d.ok("port del br0 vma");
+    d.ok("port del br0 vmb");
+    assert!(!std::path::Path::new(a["socket"].as_str().unwrap()).exists());
+    assert!(d.alive(), "{}", d.log());
+}
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
+fn a_stream_guest_keeps_its_network_across_a_daemon_kill_and_restart() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip 10.53.0.1/24", ns.name));
+    let p = d.json("port add br0 vmr --type stream --mac 52:54:00:53:00:0a");
+    // The guest pings for as long as the test needs, saying each success.
+    let script = "i=0; while [ $i -lt 400 ]; do i=$((i+1)); \
+                  ping -c 1 -W 1 10.53.0.1 >/dev/null && echo OK$i; sleep 0.2; done";
+    let g = Guest::boot_with(&host, &nic_args(&p), "10.53.0.10/24", script);
+    assert!(
+        g.wait_for("OK", Duration::from_secs(90)),
+        "the guest never reached the namespace:\n{}",
+        g.console()
+    );
+    // kill -9: the guest's connection breaks; the restarted daemon listens again at the
+    // same path (its port restored from the configuration), and QEMU reconnects.
+    d.kill9();
+    let before = g.console().matches("OK").count();
+    d.spawn();
+    assert!(
+        eventually(Duration::from_secs(30), || g
+            .console()
+            .matches("OK")
+            .count()
+            > before + 3),
+        "the guest did not come back after the restart:\n{}\n{}",
+        g.console(),
+        d.log()
+    );
+    assert!(d.ok("showmacs br0").contains("52:54:00:53:00:0a"));
+    drop(g);
+    // A guest killed mid-transfer leaves the daemon and the port as they were.
+    assert!(d.alive(), "{}", d.log());
+    assert!(d.ok("show br0").contains("vmr"));
+}

@@ -12,7 +12,8 @@ use vbridge_core::MacAddr;
 use vbridge_host::ledger::{Ledger, Object, Owner};
 use vbridge_host::{IpFamily, Netlink};
 use vbridge_ports::{
-    AfPacket, AfPacketOptions, FastPath, FastPort, PortIo, Tap, TapOptions, netdev,
+    AfPacket, AfPacketOptions, FastPath, FastPort, PortIo, QemuDgram, QemuStream, Tap, TapOptions,
+    netdev,
 };
 
 use crate::action::Retired;
@@ -387,6 +388,23 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
             Ok(b)
         }
         PortKind::Gateway => gateway(name, &owner, ledger),
+        PortKind::Stream | PortKind::Dgram => {
+            let path = spec.socket.as_deref().ok_or(DpError::InvalidName {
+                name: name.clone(),
+                why: "a VM socket port needs its socket path",
+            })?;
+            let io: Box<dyn PortIo> = if spec.kind == PortKind::Stream {
+                Box::new(QemuStream::listen(name, path).map_err(|e| DpError::port(name, e))?)
+            } else {
+                let mut guest = path.as_os_str().to_owned();
+                guest.push(".guest");
+                Box::new(
+                    QemuDgram::bind(name, path, std::path::Path::new(&guest))
+                        .map_err(|e| DpError::port(name, e))?,
+                )
+            };
+            Ok(Backend::plain(io))
+        }
         PortKind::Host | PortKind::Socket => Err(DpError::InvalidName {
             name: name.clone(),
             why: "host ports are made with their bridge, socket ports are handed over",

@@ -5,6 +5,7 @@
 //! `// SAFETY:` note saying why the call is sound.
 
 pub(crate) mod bpf;
+pub(crate) mod epoll;
 pub(crate) mod ifreq;
 pub(crate) mod mmsg;
 pub(crate) mod packet;

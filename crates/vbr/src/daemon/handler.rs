@@ -112,6 +112,9 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
         Request::DhcpLeases { .. } => Err(ApiError::invalid(
             "dhcp_leases is answered by the daemon itself",
         )),
+        Request::PortAdd { .. } | Request::PortDel { .. } => Err(ApiError::invalid(
+            "port_add and port_del are answered by the daemon itself",
+        )),
         Request::TraceLive { .. } | Request::Capture { .. } => Err(ApiError::invalid(
             "trace_live and capture are streams: the daemon answers them on their own connection",
         )),

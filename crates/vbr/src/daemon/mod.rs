@@ -13,6 +13,7 @@ mod server;
 mod store;
 mod stream;
 mod up;
+mod vmport;
 mod wiring;
 
 pub(crate) use dhcp::LeaseView;
@@ -79,6 +80,20 @@ impl Shared {
                 up::down(&self.dp, &self.dhcp, &self.nat, &name).map(|()| serde_json::json!({}))
             }
             Request::Topologies => Ok(serde_json::json!(up::topologies(self.dp.ledger()))),
+            Request::PortAdd {
+                bridge,
+                name,
+                kind,
+                mac,
+            } => vmport::add(
+                &self.dp,
+                self.store.dir(),
+                &bridge,
+                &name,
+                kind,
+                mac.as_deref(),
+            ),
+            Request::PortDel { bridge, name } => vmport::del(&self.dp, &bridge, &name),
             Request::DhcpLeases { bridge } => self.dhcp.leases(&bridge).and_then(|l| {
                 serde_json::to_value(l)
                     .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))

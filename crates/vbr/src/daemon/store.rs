@@ -25,6 +25,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// The state directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Opens (or makes) the state directory and locks it for this daemon, whose socket is
     /// `socket`. Another daemon holding it is named in the error.
     pub(crate) fn open(dir: &Path, socket: &Path) -> Result<Store> {

@@ -152,6 +152,18 @@ impl Guest {
     /// Boots a guest in namespace `ns` whose NIC (virtio-net, MAC `mac`) is QEMU's
     /// `-netdev` `netdev` (without `id`), with `addr` on `eth0`, running `script`.
     pub fn boot(ns: &Netns, netdev: &str, mac: &str, addr: &str, script: &str) -> Guest {
+        let nic = [
+            "-netdev".to_owned(),
+            format!("{netdev},id=n0"),
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev=n0,mac={mac}"),
+        ];
+        Guest::boot_with(ns, &nic, addr, script)
+    }
+
+    /// Boots a guest in namespace `ns` with NIC arguments `nic` (as `vbr port add`
+    /// prints them), with `addr` on `eth0`, running `script`.
+    pub fn boot_with(ns: &Netns, nic: &[String], addr: &str, script: &str) -> Guest {
         let dir = assets();
         let name = uniq("g");
         let tmp = std::env::temp_dir();
@@ -175,8 +187,7 @@ impl Guest {
                 "-append",
                 "console=ttyS0 panic=-1 quiet cryptomgr.notests no_timer_check",
             ])
-            .args(["-netdev", &format!("{netdev},id=n0")])
-            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+            .args(nic)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
