@@ -168,3 +168,98 @@ fn a_stream_guest_keeps_its_network_across_a_daemon_kill_and_restart() {
     assert!(d.alive(), "{}", d.log());
     assert!(d.ok("show br0").contains("vmr"));
 }
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
+fn guests_in_different_vlans_of_one_subnet_stay_apart() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    // Guests in VLAN 10 and 20, and a namespace in each: one subnet.
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip 10.55.0.12/24", ns.name));
+    d.ok(&format!("link set {} access 20", port_of(&ns.name, "eth0")));
+    let ns10 = Netns::new("m");
+    d.ok(&format!("connect {} br0 --ip 10.55.0.13/24", ns10.name));
+    d.ok(&format!(
+        "link set {} access 10",
+        port_of(&ns10.name, "eth0")
+    ));
+    let a = d.json("port add br0 vm10 --type stream --mac 52:54:00:55:00:0a");
+    let b = d.json("port add br0 vm20 --type stream --mac 52:54:00:55:00:0b");
+    d.ok("link set vm10 access 10");
+    d.ok("link set vm20 access 20");
+    let mut ga = Guest::boot_with(
+        &host,
+        &nic_args(&a),
+        "10.55.0.10/24",
+        "sleep 1; ping -c 3 -W 2 10.55.0.13 >/dev/null && echo SAME-VLAN; \
+         ping -c 3 -W 2 10.55.0.11 >/dev/null && echo REACHED-B; \
+         ping -c 3 -W 2 10.55.0.12 >/dev/null && echo REACHED-C; echo DONE",
+    );
+    let mut gb = Guest::boot_with(
+        &host,
+        &nic_args(&b),
+        "10.55.0.11/24",
+        "sleep 1; ping -c 3 -W 2 10.55.0.12 >/dev/null && echo REACHED-C; sleep 8",
+    );
+    let (outa, _) = ga.finish(Duration::from_secs(90));
+    let (outb, _) = gb.finish(Duration::from_secs(90));
+    assert!(
+        outb.contains("REACHED-C"),
+        "VLAN 20 guest reaches VLAN 20: {outb}"
+    );
+    assert!(
+        outa.contains("SAME-VLAN"),
+        "the VLAN 10 guest reaches VLAN 10: {outa}"
+    );
+    assert!(
+        outa.contains("DONE") && !outa.contains("REACHED"),
+        "the VLAN 10 guest must reach nothing in VLAN 20: {outa}"
+    );
+    assert!(d.alive(), "{}", d.log());
+}
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
+fn a_guest_gets_its_address_from_vbridges_dhcp() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    let br = uniq("b");
+    let topo = d.dir.join("vm-dhcp.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            r#"[[bridge]]
+name = "{br}"
+addresses = ["10.54.0.1/24"]
+[bridge.dhcp]
+range = "10.54.0.100-10.54.0.110"
+lease = 600
+"#
+        ),
+    )
+    .unwrap();
+    d.ok(&format!("up {}", topo.display()));
+    let p = d.json(&format!(
+        "port add {br} vmd --type stream --mac 52:54:00:54:00:0a"
+    ));
+    // busybox udhcpc with a script that applies the lease; then the gateway is pinged.
+    let script = r#"cat > /tmp/u.sh <<'X'
+#!/bin/sh
+case "$1" in
+  bound|renew) ip addr add "$ip/$mask" dev "$interface"; echo "LEASE $ip" ;;
+esac
+X
+chmod +x /tmp/u.sh
+udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh && ping -c 3 -W 2 10.54.0.1"#;
+    let mut g = Guest::boot_with(&host, &nic_args(&p), "", script);
+    let (out, status) = g.finish(Duration::from_secs(90));
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("LEASE 10.54.0.1"), "{out}");
+    let leases = d.ok(&format!("dhcp leases {br}"));
+    assert!(leases.contains("52:54:00:54:00:0a"), "{leases}");
+    assert!(d.alive(), "{}", d.log());
+}

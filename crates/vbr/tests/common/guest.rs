@@ -101,7 +101,7 @@ impl Cpio {
     }
 }
 
-/// The guest's init: modules, `eth0` with `addr`, then `script`, reported between
+/// The guest's init: modules, `eth0` with `addr` (none if empty), then `script`, reported between
 /// `VBR-GUEST-BEGIN` and `VBR-GUEST-END <status>`.
 fn init(addr: &str, script: &str) -> String {
     format!(
@@ -112,7 +112,7 @@ mount -t sysfs sys /sys
 for m in {modules}; do insmod /lib/modules/$m.ko || echo "insmod $m failed"; done
 ip link set lo up
 ip link set eth0 up
-ip addr add {addr} dev eth0
+{addr}
 echo VBR-GUEST-BEGIN
 (
 {script}
@@ -120,7 +120,12 @@ echo VBR-GUEST-BEGIN
 echo "VBR-GUEST-END $?"
 poweroff -f
 "#,
-        modules = MODULES.join(" ")
+        modules = MODULES.join(" "),
+        addr = if addr.is_empty() {
+            String::new()
+        } else {
+            format!("ip addr add {addr} dev eth0")
+        }
     )
 }
 
