@@ -20,8 +20,6 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 ROUNDS=${2:-3}
 need iperf3 ping ip
-PIDS=()
-cleanup_more() { for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; }
 
 # --- direct veth pair ---
 mkns ${P}d1; mkns ${P}d2
@@ -60,17 +58,9 @@ for i in 1 2; do mkns ${P}x$i; vbr connect ${P}x$i br1 --ifname e0 --ip 10.99.8.
 
 SETUPS="direct kernel vbridge vbveth"
 # --- Open vSwitch, userspace datapath, in its own "host" namespace ---
-if [ "${PEERS:-1}" = 1 ] && command -v ovs-vswitchd >/dev/null && [ -f /usr/share/openvswitch/vswitch.ovsschema ]; then
-  O=$STATE/ovs; mkdir -p "$O"
+if with_ovs; then
   mkns ${P}oh; mkns ${P}o1; mkns ${P}o2
-  export OVS_RUNDIR=$O OVS_LOGDIR=$O OVS_DBDIR=$O
-  ovsdb-tool create "$O/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ip netns exec ${P}oh ovsdb-server "$O/conf.db" --remote=punix:"$O/db.sock" --pidfile="$O/db.pid" --detach --log-file="$O/db.log" 2>/dev/null
-  PIDS+=("$O/db.pid")
-  ovs() { ovs-vsctl --db=unix:"$O/db.sock" "$@"; }
-  ovs --no-wait init >/dev/null
-  ip netns exec ${P}oh ovs-vswitchd unix:"$O/db.sock" --pidfile="$O/vsd.pid" --detach --log-file="$O/vsd.log" 2>/dev/null
-  PIDS+=("$O/vsd.pid")
+  ovs_start ${P}oh
   ovs add-br obr -- set bridge obr datapath_type=netdev
   for i in 1 2; do ovs add-port obr t$i -- set interface t$i type=tap; done
   move_taps ${P}oh ${P}o 4

@@ -14,8 +14,11 @@ DAEMON=""
 # need TOOL...: stops with a message if one is missing.
 need() { for t in "$@"; do command -v "$t" >/dev/null || { echo "need $t" >&2; exit 1; }; done; }
 
+PIDS=()  # pid files of daemons to stop at exit
+
 cleanup() {
   if declare -F cleanup_more >/dev/null; then cleanup_more || true; fi
+  for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
   for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$STATE"
@@ -36,3 +39,20 @@ start_daemon() {
   for _ in $(seq 50); do [ -S "$STATE/vbr.sock" ] && vbr show >/dev/null 2>&1 && return; sleep 0.1; done
   echo "the daemon did not start:" >&2; cat "$STATE/daemon.log" >&2; exit 1
 }
+
+# with_ovs: whether Open vSwitch runs as a peer (installed, and PEERS is not 0).
+with_ovs() { [ "${PEERS:-1}" = 1 ] && command -v ovs-vswitchd >/dev/null && [ -f /usr/share/openvswitch/vswitch.ovsschema ]; }
+
+# ovs_start NS: Open vSwitch's database and ovs-vswitchd in namespace NS (stopped at
+# exit); `ovs` runs ovs-vsctl against them.
+ovs_start() {
+  local o=$STATE/ovs; mkdir -p "$o"
+  export OVS_RUNDIR=$o OVS_LOGDIR=$o OVS_DBDIR=$o
+  ovsdb-tool create "$o/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ip netns exec "$1" ovsdb-server "$o/conf.db" --remote=punix:"$o/db.sock" --pidfile="$o/db.pid" --detach --log-file="$o/db.log" 2>/dev/null
+  PIDS+=("$o/db.pid")
+  ovs --no-wait init >/dev/null
+  ip netns exec "$1" ovs-vswitchd unix:"$o/db.sock" --pidfile="$o/vsd.pid" --detach --log-file="$o/vsd.log" 2>/dev/null
+  PIDS+=("$o/vsd.pid")
+}
+ovs() { ovs-vsctl --db=unix:"$STATE/ovs/db.sock" "$@"; }

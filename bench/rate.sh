@@ -21,12 +21,8 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-5}
 ROUNDS=${2:-3}
 need trafgen ip python3
-PIDS=()
 D2=""
-cleanup_more() {
-  for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-  [ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null || true
-}
+cleanup_more() { [ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null || true; }
 mac() { ip netns exec "$1" cat /sys/class/net/e0/address; }
 addr() { ip -n "$1" addr add "$2" dev e0; ip -n "$1" link set e0 up; }
 
@@ -84,16 +80,9 @@ BCAST="kernel vbveth"
 declare -A GROUP=([kernel]=${P}kb [vbveth]=${P}vb)
 
 # --- peers: OVS userspace datapath and VDE2, TAP ports ---
-if [ "${PEERS:-1}" = 1 ] && command -v ovs-vswitchd >/dev/null && [ -f /usr/share/openvswitch/vswitch.ovsschema ]; then
-  O=$STATE/ovs; mkdir -p "$O"; mkns ${P}oh
-  export OVS_RUNDIR=$O OVS_LOGDIR=$O OVS_DBDIR=$O
-  ovsdb-tool create "$O/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ip netns exec ${P}oh ovsdb-server "$O/conf.db" --remote=punix:"$O/db.sock" --pidfile="$O/db.pid" --detach --log-file="$O/db.log" 2>/dev/null
-  PIDS+=("$O/db.pid")
-  ovs() { ovs-vsctl --db=unix:"$O/db.sock" "$@"; }
-  ovs --no-wait init >/dev/null
-  ip netns exec ${P}oh ovs-vswitchd unix:"$O/db.sock" --pidfile="$O/vsd.pid" --detach --log-file="$O/vsd.log" 2>/dev/null
-  PIDS+=("$O/vsd.pid")
+if with_ovs; then
+  mkns ${P}oh
+  ovs_start ${P}oh
   ovs add-br obr -- set bridge obr datapath_type=netdev
   for i in 1 2; do ovs add-port obr t$i -- set interface t$i type=tap; done
   move_taps ${P}oh ${P}o 7

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::buf::{Batch, MAX_FRAME_LEN, PacketBuf};
 use crate::error::{PortError, errno, would_block};
 use crate::port::{MacAddr, PortIo, check_nonempty, check_plain};
+use crate::socket::mac_from_name;
 use crate::sys;
 use crate::vnet::VnetHdr;
 
@@ -48,15 +49,6 @@ fn free_path(name: &str, path: &Path) -> Result<(), PortError> {
         )),
         Err(_) => Ok(()),
     }
-}
-
-/// A stable, locally administered MAC for a port that has no device of its own.
-fn mac_of(name: &str) -> MacAddr {
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let b = h.to_be_bytes();
-    MacAddr([0x02, b[2], b[3], b[4], b[5], b[6]])
 }
 
 /// A `-netdev stream` port: a listener and the guest's current connection.
@@ -270,7 +262,7 @@ impl PortIo for QemuStream {
     }
 
     fn mac(&self) -> Result<MacAddr, PortError> {
-        Ok(mac_of(&self.name))
+        Ok(mac_from_name(&self.name))
     }
 
     fn rx_dropped(&self) -> u64 {
@@ -360,7 +352,7 @@ impl PortIo for QemuDgram {
     }
 
     fn mac(&self) -> Result<MacAddr, PortError> {
-        Ok(mac_of(&self.name))
+        Ok(mac_from_name(&self.name))
     }
 
     fn rx_dropped(&self) -> u64 {

@@ -100,8 +100,9 @@ impl SeqpacketPort {
     }
 }
 
-/// A stable, locally administered unicast MAC from a name (FNV-1a).
-fn mac_from_name(name: &str) -> MacAddr {
+/// A stable, locally administered unicast MAC from a name (FNV-1a), for ports with no
+/// device to ask.
+pub(crate) fn mac_from_name(name: &str) -> MacAddr {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });

@@ -127,23 +127,11 @@ fn the_plugin_follows_the_spec() {
     // The interfaces as the kernel has them (the plugin answers without asking it).
     let link_of = |ns: &Netns, dev: &str| {
         let l = ns.ok(&format!("ip -o link show {dev}"));
-        let mac = l
-            .split("link/ether ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_owned();
-        let mtu = l
-            .split(" mtu ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_owned();
-        (mac, mtu)
+        let word_after = |key: &str| {
+            let rest = l.split(key).nth(1).unwrap();
+            rest.split(' ').next().unwrap().to_owned()
+        };
+        (word_after("link/ether "), word_after(" mtu "))
     };
     let host_end = r1["interfaces"][0]["name"].as_str().unwrap();
     for (i, (ns, dev)) in [(&host, host_end), (&c1, "eth0")].into_iter().enumerate() {

@@ -64,6 +64,17 @@ pub struct Egress {
     pub peer: bool,
 }
 
+/// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
+#[cfg(test)]
+pub(crate) fn to_peer(ifindex: u32, tag: u16) -> Egress {
+    Egress {
+        ifindex,
+        max_len: 1518,
+        tag,
+        peer: true,
+    }
+}
+
 /// What the kernel forwarded for a flow since it was inserted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {

@@ -5,7 +5,7 @@
 
 use std::os::fd::AsFd;
 
-use super::{Egress, FastPath, FlowKey};
+use super::{FastPath, FlowKey, to_peer as out};
 use crate::port::MacAddr;
 use crate::sys::bpf;
 
@@ -33,16 +33,6 @@ fn ctx(gso_size: u32) -> Vec<u8> {
     let mut c = vec![0u8; SKB_SIZE];
     c[176..180].copy_from_slice(&gso_size.to_ne_bytes());
     c
-}
-
-/// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
-fn out(ifindex: u32, tag: u16) -> Egress {
-    Egress {
-        ifindex,
-        max_len: 1518,
-        tag,
-        peer: true,
-    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{frame, in_netns, ip, is_test_frame, recv_frames_within};
-use crate::fastpath::{Egress, FastPath, FlowKey};
+use crate::fastpath::{Egress, FastPath, FlowKey, to_peer as out};
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions};
 use crate::port::{MacAddr, PortIo};
@@ -84,16 +84,6 @@ fn tagged_ids(port: &mut AfPacket) -> Vec<(u8, Vec<(u16, u16)>)> {
         (f[f.len() - 60], tags)
     })
     .collect()
-}
-
-/// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
-fn out(ifindex: u32, tag: u16) -> Egress {
-    Egress {
-        ifindex,
-        max_len: 1518,
-        tag,
-        peer: true,
-    }
 }
 
 fn pings(ns: &str, to: &str) -> bool {
