@@ -163,7 +163,8 @@ impl Engine {
                     | PortKind::Tap
                     | PortKind::Gateway
                     | PortKind::Stream
-                    | PortKind::Dgram => {}
+                    | PortKind::Dgram
+                    | PortKind::VmTap => {}
                 }
                 ports.push(PortCfg {
                     name: pname.to_owned(),

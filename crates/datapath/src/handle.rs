@@ -331,7 +331,7 @@ impl Datapath {
 
     /// The fast path of `bridge` for a new port with backend `b`, made on first need.
     fn fast_for(&self, bridge: &str, spec: &PortSpec, b: &Backend) -> Option<Arc<FastPath>> {
-        if b.ifindex.is_none() || spec.kind != PortKind::Interface {
+        if b.ifindex.is_none() || !matches!(spec.kind, PortKind::Interface | PortKind::VmTap) {
             return None;
         }
         let bridge2 = bridge.to_owned();

@@ -22,6 +22,9 @@ pub enum PortKind {
     Stream,
     /// A VM's `-netdev dgram` (one frame per datagram between two UNIX socket paths).
     Dgram,
+    /// A VM's TAP (`-netdev tap`): a persistent TAP vbridge made, opened by QEMU by name
+    /// and read by vbridge like an interface.
+    VmTap,
 }
 
 /// Whether a port moves frames.

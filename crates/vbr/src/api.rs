@@ -409,7 +409,7 @@ pub(crate) enum VmPortKind {
     Dgram,
     /// vhost-user: not built yet.
     VhostUser,
-    /// A TAP QEMU opens: not built yet (make the TAP with QEMU and `vbr addif` it).
+    /// `-netdev tap`: a persistent TAP vbridge makes and QEMU opens by name.
     Tap,
 }
 
@@ -418,6 +418,7 @@ pub(crate) enum VmPortKind {
 pub(crate) struct VmPort {
     pub(crate) bridge: String,
     pub(crate) port: String,
+    /// Where QEMU reaches the port: a UNIX socket path, or the TAP's name.
     pub(crate) socket: String,
     pub(crate) mac: String,
     /// QEMU's command-line arguments for this NIC, one per element.

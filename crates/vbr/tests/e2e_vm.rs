@@ -263,3 +263,66 @@ udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh && ping -c 3 -W 2 10.54.0.1"#;
     assert!(leases.contains("52:54:00:54:00:0a"), "{leases}");
     assert!(d.alive(), "{}", d.log());
 }
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, TAP, QEMU")]
+fn a_guest_on_a_tap_vbridge_made_reaches_a_namespace_in_the_kernel() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip 10.56.0.1/24", ns.name));
+    let tap = uniq("t");
+    let p = d.json(&format!(
+        "port add br0 {tap} --type tap --mac 52:54:00:56:00:0a"
+    ));
+    assert!(host.exec(&format!("ip link show {tap}")).status.success());
+    let g = Guest::boot_with(
+        &host,
+        &nic_args(&p),
+        "10.56.0.10/24",
+        "sleep 1; ping -c 100 -i 0.01 -q 10.56.0.1 && echo PINGED; i=0; \
+         while [ $i -lt 300 ]; do i=$((i+1)); ping -c 1 -W 1 10.56.0.1 >/dev/null && echo OK$i; \
+         sleep 0.2; done",
+    );
+    assert!(
+        g.wait_for("PINGED", Duration::from_secs(90)),
+        "the guest's pings failed:\n{}",
+        g.console()
+    );
+    assert!(
+        eventually(
+            Duration::from_secs(4),
+            || d.json("stats br0")[0]["fast_frames"].as_u64().unwrap() > 0
+        ),
+        "the guest's flows took the kernel fast path: {}",
+        d.json("stats br0")
+    );
+    // A daemon restart finds its TAP (QEMU holds the queue) and the guest carries on.
+    d.kill9();
+    let before = g.console().matches("OK").count();
+    d.spawn();
+    assert!(
+        eventually(Duration::from_secs(30), || g
+            .console()
+            .matches("OK")
+            .count()
+            > before + 3),
+        "the guest did not carry on after the restart:\n{}\n{}",
+        g.console(),
+        d.log()
+    );
+    drop(g);
+    // The TAP is vbridge's: it stays while the port does, and goes with it.
+    assert!(host.exec(&format!("ip link show {tap}")).status.success());
+    d.ok(&format!("port del br0 {tap}"));
+    assert!(
+        eventually(Duration::from_secs(3), || !host
+            .exec(&format!("ip link show {tap}"))
+            .status
+            .success()),
+        "the TAP went with its port"
+    );
+    assert!(d.alive(), "{}", d.log());
+}

@@ -307,10 +307,10 @@ fn host_backend(name: &str, tap: Tap, mac: MacAddr) -> Result<Backend, DpError> 
     Ok(b)
 }
 
-/// The host interface `name` on one VLAN of a bridge: the persistent TAP an earlier
-/// run made (found by the index the ledger holds), or a new one recorded before it is
-/// made; up. A device of that name vbridge did not make is refused.
-fn gateway(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError> {
+/// The persistent TAP `name` an earlier run made (found by the index the ledger holds),
+/// or a new one recorded before it is made; up. A device of that name vbridge did not
+/// make is refused. Returns it with its index and MTU.
+fn persistent_tap(name: &str, owner: &Owner, ledger: &Ledger) -> Result<(Tap, u32, u32), DpError> {
     let object = Object::Netdev {
         name: name.to_owned(),
         netns: None,
@@ -355,6 +355,13 @@ fn gateway(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpErro
         }
     };
     ledger.set_ifindex(&object, ifindex).map_err(host)?;
+    Ok((tap, ifindex, mtu))
+}
+
+/// The host interface `name` on one VLAN of a bridge: a [`persistent_tap`] vbridge
+/// reads and writes itself.
+fn gateway(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError> {
+    let (tap, ifindex, mtu) = persistent_tap(name, owner, ledger)?;
     let mut b = Backend::plain(Box::new(tap));
     b.ifindex = Some(ifindex);
     b.mtu = Some(mtu);
@@ -362,6 +369,25 @@ fn gateway(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpErro
     // (a port MAC would take part in the bridge MAC rule and be delivered to the
     // bridge's own host interface).
     Ok(b)
+}
+
+/// A VM's TAP (`vbr port add --type tap`): a [`persistent_tap`] whose one queue QEMU
+/// opens by name, read by vbridge like any interface (`AF_PACKET`), so its flows take
+/// the kernel fast path.
+fn vm_tap(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError> {
+    let object = Object::Netdev {
+        name: name.to_owned(),
+        netns: None,
+    };
+    let ours = ledger.get(&object).and_then(|r| r.ifindex);
+    match netdev::ifindex(name) {
+        // Made by an earlier run (a restart): QEMU may hold its one queue, so it is not
+        // opened again.
+        Ok(i) if Some(i) == ours => {}
+        // Made now (or refused: someone else's); the device stays, its queue is QEMU's.
+        _ => drop(persistent_tap(name, owner, ledger)?),
+    }
+    attach_interface(name, owner, ledger, true)
 }
 
 fn host(e: vbridge_host::HostError) -> DpError {
@@ -388,6 +414,7 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
             Ok(b)
         }
         PortKind::Gateway => gateway(name, &owner, ledger),
+        PortKind::VmTap => vm_tap(name, &owner, ledger),
         PortKind::Stream | PortKind::Dgram => {
             let path = spec.socket.as_deref().ok_or(DpError::InvalidName {
                 name: name.clone(),

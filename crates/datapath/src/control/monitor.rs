@@ -136,7 +136,7 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
         // interfaces and host interfaces by their netdev here.
         if !matches!(
             p.kind,
-            PortKind::Host | PortKind::Interface | PortKind::Gateway
+            PortKind::Host | PortKind::Interface | PortKind::Gateway | PortKind::VmTap
         ) {
             continue;
         }
@@ -147,7 +147,11 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
             Some(l) if Some(l.index) == p.ifindex => {
                 let _ = inbox.send(Action::Link(state(l, false)));
             }
-            _ if matches!(p.kind, PortKind::Interface | PortKind::Gateway) => {
+            _ if matches!(
+                p.kind,
+                PortKind::Interface | PortKind::Gateway | PortKind::VmTap
+            ) =>
+            {
                 // Deleted, or replaced by another device of the same name.
                 let _ = inbox.send(Action::Gone {
                     bridge: p.bridge.clone(),
@@ -169,7 +173,7 @@ fn reattach(inbox: &Inbox, ledger: &Ledger, p: &PortInfo) {
         Ok(mut b) => {
             let bridge = p.bridge.clone();
             if let Ok(Ok(Some(fast))) = inbox.ask(|reply| Action::Fast { bridge, reply }) {
-                if p.kind == PortKind::Interface {
+                if matches!(p.kind, PortKind::Interface | PortKind::VmTap) {
                     backend::attach_fast(&p.name, &mut b, &fast);
                 }
             }

@@ -1,6 +1,7 @@
-//! `vbr port add` / `vbr port del`: VM ports on UNIX sockets, QEMU's `-netdev stream` and
-//! `-netdev dgram`. Each listens under the state directory (`vm/NAME.sock`, kept across
-//! restarts with the port), and the answer carries the QEMU arguments that reach it.
+//! `vbr port add` / `vbr port del`: VM ports. QEMU's `-netdev stream` and `-netdev dgram`
+//! reach a UNIX socket under the state directory (`vm/NAME.sock`, kept across restarts
+//! with the port); `-netdev tap` opens a persistent TAP vbridge made (named like the
+//! port). The answer carries the QEMU arguments that reach the port.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ const MAX_PATH: usize = 107;
 pub(crate) fn qemu_args(kind: VmPortKind, name: &str, socket: &Path, mac: MacAddr) -> Vec<String> {
     let path = socket.display();
     let netdev = match kind {
+        VmPortKind::Tap => {
+            format!("tap,id={name},ifname={name},script=no,downscript=no,vhost=off")
+        }
         VmPortKind::Dgram => format!(
             "dgram,id={name},local.type=unix,local.path={path}.guest,remote.type=unix,remote.path={path}"
         ),
@@ -51,11 +55,7 @@ pub(crate) fn add(
                 "vhost-user ports are not built yet: use --type stream or dgram (or a TAP: let QEMU make it, then `vbr addif`)",
             ));
         }
-        VmPortKind::Tap => {
-            return Err(ApiError::invalid(
-                "--type tap is not built yet: let QEMU make the TAP (-netdev tap,ifname=NAME,script=no,downscript=no,vhost=off), then `vbr addif BRIDGE NAME`",
-            ));
-        }
+        VmPortKind::Tap => PortKind::VmTap,
     };
     let mac = match mac {
         Some(m) => m
@@ -72,6 +72,17 @@ pub(crate) fn add(
             })?,
         None => crate::mac::random(),
     };
+    if kind == VmPortKind::Tap {
+        d.add_port(bridge, &PortSpec::new(name, PortKind::VmTap), false)
+            .map_err(dp)?;
+        return vm_port(
+            bridge,
+            name,
+            name.to_owned(),
+            mac,
+            qemu_args(kind, name, Path::new(""), mac),
+        );
+    }
     let dir = std::fs::canonicalize(state_dir)
         .map(|d| d.join("vm"))
         .map_err(|e| ApiError::new(ErrorKind::HostFailure, format!("the state directory: {e}")))?;
@@ -91,12 +102,17 @@ pub(crate) fn add(
     let mut spec = PortSpec::new(name, port_kind);
     spec.socket = Some(socket.clone());
     d.add_port(bridge, &spec, false).map_err(dp)?;
+    let qemu = qemu_args(kind, name, &socket, mac);
+    vm_port(bridge, name, socket.display().to_string(), mac, qemu)
+}
+
+fn vm_port(bridge: &str, name: &str, socket: String, mac: MacAddr, qemu: Vec<String>) -> Outcome {
     serde_json::to_value(VmPort {
         bridge: bridge.to_owned(),
         port: name.to_owned(),
-        socket: socket.display().to_string(),
+        socket,
         mac: mac.to_string(),
-        qemu: qemu_args(kind, name, &socket, mac),
+        qemu,
     })
     .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
 }
@@ -104,12 +120,12 @@ pub(crate) fn add(
 /// Removes VM port `name` of `bridge` (its socket file goes with it).
 pub(crate) fn del(d: &Datapath, bridge: &str, name: &str) -> Outcome {
     match d.find_port(name).map_err(dp)? {
-        Some((b, PortKind::Stream | PortKind::Dgram)) if b == bridge => {
+        Some((b, PortKind::Stream | PortKind::Dgram | PortKind::VmTap)) if b == bridge => {
             d.del_port(bridge, name).map_err(dp)?;
             Ok(serde_json::json!({}))
         }
         Some((b, _)) if b == bridge => Err(ApiError::invalid(format!(
-            "{name} is not a VM socket port (use `vbr delif {bridge} {name}`)"
+            "{name} is not a VM port (use `vbr delif {bridge} {name}`)"
         ))),
         _ => Err(ApiError::new(
             ErrorKind::NotFound,
