@@ -31,6 +31,8 @@ pub(crate) struct PortRt {
     pub(crate) conn: Option<Connection>,
     /// A VM socket port's path.
     pub(crate) socket: Option<std::path::PathBuf>,
+    /// A VXLAN port's tunnel.
+    pub(crate) vxlan: Option<crate::VxlanCfg>,
     /// On the bridge's kernel fast path (a port on a netdev of this namespace): its tcx
     /// program.
     pub(crate) fast: Option<FastPort>,
@@ -119,6 +121,8 @@ pub struct PortSpec {
     /// For VM socket ports ([`PortKind::Stream`], [`PortKind::Dgram`]): the path vbridge
     /// listens on (a dgram port's guest has its socket at this path plus `.guest`).
     pub socket: Option<std::path::PathBuf>,
+    /// For a [`PortKind::Vxlan`] port: its tunnel.
+    pub vxlan: Option<crate::VxlanCfg>,
     /// Attach even the interface of the host's default route (`vbr addif --force`).
     pub force: bool,
     /// Restoring saved configuration (devices a configuration of an older version named
@@ -138,6 +142,7 @@ impl PortSpec {
             max_learned: 0,
             conn: None,
             socket: None,
+            vxlan: None,
             force: false,
             restoring: false,
         }
@@ -257,6 +262,7 @@ impl BridgeRt {
             mtu: None,
             conn: spec.conn.clone(),
             socket: spec.socket.clone(),
+            vxlan: spec.vxlan.clone(),
             fast: None,
             fast_peer: false,
             capture: None,

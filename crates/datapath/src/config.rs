@@ -105,6 +105,22 @@ pub struct PortCfg {
     /// A VM socket port's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<std::path::PathBuf>,
+    /// A VXLAN port's tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanCfg>,
+}
+
+/// A VXLAN tunnel: its network identifier, the local address it sends from, the UDP
+/// port, and the remote VTEPs that get a copy of every frame with no learned remote
+/// (head-end replication).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanCfg {
+    pub vni: u32,
+    pub local: std::net::Ipv4Addr,
+    #[serde(default)]
+    pub remotes: Vec<std::net::Ipv4Addr>,
+    pub dstport: u16,
 }
 
 /// A static FDB entry as saved.
@@ -164,7 +180,8 @@ impl Engine {
                     | PortKind::Gateway
                     | PortKind::Stream
                     | PortKind::Dgram
-                    | PortKind::VmTap => {}
+                    | PortKind::VmTap
+                    | PortKind::Vxlan => {}
                 }
                 ports.push(PortCfg {
                     name: pname.to_owned(),
@@ -176,6 +193,7 @@ impl Engine {
                     stp: c.port_stp_config(id).unwrap_or_default(),
                     conn: prt.conn.clone(),
                     socket: prt.socket.clone(),
+                    vxlan: prt.vxlan.clone(),
                 });
             }
             let now = self.now();
@@ -272,6 +290,12 @@ impl Config {
                     return bad(
                         format!("{pat}.socket"),
                         "stream and dgram ports, and they alone, have a socket path".into(),
+                    );
+                }
+                if (p.kind == PortKind::Vxlan) != p.vxlan.is_some() {
+                    return bad(
+                        format!("{pat}.vxlan"),
+                        "vxlan ports, and they alone, have a tunnel".into(),
                     );
                 }
                 if let Err(e) = p.vlan.to_mode() {

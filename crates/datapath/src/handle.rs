@@ -331,7 +331,11 @@ impl Datapath {
 
     /// The fast path of `bridge` for a new port with backend `b`, made on first need.
     fn fast_for(&self, bridge: &str, spec: &PortSpec, b: &Backend) -> Option<Arc<FastPath>> {
-        if b.ifindex.is_none() || !matches!(spec.kind, PortKind::Interface | PortKind::VmTap) {
+        let netdev = matches!(
+            spec.kind,
+            PortKind::Interface | PortKind::VmTap | PortKind::Vxlan
+        );
+        if b.ifindex.is_none() || !netdev {
             return None;
         }
         let bridge2 = bridge.to_owned();

@@ -26,7 +26,9 @@ pub mod view;
 mod views;
 
 pub use bridge_rt::PortSpec;
-pub use config::{BridgeCfg, Config, ConfigProblem, PortCfg, StaticEntry, StpParams, VlanCfg};
+pub use config::{
+    BridgeCfg, Config, ConfigProblem, PortCfg, StaticEntry, StpParams, VlanCfg, VxlanCfg,
+};
 pub use control::backend::undo_owned;
 pub use control::connect::{Connection, netns_identity, port_name};
 pub use error::DpError;

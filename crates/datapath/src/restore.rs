@@ -44,6 +44,7 @@ pub(crate) fn restore(dp: &Datapath, config: &Config) -> Vec<DpError> {
                 max_learned: p.max_learned,
                 conn: p.conn.clone(),
                 socket: p.socket.clone(),
+                vxlan: p.vxlan.clone(),
                 // It was accepted when it was added.
                 force: true,
                 restoring: true,

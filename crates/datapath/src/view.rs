@@ -25,6 +25,9 @@ pub enum PortKind {
     /// A VM's TAP (`-netdev tap`): a persistent TAP vbridge made, opened by QEMU by name
     /// and read by vbridge like an interface.
     VmTap,
+    /// A VXLAN tunnel to other hosts: a kernel `vxlan` netdev vbridge made, read like an
+    /// interface.
+    Vxlan,
 }
 
 /// Whether a port moves frames.

@@ -16,4 +16,4 @@ pub mod netns;
 pub mod sysctl;
 
 pub use error::{ErrorKind, HostError, OsError};
-pub use netlink::{IpFamily, Link, LinkEvent, LinkMonitor, Netlink, Route};
+pub use netlink::{IpFamily, Link, LinkEvent, LinkMonitor, MAX_VNI, Netlink, Route};

@@ -138,6 +138,21 @@ pub(crate) enum Request {
         bridge: String,
         name: String,
     },
+    /// A VXLAN port (`vbr vxlan add`): a kernel vxlan netdev vbridge makes.
+    VxlanAdd {
+        name: String,
+        bridge: String,
+        vni: u32,
+        local: std::net::Ipv4Addr,
+        #[serde(default)]
+        remotes: Vec<std::net::Ipv4Addr>,
+        #[serde(default = "default_vxlan_port")]
+        dstport: u16,
+    },
+    /// Removes a VXLAN port and its netdev (`vbr vxlan del`).
+    VxlanDel {
+        name: String,
+    },
     TapDel {
         name: String,
     },
@@ -256,6 +271,8 @@ impl Request {
             Request::TapAdd { .. } => "tap_add",
             Request::PortAdd { .. } => "port_add",
             Request::PortDel { .. } => "port_del",
+            Request::VxlanAdd { .. } => "vxlan_add",
+            Request::VxlanDel { .. } => "vxlan_del",
             Request::TapDel { .. } => "tap_del",
             Request::NetnsAdd { .. } => "netns_add",
             Request::NetnsDel { .. } => "netns_del",
@@ -397,6 +414,11 @@ pub(crate) struct UpDone {
     pub(crate) topology: String,
     /// Whether anything was made (applying a topology again makes nothing).
     pub(crate) changed: bool,
+}
+
+/// The IANA VXLAN port.
+fn default_vxlan_port() -> u16 {
+    4789
 }
 
 /// How a VM reaches its port (`vbr port add --type`).

@@ -119,6 +119,9 @@ pub(crate) enum Cmd {
     /// VM ports: QEMU's stream and dgram socket netdevs (prints the QEMU arguments).
     #[command(subcommand)]
     Port(PortCmd),
+    /// VXLAN tunnels to other hosts.
+    #[command(subcommand)]
+    Vxlan(VxlanCmd),
     /// The bridges' DHCP servers.
     #[command(subcommand)]
     Dhcp(DhcpCmd),
@@ -302,6 +305,27 @@ pub(crate) enum LinkCmd {
 pub(crate) enum DhcpCmd {
     /// The leases of a bridge's DHCP server.
     Leases { bridge: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VxlanCmd {
+    /// Add a VXLAN port to BRIDGE: a kernel vxlan netdev NAME for VNI, sending from LOCAL
+    /// to every REMOTE (head-end replication), learning remote MACs from what it receives.
+    Add {
+        name: String,
+        #[arg(long)]
+        bridge: String,
+        #[arg(long)]
+        vni: u32,
+        #[arg(long)]
+        local: std::net::Ipv4Addr,
+        #[arg(long = "remote")]
+        remotes: Vec<std::net::Ipv4Addr>,
+        #[arg(long, default_value_t = 4789)]
+        dstport: u16,
+    },
+    /// Remove a VXLAN port and its netdev.
+    Del { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -611,6 +635,22 @@ impl Cmd {
                 kind: *kind,
                 mac: mac.clone(),
             },
+            Cmd::Vxlan(VxlanCmd::Add {
+                name,
+                bridge,
+                vni,
+                local,
+                remotes,
+                dstport,
+            }) => Request::VxlanAdd {
+                name: s(name),
+                bridge: s(bridge),
+                vni: *vni,
+                local: *local,
+                remotes: remotes.clone(),
+                dstport: *dstport,
+            },
+            Cmd::Vxlan(VxlanCmd::Del { name }) => Request::VxlanDel { name: s(name) },
             Cmd::Port(PortCmd::Del { bridge, name }) => Request::PortDel {
                 bridge: s(bridge),
                 name: s(name),

@@ -47,6 +47,7 @@ fn kind_text(p: &PortView) -> String {
         (PortKind::Stream, _) => "VM (stream socket)".into(),
         (PortKind::Dgram, _) => "VM (dgram socket)".into(),
         (PortKind::VmTap, _) => format!("VM (tap){fast}"),
+        (PortKind::Vxlan, _) => format!("vxlan tunnel{fast}"),
     }
 }
 

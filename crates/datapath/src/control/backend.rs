@@ -390,6 +390,49 @@ fn vm_tap(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError
     attach_interface(name, owner, ledger, true)
 }
 
+/// A VXLAN port: the kernel `vxlan` netdev an earlier run made (found by the index the
+/// ledger holds) or a new one recorded before it is made, with its remotes, read like an
+/// interface (so its flows take the kernel fast path, GSO kept). A device of that name
+/// vbridge did not make is refused.
+fn vxlan(
+    name: &str,
+    cfg: &crate::VxlanCfg,
+    owner: &Owner,
+    ledger: &Ledger,
+) -> Result<Backend, DpError> {
+    let object = Object::Netdev {
+        name: name.to_owned(),
+        netns: None,
+    };
+    let ours = ledger.get(&object).and_then(|r| r.ifindex);
+    let mut nl = Netlink::new().map_err(host)?;
+    match netdev::ifindex(name) {
+        Ok(i) if Some(i) == ours => {}
+        Ok(_) => {
+            return Err(DpError::NotOurs {
+                name: name.to_owned(),
+                place: "this namespace".into(),
+            });
+        }
+        Err(vbridge_ports::PortError::NotFound { .. }) => {
+            ledger
+                .put(owner.clone(), object.clone(), None)
+                .map_err(host)?;
+            if let Err(e) = nl.create_vxlan(name, cfg.vni, cfg.local, cfg.dstport) {
+                let _ = ledger.forget(&object);
+                return Err(host(e));
+            }
+            let i = netdev::ifindex(name).map_err(|e| DpError::port(name, e))?;
+            ledger.set_ifindex(&object, i).map_err(host)?;
+        }
+        Err(e) => return Err(DpError::port(name, e)),
+    }
+    for r in &cfg.remotes {
+        nl.vxlan_add_remote(name, *r).map_err(host)?;
+    }
+    attach_interface(name, owner, ledger, true)
+}
+
 fn host(e: vbridge_host::HostError) -> DpError {
     DpError::Host(Box::new(e))
 }
@@ -415,6 +458,13 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
         }
         PortKind::Gateway => gateway(name, &owner, ledger),
         PortKind::VmTap => vm_tap(name, &owner, ledger),
+        PortKind::Vxlan => match &spec.vxlan {
+            Some(cfg) => vxlan(name, cfg, &owner, ledger),
+            None => Err(DpError::InvalidName {
+                name: name.clone(),
+                why: "a vxlan port needs its tunnel",
+            }),
+        },
         PortKind::Stream | PortKind::Dgram => {
             let path = spec.socket.as_deref().ok_or(DpError::InvalidName {
                 name: name.clone(),

@@ -136,7 +136,11 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
         // interfaces and host interfaces by their netdev here.
         if !matches!(
             p.kind,
-            PortKind::Host | PortKind::Interface | PortKind::Gateway | PortKind::VmTap
+            PortKind::Host
+                | PortKind::Interface
+                | PortKind::Gateway
+                | PortKind::VmTap
+                | PortKind::Vxlan
         ) {
             continue;
         }
@@ -149,7 +153,7 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
             }
             _ if matches!(
                 p.kind,
-                PortKind::Interface | PortKind::Gateway | PortKind::VmTap
+                PortKind::Interface | PortKind::Gateway | PortKind::VmTap | PortKind::Vxlan
             ) =>
             {
                 // Deleted, or replaced by another device of the same name.
@@ -173,7 +177,10 @@ fn reattach(inbox: &Inbox, ledger: &Ledger, p: &PortInfo) {
         Ok(mut b) => {
             let bridge = p.bridge.clone();
             if let Ok(Ok(Some(fast))) = inbox.ask(|reply| Action::Fast { bridge, reply }) {
-                if matches!(p.kind, PortKind::Interface | PortKind::VmTap) {
+                if matches!(
+                    p.kind,
+                    PortKind::Interface | PortKind::VmTap | PortKind::Vxlan
+                ) {
                     backend::attach_fast(&p.name, &mut b, &fast);
                 }
             }

@@ -10,6 +10,9 @@ mod addr;
 mod link;
 mod monitor;
 mod route;
+mod vxlan;
+
+pub use vxlan::MAX_VNI;
 
 use std::os::fd::AsFd;
 

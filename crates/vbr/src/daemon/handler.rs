@@ -138,6 +138,56 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             force,
         } => add_port(d, &bridge, &port, PortKind::Interface, force),
         Request::TapAdd { name, bridge } => add_port(d, &bridge, &name, PortKind::Tap, false),
+        Request::VxlanAdd {
+            name,
+            bridge,
+            vni,
+            local,
+            remotes,
+            dstport,
+        } => {
+            crate::names::check_ifname(&name).map_err(ApiError::invalid)?;
+            if !(1..=vbridge_host::MAX_VNI).contains(&vni) {
+                return Err(ApiError::invalid(format!(
+                    "--vni {vni}: use 1..={}",
+                    vbridge_host::MAX_VNI
+                )));
+            }
+            if dstport == 0 {
+                return Err(ApiError::invalid("--dstport 0: use a UDP port"));
+            }
+            if let Some(r) = remotes.iter().find(|r| {
+                r.is_unspecified() || r.is_multicast() || r.is_broadcast() || **r == local
+            }) {
+                return Err(ApiError::invalid(format!(
+                    "--remote {r}: a unicast address of another host"
+                )));
+            }
+            let mut spec = PortSpec::new(&name, PortKind::Vxlan);
+            spec.vxlan = Some(vbridge_datapath::VxlanCfg {
+                vni,
+                local,
+                remotes,
+                dstport,
+            });
+            d.add_port(&bridge, &spec, false).map_err(dp)?;
+            done()
+        }
+        Request::VxlanDel { name } => {
+            let (bridge, kind) = d.find_port(&name).map_err(dp)?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("no vxlan port {name} (see `vbr show`)"),
+                )
+            })?;
+            if kind != PortKind::Vxlan {
+                return Err(ApiError::invalid(format!(
+                    "{name} is not a vxlan port (use `vbr delif {bridge} {name}`)"
+                )));
+            }
+            d.del_port(&bridge, &name).map_err(dp)?;
+            done()
+        }
         Request::Delif { bridge, port } => {
             d.del_port(&bridge, &port).map_err(dp)?;
             done()
