@@ -35,7 +35,7 @@ impl Netlink {
         if !(1..=MAX_VNI).contains(&vni) {
             return Err(HostError::invalid(
                 "VNI",
-                &vni.to_string(),
+                vni.to_string(),
                 "use 1..=16777215",
             ));
         }
