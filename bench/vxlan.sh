@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# VXLAN between two "hosts", side by side in one run: a namespace on each host talks
+# through a VXLAN tunnel (VNI 42) over an underlay veth pair, once through vbridge (a
+# daemon per host, `vbr vxlan add`, namespaces by `vbr connect`) and once through the
+# kernel's own vxlan netdev on a Linux bridge set up the same way. The namespaces' MTU is
+# 1450 in both (the underlay's 1500 minus VXLAN's 50). iperf3 TCP throughput and UDP
+# 64-byte frames (18-byte payload) delivered to the receiver's eth0, medians of ROUNDS.
+# Usage (root): bench/vxlan.sh [seconds per run, default 10] [rounds, default 3]
+P=vbx$$
+source "$(dirname "$0")/lib.sh"
+SECS=${1:-10}
+ROUNDS=${2:-3}
+need iperf3 ip python3
+D2=""
+cleanup_more() { [ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null || true; }
+
+# underlay NET H1 H2: two host namespaces joined by a veth pair, 10.NET.0.1 and .2.
+underlay() {
+  mkns "$2"; mkns "$3"
+  ip -n "$2" link add u type veth peer name u netns "$3"
+  ip -n "$2" addr add "10.$1.0.1/24" dev u; ip -n "$2" link set u up
+  ip -n "$3" addr add "10.$1.0.2/24" dev u; ip -n "$3" link set u up
+}
+
+# --- the kernel: vxlan + Linux bridge on each host ---
+underlay 211 ${P}k1 ${P}k2
+for i in 1 2; do
+  h=${P}k$i; local_ip=10.211.0.$i; remote=10.211.0.$((3 - i))
+  ip -n "$h" link add kbr type bridge; ip -n "$h" link set kbr up
+  ip -n "$h" link add vx0 type vxlan id 42 local "$local_ip" dstport 4789
+  bridge -n "$h" fdb append 00:00:00:00:00:00 dev vx0 dst "$remote"
+  ip -n "$h" link set vx0 master kbr; ip -n "$h" link set vx0 up
+  mkns ${P}kn$i
+  ip -n "$h" link add p type veth peer name eth0 netns ${P}kn$i
+  ip -n "$h" link set p master kbr; ip -n "$h" link set p up
+  ip -n ${P}kn$i link set eth0 mtu 1450
+  ip -n ${P}kn$i addr add 10.62.0.$i/24 dev eth0; ip -n ${P}kn$i link set eth0 up
+done
+
+# --- vbridge: a daemon per host ---
+underlay 212 ${P}v1 ${P}v2
+start_daemon ${P}v1
+ip netns exec ${P}v2 "$VBR" daemon --socket "$STATE/v2.sock" --state-dir "$STATE/v2" 2>"$STATE/v2.log" &
+D2=$!
+for _ in $(seq 50); do "$VBR" --socket "$STATE/v2.sock" show >/dev/null 2>&1 && break; sleep 0.1; done
+for i in 1 2; do
+  if [ "$i" = 1 ]; then sock=$STATE/vbr.sock; else sock=$STATE/v2.sock; fi
+  v() { "$VBR" --socket "$sock" "$@"; }
+  v addbr br0
+  v vxlan add vx0 --bridge br0 --vni 42 --local 10.212.0.$i --remote 10.212.0.$((3 - i))
+  mkns ${P}vn$i
+  v connect ${P}vn$i br0 --ip 10.63.0.$i/24 >/dev/null
+  ip -n ${P}vn$i link set eth0 mtu 1450
+done
+sleep 1.5
+
+pair() { case $1 in kernel) echo "${P}kn1 ${P}kn2 10.62.0.2";; vbridge) echo "${P}vn1 ${P}vn2 10.63.0.2";; esac; }
+tcp() {
+  read -r a b ip <<<"$(pair "$1")"
+  ip netns exec "$a" ping -c 3 -i 0.2 -q "$ip" >/dev/null
+  ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
+  ip netns exec "$a" iperf3 -c "$ip" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}
+udp() {
+  read -r a b ip <<<"$(pair "$1")"
+  ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
+  local rx0 rx1 out
+  rx0=$(ip netns exec "$b" cat /sys/class/net/eth0/statistics/rx_packets)
+  out=$(ip netns exec "$a" iperf3 -c "$ip" -u -b 0 -l 18 -t "$SECS" -J)
+  rx1=$(ip netns exec "$b" cat /sys/class/net/eth0/statistics/rx_packets)
+  python3 -c 'import json,sys; e=json.loads(sys.argv[3])["end"]["sum"]; print("%.0f" % ((int(sys.argv[2])-int(sys.argv[1]))/e["seconds"]))' "$rx0" "$rx1" "$out"
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A T U
+for r in $(seq "$ROUNDS"); do
+  for m in kernel vbridge; do T[$m]+=" $(tcp $m)"; U[$m]+=" $(udp $m)"; done
+  echo "round $r: kernel ${T[kernel]##* } Gbit/s ${U[kernel]##* } f/s; vbridge ${T[vbridge]##* } Gbit/s ${U[vbridge]##* } f/s" >&2
+done
+ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
+tk=$(median <<<"${T[kernel]}"); tv=$(median <<<"${T[vbridge]}")
+uk=$(median <<<"${U[kernel]}"); uv=$(median <<<"${U[vbridge]}")
+printf '\n%-36s %14s %14s %8s\n' "over VXLAN (VNI 42), two hosts" "kernel vxlan+br" "vbridge" "ratio"
+printf '%-36s %14s %14s %8s\n' "TCP Gbit/s (iperf3)" "$tk" "$tv" "$(ratio "$tv" "$tk")"
+printf '%-36s %14s %14s %8s\n' "UDP 64-byte frames/s delivered" "$uk" "$uv" "$(ratio "$uv" "$uk")"
