@@ -172,6 +172,10 @@ pub(crate) enum Cmd {
         /// `8080:80/tcp` or `127.0.0.1:5353:53/udp`.
         #[arg(long = "publish", short = 'p')]
         publish: Vec<String>,
+        /// The MTU of both ends (default: the kernel's, or 50 below the underlay's on a
+        /// bridge with a VXLAN tunnel).
+        #[arg(long, conflicts_with = "macvlan")]
+        mtu: Option<u32>,
     },
     /// Undo `connect`.
     Disconnect {
@@ -690,6 +694,7 @@ impl Cmd {
                 veth: _,
                 dhcp,
                 publish,
+                mtu,
                 ..
             } => Request::Connect(crate::daemon::ConnectArgs {
                 netns: s(netns),
@@ -702,6 +707,7 @@ impl Cmd {
                 routes: routes.clone(),
                 dhcp: *dhcp,
                 publish: publish.clone(),
+                mtu: *mtu,
             }),
             Cmd::Disconnect {
                 netns,

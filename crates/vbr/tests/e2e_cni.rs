@@ -63,6 +63,7 @@ fn config(d: &Daemon, bridge: &str, subnet: &str) -> Value {
         "isGateway": true,
         "isDefaultGateway": true,
         "ipMasq": true,
+        "mtu": 1400,
         "socket": d.socket,
         "vbr": vbr_bin(),
         "ipam": {
@@ -136,6 +137,7 @@ fn the_plugin_follows_the_spec() {
     let host_end = r1["interfaces"][0]["name"].as_str().unwrap();
     for (i, (ns, dev)) in [(&host, host_end), (&c1, "eth0")].into_iter().enumerate() {
         let (mac, mtu) = link_of(ns, dev);
+        assert_eq!(mtu, "1400", "the configuration's mtu on both ends");
         assert_eq!(r1["interfaces"][i]["mac"], mac.as_str(), "{r1}");
         assert_eq!(r1["interfaces"][i]["mtu"].to_string(), mtu, "{r1}");
     }

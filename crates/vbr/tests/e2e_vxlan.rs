@@ -1,6 +1,7 @@
 //! VXLAN between two "hosts" (namespaces, each with its own daemon) joined by an
 //! underlay veth: a namespace on each host's bridge reaches the other through the
-//! tunnel, tcpdump on the underlay sees VXLAN with the right VNI, a daemon restart keeps
+//! tunnel (the tunnel's and the namespaces' MTU the underlay's less 50), tcpdump on the
+//! underlay sees VXLAN with the right VNI, a daemon restart keeps
 //! the tunnel, `vxlan del` removes exactly the netdev vbridge made, and bad input is
 //! refused before anything is made.
 
@@ -34,6 +35,9 @@ fn namespaces_on_two_hosts_reach_each_other_over_vxlan() {
         ));
         d.ok(&format!("connect {} br0 --ip {ip}", ns.name));
     }
+    // The tunnel's MTU is the underlay's less 50, and so is a connected namespace's.
+    assert!(h1.ok("ip -o link show vx0").contains("mtu 1450"));
+    assert!(a.ok("ip -o link show eth0").contains("mtu 1450"));
     let dump = tcpdump_while(&h2, &["-v", "-c", "4", "-i", "u2", "udp port 4789"], || {
         assert!(a.reaches("10.61.0.2"), "a reaches b over the tunnel");
     });
@@ -85,6 +89,10 @@ fn bad_vxlan_requests_are_refused_and_make_nothing() {
         "--remote 224.0.0.9",
     );
     refused("vx1 --bridge nobr --vni 7 --local 10.0.0.1", "nobr");
+    refused(
+        "vx1 --bridge br0 --vni 7 --local 10.9.9.9",
+        "must be an address of this host",
+    );
     // Someone else's device of that name is theirs.
     h.ok("ip link add vx2 type veth peer name vx2p");
     refused("vx2 --bridge br0 --vni 7 --local 10.0.0.1", "vx2");

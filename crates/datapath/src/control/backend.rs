@@ -415,10 +415,31 @@ fn vxlan(
             });
         }
         Err(vbridge_ports::PortError::NotFound { .. }) => {
+            // The underlay: the link with the local address; the tunnel's MTU is its less
+            // VXLAN's 50 bytes (outer Ethernet, IPv4, UDP, VXLAN headers).
+            let underlay_mtu = nl
+                .links()
+                .map_err(host)?
+                .into_iter()
+                .find(|l| {
+                    nl.addresses(&l.name)
+                        .is_ok_and(|a| a.iter().any(|(ip, _)| *ip == cfg.local))
+                })
+                .and_then(|l| l.mtu)
+                .ok_or_else(|| DpError::InvalidName {
+                    name: cfg.local.to_string(),
+                    why: "--local must be an address of this host (on the underlay)",
+                })?;
             ledger
                 .put(owner.clone(), object.clone(), None)
                 .map_err(host)?;
-            if let Err(e) = nl.create_vxlan(name, cfg.vni, cfg.local, cfg.dstport) {
+            let made = nl
+                .create_vxlan(name, cfg.vni, cfg.local, cfg.dstport)
+                .and_then(|()| nl.set_mtu(name, underlay_mtu.saturating_sub(50)));
+            if let Err(e) = made {
+                if let Some(r) = ledger.get(&object) {
+                    let _ = vbridge_host::ledger::undo(&r);
+                }
                 let _ = ledger.forget(&object);
                 return Err(host(e));
             }

@@ -45,6 +45,10 @@ pub struct Connection {
     /// taken for ours. `None` until it is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifindex: Option<u32>,
+    /// The MTU of both ends (`None`: the kernel's default), e.g. 50 below the underlay's
+    /// on a bridge with a VXLAN tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl Connection {
@@ -106,6 +110,9 @@ fn idempotent(r: Result<(), HostError>) -> Result<(), HostError> {
 /// Gives the namespace side of a connection its settings. Runs inside the namespace.
 fn configure(nl: &mut Netlink, c: &Connection) -> Result<(), DpError> {
     nl.set_up("lo").map_err(host)?;
+    if let Some(mtu) = c.mtu {
+        nl.set_mtu(&c.ifname, mtu).map_err(host)?;
+    }
     if let Some(mac) = c.mac {
         nl.set_mac(&c.ifname, mac).map_err(host)?;
     }
@@ -289,6 +296,11 @@ fn open_veth(
             };
             ledger.set_ifindex(&object, l.index).map_err(host)?;
         }
+    }
+    if let Some(mtu) = c.mtu {
+        Netlink::new()
+            .and_then(|mut nl| nl.set_mtu(port, mtu))
+            .map_err(host)?;
     }
     let conn = c.clone();
     netns::run_in(ns, move || {

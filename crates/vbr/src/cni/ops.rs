@@ -217,6 +217,7 @@ fn ns_plan(conf: &Conf, netns: &str, ifname: &str, lease: &Lease) -> Result<NsPl
         dhcp: false,
         publish,
         macvlan: None,
+        mtu: conf.mtu,
     })
 }
 
@@ -316,15 +317,6 @@ fn bring_up(
                 on: true,
             },
         )?;
-    }
-    if let Some(mtu) = conf.mtu {
-        let ns = netns::open(netns).map_err(|e| Error::InvalidNetNS(format!("{netns}: {e}")))?;
-        Netlink::new_in(&ns)
-            .and_then(|mut nl| nl.set_mtu(ifname, mtu))
-            .map_err(io("setting the container interface's mtu"))?;
-        Netlink::new()
-            .and_then(|mut nl| nl.set_mtu(&port, mtu))
-            .map_err(io("setting the host end's mtu"))?;
     }
     Ok(())
 }

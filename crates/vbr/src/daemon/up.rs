@@ -202,6 +202,7 @@ fn apply(
                     routes: n.routes.clone(),
                     dhcp: n.dhcp,
                     publish: Vec::new(),
+                    mtu: n.mtu,
                 };
                 connect(d, &args)?.port
             }

@@ -46,6 +46,10 @@ pub(crate) struct ConnectArgs {
     /// Host ports forwarded to its address, Docker's `-p` form (`8080:80/tcp`).
     #[serde(default)]
     pub(crate) publish: Vec<String>,
+    /// The MTU of both ends (default: the kernel's, or what the bridge's VXLAN tunnels
+    /// leave room for).
+    #[serde(default)]
+    pub(crate) mtu: Option<u32>,
 }
 
 pub(crate) fn netns_add(name: &str) -> Outcome {
@@ -68,6 +72,19 @@ pub(crate) fn netns_del(d: &Datapath, name: &str) -> Outcome {
 
 pub(crate) fn netns_list() -> Outcome {
     ok(netns::list().map_err(host)?)
+}
+
+/// The MTU a namespace on `bridge` needs for its frames to fit the bridge's VXLAN
+/// tunnels (a tunnel netdev's MTU: its underlay's less VXLAN's 50), if it has any.
+fn tunnel_mtu(d: &Datapath, bridge: &str) -> Option<u32> {
+    d.bridges(Some(bridge))
+        .ok()?
+        .iter()
+        .flat_map(|b| &b.ports)
+        .filter(|p| p.kind == PortKind::Vxlan)
+        .filter_map(|p| p.mtu)
+        .min()
+        .filter(|m| *m < 1500)
 }
 
 /// `vbr connect`: a port for namespace `a.netns` on `a.bridge`.
@@ -118,6 +135,7 @@ pub(crate) fn connect(d: &Datapath, a: &ConnectArgs) -> Result<Connected, ApiErr
             None
         },
         ifindex: None,
+        mtu: a.mtu.or_else(|| tunnel_mtu(d, &a.bridge)),
     };
     let name = conn.port_name();
     let kind = if a.tap {

@@ -207,6 +207,9 @@ pub(crate) struct NsPlan {
     /// `bridge` is empty).
     #[serde(default)]
     pub(crate) macvlan: Option<(String, String)>,
+    /// The MTU of its interface (default: the kernel's, or the bridge's tunnels').
+    #[serde(default)]
+    pub(crate) mtu: Option<u32>,
 }
 
 /// A checked topology.
@@ -610,6 +613,7 @@ pub(crate) fn parse(file: &str, src: &str) -> Result<Plan, TopologyError> {
             dhcp: n.dhcp.as_ref().is_some_and(|d| *d.get_ref()),
             publish,
             macvlan,
+            mtu: None,
         });
     }
     Ok(plan)
