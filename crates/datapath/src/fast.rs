@@ -294,10 +294,14 @@ fn egress_of(ports: &[Option<PortRt>], to: Offload) -> Option<Egress> {
         .get(usize::from(to.egress.0))
         .and_then(Option::as_ref)
         .is_some_and(|p| p.fast_peer);
+    // The kernel compares the frame's length without its tag (the kernel keeps tags in
+    // the packet's metadata); the switch counts a tag the frame leaves with.
+    let tag = to.tag.map_or(0, Vid::get);
+    let limit = max_frame(ports, to.egress);
     Some(Egress {
         ifindex,
-        max_len: max_frame(ports, to.egress),
-        tag: to.tag.map_or(0, Vid::get),
+        max_len: if tag == 0 { limit } else { limit - 4 },
+        tag,
         peer,
     })
 }

@@ -206,6 +206,9 @@ pub(crate) struct PortInfo {
     /// Its netdev's index in the daemon's namespace, while attached.
     pub(crate) ifindex: Option<u32>,
     pub(crate) conn: Option<crate::Connection>,
+    /// What opening it again needs: a VXLAN port's tunnel, a VM socket port's path.
+    pub(crate) vxlan: Option<crate::VxlanCfg>,
+    pub(crate) socket: Option<std::path::PathBuf>,
 }
 
 /// `vbr trace`: what the bridge does with one frame, step by step.

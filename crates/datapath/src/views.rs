@@ -215,6 +215,8 @@ impl BridgeRt {
             attached: p.io.is_some(),
             ifindex: p.ifindex,
             conn: p.conn.clone(),
+            vxlan: p.vxlan.clone(),
+            socket: p.socket.clone(),
         })
     }
 }

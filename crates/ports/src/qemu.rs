@@ -8,7 +8,8 @@
 //!   the switch: what does not fit its socket waits in a bounded backlog, and frames
 //!   beyond it are dropped.
 //! - [`QemuDgram`]: `-netdev dgram`: one frame per datagram, from the guest's own socket
-//!   path to ours; we send to the guest's path.
+//!   path to ours (datagrams from anywhere else are dropped, counted); we send to the
+//!   guest's path.
 //!
 //! Frames are plain (no vnet header): QEMU's socket netdevs carry none, so the guest
 //! finishes checksums and segments itself.
@@ -62,6 +63,8 @@ pub struct QemuStream {
     set: OwnedFd,
     rx: Vec<u8>,
     tx: VecDeque<u8>,
+    /// The connection is watched for room to write (frames wait in `tx`).
+    want_out: bool,
     rx_dropped: u64,
     /// Connections cut off for garbage.
     cut_off: u64,
@@ -86,6 +89,7 @@ impl QemuStream {
             set,
             rx: Vec::new(),
             tx: VecDeque::new(),
+            want_out: false,
             rx_dropped: 0,
             cut_off: 0,
         })
@@ -112,6 +116,7 @@ impl QemuStream {
         }
         self.rx.clear();
         self.tx.clear();
+        self.want_out = false;
     }
 
     /// Takes the newest waiting connection: a guest that connects again replaces the old.
@@ -129,12 +134,19 @@ impl QemuStream {
                     self.conn = Some(s);
                 }
                 Err(e) if would_block(&e) => return Ok(()),
-                Err(e) => return Err(PortError::io(&self.name, "accept", e)),
+                Err(e) if matches!(errno(&e), libc::EINTR | libc::ECONNABORTED) => {}
+                // Out of descriptors, say: the current guest carries on meanwhile.
+                Err(e) => {
+                    tracing::warn!(port = %self.name, error = %e, "accept failed");
+                    return Ok(());
+                }
             }
         }
     }
 
-    /// Writes what waits for the guest, as far as its socket takes it.
+    /// Writes what waits for the guest, as far as its socket takes it; while something
+    /// still waits, the connection is watched for room to write, so the rest goes as
+    /// soon as the guest reads (even if nothing else happens on the port).
     fn flush(&mut self) {
         let Some(c) = self.conn.as_mut() else {
             return;
@@ -145,10 +157,19 @@ impl QemuStream {
                 Ok(n) => {
                     self.tx.drain(..n);
                 }
-                Err(e) if would_block(&e) => return,
+                Err(e) if would_block(&e) => break,
+                Err(e) if errno(&e) == libc::EINTR => {}
                 Err(_) => {
                     self.drop_conn();
                     return;
+                }
+            }
+        }
+        let want = !self.tx.is_empty();
+        if want != self.want_out {
+            if let Some(c) = self.conn.as_ref() {
+                if sys::epoll::modify(self.set.as_fd(), c.as_fd(), want).is_ok() {
+                    self.want_out = want;
                 }
             }
         }
@@ -258,6 +279,12 @@ impl PortIo for QemuStream {
         self.tx.extend((frame.len() as u32).to_be_bytes());
         self.tx.extend(frame);
         self.flush();
+        if self.conn.is_none() {
+            return Err(PortError::Dropped {
+                op: "send to a guest that went away",
+                source: io::Error::from_raw_os_error(libc::EPIPE),
+            });
+        }
         Ok(())
     }
 
@@ -319,10 +346,14 @@ impl PortIo for QemuDgram {
         let mut got = 0;
         while got < bufs.len() {
             let area = bufs[got].rx_area();
-            match self.sock.recv(area) {
-                Ok(0) => self.rx_dropped += 1,
-                Ok(n) if n >= area.len() => self.rx_dropped += 1, // cut short
-                Ok(n) => {
+            match self.sock.recv_from(area) {
+                // Only the guest's socket speaks on this port.
+                Ok((_, from)) if from.as_pathname() != Some(self.guest.as_path()) => {
+                    self.rx_dropped += 1;
+                }
+                Ok((0, _)) => self.rx_dropped += 1,
+                Ok((n, _)) if n >= area.len() => self.rx_dropped += 1, // cut short
+                Ok((n, _)) => {
                     bufs[got].set_received(VnetHdr::default(), n);
                     got += 1;
                 }
@@ -458,6 +489,61 @@ mod tests {
         }
         assert!(dropped > 0, "frames beyond the backlog are dropped");
         port.release();
+    }
+
+    #[test]
+    fn a_backlog_reaches_a_guest_that_reads_again() {
+        let path = tmp("backlog");
+        let mut port = QemuStream::listen("vm4", &path).unwrap();
+        let mut guest = UnixStream::connect(&path).unwrap();
+        let _ = recv_all(&mut port);
+        // The guest does not read: frames pile up in its socket, then in the backlog.
+        let f = frame(7, 1514);
+        let mut sent = 0usize;
+        for _ in 0..400 {
+            if port.send(&PacketBuf::from_frame(&f).unwrap()).is_ok() {
+                sent += 1;
+            }
+        }
+        assert!(port.want_out, "a backlog waits for room to write");
+        // The guest reads everything the port sent, the port flushing as it is serviced.
+        guest
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut got = 0usize;
+        let mut head = [0u8; 4];
+        let mut body = vec![0u8; f.len()];
+        while got < sent {
+            let _ = port.recv_batch(&mut Batch::new(8));
+            if guest.read_exact(&mut head).is_err() {
+                break;
+            }
+            guest.read_exact(&mut body).unwrap();
+            assert_eq!(body, f);
+            got += 1;
+        }
+        assert_eq!(got, sent, "every frame the port took reached the guest");
+        assert!(!port.want_out);
+        port.release();
+    }
+
+    #[test]
+    fn dgram_frames_from_anyone_but_the_guest_are_dropped() {
+        let (path, gpath, other) = (tmp("d2"), tmp("d2g"), tmp("d2o"));
+        for p in [&gpath, &other] {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut port = QemuDgram::bind("vm5", &path, &gpath).unwrap();
+        let stranger = UnixDatagram::bind(&other).unwrap();
+        stranger.send_to(&frame(8, 60), &path).unwrap();
+        let guest = UnixDatagram::bind(&gpath).unwrap();
+        guest.send_to(&frame(9, 60), &path).unwrap();
+        assert_eq!(recv_all(&mut port), vec![frame(9, 60)]);
+        assert_eq!(port.rx_dropped(), 1);
+        port.release();
+        for p in [&gpath, &other] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     #[test]

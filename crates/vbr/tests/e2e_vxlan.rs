@@ -55,6 +55,18 @@ fn namespaces_on_two_hosts_reach_each_other_over_vxlan() {
     assert!(a.reaches("10.61.0.2"), "the tunnel survives a restart");
     assert_eq!(h1.ok("ip -o link show type vxlan").lines().count(), 1);
 
+    // Its netdev deleted by hand: the port is made again (within a second or two).
+    h1.ok("ip link del vx0");
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || h1
+            .exec("ip link show vx0")
+            .status
+            .success()
+            && a.ping("10.61.0.2")),
+        "the tunnel came back: {}",
+        d1.log()
+    );
+
     // `vxlan del` removes the port and exactly its netdev.
     d1.ok("vxlan del vx0");
     assert!(!h1.exec("ip link show vx0").status.success());

@@ -380,14 +380,22 @@ fn vm_tap(name: &str, owner: &Owner, ledger: &Ledger) -> Result<Backend, DpError
         netns: None,
     };
     let ours = ledger.get(&object).and_then(|r| r.ifindex);
-    match netdev::ifindex(name) {
+    let made = match netdev::ifindex(name) {
         // Made by an earlier run (a restart): QEMU may hold its one queue, so it is not
         // opened again.
-        Ok(i) if Some(i) == ours => {}
+        Ok(i) if Some(i) == ours => false,
         // Made now (or refused: someone else's); the device stays, its queue is QEMU's.
-        _ => drop(persistent_tap(name, owner, ledger)?),
+        _ => {
+            drop(persistent_tap(name, owner, ledger)?);
+            true
+        }
+    };
+    let attached = attach_interface(name, owner, ledger, true);
+    if attached.is_err() && made {
+        // A persistent TAP no descriptor holds: deleting it is what undoing it means.
+        undo_made(ledger, &object);
     }
-    attach_interface(name, owner, ledger, true)
+    attached
 }
 
 /// A VXLAN port: the kernel `vxlan` netdev an earlier run made (found by the index the
@@ -406,6 +414,7 @@ fn vxlan(
     };
     let ours = ledger.get(&object).and_then(|r| r.ifindex);
     let mut nl = Netlink::new().map_err(host)?;
+    let mut made = false;
     match netdev::ifindex(name) {
         Ok(i) if Some(i) == ours => {}
         Ok(_) => {
@@ -433,25 +442,44 @@ fn vxlan(
             ledger
                 .put(owner.clone(), object.clone(), None)
                 .map_err(host)?;
-            let made = nl
-                .create_vxlan(name, cfg.vni, cfg.local, cfg.dstport)
-                .and_then(|()| nl.set_mtu(name, underlay_mtu.saturating_sub(50)));
-            if let Err(e) = made {
-                if let Some(r) = ledger.get(&object) {
-                    let _ = vbridge_host::ledger::undo(&r);
-                }
+            if let Err(e) = nl.create_vxlan(name, cfg.vni, cfg.local, cfg.dstport) {
                 let _ = ledger.forget(&object);
                 return Err(host(e));
             }
-            let i = netdev::ifindex(name).map_err(|e| DpError::port(name, e))?;
-            ledger.set_ifindex(&object, i).map_err(host)?;
+            // Its index is recorded at once, so whatever fails next takes it away again.
+            match netdev::ifindex(name) {
+                Ok(i) => ledger.set_ifindex(&object, i).map_err(host)?,
+                Err(e) => {
+                    let _ = nl.delete_link(name);
+                    let _ = ledger.forget(&object);
+                    return Err(DpError::port(name, e));
+                }
+            }
+            made = true;
+            if let Err(e) = nl.set_mtu(name, underlay_mtu.saturating_sub(50)) {
+                undo_made(ledger, &object);
+                return Err(host(e));
+            }
         }
         Err(e) => return Err(DpError::port(name, e)),
     }
-    for r in &cfg.remotes {
-        nl.vxlan_add_remote(name, *r).map_err(host)?;
+    let attached = cfg
+        .remotes
+        .iter()
+        .try_for_each(|r| nl.vxlan_add_remote(name, *r).map_err(host))
+        .and_then(|()| attach_interface(name, owner, ledger, true));
+    if attached.is_err() && made {
+        undo_made(ledger, &object);
     }
-    attach_interface(name, owner, ledger, true)
+    attached
+}
+
+/// Takes away the netdev `object` names, made just now, and its record.
+fn undo_made(ledger: &Ledger, object: &Object) {
+    if let Some(r) = ledger.get(object) {
+        let _ = vbridge_host::ledger::undo(&r);
+    }
+    let _ = ledger.forget(object);
 }
 
 fn host(e: vbridge_host::HostError) -> DpError {

@@ -102,6 +102,8 @@ fn run(inbox: &Inbox, ledger: &Ledger, stop: &AtomicBool) {
         for p in ports.iter().filter(|p| !p.attached) {
             let back = match &p.conn {
                 Some(c) => tick && crate::control::connect::netns_exists(c),
+                // Netdevs vbridge makes are made again.
+                None if matches!(p.kind, PortKind::VmTap | PortKind::Vxlan) => tick,
                 None => {
                     p.kind == PortKind::Interface
                         && (tick || appeared.contains(&p.name))
@@ -171,6 +173,8 @@ fn recheck(inbox: &Inbox, ports: &[PortInfo]) {
 fn reattach(inbox: &Inbox, ledger: &Ledger, p: &PortInfo) {
     let mut spec = PortSpec::new(&p.name, p.kind);
     spec.conn = p.conn.clone();
+    spec.vxlan = p.vxlan.clone();
+    spec.socket = p.socket.clone();
     // It was accepted when it was added.
     spec.force = true;
     match backend::open(&spec, &p.bridge, ledger) {

@@ -34,6 +34,29 @@ pub(crate) fn add(set: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     .map(drop)
 }
 
+/// Watches `fd` in `set` for input, and for room to write too when `out`.
+pub(crate) fn modify(set: BorrowedFd<'_>, fd: BorrowedFd<'_>, out: bool) -> io::Result<()> {
+    let mut events = libc::EPOLLIN as u32;
+    if out {
+        events |= libc::EPOLLOUT as u32;
+    }
+    let mut ev = libc::epoll_event {
+        events,
+        u64: fd.as_raw_fd() as u64,
+    };
+    // SAFETY: both descriptors are open (borrowed for the call) and `ev` is a valid
+    // epoll_event the kernel only reads.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            set.as_raw_fd(),
+            libc::EPOLL_CTL_MOD,
+            fd.as_raw_fd(),
+            &mut ev,
+        )
+    })
+    .map(drop)
+}
+
 /// Stops watching `fd` in `set`.
 pub(crate) fn del(set: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: both descriptors are open; EPOLL_CTL_DEL ignores the event pointer, which
