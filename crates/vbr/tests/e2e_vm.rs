@@ -11,15 +11,21 @@ use std::time::Duration;
 use common::guest::Guest;
 use common::*;
 
+/// A "host" namespace with a daemon and bridge br0, and a namespace on br0 at `ip`.
+fn lab(ip: &str) -> (Netns, Daemon, Netns) {
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip {ip}", ns.name));
+    (host, d, ns)
+}
+
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, TAP, QEMU")]
 fn a_guest_on_a_qemu_tap_reaches_a_namespace() {
     require_root();
-    let host = Netns::new("h");
-    let mut d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip 10.51.0.1/24", ns.name));
+    let (host, mut d, _ns) = lab("10.51.0.1/24");
     let tap = uniq("t");
     let mac = "52:54:00:51:00:0a";
     let mut g = Guest::boot(
@@ -86,11 +92,7 @@ fn nic_args(v: &serde_json::Value) -> Vec<String> {
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
 fn guests_on_stream_and_dgram_ports_reach_each_other_and_a_namespace() {
     require_root();
-    let host = Netns::new("h");
-    let mut d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip 10.52.0.1/24", ns.name));
+    let (host, mut d, _ns) = lab("10.52.0.1/24");
     let (ma, mb) = ("52:54:00:52:00:0a", "52:54:00:52:00:0b");
     let a = d.json(&format!("port add br0 vma --type stream --mac {ma}"));
     let b = d.json(&format!("port add br0 vmb --type dgram --mac {mb}"));
@@ -132,11 +134,7 @@ fn guests_on_stream_and_dgram_ports_reach_each_other_and_a_namespace() {
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
 fn a_stream_guest_keeps_its_network_across_a_daemon_kill_and_restart() {
     require_root();
-    let host = Netns::new("h");
-    let mut d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip 10.53.0.1/24", ns.name));
+    let (host, mut d, _ns) = lab("10.53.0.1/24");
     let p = d.json("port add br0 vmr --type stream --mac 52:54:00:53:00:0a");
     // The guest pings for as long as the test needs, saying each success.
     let script = "i=0; while [ $i -lt 400 ]; do i=$((i+1)); \
@@ -268,11 +266,7 @@ udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh && ping -c 3 -W 2 10.54.0.1"#;
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, TAP, QEMU")]
 fn a_guest_on_a_tap_vbridge_made_reaches_a_namespace_in_the_kernel() {
     require_root();
-    let host = Netns::new("h");
-    let mut d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip 10.56.0.1/24", ns.name));
+    let (host, mut d, _ns) = lab("10.56.0.1/24");
     let tap = uniq("t");
     let p = d.json(&format!(
         "port add br0 {tap} --type tap --mac 52:54:00:56:00:0a"

@@ -173,40 +173,12 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             d.add_port(&bridge, &spec, false).map_err(dp)?;
             done()
         }
-        Request::VxlanDel { name } => {
-            let (bridge, kind) = d.find_port(&name).map_err(dp)?.ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::NotFound,
-                    format!("no vxlan port {name} (see `vbr show`)"),
-                )
-            })?;
-            if kind != PortKind::Vxlan {
-                return Err(ApiError::invalid(format!(
-                    "{name} is not a vxlan port (use `vbr delif {bridge} {name}`)"
-                )));
-            }
-            d.del_port(&bridge, &name).map_err(dp)?;
-            done()
-        }
+        Request::VxlanDel { name } => del_of_kind(d, &name, PortKind::Vxlan, "vxlan"),
         Request::Delif { bridge, port } => {
             d.del_port(&bridge, &port).map_err(dp)?;
             done()
         }
-        Request::TapDel { name } => {
-            let (bridge, kind) = d.find_port(&name).map_err(dp)?.ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::NotFound,
-                    format!("no tap port {name} (see `vbr show`)"),
-                )
-            })?;
-            if kind != PortKind::Tap {
-                return Err(ApiError::invalid(format!(
-                    "{name} is not a TAP port (use `vbr delif {bridge} {name}`)"
-                )));
-            }
-            d.del_port(&bridge, &name).map_err(dp)?;
-            done()
-        }
+        Request::TapDel { name } => del_of_kind(d, &name, PortKind::Tap, "TAP"),
         Request::Show { bridge } | Request::Stats { bridge } => {
             ok(d.bridges(bridge.as_deref()).map_err(dp)?)
         }
@@ -286,6 +258,23 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             done()
         }
     }
+}
+
+/// Removes port `name` (whichever bridge it is on) if it is of `kind` (`what` in words).
+fn del_of_kind(d: &Datapath, name: &str, kind: PortKind, what: &str) -> Outcome {
+    let (bridge, found) = d.find_port(name).map_err(dp)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            format!("no {what} port {name} (see `vbr show`)"),
+        )
+    })?;
+    if found != kind {
+        return Err(ApiError::invalid(format!(
+            "{name} is not a {what} port (use `vbr delif {bridge} {name}`)"
+        )));
+    }
+    d.del_port(&bridge, name).map_err(dp)?;
+    done()
 }
 
 fn add_port(d: &Datapath, bridge: &str, port: &str, kind: PortKind, force: bool) -> Outcome {
