@@ -81,8 +81,7 @@ pair() { case $1 in direct) echo "${P}d1 ${P}d2 10.99.1.2";; kernel) echo "${P}k
 
 tcp() { # -> Gbit/s
   read -r a b ip <<<"$(pair "$1")"
-  ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
-  ip netns exec "$a" iperf3 -c "$ip" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+  iperf_tcp "$a" "$b" "$ip"
 }
 udp() { # -> "received delivered" frames/s, 64-byte frames (18-byte UDP payload): what
   # iperf3 received, and what reached the receiving namespace's e0 (the switch's output,

@@ -15,9 +15,11 @@ DAEMON=""
 need() { for t in "$@"; do command -v "$t" >/dev/null || { echo "need $t" >&2; exit 1; }; done; }
 
 PIDS=()  # pid files of daemons to stop at exit
+MORE=()  # pids of further vbridge daemons
 
 cleanup() {
   if declare -F cleanup_more >/dev/null; then cleanup_more || true; fi
+  for p in "${MORE[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
   for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
@@ -56,3 +58,19 @@ ovs_start() {
   PIDS+=("$o/vsd.pid")
 }
 ovs() { ovs-vsctl --db=unix:"$STATE/ovs/db.sock" "$@"; }
+
+# start_more NAME NS [VAR=VALUE...]: one more daemon, in namespace NS with that
+# environment, its socket $STATE/NAME.sock (log in $STATE), waited for; stopped at exit.
+start_more() {
+  local name=$1 ns=$2; shift 2
+  ip netns exec "$ns" env "$@" "$VBR" daemon --socket "$STATE/$name.sock" --state-dir "$STATE/$name" 2>"$STATE/$name.log" &
+  MORE+=($!)
+  for _ in $(seq 50); do "$VBR" --socket "$STATE/$name.sock" show >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "daemon $name did not start:" >&2; cat "$STATE/$name.log" >&2; exit 1
+}
+
+# iperf_tcp A B IP: iperf3 TCP from namespace A to a server in B at IP for $SECS s; Gbit/s.
+iperf_tcp() {
+  ip netns exec "$2" iperf3 -s -1 -D -B "$3" >/dev/null; sleep 0.3
+  ip netns exec "$1" iperf3 -c "$3" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}

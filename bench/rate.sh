@@ -21,8 +21,6 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-5}
 ROUNDS=${2:-3}
 need trafgen ip python3
-D2=""
-cleanup_more() { [ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null || true; }
 mac() { ip netns exec "$1" cat /sys/class/net/e0/address; }
 addr() { ip -n "$1" addr add "$2" dev e0; ip -n "$1" link set e0 up; }
 
@@ -68,10 +66,8 @@ vbr addbr br3
 for i in 0 1 2 3 4 5 6 7 8; do mkns ${P}vb$i; vbr connect ${P}vb$i br3 --ifname e0 --ip 10.98.13.$((i + 1))/24 >/dev/null; done
 # --- vbridge with the fast path off: a second daemon ---
 mkns ${P}nh
-ip netns exec ${P}nh env VBR_FASTPATH=0 "$VBR" daemon --socket "$STATE/nf.sock" --state-dir "$STATE/nf" 2>"$STATE/nf.log" &
-D2=$!
+start_more nf ${P}nh VBR_FASTPATH=0
 nf() { "$VBR" --socket "$STATE/nf.sock" "$@"; }
-for _ in $(seq 50); do nf show >/dev/null 2>&1 && break; sleep 0.1; done
 nf addbr br0
 for i in 1 2; do mkns ${P}f$i; nf connect ${P}f$i br0 --ifname e0 --ip 10.98.6.$i/24 >/dev/null; done
 PAIR[vbnofast]="${P}f1 ${P}f2 0"

@@ -11,8 +11,6 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-10}
 ROUNDS=${2:-3}
 need iperf3 ip python3
-D2=""
-cleanup_more() { [ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null || true; }
 
 # underlay NET H1 H2: two host namespaces joined by a veth pair, 10.NET.0.1 and .2.
 underlay() {
@@ -40,9 +38,7 @@ done
 # --- vbridge: a daemon per host ---
 underlay 212 ${P}v1 ${P}v2
 start_daemon ${P}v1
-ip netns exec ${P}v2 "$VBR" daemon --socket "$STATE/v2.sock" --state-dir "$STATE/v2" 2>"$STATE/v2.log" &
-D2=$!
-for _ in $(seq 50); do "$VBR" --socket "$STATE/v2.sock" show >/dev/null 2>&1 && break; sleep 0.1; done
+start_more v2 ${P}v2
 for i in 1 2; do
   if [ "$i" = 1 ]; then sock=$STATE/vbr.sock; else sock=$STATE/v2.sock; fi
   v() { "$VBR" --socket "$sock" "$@"; }
@@ -58,8 +54,7 @@ pair() { case $1 in kernel) echo "${P}kn1 ${P}kn2 10.62.0.2";; vbridge) echo "${
 tcp() {
   read -r a b ip <<<"$(pair "$1")"
   ip netns exec "$a" ping -c 3 -i 0.2 -q "$ip" >/dev/null
-  ip netns exec "$b" iperf3 -s -1 -D -B "$ip" >/dev/null; sleep 0.3
-  ip netns exec "$a" iperf3 -c "$ip" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+  iperf_tcp "$a" "$b" "$ip"
 }
 udp() {
   read -r a b ip <<<"$(pair "$1")"

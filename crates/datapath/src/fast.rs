@@ -122,14 +122,18 @@ impl Fast {
         egress: PortId,
         frame: &[u8],
     ) {
+        // Ports off the fast path first: this runs for every known unicast frame.
+        let Some(in_if) = fast_ifindex(ports, ingress) else {
+            return;
+        };
+        if fast_ifindex(ports, egress).is_none() {
+            return;
+        }
         let (Some(dst), Some(src), Some(tag)) = (
             frame.get(..6).and_then(MacAddr::from_bytes),
             frame.get(6..12).and_then(MacAddr::from_bytes),
             kernel_tag(frame),
         ) else {
-            return;
-        };
-        let Some(in_if) = fast_ifindex(ports, ingress) else {
             return;
         };
         let key = FlowKey {

@@ -74,6 +74,11 @@ pub struct PortView {
     /// On the kernel fast path (an interface port: a veth end, a NIC, someone else's TAP).
     pub fast_path: bool,
     pub counters: CountersView,
+    /// Frames the port's backend received and discarded itself before the switch saw
+    /// them (too long for a buffer, garbage on a VM's stream socket, a datagram from
+    /// someone other than the guest), since it was attached.
+    #[serde(default)]
+    pub backend_drops: u64,
 }
 
 /// A port's VLAN mode.

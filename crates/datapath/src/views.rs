@@ -73,6 +73,7 @@ impl BridgeRt {
                 mtu: rt.mtu,
                 socket: rt.socket.as_ref().map(|p| p.display().to_string()),
                 fast_path: rt.fast.is_some(),
+                backend_drops: rt.io.as_ref().map_or(0, |io| io.rx_dropped()),
                 counters: CountersView {
                     rx_packets: counters.rx_packets,
                     rx_bytes: counters.rx_bytes,

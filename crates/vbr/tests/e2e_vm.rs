@@ -21,6 +21,21 @@ fn lab(ip: &str) -> (Netns, Daemon, Netns) {
     (host, d, ns)
 }
 
+/// Kills the daemon with SIGKILL and starts it again while guest `g` pings (its script
+/// echoes `OK<n>` per reply); whether the replies resume (a few more within 30 s).
+fn carries_on_after_a_restart(d: &mut Daemon, g: &Guest) -> bool {
+    d.kill9();
+    let before = g.console().matches("OK").count();
+    d.spawn();
+    let back = eventually(Duration::from_secs(30), || {
+        g.console().matches("OK").count() > before + 3
+    });
+    if !back {
+        eprintln!("guest:\n{}\ndaemon:\n{}", g.console(), d.log());
+    }
+    back
+}
+
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, TAP, QEMU")]
 fn a_guest_on_a_qemu_tap_reaches_a_namespace() {
@@ -147,18 +162,9 @@ fn a_stream_guest_keeps_its_network_across_a_daemon_kill_and_restart() {
     );
     // kill -9: the guest's connection breaks; the restarted daemon listens again at the
     // same path (its port restored from the configuration), and QEMU reconnects.
-    d.kill9();
-    let before = g.console().matches("OK").count();
-    d.spawn();
     assert!(
-        eventually(Duration::from_secs(30), || g
-            .console()
-            .matches("OK")
-            .count()
-            > before + 3),
-        "the guest did not come back after the restart:\n{}\n{}",
-        g.console(),
-        d.log()
+        carries_on_after_a_restart(&mut d, &g),
+        "the guest did not come back after the restart"
     );
     assert!(d.ok("showmacs br0").contains("52:54:00:53:00:0a"));
     drop(g);
@@ -294,18 +300,9 @@ fn a_guest_on_a_tap_vbridge_made_reaches_a_namespace_in_the_kernel() {
         d.json("stats br0")
     );
     // A daemon restart finds its TAP (QEMU holds the queue) and the guest carries on.
-    d.kill9();
-    let before = g.console().matches("OK").count();
-    d.spawn();
     assert!(
-        eventually(Duration::from_secs(30), || g
-            .console()
-            .matches("OK")
-            .count()
-            > before + 3),
-        "the guest did not carry on after the restart:\n{}\n{}",
-        g.console(),
-        d.log()
+        carries_on_after_a_restart(&mut d, &g),
+        "the guest did not carry on after the restart"
     );
     drop(g);
     // The TAP is vbridge's: it stays while the port does, and goes with it.
@@ -318,5 +315,50 @@ fn a_guest_on_a_tap_vbridge_made_reaches_a_namespace_in_the_kernel() {
             .success()),
         "the TAP went with its port"
     );
+    assert!(d.alive(), "{}", d.log());
+}
+
+#[test]
+#[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces")]
+fn garbage_on_a_stream_socket_is_cut_off_and_counted() {
+    use std::io::Write;
+    require_root();
+    let (_host, mut d, _ns) = lab("10.57.0.1/24");
+    let p = d.json("port add br0 vmg --type stream");
+    let path = p["socket"].as_str().unwrap().to_owned();
+    let drops = |d: &Daemon| {
+        d.json("stats br0")[0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "vmg")
+            .unwrap()["backend_drops"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(drops(&d), 0);
+    // A length of 0 is no frame: the connection is cut off and counted.
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    s.write_all(&[0, 0, 0, 0, 0xde, 0xad]).unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || drops(&d) == 1),
+        "{}",
+        d.json("stats br0")
+    );
+    // The port listens on: the next connection is taken, and the daemon is fine.
+    let mut again = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let mut f = vec![0xffu8; 6];
+    f.extend([0x02, 0, 0, 0, 0x57, 0x0b, 0x08, 0x06]);
+    f.resize(60, 0);
+    again.write_all(&60u32.to_be_bytes()).unwrap();
+    again.write_all(&f).unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || d
+            .ok("showmacs br0")
+            .contains("02:00:00:00:57:0b")),
+        "the next guest's frame was taken: {}",
+        d.ok("showmacs br0")
+    );
+    assert_eq!(drops(&d), 1);
     assert!(d.alive(), "{}", d.log());
 }
