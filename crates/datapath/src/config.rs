@@ -121,6 +121,14 @@ pub struct VxlanCfg {
     #[serde(default)]
     pub remotes: Vec<std::net::Ipv4Addr>,
     pub dstport: u16,
+    /// Whether the netdev learns remote MACs from what it decapsulates (static mode); in
+    /// cluster mode the control plane gives it every entry instead.
+    #[serde(default = "yes")]
+    pub learning: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A static FDB entry as saved.

@@ -148,6 +148,9 @@ pub(crate) enum Request {
         remotes: Vec<std::net::Ipv4Addr>,
         #[serde(default = "default_vxlan_port")]
         dstport: u16,
+        /// Learn remote MACs from decapsulated frames (cluster mode gives them instead).
+        #[serde(default = "yes")]
+        learning: bool,
     },
     /// Removes a VXLAN port and its netdev (`vbr vxlan del`).
     VxlanDel {
@@ -196,6 +199,17 @@ pub(crate) enum Request {
         port: Option<String>,
         count: Option<u64>,
     },
+    /// Writes network definitions to the cluster's etcd (`vbr cluster apply`); answers
+    /// `ApplyDone`.
+    ClusterApply {
+        networks: Vec<crate::cluster::model::NetworkDef>,
+    },
+    /// Removes a network from the cluster (`vbr cluster del`).
+    ClusterDel {
+        name: String,
+    },
+    /// Answers `ClusterView`.
+    ClusterStatus,
     /// A namespace on a macvlan of a host interface (no bridge).
     MacvlanConnect(crate::daemon::MacvlanArgs),
     /// Removes a macvlan `macvlan_connect` made.
@@ -239,6 +253,9 @@ impl Request {
                 | Request::Capture { .. }
                 | Request::DhcpLeases { .. }
                 | Request::Topologies
+                | Request::ClusterApply { .. }
+                | Request::ClusterDel { .. }
+                | Request::ClusterStatus
         )
     }
 
@@ -287,6 +304,9 @@ impl Request {
             Request::Capture { .. } => "capture",
             Request::DhcpLeases { .. } => "dhcp_leases",
             Request::MacvlanConnect(_) => "macvlan_connect",
+            Request::ClusterApply { .. } => "cluster_apply",
+            Request::ClusterDel { .. } => "cluster_del",
+            Request::ClusterStatus => "cluster_status",
             Request::MacvlanDisconnect { .. } => "macvlan_disconnect",
         }
     }
@@ -406,6 +426,9 @@ pub(crate) struct Connected {
     pub(crate) port: String,
     pub(crate) port_no: u16,
     pub(crate) netns: String,
+    /// The addresses the namespace's interface got (in cluster mode, allocated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) addresses: Vec<String>,
 }
 
 /// The answer to [`Request::Up`].
@@ -414,6 +437,10 @@ pub(crate) struct UpDone {
     pub(crate) topology: String,
     /// Whether anything was made (applying a topology again makes nothing).
     pub(crate) changed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The IANA VXLAN port.

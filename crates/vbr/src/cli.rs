@@ -46,6 +46,18 @@ pub(crate) enum Cmd {
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9417) at /metrics.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// Cluster mode: the etcd cluster's client URLs (http://HOST:2379, comma-separated).
+        #[arg(long, value_name = "URL,...", value_delimiter = ',', requires_all = ["node", "underlay"])]
+        cluster: Vec<String>,
+        /// This node's name in the cluster.
+        #[arg(long, requires = "cluster")]
+        node: Option<String>,
+        /// This node's address on the underlay: its VXLAN tunnels send from it.
+        #[arg(long, requires = "cluster")]
+        underlay: Option<std::net::Ipv4Addr>,
+        /// Seconds the cluster keeps listing this node after its daemon stops.
+        #[arg(long, default_value_t = 10)]
+        lease_ttl: u64,
     },
     /// Create a bridge (and its host interface of the same name).
     Addbr { bridge: String },
@@ -122,6 +134,9 @@ pub(crate) enum Cmd {
     /// VXLAN tunnels to other hosts.
     #[command(subcommand)]
     Vxlan(VxlanCmd),
+    /// The cluster (a daemon started with --cluster): networks on every node.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// The bridges' DHCP servers.
     #[command(subcommand)]
     Dhcp(DhcpCmd),
@@ -309,6 +324,17 @@ pub(crate) enum LinkCmd {
 pub(crate) enum DhcpCmd {
     /// The leases of a bridge's DHCP server.
     Leases { bridge: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCmd {
+    /// Write the networks of a TOML file (`[[network]]` with name, vni, subnet, and
+    /// optionally gateway and dhcp = { start, end }) to etcd; every node follows.
+    Apply { file: PathBuf },
+    /// Remove a network from the cluster (every node removes its bridge).
+    Del { network: String },
+    /// The nodes, the networks and how they stand on this node; etcd's health.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -653,8 +679,22 @@ impl Cmd {
                 local: *local,
                 remotes: remotes.clone(),
                 dstport: *dstport,
+                learning: true,
             },
             Cmd::Vxlan(VxlanCmd::Del { name }) => Request::VxlanDel { name: s(name) },
+            Cmd::Cluster(ClusterCmd::Apply { file }) => {
+                let text = read_topology(file)?;
+                let parsed: crate::cluster::ApplyFile = toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                if parsed.network.is_empty() {
+                    anyhow::bail!("{}: no [[network]] in it", file.display());
+                }
+                Request::ClusterApply {
+                    networks: parsed.network,
+                }
+            }
+            Cmd::Cluster(ClusterCmd::Del { network }) => Request::ClusterDel { name: s(network) },
+            Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus,
             Cmd::Port(PortCmd::Del { bridge, name }) => Request::PortDel {
                 bridge: s(bridge),
                 name: s(name),

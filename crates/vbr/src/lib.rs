@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod client;
+mod cluster;
 pub mod cni;
 mod daemon;
 mod diagram;
@@ -24,12 +25,30 @@ use cli::{Cli, Cmd};
 /// `vbr`: parses the command line and runs the command; the exit code says how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::Daemon { state_dir, metrics } = &cli.cmd {
+    if let Cmd::Daemon {
+        state_dir,
+        metrics,
+        cluster,
+        node,
+        underlay,
+        lease_ttl,
+    } = &cli.cmd
+    {
         logging::init();
+        let cluster = match (node, underlay) {
+            (Some(node), Some(underlay)) if !cluster.is_empty() => Some(cluster::Options {
+                endpoints: cluster.clone(),
+                node: node.clone(),
+                underlay: *underlay,
+                lease_ttl: *lease_ttl,
+            }),
+            _ => None,
+        };
         let opts = daemon::Options {
             socket: cli.socket.clone(),
             state_dir: state_dir.clone(),
             metrics: *metrics,
+            cluster,
         };
         return match daemon::run(opts) {
             Ok(()) => ExitCode::SUCCESS,

@@ -97,15 +97,84 @@ pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
         Request::Connect(_) => {
             let c: Connected = typed(v)?;
             say!(
-                "{} is port {} of {}",
+                "{} is port {} of {}{}",
                 escape(&c.netns),
                 escape(&c.port),
-                escape(&c.bridge)
+                escape(&c.bridge),
+                if c.addresses.is_empty() {
+                    String::new()
+                } else {
+                    format!(", address {}", c.addresses.join(" "))
+                }
             );
         }
+        Request::ClusterApply { .. } => {
+            let d: crate::cluster::ApplyDone = typed(v)?;
+            for (what, names) in [
+                ("created", &d.created),
+                ("updated", &d.updated),
+                ("unchanged", &d.unchanged),
+            ] {
+                if !names.is_empty() {
+                    say!("{what}: {}", escape(&names.join(" ")));
+                }
+            }
+        }
+        Request::ClusterStatus => cluster_status(&typed(v)?),
         _ => {}
     }
     Ok(())
+}
+
+/// `vbr cluster status`.
+fn cluster_status(c: &crate::cluster::ClusterView) {
+    say!(
+        "node {} (underlay {}), lease {} ({} s)",
+        escape(&c.node),
+        c.underlay,
+        c.lease.as_deref().unwrap_or("none"),
+        c.lease_ttl
+    );
+    say!("etcd {}: {}", c.etcd, c.endpoints.join(","));
+    if let (Some(e), Some(s)) = (&c.error, c.unreachable_for) {
+        say!(
+            "  for {s:.0} s: {}; forwarding goes on with the last known state",
+            escape(e)
+        );
+    }
+    say!("\nnodes:");
+    for n in &c.nodes {
+        say!(
+            "  {:<16} {:<16}{}",
+            escape(&n.name),
+            n.underlay,
+            if n.this { " (this node)" } else { "" }
+        );
+    }
+    say!(
+        "\n{:<16} {:>8}  {:<18} {:>7} {:>11} {:>10}  health",
+        "network",
+        "vni",
+        "subnet",
+        "remotes",
+        "remote macs",
+        "local macs"
+    );
+    for n in &c.networks {
+        say!(
+            "{:<16} {:>8}  {:<18} {:>7} {:>11} {:>10}  {}",
+            escape(&n.name),
+            n.vni,
+            n.subnet,
+            n.remotes,
+            n.remote_macs,
+            n.local_macs,
+            n.health
+        );
+    }
+    for i in &c.ignored {
+        say!("ignored: {}", escape(i));
+    }
 }
 
 /// `brctl show`: bridge name, bridge id, STP enabled, interfaces (one per line).

@@ -442,7 +442,7 @@ fn vxlan(
             ledger
                 .put(owner.clone(), object.clone(), None)
                 .map_err(host)?;
-            if let Err(e) = nl.create_vxlan(name, cfg.vni, cfg.local, cfg.dstport) {
+            if let Err(e) = nl.create_vxlan(name, cfg.vni, cfg.local, cfg.dstport, cfg.learning) {
                 let _ = ledger.forget(&object);
                 return Err(host(e));
             }

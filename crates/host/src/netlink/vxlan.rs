@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo},
@@ -23,13 +23,15 @@ pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 impl Netlink {
     /// Creates the VXLAN link `name` for `vni`, sending from `local` to UDP port `port`,
-    /// learning which remote has which MAC from what it receives.
+    /// learning which remote has which MAC from what it receives when `learning` (else
+    /// only from the entries [`Netlink::vxlan_fdb_set`] gives it).
     pub fn create_vxlan(
         &mut self,
         name: &str,
         vni: u32,
         local: Ipv4Addr,
         port: u16,
+        learning: bool,
     ) -> Result<(), HostError> {
         name::check_link(name)?;
         if !(1..=MAX_VNI).contains(&vni) {
@@ -49,7 +51,7 @@ impl Netlink {
                 InfoVxlan::Id(vni),
                 InfoVxlan::Local(local),
                 InfoVxlan::Port(port),
-                InfoVxlan::Learning(true),
+                InfoVxlan::Learning(learning),
             ])),
         ]));
         self.request(
@@ -66,24 +68,30 @@ impl Netlink {
     /// Adds `remote` to the head-end replication list of VXLAN link `name` (already
     /// there: fine).
     pub fn vxlan_add_remote(&mut self, name: &str, remote: Ipv4Addr) -> Result<(), HostError> {
-        let index = self.index_for(name, "add a remote to")?;
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Bridge;
-        message.header.ifindex = index;
-        message.header.state = NeighbourState::Permanent;
-        message.header.flags = NeighbourFlags::Own;
-        message
-            .attributes
-            .push(NeighbourAttribute::LinkLayerAddress(vec![0; 6]));
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                remote,
-            )));
-        let object = format!("remote {remote} of vxlan {name:?}");
+        self.vxlan_fdb_set(name, [0; 6], remote)
+    }
+
+    /// Adds the entry "`mac` is behind VTEP `remote`" to VXLAN link `name`; the all-zeros
+    /// MAC adds `remote` to the head-end replication list (already there: fine).
+    pub fn vxlan_fdb_set(
+        &mut self,
+        name: &str,
+        mac: [u8; 6],
+        remote: Ipv4Addr,
+    ) -> Result<(), HostError> {
+        let index = self.index_for(name, "add a forwarding entry to")?;
+        let message = fdb_message(index, mac, remote);
+        let object = format!("entry {} via {remote} of vxlan {name:?}", show_mac(mac));
+        // The replication list takes one entry per remote (append); a MAC has one place
+        // (replace).
+        let how = if mac == [0; 6] {
+            NLM_F_APPEND
+        } else {
+            NLM_F_REPLACE
+        };
         match self.request(
             RouteNetlinkMessage::NewNeighbour(message),
-            NLM_F_CREATE | NLM_F_APPEND,
+            NLM_F_CREATE | how,
             What {
                 action: "add",
                 object: &object,
@@ -94,4 +102,98 @@ impl Netlink {
             Err(e) => Err(e),
         }
     }
+
+    /// Removes the entry for `mac` via `remote` from VXLAN link `name` (gone: fine).
+    pub fn vxlan_fdb_del(
+        &mut self,
+        name: &str,
+        mac: [u8; 6],
+        remote: Ipv4Addr,
+    ) -> Result<(), HostError> {
+        let index = self.index_for(name, "remove a forwarding entry from")?;
+        let message = fdb_message(index, mac, remote);
+        let object = format!("entry {} via {remote} of vxlan {name:?}", show_mac(mac));
+        match self.request(
+            RouteNetlinkMessage::DelNeighbour(message),
+            0,
+            What {
+                action: "remove",
+                object: &object,
+            },
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno() == Some(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The entries of VXLAN link `name` that name a remote VTEP: (MAC, remote), the
+    /// replication list as all-zeros MACs.
+    pub fn vxlan_fdb(&mut self, name: &str) -> Result<Vec<([u8; 6], Ipv4Addr)>, HostError> {
+        let index = self.index_for(name, "read the forwarding entries of")?;
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = index;
+        let object = format!("forwarding entries of vxlan {name:?}");
+        let answers = self.dump(
+            RouteNetlinkMessage::GetNeighbour(message),
+            What {
+                action: "read",
+                object: &object,
+            },
+        )?;
+        let mut out = Vec::new();
+        for a in answers {
+            let RouteNetlinkMessage::NewNeighbour(n) = a else {
+                continue;
+            };
+            if n.header.ifindex != index {
+                continue;
+            }
+            let mut mac = None;
+            let mut dst = None;
+            for attr in &n.attributes {
+                match attr {
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        mac = <[u8; 6]>::try_from(l.as_slice()).ok();
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(*a),
+                    // The bridge family's addresses come back as bytes.
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        dst = <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from);
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(m), Some(d)) = (mac, dst) {
+                out.push((m, d));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An FDB entry of a VXLAN link: `mac` behind `remote`, permanent.
+fn fdb_message(index: u32, mac: [u8; 6], remote: Ipv4Addr) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Bridge;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.header.flags = NeighbourFlags::Own;
+    message
+        .attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    message
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            remote,
+        )));
+    message
+}
+
+fn show_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }

@@ -109,6 +109,12 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
         Request::MacvlanConnect(_) | Request::MacvlanDisconnect { .. } => Err(ApiError::invalid(
             "macvlan requests are answered by the daemon itself",
         )),
+        Request::ClusterApply { .. } | Request::ClusterDel { .. } | Request::ClusterStatus => {
+            Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "this daemon is not in cluster mode: start it with --cluster http://HOST:2379 --node NAME --underlay IP",
+            ))
+        }
         Request::DhcpLeases { .. } => Err(ApiError::invalid(
             "dhcp_leases is answered by the daemon itself",
         )),
@@ -145,6 +151,7 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
             local,
             remotes,
             dstport,
+            learning,
         } => {
             crate::names::check_ifname(&name).map_err(ApiError::invalid)?;
             if !(1..=vbridge_host::MAX_VNI).contains(&vni) {
@@ -169,6 +176,7 @@ pub(crate) fn apply(d: &Datapath, req: Request) -> Outcome {
                 local,
                 remotes,
                 dstport,
+                learning,
             });
             d.add_port(&bridge, &spec, false).map_err(dp)?;
             done()

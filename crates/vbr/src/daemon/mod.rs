@@ -37,6 +37,8 @@ pub(crate) struct Options {
     pub(crate) state_dir: PathBuf,
     /// Serve Prometheus metrics here (`--metrics`).
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Cluster mode (`--cluster`).
+    pub(crate) cluster: Option<crate::cluster::Options>,
 }
 
 /// What connection threads share.
@@ -52,11 +54,23 @@ pub(crate) struct Shared {
     dhcp: dhcp::Dhcp,
     /// The bridges' NAT tables, kept as they must be.
     nat: Arc<nat::Nat>,
+    /// This node in its cluster (cluster mode only).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
     /// Runs one request; saves the configuration after a change.
     pub(crate) fn execute(&self, req: Request) -> Response {
+        if let Some(c) = self.cluster.clone() {
+            if let Some(r) = self.cluster_request(&c, req.clone()) {
+                return r;
+            }
+        }
+        self.execute_local(req)
+    }
+
+    /// Runs one request on this node alone.
+    fn execute_local(&self, req: Request) -> Response {
         if self.dp.died() {
             return Response::err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -186,6 +200,100 @@ impl Shared {
         }
     }
 
+    /// The datapath, for the cluster agent.
+    pub(crate) fn datapath(&self) -> &Datapath {
+        &self.dp
+    }
+
+    /// Requests cluster mode answers or changes: `cluster ...`, and connecting a
+    /// namespace to a cluster network (its address allocated cluster-wide, its MAC
+    /// chosen here so it is published at once) or taking it away (its address given
+    /// back). `None`: an ordinary request.
+    fn cluster_request(&self, c: &crate::cluster::Cluster, req: Request) -> Option<Response> {
+        let answer = |r: Result<serde_json::Value, ApiError>| match r {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        };
+        fn json(v: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+            serde_json::to_value(v)
+                .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))
+        }
+        match req {
+            Request::ClusterApply { networks } => {
+                Some(answer(c.apply(&networks).and_then(|d| json(&d))))
+            }
+            Request::ClusterDel { name } => {
+                Some(answer(c.delete(&name).map(|()| serde_json::json!({}))))
+            }
+            Request::ClusterStatus => {
+                let v = c.status(|d| crate::cluster::health(self, d));
+                Some(answer(json(&v)))
+            }
+            Request::Connect(mut args) => {
+                let net = c.network(&args.bridge)?;
+                if args.mac.is_none() {
+                    args.mac = Some(crate::mac::random());
+                }
+                let mut allocated = false;
+                if args.ips.is_empty() && !args.dhcp {
+                    let ip = match c.allocate(&net, &args.netns) {
+                        Ok(ip) => ip,
+                        Err(e) => return Some(Response::err(e)),
+                    };
+                    allocated = true;
+                    let len = net.subnet.prefix_len();
+                    args.ips = vec![ipnet::IpNet::V4(
+                        ipnet::Ipv4Net::new(ip, len).expect("a prefix length of a subnet"),
+                    )];
+                    if args.gateway.is_none() {
+                        args.gateway = net.gateway.map(std::net::IpAddr::V4);
+                    }
+                }
+                let netns = args.netns.clone();
+                let r = self.execute_local(Request::Connect(args));
+                if !r.ok && allocated {
+                    let _ = c.release(&net.name, Some(&netns));
+                }
+                Some(r)
+            }
+            Request::Disconnect { netns, bridge } if c.network(&bridge).is_some() => {
+                let r = self.execute_local(Request::Disconnect {
+                    netns: netns.clone(),
+                    bridge: bridge.clone(),
+                });
+                if r.ok {
+                    if let Err(e) = c.release(&bridge, Some(&netns)) {
+                        tracing::warn!(error = %e, %netns, network = %bridge, "cannot give the address back");
+                    }
+                }
+                Some(r)
+            }
+            Request::NetnsDel { name } => {
+                let nets: Vec<String> = self
+                    .dp
+                    .connections()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(b, _, conn)| conn.netns == name && c.network(b).is_some())
+                    .map(|(b, _, _)| b)
+                    .collect();
+                if nets.is_empty() {
+                    return None;
+                }
+                let r = self.execute_local(Request::NetnsDel { name: name.clone() });
+                if r.ok {
+                    for n in nets {
+                        if let Err(e) = c.release(&n, Some(&name)) {
+                            tracing::warn!(error = %e, netns = %name, network = %n, "cannot give the address back");
+                        }
+                    }
+                }
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `bridge` has an uplink (an interface of this namespace, or the veth to a
     /// provider bridge): a DHCP server may answer from behind it.
     fn has_uplink(&self, bridge: &str) -> bool {
@@ -261,6 +369,10 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         tracing::warn!("missing capability {cap}: {what} will fail");
     }
     let config = store.load()?;
+    let cluster = match opts.cluster.clone() {
+        Some(o) => Some(Arc::new(join(o, &opts.state_dir)?)),
+        None => None,
+    };
     let ledger = Arc::new(store.ledger()?);
     if let Some(old) = store.take_topologies()? {
         up::migrate(&ledger, old);
@@ -302,6 +414,7 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         api_metrics: metrics::ApiMetrics::default(),
         dhcp,
         nat,
+        cluster: cluster.clone(),
     });
     {
         let mut saved = shared.saved.lock().unwrap_or_else(|p| p.into_inner());
@@ -310,12 +423,31 @@ pub(crate) fn run(opts: Options) -> Result<()> {
     if let Some(addr) = opts.metrics {
         metrics::serve(addr, Arc::clone(&shared))?;
     }
+    if let Some(c) = cluster {
+        crate::cluster::spawn(c, Arc::clone(&shared));
+    }
     spawn_persister(Arc::clone(&shared));
     spawn_watchdog(Arc::clone(&shared), opts.socket.clone());
     server::spawn_signal_handler(Arc::clone(&shared), opts.socket.clone())?;
     tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "vbr daemon ready");
     server::serve(listener, shared);
     Ok(())
+}
+
+/// Joins the cluster before anything else starts: a node name another live node holds
+/// stops the daemon here; an etcd that does not answer does not (the agent keeps
+/// trying, forwarding goes on with the configuration saved last).
+fn join(
+    o: crate::cluster::Options,
+    state_dir: &std::path::Path,
+) -> Result<crate::cluster::Cluster> {
+    let c = crate::cluster::Cluster::new(o, state_dir).map_err(anyhow::Error::msg)?;
+    match c.session() {
+        Ok(()) => {}
+        Err(crate::cluster::JoinError::NameTaken(m)) => anyhow::bail!(m),
+        Err(e) => tracing::warn!("cluster: {e}; starting with the configuration saved last"),
+    }
+    Ok(c)
 }
 
 /// Saves changes the netdevs made (MAC set by hand, ...) every two seconds.
@@ -358,6 +490,9 @@ impl Shared {
     pub(crate) fn shutdown(&self, socket: &std::path::Path) -> ! {
         let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
         let died = self.dp.died();
+        if let Some(c) = &self.cluster {
+            c.leave();
+        }
         if !died {
             if let Err(e) = self.persist(&mut saved) {
                 tracing::error!(error = %format!("{e:#}"), "cannot save configuration at shutdown");

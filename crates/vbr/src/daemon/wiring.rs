@@ -151,6 +151,7 @@ pub(crate) fn connect(d: &Datapath, a: &ConnectArgs) -> Result<Connected, ApiErr
         port: name,
         port_no: id.0,
         netns: a.netns.clone(),
+        addresses: a.ips.iter().map(ToString::to_string).collect(),
     })
 }
 

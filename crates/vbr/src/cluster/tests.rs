@@ -1,0 +1,187 @@
+//! The cluster's etcd transactions against a real etcd (Debian's `etcd-server`), run by
+//! the test on loopback: addresses allocated by two nodes at once are never the same,
+//! a full pool says so, and `apply` claims VNIs once.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::model::{NetworkDef, Range};
+use super::{Cluster, Options};
+
+/// An etcd on 127.0.0.1 (free ports), killed and its data removed on drop.
+struct LocalEtcd {
+    child: Child,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl LocalEtcd {
+    fn start() -> LocalEtcd {
+        let (client, peer) = (free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("vbr-etcd-unit-{}-{client}", std::process::id()));
+        let url = format!("http://127.0.0.1:{client}");
+        let child = Command::new("etcd")
+            .arg(format!("--data-dir={}", dir.display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian's etcd-server) must be installed for these tests");
+        let e = LocalEtcd { child, dir, url };
+        let client = super::etcd::Etcd::new(std::slice::from_ref(&e.url)).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while client.range_prefix("/").is_err() {
+            assert!(Instant::now() < end, "etcd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        e
+    }
+}
+
+impl Drop for LocalEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn node(etcd: &LocalEtcd, name: &str, dir: &std::path::Path) -> Cluster {
+    Cluster::new(
+        Options {
+            endpoints: vec![etcd.url.clone()],
+            node: name.into(),
+            underlay: Ipv4Addr::new(10, 0, 0, 1),
+            lease_ttl: 5,
+        },
+        dir,
+    )
+    .unwrap()
+}
+
+fn blue() -> NetworkDef {
+    NetworkDef {
+        name: "blue".into(),
+        vni: 7,
+        subnet: "10.40.0.0/24".parse().unwrap(),
+        gateway: Some(Ipv4Addr::new(10, 40, 0, 1)),
+        dhcp: Some(Range {
+            start: Ipv4Addr::new(10, 40, 0, 1),
+            end: Ipv4Addr::new(10, 40, 0, 40),
+        }),
+    }
+}
+
+#[test]
+fn two_nodes_allocating_at_once_never_get_the_same_address() {
+    let etcd = LocalEtcd::start();
+    let dir = std::env::temp_dir().join(format!("vbr-cluster-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (node(&etcd, "a", &dir), node(&etcd, "b", &dir));
+    a.apply(&[blue()]).unwrap();
+    // 39 addresses in the pool (the gateway is left out), 2 × 25 asked for at once.
+    let net = blue();
+    let take = |c: &Cluster, who: &str| -> Vec<Result<Ipv4Addr, String>> {
+        (0..25)
+            .map(|i| {
+                c.allocate(&net, &format!("{who}{i}"))
+                    .map_err(|e| e.message)
+            })
+            .collect()
+    };
+    let (got_a, got_b) = std::thread::scope(|s| {
+        let ta = s.spawn(|| take(&a, "a"));
+        let tb = s.spawn(|| take(&b, "b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let mut ips: Vec<Ipv4Addr> = got_a
+        .iter()
+        .chain(&got_b)
+        .filter_map(|r| r.clone().ok())
+        .collect();
+    let failures: Vec<String> = got_a
+        .iter()
+        .chain(&got_b)
+        .filter_map(|r| r.clone().err())
+        .collect();
+    assert_eq!(ips.len(), 39, "every address given: {failures:?}");
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 39, "never the same address twice");
+    assert!(
+        !ips.contains(&Ipv4Addr::new(10, 40, 0, 1)),
+        "not the gateway"
+    );
+    assert_eq!(failures.len(), 11);
+    assert!(
+        failures.iter().all(|f| f.contains("no free address")),
+        "{failures:?}"
+    );
+    // Given back by one node: only its own.
+    a.release("blue", Some("a0")).unwrap();
+    let again = b.allocate(&net, "b99").unwrap();
+    assert_eq!(got_a[0].clone().unwrap(), again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn apply_claims_a_vni_once_and_registration_refuses_a_live_name() {
+    let etcd = LocalEtcd::start();
+    let dir = std::env::temp_dir().join(format!("vbr-cluster-unit2-{}", std::process::id()));
+    let (da, db) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let a = node(&etcd, "a", &da);
+    let done = a.apply(&[blue()]).unwrap();
+    assert_eq!(done.created, ["blue"]);
+    assert_eq!(a.apply(&[blue()]).unwrap().unchanged, ["blue"]);
+    let mut red = blue();
+    red.name = "red".into();
+    red.subnet = "10.41.0.0/24".parse().unwrap();
+    red.gateway = None;
+    red.dhcp = None;
+    let e = a.apply(&[red.clone()]).unwrap_err();
+    assert!(e.message.contains("vni 7"), "{e}");
+    red.vni = 8;
+    assert_eq!(a.apply(&[red.clone()]).unwrap().created, ["red"]);
+    // Changing a network's VNI moves its claim.
+    red.vni = 9;
+    assert_eq!(a.apply(&[red.clone()]).unwrap().updated, ["red"]);
+    red.name = "green".into();
+    red.subnet = "10.42.0.0/24".parse().unwrap();
+    red.vni = 8;
+    assert_eq!(
+        a.apply(&[red]).unwrap().created,
+        ["green"],
+        "vni 8 is free again"
+    );
+
+    // A node's name: taken while it lives; its own next run takes it back.
+    a.session().unwrap();
+    let imposter = node(&etcd, "a", &db);
+    assert!(matches!(
+        imposter.session(),
+        Err(super::JoinError::NameTaken(_))
+    ));
+    let again = node(&etcd, "a", &da);
+    again
+        .session()
+        .expect("the same node's next run (same state) takes its name back");
+    let _ = std::fs::remove_dir_all(&dir);
+}
