@@ -60,10 +60,12 @@ ovs_start() {
 ovs() { ovs-vsctl --db=unix:"$STATE/ovs/db.sock" "$@"; }
 
 # start_more NAME NS [VAR=VALUE...]: one more daemon, in namespace NS with that
-# environment, its socket $STATE/NAME.sock (log in $STATE), waited for; stopped at exit.
+# environment (and the arguments in MORE_ARGS), its socket $STATE/NAME.sock (log in
+# $STATE), waited for; stopped at exit.
+MORE_ARGS=()
 start_more() {
   local name=$1 ns=$2; shift 2
-  ip netns exec "$ns" env "$@" "$VBR" daemon --socket "$STATE/$name.sock" --state-dir "$STATE/$name" 2>"$STATE/$name.log" &
+  ip netns exec "$ns" env "$@" "$VBR" daemon --socket "$STATE/$name.sock" --state-dir "$STATE/$name" "${MORE_ARGS[@]}" 2>"$STATE/$name.log" &
   MORE+=($!)
   for _ in $(seq 50); do "$VBR" --socket "$STATE/$name.sock" show >/dev/null 2>&1 && return; sleep 0.1; done
   echo "daemon $name did not start:" >&2; cat "$STATE/$name.log" >&2; exit 1

@@ -5,6 +5,9 @@
 # kernel's own vxlan netdev on a Linux bridge set up the same way. The namespaces' MTU is
 # 1450 in both (the underlay's 1500 minus VXLAN's 50). iperf3 TCP throughput and UDP
 # 64-byte frames (18-byte payload) delivered to the receiver's eth0, medians of ROUNDS.
+# A third pair of hosts runs vbridge in cluster mode (etcd on the underlay, `vbr cluster
+# apply`, addresses allocated by the cluster, remote MACs installed, not learned);
+# CLUSTER=0 (or no etcd installed) leaves it out.
 # Usage (root): bench/vxlan.sh [seconds per run, default 10] [rounds, default 3]
 P=vbx$$
 source "$(dirname "$0")/lib.sh"
@@ -48,9 +51,39 @@ for i in 1 2; do
   v connect ${P}vn$i br0 --ip 10.63.0.$i/24 >/dev/null
   ip -n ${P}vn$i link set eth0 mtu 1450
 done
+MODES=(kernel vbridge)
+# --- vbridge in cluster mode: etcd on host c1's underlay address, a daemon per host ---
+if [ "${CLUSTER:-1}" = 1 ] && command -v etcd >/dev/null; then
+  MODES+=(cluster)
+  underlay 213 ${P}c1 ${P}c2
+  DATA=$(mktemp -d -p /dev/shm)
+  cleanup_more() { rm -rf "$DATA"; }
+  ip netns exec ${P}c1 etcd --data-dir "$DATA/d" --listen-client-urls http://10.213.0.1:2379 \
+    --advertise-client-urls http://10.213.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster default=http://127.0.0.1:2380 2>"$STATE/etcd.log" &
+  MORE+=($!)
+  for _ in $(seq 100); do
+    ip netns exec ${P}c1 env ETCDCTL_API=3 etcdctl --endpoints=http://10.213.0.1:2379 endpoint health >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  for i in 1 2; do
+    MORE_ARGS=(--cluster http://10.213.0.1:2379 --node n$i --underlay 10.213.0.$i)
+    start_more c$i ${P}c$i
+  done
+  MORE_ARGS=()
+  printf '[[network]]\nname = "ov"\nvni = 42\nsubnet = "10.64.0.0/24"\n' >"$STATE/ov.toml"
+  "$VBR" --socket "$STATE/c1.sock" cluster apply "$STATE/ov.toml" >/dev/null
+  healthy() { "$VBR" --socket "$STATE/$1.sock" --json cluster status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["networks"] and all(n["health"]=="ok" for n in s["networks"]) else 1)'; }
+  for _ in $(seq 100); do healthy c1 && healthy c2 && break; sleep 0.1; done
+  for i in 1 2; do
+    mkns ${P}cn$i
+    CIP[$i]=$("$VBR" --socket "$STATE/c$i.sock" --json connect ${P}cn$i ov | python3 -c 'import json,sys; print(json.load(sys.stdin)["addresses"][0].split("/")[0])')
+  done
+fi
 sleep 1.5
 
-pair() { case $1 in kernel) echo "${P}kn1 ${P}kn2 10.62.0.2";; vbridge) echo "${P}vn1 ${P}vn2 10.63.0.2";; esac; }
+pair() { case $1 in kernel) echo "${P}kn1 ${P}kn2 10.62.0.2";; vbridge) echo "${P}vn1 ${P}vn2 10.63.0.2";; cluster) echo "${P}cn1 ${P}cn2 ${CIP[2]}";; esac; }
 tcp() {
   read -r a b ip <<<"$(pair "$1")"
   ip netns exec "$a" ping -c 3 -i 0.2 -q "$ip" >/dev/null
@@ -68,8 +101,12 @@ udp() {
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A T U
 for r in $(seq "$ROUNDS"); do
-  for m in kernel vbridge; do T[$m]+=" $(tcp $m)"; U[$m]+=" $(udp $m)"; done
-  echo "round $r: kernel ${T[kernel]##* } Gbit/s ${U[kernel]##* } f/s; vbridge ${T[vbridge]##* } Gbit/s ${U[vbridge]##* } f/s" >&2
+  line="round $r:"
+  for m in "${MODES[@]}"; do
+    T[$m]+=" $(tcp $m)"; U[$m]+=" $(udp $m)"
+    line+=" $m ${T[$m]##* } Gbit/s ${U[$m]##* } f/s;"
+  done
+  echo "$line" >&2
 done
 ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 tk=$(median <<<"${T[kernel]}"); tv=$(median <<<"${T[vbridge]}")
@@ -77,3 +114,8 @@ uk=$(median <<<"${U[kernel]}"); uv=$(median <<<"${U[vbridge]}")
 printf '\n%-36s %14s %14s %8s\n' "over VXLAN (VNI 42), two hosts" "kernel vxlan+br" "vbridge" "ratio"
 printf '%-36s %14s %14s %8s\n' "TCP Gbit/s (iperf3)" "$tk" "$tv" "$(ratio "$tv" "$tk")"
 printf '%-36s %14s %14s %8s\n' "UDP 64-byte frames/s delivered" "$uk" "$uv" "$(ratio "$uv" "$uk")"
+if [[ " ${MODES[*]} " == *" cluster "* ]]; then
+  tc=$(median <<<"${T[cluster]}"); uc=$(median <<<"${U[cluster]}")
+  printf '%-36s %14s %14s %8s\n' "TCP Gbit/s, cluster mode (etcd)" "$tk" "$tc" "$(ratio "$tc" "$tk")"
+  printf '%-36s %14s %14s %8s\n' "UDP 64-byte f/s, cluster mode" "$uk" "$uc" "$(ratio "$uc" "$uk")"
+fi

@@ -335,6 +335,22 @@ pub(crate) enum ClusterCmd {
     Del { network: String },
     /// The nodes, the networks and how they stand on this node; etcd's health.
     Status,
+    /// Size etcd for cluster mode: simulated nodes (a lease, a key, one MAC per network
+    /// each, and a watch) drive the etcd at --etcd; measures how fast a node joining and
+    /// leaving reaches every node, and etcd's load. Runs here, no daemon; writes only
+    /// under a prefix of its own, removed at the end.
+    Simulate {
+        /// etcd client URLs (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        etcd: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10)]
+        networks: usize,
+        /// Joins and leaves measured.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -695,6 +711,7 @@ impl Cmd {
             }
             Cmd::Cluster(ClusterCmd::Del { network }) => Request::ClusterDel { name: s(network) },
             Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus,
+            Cmd::Cluster(ClusterCmd::Simulate { .. }) => return Ok(None),
             Cmd::Port(PortCmd::Del { bridge, name }) => Request::PortDel {
                 bridge: s(bridge),
                 name: s(name),

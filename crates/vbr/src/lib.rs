@@ -68,6 +68,30 @@ pub fn run() -> ExitCode {
             }
         };
     }
+    if let Cmd::Cluster(cli::ClusterCmd::Simulate {
+        etcd,
+        nodes,
+        networks,
+        rounds,
+    }) = &cli.cmd
+    {
+        let args = cluster::sim::SimArgs {
+            endpoints: etcd.clone(),
+            nodes: *nodes,
+            networks: *networks,
+            rounds: *rounds,
+        };
+        return match cluster::sim::run(&args) {
+            Ok(r) => {
+                output::sim_report(&r, cli.json);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vbr cluster simulate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let req = match cli.cmd.request() {
         Ok(Some(r)) => r,
         Ok(None) => return ExitCode::SUCCESS,

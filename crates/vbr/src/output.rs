@@ -126,6 +126,45 @@ pub(crate) fn print(req: &Request, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `vbr cluster simulate`'s report: one JSON object, or lines.
+pub(crate) fn sim_report(r: &crate::cluster::sim::SimReport, json: bool) {
+    if json {
+        say!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    say!(
+        "{} nodes x {} networks: {} keys, written in {:.2} s",
+        r.nodes,
+        r.networks,
+        r.keys,
+        r.populate_secs
+    );
+    say!(
+        "full read (a node starting): {:.3} s, {:.1} MiB",
+        r.full_read_secs,
+        r.full_read_bytes as f64 / (1 << 20) as f64
+    );
+    say!(
+        "join reaches every node: median {:.3} s, worst {:.3} s (its own writes {:.3} s)",
+        r.join_secs_median,
+        r.join_secs_max,
+        r.join_write_secs
+    );
+    say!(
+        "leave reaches every node: median {:.3} s, worst {:.3} s (after its lease ends)",
+        r.leave_secs_median,
+        r.leave_secs_max
+    );
+    say!(
+        "etcd: {:.0} watch events sent, {:.0} puts in the measured rounds; {:.1} keepalives/s; {:.0} MiB resident, {:.1} MiB database",
+        r.watch_events,
+        r.puts,
+        r.keepalives_per_sec,
+        r.etcd_rss_mib,
+        r.etcd_db_mib
+    );
+}
+
 /// `vbr cluster status`.
 fn cluster_status(c: &crate::cluster::ClusterView) {
     say!(

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use vbridge_datapath::PortKind;
 
-use super::etcd::{Event, WatchEnd};
+use super::etcd::{Event, WatchEnd, cmp_lease, op_delete, op_put};
+
+/// MACs published per etcd transaction.
+pub(crate) const PUBLISH_BATCH: usize = 100;
 use super::model::{self, MacRecord, NetworkDef, View};
 use super::{Cluster, NetworkHealth};
 use crate::api::Request;
@@ -127,7 +130,8 @@ fn start_watch(
         .name("cluster-watch".into())
         .spawn(move || {
             let end = c.etcd.watch(model::PREFIX, from, |events, _| {
-                generation.load(Ordering::SeqCst) == g && tx.send(Msg::Events(g, events)).is_ok()
+                generation.load(Ordering::SeqCst) == g
+                    && (events.is_empty() || tx.send(Msg::Events(g, events)).is_ok())
             });
             let _ = tx.send(Msg::Ended(g, end));
         });
@@ -346,18 +350,23 @@ fn publish(c: &Cluster, shared: &Shared) -> Result<(), super::EtcdError> {
         vtep: c.opts.underlay,
     })
     .unwrap_or_default();
-    for (net, mac) in want.difference(&published) {
-        c.etcd.put(&model::mac_key(net, mac), &rec, lease)?;
-        c.inner().published.insert((net.clone(), mac.clone()));
+    // New ones in batches, one transaction each (etcd takes up to 128 operations).
+    let new: Vec<&(String, String)> = want.difference(&published).collect();
+    for batch in new.chunks(PUBLISH_BATCH) {
+        let ops = batch
+            .iter()
+            .map(|(net, mac)| op_put(&model::mac_key(net, mac), &rec, lease))
+            .collect();
+        c.etcd.txn(Vec::new(), ops)?;
+        c.inner()
+            .published
+            .extend(batch.iter().map(|k| (*k).clone()));
     }
     for (net, mac) in published.difference(&want) {
         // Only this node's record: another node may hold the MAC now.
         let key = model::mac_key(net, mac);
-        if let Some(kv) = c.etcd.get(&key)? {
-            if kv.lease == lease {
-                c.etcd.delete(&key)?;
-            }
-        }
+        c.etcd
+            .txn(vec![cmp_lease(&key, lease)], vec![op_delete(&key)])?;
         c.inner().published.remove(&(net.clone(), mac.clone()));
     }
     Ok(())

@@ -37,6 +37,12 @@ impl std::error::Error for EtcdError {}
 
 pub(crate) type Result<T> = std::result::Result<T, EtcdError>;
 
+/// Keys read per request by [`Etcd::range_prefix`].
+const PAGE: usize = 5000;
+
+/// The largest answer read (a page of keys is far less).
+const MAX_ANSWER: u64 = 64 << 20;
+
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Kv {
@@ -126,7 +132,8 @@ impl Etcd {
             match self.agent.post(&url).send_json(body) {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let v: Value = match resp.body_mut().read_json() {
+                    let v: Value = match resp.body_mut().with_config().limit(MAX_ANSWER).read_json()
+                    {
                         Ok(v) => v,
                         // A member without a leader, or mid-shutdown: try the next.
                         Err(e) if status >= 500 => {
@@ -154,17 +161,66 @@ impl Etcd {
         Err(EtcdError::Unreachable(errors.join("; ")))
     }
 
-    /// Every key under `prefix`, and the store's revision they were read at.
-    pub(crate) fn range_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
-        let v = self.post(
-            "/v3/kv/range",
+    /// etcd's Prometheus metrics (`/metrics`) of the endpoint in use, as text.
+    pub(crate) fn metrics(&self) -> Result<String> {
+        let at = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        let url = format!("{}/metrics", self.endpoints[at]);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| EtcdError::Unreachable(format!("{url}: {e}")))?;
+        resp.body_mut()
+            .read_to_string()
+            .map_err(|e| EtcdError::Bad(format!("{url}: {e}")))
+    }
+
+    /// Compacts the store's history up to `rev` (tests: a watch from before it ends).
+    #[cfg(test)]
+    pub(crate) fn compact(&self, rev: i64) -> Result<()> {
+        self.post("/v3/kv/compaction", &json!({"revision": rev.to_string()}))
+            .map(drop)
+    }
+
+    /// Deletes every key under `prefix`.
+    pub(crate) fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        self.post(
+            "/v3/kv/deleterange",
             &json!({"key": b64(prefix), "range_end": b64_bytes(&prefix_end(prefix))}),
-        )?;
-        let kvs = match v.get("kvs") {
-            Some(Value::Array(a)) => a.iter().map(kv).collect::<Result<Vec<_>>>()?,
-            _ => Vec::new(),
-        };
-        Ok((kvs, revision(&v)))
+        )
+        .map(drop)
+    }
+
+    /// Every key under `prefix`, and the store's revision they were read at: read in
+    /// pages of [`PAGE`] keys, every page at the first one's revision (one snapshot).
+    pub(crate) fn range_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
+        let end = b64_bytes(&prefix_end(prefix));
+        let mut from = prefix.as_bytes().to_vec();
+        let mut rev = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut body =
+                json!({"key": b64_bytes(&from), "range_end": end, "limit": PAGE.to_string()});
+            if rev != 0 {
+                body["revision"] = json!(rev.to_string());
+            }
+            let v = self.post("/v3/kv/range", &body)?;
+            if rev == 0 {
+                rev = revision(&v);
+            }
+            if let Some(Value::Array(a)) = v.get("kvs") {
+                for k in a {
+                    out.push(kv(k)?);
+                }
+            }
+            match (v["more"].as_bool(), out.last()) {
+                (Some(true), Some(last)) => {
+                    from = last.key.as_bytes().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((out, rev)),
+            }
+        }
     }
 
     /// One key, if it exists.
@@ -220,8 +276,8 @@ impl Etcd {
     }
 
     /// Watches every key under `prefix` from revision `from`, calling `each` with each
-    /// batch of events (and the revision they bring the store to) until it returns
-    /// false; returns why the watch ended.
+    /// batch of events (and the revision they bring the store to; first an empty batch
+    /// once the watch is made) until it returns false; returns why the watch ended.
     pub(crate) fn watch(
         &self,
         prefix: &str,
@@ -276,7 +332,8 @@ impl Etcd {
                     }
                 }
             }
-            if !events.is_empty() && !each(events, revision(r)) {
+            // The first answer (the watch made) comes with no events.
+            if !each(events, revision(r)) {
                 return WatchEnd::Broken("stopped".into());
             }
         }
@@ -292,6 +349,11 @@ pub(crate) fn cmp_absent(key: &str) -> Value {
 /// A compare for a txn: `key` was last changed at revision `rev` (0: does not exist).
 pub(crate) fn cmp_unchanged(key: &str, rev: i64) -> Value {
     json!({"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()})
+}
+
+/// A compare for a txn: `key` is bound to `lease`.
+pub(crate) fn cmp_lease(key: &str, lease: i64) -> Value {
+    json!({"key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string()})
 }
 
 /// A txn operation: put.

@@ -7,6 +7,7 @@
 mod agent;
 pub(crate) mod etcd;
 pub(crate) mod model;
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 

@@ -185,3 +185,30 @@ fn apply_claims_a_vni_once_and_registration_refuses_a_live_name() {
         .expect("the same node's next run (same state) takes its name back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_full_read_spans_pages_and_a_compacted_watch_says_so() {
+    let etcd = LocalEtcd::start();
+    let c = super::etcd::Etcd::new(std::slice::from_ref(&etcd.url)).unwrap();
+    // More keys than one page, in batches.
+    let keys: Vec<String> = (0..12_345).map(|i| format!("/p/k{i:05}")).collect();
+    for batch in keys.chunks(100) {
+        let ops = batch
+            .iter()
+            .map(|k| super::etcd::op_put(k, b"v", 0))
+            .collect();
+        assert!(c.txn(Vec::new(), ops).unwrap());
+    }
+    c.put("/q/outside", b"x", 0).unwrap();
+    let (kvs, rev) = c.range_prefix("/p/").unwrap();
+    let got: Vec<String> = kvs.into_iter().map(|k| k.key).collect();
+    assert_eq!(got, keys, "every key once, in order");
+    assert!(rev > 0);
+    // A watch from a revision compaction took away ends, saying so.
+    c.compact(rev).unwrap();
+    let end = c.watch("/p/", 2, |_, _| true);
+    assert!(
+        matches!(end, super::etcd::WatchEnd::Compacted(r) if r > 2),
+        "{end:?}"
+    );
+}
