@@ -13,19 +13,10 @@ NETS=${1:-50}
 ROUNDS=${2:-5}
 shift $(( $# > 2 ? 2 : $# ))
 COUNTS=("$@"); [ ${#COUNTS[@]} -gt 0 ] || COUNTS=(50 100 200 500)
-need etcd python3
+need etcd etcdctl python3
 
-DATA=$(mktemp -d -p /dev/shm)
-cleanup_more() { rm -rf "$DATA"; }
 mkns ${P}e
-ip netns exec ${P}e etcd --data-dir "$DATA/d" --listen-client-urls http://127.0.0.1:2379 \
-  --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-  --initial-advertise-peer-urls http://127.0.0.1:2380 \
-  --initial-cluster default=http://127.0.0.1:2380 2>"$STATE/etcd.log" &
-for _ in $(seq 100); do
-  ip netns exec ${P}e env ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_etcd ${P}e 127.0.0.1
 
 echo "| nodes | networks | keys | full read | join → all nodes (median / worst) | leave → all nodes (median / worst) | watch events per join+leave | etcd RSS |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -23,6 +23,7 @@ cleanup() {
   for f in "${PIDS[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
   for n in "${NSS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$n" 2>/dev/null || true; done
+  for d in "${ETCD_DATA[@]}"; do rm -rf "$d"; done
   rm -rf "$STATE"
 }
 trap cleanup EXIT
@@ -70,6 +71,26 @@ start_more() {
   for _ in $(seq 50); do "$VBR" --socket "$STATE/$name.sock" show >/dev/null 2>&1 && return; sleep 0.1; done
   echo "daemon $name did not start:" >&2; cat "$STATE/$name.log" >&2; exit 1
 }
+
+# start_etcd NS IP: a one-member etcd (Debian's etcd-server) in namespace NS serving
+# clients on IP:2379, its data on tmpfs; waited for (the script stops if it does not
+# answer in 10 s); stopped and removed at exit.
+start_etcd() {
+  local ns=$1 ip=$2 data
+  data=$(mktemp -d -p /dev/shm)
+  ETCD_DATA+=("$data")
+  ip netns exec "$ns" etcd --data-dir "$data/d" --listen-client-urls "http://$ip:2379" \
+    --advertise-client-urls "http://$ip:2379" --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster default=http://127.0.0.1:2380 2>"$STATE/etcd.log" &
+  MORE+=($!)
+  for _ in $(seq 100); do
+    ip netns exec "$ns" env ETCDCTL_API=3 etcdctl --endpoints="http://$ip:2379" endpoint health >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "etcd did not start:" >&2; cat "$STATE/etcd.log" >&2; exit 1
+}
+ETCD_DATA=()
 
 # iperf_tcp A B IP: iperf3 TCP from namespace A to a server in B at IP for $SECS s; Gbit/s.
 iperf_tcp() {

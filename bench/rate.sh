@@ -6,7 +6,9 @@
 #   direct      a veth pair (the generator's own limit here)
 #   kernel      the Linux bridge, veth ports
 #   vbveth      vbridge, `vbr connect` (veth ports: known flows in the kernel fast path)
-#   vbnofast    vbridge with VBR_FASTPATH=0 (every frame through the switch, AF_PACKET)
+#   vbnofast    vbridge with VBR_FASTPATH=0 (every frame through the switch, AF_PACKET
+#               with its PACKET_MMAP receive ring)
+#   vbnoring    the same with VBR_RING=0 too (AF_PACKET read with recvmmsg)
 #   vbtap       vbridge, TAP ports moved into the namespaces
 #   vbtag       vbridge, frames tagged VLAN 10 from a trunk port to an access port of 10
 #               (the fast path pops the tag); compare with the kernel forwarding them
@@ -71,7 +73,14 @@ nf() { "$VBR" --socket "$STATE/nf.sock" "$@"; }
 nf addbr br0
 for i in 1 2; do mkns ${P}f$i; nf connect ${P}f$i br0 --ifname e0 --ip 10.98.6.$i/24 >/dev/null; done
 PAIR[vbnofast]="${P}f1 ${P}f2 0"
-UNI="direct kernel vbveth vbnofast vbtap vbtag"
+# --- and with recvmmsg instead of the receive ring: a third daemon ---
+mkns ${P}rh
+start_more nr ${P}rh VBR_FASTPATH=0 VBR_RING=0
+nr() { "$VBR" --socket "$STATE/nr.sock" "$@"; }
+nr addbr br0
+for i in 1 2; do mkns ${P}r$i; nr connect ${P}r$i br0 --ifname e0 --ip 10.98.7.$i/24 >/dev/null; done
+PAIR[vbnoring]="${P}r1 ${P}r2 0"
+UNI="direct kernel vbveth vbnofast vbnoring vbtap vbtag"
 BCAST="kernel vbveth"
 declare -A GROUP=([kernel]=${P}kb [vbveth]=${P}vb)
 
@@ -160,7 +169,7 @@ for r in $(seq "$ROUNDS"); do
 done
 ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 declare -A NAME=([direct]="direct veth pair" [kernel]="Linux bridge" [vbveth]="vbridge veth (fast path)"
-  [vbnofast]="vbridge veth, VBR_FASTPATH=0" [vbtap]="vbridge TAP" [vbtag]="vbridge trunk->access, tagged"
+  [vbnofast]="vbridge veth, VBR_FASTPATH=0" [vbnoring]="  same, VBR_RING=0 (recvmmsg)" [vbtap]="vbridge TAP" [vbtag]="vbridge trunk->access, tagged"
   [ovs]="OVS userspace (tap)" [vde]="VDE2 (tap)")
 printf '\n%-34s %12s %10s %10s\n' "64-byte frames, one receiver" "frames/s" "/kernel" "/direct"
 for m in $UNI; do

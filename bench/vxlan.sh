@@ -53,20 +53,10 @@ for i in 1 2; do
 done
 MODES=(kernel vbridge)
 # --- vbridge in cluster mode: etcd on host c1's underlay address, a daemon per host ---
-if [ "${CLUSTER:-1}" = 1 ] && command -v etcd >/dev/null; then
+if [ "${CLUSTER:-1}" = 1 ] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
   MODES+=(cluster)
   underlay 213 ${P}c1 ${P}c2
-  DATA=$(mktemp -d -p /dev/shm)
-  cleanup_more() { rm -rf "$DATA"; }
-  ip netns exec ${P}c1 etcd --data-dir "$DATA/d" --listen-client-urls http://10.213.0.1:2379 \
-    --advertise-client-urls http://10.213.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-    --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster default=http://127.0.0.1:2380 2>"$STATE/etcd.log" &
-  MORE+=($!)
-  for _ in $(seq 100); do
-    ip netns exec ${P}c1 env ETCDCTL_API=3 etcdctl --endpoints=http://10.213.0.1:2379 endpoint health >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  start_etcd ${P}c1 10.213.0.1
   for i in 1 2; do
     MORE_ARGS=(--cluster http://10.213.0.1:2379 --node n$i --underlay 10.213.0.$i)
     start_more c$i ${P}c$i
@@ -75,7 +65,9 @@ if [ "${CLUSTER:-1}" = 1 ] && command -v etcd >/dev/null; then
   printf '[[network]]\nname = "ov"\nvni = 42\nsubnet = "10.64.0.0/24"\n' >"$STATE/ov.toml"
   "$VBR" --socket "$STATE/c1.sock" cluster apply "$STATE/ov.toml" >/dev/null
   healthy() { "$VBR" --socket "$STATE/$1.sock" --json cluster status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["networks"] and all(n["health"]=="ok" for n in s["networks"]) else 1)'; }
-  for _ in $(seq 100); do healthy c1 && healthy c2 && break; sleep 0.1; done
+  ok=0
+  for _ in $(seq 100); do healthy c1 && healthy c2 && { ok=1; break; }; sleep 0.1; done
+  [ "$ok" = 1 ] || { echo "the cluster did not come up:" >&2; "$VBR" --socket "$STATE/c1.sock" cluster status >&2; exit 1; }
   for i in 1 2; do
     mkns ${P}cn$i
     CIP[$i]=$("$VBR" --socket "$STATE/c$i.sock" --json connect ${P}cn$i ov | python3 -c 'import json,sys; print(json.load(sys.stdin)["addresses"][0].split("/")[0])')

@@ -702,12 +702,11 @@ impl Cmd {
                 let text = read_topology(file)?;
                 let parsed: crate::cluster::ApplyFile = toml::from_str(&text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                if parsed.network.is_empty() {
+                let networks = parsed.networks();
+                if networks.is_empty() {
                     anyhow::bail!("{}: no [[network]] in it", file.display());
                 }
-                Request::ClusterApply {
-                    networks: parsed.network,
-                }
+                Request::ClusterApply { networks }
             }
             Cmd::Cluster(ClusterCmd::Del { network }) => Request::ClusterDel { name: s(network) },
             Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus,

@@ -386,7 +386,8 @@ fn a_three_member_etcd_keeps_working_with_one_member_lost() {
     }
     assert!(a1.reaches(&ip2) && a2.reaches(&ip1));
     // Leases still run out (two of three members decide).
-    drop(d2);
+    let mut d2 = d2;
+    d2.kill9();
     assert!(
         eventually(wait, || node_names(&d1) == ["n1"]),
         "{}",
@@ -439,6 +440,10 @@ fn bad_cluster_input_is_refused_and_breaks_nothing() {
         "gateway 10.1.0.1",
     );
     refused("[[network]]\nname = \"red\"\n", "missing field");
+    refused(
+        "[[network]]\nname = \"red\"\nvni = 6\nsubnet = \"10.89.0.0/24\"\ngatway = \"10.89.0.1\"\n",
+        "unknown field",
+    );
     // A node name a live node holds.
     let mut dup = Daemon::new(&u.nodes[1], &[]);
     dup.args = vec![
@@ -483,15 +488,90 @@ fn bad_cluster_input_is_refused_and_breaks_nothing() {
         );
     }
     assert!(!u.nodes[0].exec("ip link show red").status.success());
-    let (a1, _) = connect(&d1, "blue");
+    let (a1, ip1) = connect(&d1, "blue");
     let (_a2, ip2) = connect(&d2, "blue");
     assert!(
         a1.reaches(&ip2),
         "the good network works beside the bad keys"
     );
+    // An address another namespace holds, given with --ip on another node: refused.
+    let a3 = Netns::new("c");
+    let out = d2.vbr(&format!("connect {} blue --ip {ip1}/24", a3.name));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("is taken by namespace"), "{err}");
+    // A bad value written over the good network changes nothing on the nodes.
+    put("/vbridge/networks/blue", r#"{"name":"blue","vni":0}"#);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(u.nodes[0].exec("ip link show blue").status.success());
+    assert!(a1.reaches(&ip2));
     // A daemon not in cluster mode says so.
     let plain = Daemon::start(&u.nodes[1]);
     let out = plain.vbr("cluster status");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in cluster mode"));
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, veth, vxlan, nftables, etcd in a namespace"
+)]
+fn etcd_behind_a_blackhole_leaves_the_daemon_answering_and_forwarding() {
+    require_root();
+    let u = Underlay::new(2);
+    let ep = "http://10.77.0.100:2379";
+    let _etcd = Etcd::start(&u.ns, "10.77.0.100", 2379, 2380, None);
+    let mut d1 = u.daemon(1, ep, Some(3));
+    let d2 = u.daemon(2, ep, Some(3));
+    assert!(apply(&d1, BLUE).status.success());
+    let wait = Duration::from_secs(15);
+    for d in [&d1, &d2] {
+        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
+    }
+    let (a1, _) = connect(&d1, "blue");
+    let (_a2, ip2) = connect(&d2, "blue");
+    assert!(a1.reaches(&ip2));
+    // Requests to etcd vanish for every node (no reset: they wait until they time out;
+    // etcd itself runs on, and ends the leases nobody renews).
+    let blackhole = || {
+        u.ns.ok("nft add table inet vbrtest");
+        u.ns.ok("nft add chain inet vbrtest in '{ type filter hook input priority 0; }'");
+        u.ns.ok("nft add rule inet vbrtest in tcp dport 2379 drop");
+    };
+    blackhole();
+    assert!(
+        eventually(wait, || status(&d1)["etcd"] == "unreachable"),
+        "{}",
+        status(&d1)
+    );
+    // The daemon answers at once and forwards on the last known state.
+    let t = Instant::now();
+    d1.ok("show");
+    d1.ok("cluster status");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "answers took {:?}",
+        t.elapsed()
+    );
+    assert!(a1.reaches(&ip2), "forwarding goes on");
+    // etcd back: every node joins again (its lease ran out meanwhile) and republishes.
+    u.ns.ok("nft delete table inet vbrtest");
+    for d in [&d1, &d2] {
+        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
+    }
+    assert!(
+        eventually(wait, || a1.ping(&ip2)),
+        "forwarding through the cluster again"
+    );
+    // And a stop while etcd is unreachable ends in time.
+    blackhole();
+    let pid = d1.pid().expect("running");
+    sh(&format!("kill -TERM {pid}"));
+    assert_eq!(
+        d1.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        d1.log()
+    );
 }

@@ -474,6 +474,13 @@ fn vxlan(
     attached
 }
 
+/// Whether interface ports receive through a `PACKET_MMAP` ring (`VBR_RING=0`: with
+/// `recvmmsg`, as before the ring; for comparisons).
+fn ring_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("VBR_RING").map_or(true, |v| v != "0"))
+}
+
 /// Takes away the netdev `object` names, made just now, and its record.
 fn undo_made(ledger: &Ledger, object: &Object) {
     if let Some(r) = ledger.get(object) {
@@ -599,8 +606,11 @@ pub(crate) fn attach_interface(
     force: bool,
 ) -> Result<Backend, DpError> {
     check_attachable(name, force)?;
-    let io =
-        AfPacket::attach(name, AfPacketOptions::default()).map_err(|e| DpError::port(name, e))?;
+    let opts = AfPacketOptions {
+        rx_ring: ring_enabled(),
+        ..AfPacketOptions::default()
+    };
+    let io = AfPacket::attach(name, opts).map_err(|e| DpError::port(name, e))?;
     netdev::set_up(name).map_err(|e| DpError::port(name, e))?;
     quiet::apply(name, owner, ledger);
     Ok(Backend {

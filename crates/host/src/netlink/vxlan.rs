@@ -81,7 +81,10 @@ impl Netlink {
     ) -> Result<(), HostError> {
         let index = self.index_for(name, "add a forwarding entry to")?;
         let message = fdb_message(index, mac, remote);
-        let object = format!("entry {} via {remote} of vxlan {name:?}", show_mac(mac));
+        let object = format!(
+            "entry {} via {remote} of vxlan {name:?}",
+            vbridge_wire::MacAddr(mac)
+        );
         // The replication list takes one entry per remote (append); a MAC has one place
         // (replace).
         let how = if mac == [0; 6] {
@@ -112,7 +115,10 @@ impl Netlink {
     ) -> Result<(), HostError> {
         let index = self.index_for(name, "remove a forwarding entry from")?;
         let message = fdb_message(index, mac, remote);
-        let object = format!("entry {} via {remote} of vxlan {name:?}", show_mac(mac));
+        let object = format!(
+            "entry {} via {remote} of vxlan {name:?}",
+            vbridge_wire::MacAddr(mac)
+        );
         match self.request(
             RouteNetlinkMessage::DelNeighbour(message),
             0,
@@ -189,11 +195,4 @@ fn fdb_message(index: u32, mac: [u8; 6], remote: Ipv4Addr) -> NeighbourMessage {
             remote,
         )));
     message
-}
-
-fn show_mac(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

@@ -205,7 +205,8 @@ fn tap_bursts_keep_order_and_size() {
         tap.set_up().unwrap();
         let mut sock = AfPacket::attach("vbt4", AfPacketOptions::default()).unwrap();
         let mut batch = crate::Batch::new(64);
-        assert_eq!(tap.recv_batch(&mut batch).unwrap(), 0, "nothing yet");
+        // What the host sent out of it so far (IPv6 on up) is not the test's.
+        while tap.recv_batch(&mut batch).unwrap() > 0 {}
 
         let to_tap: Vec<Vec<u8>> = (0..150u16)
             .map(|i| frame(TAP_MAC, OTHER, &[], i as u8, 60 + usize::from(i) * 9))

@@ -9,6 +9,7 @@ pub(crate) mod epoll;
 pub(crate) mod ifreq;
 pub(crate) mod mmsg;
 pub(crate) mod packet;
+pub(crate) mod ring;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod tun;
@@ -89,8 +90,26 @@ pub(crate) fn setsockopt_int(
     setsockopt_raw(fd, level, name, &value)
 }
 
+/// The socket's pending error (`SO_ERROR`, which clears it); 0 when none.
+pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> io::Result<c_int> {
+    let mut v: c_int = 0;
+    let mut len = mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are writable for the whole call and `len` holds `v`'s size;
+    // the kernel writes at most that many bytes.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut v as *mut c_int).cast::<c_void>(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
 /// `setsockopt(2)` with a plain-old-data value.
-fn setsockopt_raw<T: Copy>(
+pub(crate) fn setsockopt_raw<T: Copy>(
     fd: BorrowedFd<'_>,
     level: c_int,
     name: c_int,

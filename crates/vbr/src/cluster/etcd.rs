@@ -46,7 +46,10 @@ const MAX_ANSWER: u64 = 64 << 20;
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Kv {
+    /// The key as text (a key that is not UTF-8 gets replacement characters: see `raw`).
     pub(crate) key: String,
+    /// The key's bytes as etcd holds them.
+    pub(crate) raw: Vec<u8>,
     pub(crate) value: Vec<u8>,
     pub(crate) create_revision: i64,
     pub(crate) mod_revision: i64,
@@ -135,18 +138,26 @@ impl Etcd {
                     let v: Value = match resp.body_mut().with_config().limit(MAX_ANSWER).read_json()
                     {
                         Ok(v) => v,
-                        // A member without a leader, or mid-shutdown: try the next.
-                        Err(e) if status >= 500 => {
+                        // A member without a leader, mid-shutdown, or something else on
+                        // that port: try the next.
+                        Err(e) => {
                             errors.push(format!("{}: HTTP {status}: {e}", self.endpoints[at]));
                             continue;
                         }
-                        Err(e) => return Err(EtcdError::Bad(format!("{url}: {e}"))),
                     };
                     self.current.store(at, Ordering::Relaxed);
-                    if let Some(code) = v.get("code").and_then(Value::as_i64) {
-                        let message = v["message"].as_str().unwrap_or("").to_owned();
+                    // A unary call's error is `{"code","message"}`; a streaming call's (a
+                    // lease renewal) comes as `{"error":{...}}` with HTTP 200.
+                    let err = if v.get("code").is_some() {
+                        Some(&v)
+                    } else {
+                        v.get("error").filter(|e| e.is_object())
+                    };
+                    if let Some(e) = err {
+                        let code = e["code"].as_i64().unwrap_or(2);
+                        let message = e["message"].as_str().unwrap_or("").to_owned();
                         // 14: unavailable (no leader, stopping): another member may do.
-                        if code == 14 && i + 1 < n {
+                        if code == 14 {
                             errors.push(format!("{}: {message}", self.endpoints[at]));
                             continue;
                         }
@@ -210,12 +221,15 @@ impl Etcd {
             }
             if let Some(Value::Array(a)) = v.get("kvs") {
                 for k in a {
-                    out.push(kv(k)?);
+                    // What cannot be decoded at all is left out (the watch does so too).
+                    if let Ok(k) = kv(k) {
+                        out.push(k);
+                    }
                 }
             }
             match (v["more"].as_bool(), out.last()) {
                 (Some(true), Some(last)) => {
-                    from = last.key.as_bytes().to_vec();
+                    from = last.raw.clone();
                     from.push(0);
                 }
                 _ => return Ok((out, rev)),
@@ -238,19 +252,19 @@ impl Etcd {
             .map(drop)
     }
 
-    /// Deletes `key`.
-    pub(crate) fn delete(&self, key: &str) -> Result<()> {
-        self.post("/v3/kv/deleterange", &json!({"key": b64(key)}))
-            .map(drop)
+    /// Runs `success` if every compare holds; whether it held.
+    pub(crate) fn txn(&self, compare: Vec<Value>, success: Vec<Value>) -> Result<bool> {
+        self.txn_rev(compare, success).map(|(ok, _)| ok)
     }
 
-    /// Runs `success` if every compare holds, else `failure`; whether it held.
-    pub(crate) fn txn(&self, compare: Vec<Value>, success: Vec<Value>) -> Result<bool> {
+    /// [`Etcd::txn`], with the store's revision after it (a key it put has that one).
+    pub(crate) fn txn_rev(&self, compare: Vec<Value>, success: Vec<Value>) -> Result<(bool, i64)> {
         let v = self.post(
             "/v3/kv/txn",
             &json!({"compare": compare, "success": success, "failure": []}),
         )?;
-        Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
+        let ok = v.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
+        Ok((ok, revision(&v)))
     }
 
     /// A new lease of `ttl` seconds; its id.
@@ -259,10 +273,14 @@ impl Etcd {
         num(&v["ID"]).ok_or_else(|| EtcdError::Bad(format!("lease grant: {v}")))
     }
 
-    /// Renews lease `id`: its remaining TTL, or `None` when it has expired.
+    /// Renews lease `id`: its remaining TTL, or `None` when etcd says it has expired
+    /// (an answer without a result is an error, never "expired").
     pub(crate) fn lease_keepalive(&self, id: i64) -> Result<Option<i64>> {
         let v = self.post("/v3/lease/keepalive", &json!({"ID": id.to_string()}))?;
-        let ttl = num(&v["result"]["TTL"]).unwrap_or(0);
+        let Some(result) = v.get("result").filter(|r| r.is_object()) else {
+            return Err(EtcdError::Bad(format!("lease renewal: {v}")));
+        };
+        let ttl = num(&result["TTL"]).unwrap_or(0);
         Ok((ttl > 0).then_some(ttl))
     }
 
@@ -292,7 +310,13 @@ impl Etcd {
         let n = self.endpoints.len();
         let at = self.current.load(Ordering::Relaxed) % n;
         let url = format!("{}/v3/watch", self.endpoints[at]);
-        let resp = match self.watch_agent.post(&url).send_json(&body) {
+        // A member that lost its leader cancels the watch instead of going quiet.
+        let resp = match self
+            .watch_agent
+            .post(&url)
+            .header("Grpc-Metadata-hasleader", "true")
+            .send_json(&body)
+        {
             Ok(r) => r,
             Err(e) => {
                 // Another endpoint next time.
@@ -361,6 +385,11 @@ pub(crate) fn op_put(key: &str, value: &[u8], lease: i64) -> Value {
     json!({"request_put": op_put_body(key, value, lease)})
 }
 
+/// A txn operation: delete every key under `prefix`.
+pub(crate) fn op_delete_prefix(prefix: &str) -> Value {
+    json!({"request_delete_range": {"key": b64(prefix), "range_end": b64_bytes(&prefix_end(prefix))}})
+}
+
 /// A txn operation: delete one key.
 pub(crate) fn op_delete(key: &str) -> Value {
     json!({"request_delete_range": {"key": b64(key)}})
@@ -416,10 +445,10 @@ fn kv(v: &Value) -> Result<Kv> {
             None => Ok(Vec::new()),
         }
     };
-    let key = String::from_utf8(bytes("key")?)
-        .map_err(|_| EtcdError::Bad("a key that is not UTF-8".into()))?;
+    let raw = bytes("key")?;
     Ok(Kv {
-        key,
+        key: String::from_utf8_lossy(&raw).into_owned(),
+        raw,
         value: bytes("value")?,
         create_revision: num(&v["create_revision"]).unwrap_or(0),
         mod_revision: num(&v["mod_revision"]).unwrap_or(0),
@@ -446,6 +475,9 @@ mod tests {
         assert_eq!(k.value, b"hello");
         assert_eq!((k.create_revision, k.mod_revision, k.lease), (2, 3, 77));
         assert!(kv(&json!({"key": "%%%"})).is_err());
+        let k = kv(&json!({"key": "/w==", "value": ""})).unwrap();
+        assert_eq!(k.raw, [0xff]);
+        assert_eq!(k.key, "\u{fffd}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! keeps its registration and its MACs alive), the cluster-wide address allocation,
 //! `vbr cluster apply|del|status`; [`agent`] follows etcd and shapes the node to it.
 
+#![warn(clippy::significant_drop_in_scrutinee)]
+
 mod agent;
 pub(crate) mod etcd;
 pub(crate) mod model;
@@ -15,12 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, ErrorKind};
-use etcd::{Etcd, EtcdError, cmp_absent, cmp_unchanged, op_delete, op_put};
+use etcd::{Etcd, EtcdError, cmp_absent, cmp_unchanged, op_delete, op_delete_prefix, op_put};
 use model::{Allocation, NetworkDef, NodeRecord, View};
 
 pub(crate) use agent::{health, spawn};
@@ -45,6 +48,9 @@ struct Saved {
     leases: Vec<i64>,
     #[serde(default)]
     made: BTreeSet<String>,
+    /// The VXLAN ports it made (only those are ever taken away by it).
+    #[serde(default)]
+    made_ports: BTreeSet<String>,
 }
 
 /// This node in the cluster.
@@ -55,7 +61,9 @@ pub(crate) struct Cluster {
     file: PathBuf,
     inner: Mutex<Inner>,
     /// Set once the daemon stops: the node joins no more.
-    leaving: std::sync::atomic::AtomicBool,
+    leaving: AtomicBool,
+    /// Namespaces whose connect is under way (their address is not an orphan).
+    connecting: Mutex<BTreeSet<String>>,
 }
 
 #[derive(Debug)]
@@ -127,7 +135,8 @@ impl Cluster {
                 last_sync: None,
                 published: BTreeSet::new(),
             }),
-            leaving: std::sync::atomic::AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            connecting: Mutex::default(),
             opts,
         })
     }
@@ -154,20 +163,23 @@ impl Cluster {
     /// under it. A key of this node's name under a lease it held before (a restart) is
     /// taken back; under anyone else's, the name is taken.
     pub(crate) fn session(&self) -> Result<(), JoinError> {
-        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(JoinError::Etcd(EtcdError::Bad(
-                "the daemon is stopping".into(),
-            )));
+        let stopping = || JoinError::Etcd(EtcdError::Bad("the daemon is stopping".into()));
+        if self.leaving.load(Ordering::SeqCst) {
+            return Err(stopping());
         }
-        let lease = self.inner().lease;
+        let key = model::node_key(&self.opts.node);
+        // Read out first: a guard in an `if let` scrutinee would live through its block.
+        let (lease, last) = {
+            let inner = self.inner();
+            (inner.lease, inner.saved.leases.last().copied())
+        };
         if lease != 0 {
             match self.etcd.lease_keepalive(lease) {
                 Ok(Some(_)) => {
-                    let key = model::node_key(&self.opts.node);
-                    match self.etcd.get(&key).map_err(JoinError::Etcd)? {
-                        Some(kv) if kv.lease == lease => return Ok(()),
-                        _ => return self.register(lease),
-                    }
+                    return match self.etcd.get(&key).map_err(JoinError::Etcd)? {
+                        Some(kv) if kv.lease == lease => Ok(()),
+                        _ => self.register(lease),
+                    };
                 }
                 Ok(None) => {
                     tracing::warn!(lease, "the node's etcd lease expired; joining again");
@@ -176,6 +188,22 @@ impl Cluster {
                     inner.published.clear();
                 }
                 Err(e) => return Err(JoinError::Etcd(e)),
+            }
+        } else if let Some(last) = last {
+            // A restart: this node's previous run's lease still lives and holds its key,
+            // so it is taken over as it is (the other nodes see no change at all).
+            let held = self.etcd.get(&key).map_err(JoinError::Etcd)?;
+            if held.is_some_and(|kv| kv.lease == last)
+                && matches!(self.etcd.lease_keepalive(last), Ok(Some(_)))
+            {
+                let mut inner = self.inner();
+                if self.leaving.load(Ordering::SeqCst) {
+                    return Err(stopping());
+                }
+                inner.lease = last;
+                inner.published.clear();
+                tracing::info!(node = %self.opts.node, lease = last, "carrying on with this node's lease from its previous run");
+                return Ok(());
             }
         }
         let id = self
@@ -194,6 +222,11 @@ impl Cluster {
         match self.register(id) {
             Ok(()) => {
                 let mut inner = self.inner();
+                if self.leaving.load(Ordering::SeqCst) {
+                    drop(inner);
+                    let _ = self.etcd.lease_revoke(id);
+                    return Err(stopping());
+                }
                 inner.lease = id;
                 inner.published.clear();
                 Ok(())
@@ -259,9 +292,11 @@ impl Cluster {
     /// Leaves the cluster (a clean stop): the lease goes, and with it the node's key
     /// and MACs, so the others take its tunnels down now instead of after the TTL.
     pub(crate) fn leave(&self) {
-        self.leaving
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let lease = std::mem::take(&mut self.inner().lease);
+        let lease = {
+            let mut inner = self.inner();
+            self.leaving.store(true, Ordering::SeqCst);
+            std::mem::take(&mut inner.lease)
+        };
         if lease != 0 {
             match self.etcd.lease_revoke(lease) {
                 Ok(()) => tracing::info!(node = %self.opts.node, "left the cluster"),
@@ -294,13 +329,14 @@ impl Cluster {
     }
 
     /// A free address of `net` for namespace `netns`, taken in one transaction (never
-    /// given twice, whichever nodes ask at once).
-    pub(crate) fn allocate(&self, net: &NetworkDef, netns: &str) -> Result<Ipv4Addr, ApiError> {
-        let rec = serde_json::to_vec(&Allocation {
-            node: self.opts.node.clone(),
-            netns: netns.to_owned(),
-        })
-        .unwrap_or_default();
+    /// given twice, whichever nodes ask at once); with the revision that took it, for
+    /// [`Cluster::unallocate`].
+    pub(crate) fn allocate(
+        &self,
+        net: &NetworkDef,
+        netns: &str,
+    ) -> Result<(Ipv4Addr, i64), ApiError> {
+        let rec = self.allocation(netns);
         for _ in 0..32 {
             let (kvs, _) = self
                 .etcd
@@ -318,12 +354,12 @@ impl Cluster {
                 ));
             };
             let key = model::ip_key(&net.name, ip);
-            if self
+            let (won, rev) = self
                 .etcd
-                .txn(vec![cmp_absent(&key)], vec![op_put(&key, &rec, 0)])
-                .map_err(etcd_err)?
-            {
-                return Ok(ip);
+                .txn_rev(vec![cmp_absent(&key)], vec![op_put(&key, &rec, 0)])
+                .map_err(etcd_err)?;
+            if won {
+                return Ok((ip, rev));
             }
         }
         Err(ApiError::new(
@@ -335,27 +371,122 @@ impl Cluster {
         ))
     }
 
-    /// Gives back the addresses this node holds for `netns` on `network` (every one of
-    /// this node's when `netns` is `None`).
-    pub(crate) fn release(&self, network: &str, netns: Option<&str>) -> Result<(), ApiError> {
+    /// Claims `ip` of `net` for `netns` (an address given with `--ip`): refused when
+    /// another namespace holds it; already this one's: fine. The claim's revision, if
+    /// it is new.
+    pub(crate) fn claim(
+        &self,
+        net: &NetworkDef,
+        ip: Ipv4Addr,
+        netns: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        let key = model::ip_key(&net.name, ip);
+        let rec = self.allocation(netns);
+        for _ in 0..4 {
+            let (won, rev) = self
+                .etcd
+                .txn_rev(vec![cmp_absent(&key)], vec![op_put(&key, &rec, 0)])
+                .map_err(etcd_err)?;
+            if won {
+                return Ok(Some(rev));
+            }
+            match self.etcd.get(&key).map_err(etcd_err)? {
+                Some(kv) if kv.value == rec => return Ok(None),
+                Some(kv) => {
+                    let who = serde_json::from_slice::<Allocation>(&kv.value)
+                        .map(|a| format!("namespace {} on node {}", a.netns, a.node))
+                        .unwrap_or_else(|_| "someone".into());
+                    return Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!("network {}: {ip} is taken by {who}", net.name),
+                    ));
+                }
+                // Given back meanwhile: try again.
+                None => {}
+            }
+        }
+        Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!("network {}: {ip} keeps changing hands; try again", net.name),
+        ))
+    }
+
+    fn allocation(&self, netns: &str) -> Vec<u8> {
+        serde_json::to_vec(&Allocation {
+            node: self.opts.node.clone(),
+            netns: netns.to_owned(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Gives back the one address [`Cluster::allocate`] (or `claim`) took at `rev`, if
+    /// nothing changed it since (a connect that failed).
+    pub(crate) fn unallocate(&self, network: &str, ip: Ipv4Addr, rev: i64) {
+        let key = model::ip_key(network, ip);
+        if let Err(e) = self
+            .etcd
+            .txn(vec![cmp_unchanged(&key, rev)], vec![op_delete(&key)])
+        {
+            tracing::warn!(error = %e, %key, "cannot give the address back");
+        }
+    }
+
+    /// Gives back the addresses this node holds for `netns` on `network`.
+    pub(crate) fn release(&self, network: &str, netns: &str) -> Result<(), ApiError> {
         let (kvs, _) = self
             .etcd
             .range_prefix(&model::ip_prefix(network))
             .map_err(etcd_err)?;
+        let mine = self.allocation(netns);
+        for kv in kvs.into_iter().filter(|kv| kv.value == mine) {
+            self.etcd
+                .txn(
+                    vec![cmp_unchanged(&kv.key, kv.mod_revision)],
+                    vec![op_delete(&kv.key)],
+                )
+                .map_err(etcd_err)?;
+        }
+        Ok(())
+    }
+
+    /// Gives back this node's addresses on `network` that no namespace connected to it
+    /// here holds any more (it vanished outside vbridge, or a release failed while etcd
+    /// was away), except those of connects under way.
+    pub(crate) fn release_orphans(&self, network: &str, connected: &BTreeSet<String>) {
+        let Ok((kvs, _)) = self.etcd.range_prefix(&model::ip_prefix(network)) else {
+            return;
+        };
+        let busy = self
+            .connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for kv in kvs {
             let Ok(a) = serde_json::from_slice::<Allocation>(&kv.value) else {
                 continue;
             };
-            if a.node == self.opts.node && netns.is_none_or(|n| n == a.netns) {
-                self.etcd
-                    .txn(
-                        vec![cmp_unchanged(&kv.key, kv.mod_revision)],
-                        vec![op_delete(&kv.key)],
-                    )
-                    .map_err(etcd_err)?;
+            if a.node == self.opts.node && !connected.contains(&a.netns) && !busy.contains(&a.netns)
+            {
+                tracing::info!(key = %kv.key, netns = %a.netns, "giving back an address no namespace here holds");
+                let _ = self.etcd.txn(
+                    vec![cmp_unchanged(&kv.key, kv.mod_revision)],
+                    vec![op_delete(&kv.key)],
+                );
             }
         }
-        Ok(())
+    }
+
+    /// Marks `netns` as being connected (its address allocated, not yet in use) while
+    /// the returned guard lives.
+    pub(crate) fn connecting(&self, netns: &str) -> Connecting<'_> {
+        self.connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(netns.to_owned());
+        Connecting {
+            cluster: self,
+            netns: netns.to_owned(),
+        }
     }
 
     /// `vbr cluster apply`: writes `defs` (new or changed networks) after checking them
@@ -423,7 +554,8 @@ impl Cluster {
         Ok(done)
     }
 
-    /// `vbr cluster del NETWORK`: the network, its VNI claim and its addresses.
+    /// `vbr cluster del NETWORK`: the network, its VNI claim and its addresses, in one
+    /// transaction.
     pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
         let key = model::network_key(name);
         let Some(kv) = self.etcd.get(&key).map_err(etcd_err)? else {
@@ -432,7 +564,7 @@ impl Cluster {
                 format!("network {name}: not in the cluster"),
             ));
         };
-        let mut ops = vec![op_delete(&key)];
+        let mut ops = vec![op_delete(&key), op_delete_prefix(&model::ip_prefix(name))];
         if let Ok(d) = serde_json::from_slice::<NetworkDef>(&kv.value) {
             ops.push(op_delete(&model::vni_key(d.vni)));
         }
@@ -446,18 +578,14 @@ impl Cluster {
                 format!("network {name}: changed meanwhile; try again"),
             ));
         }
-        let (ips, _) = self
-            .etcd
-            .range_prefix(&model::ip_prefix(name))
-            .map_err(etcd_err)?;
-        for kv in ips {
-            self.etcd.delete(&kv.key).map_err(etcd_err)?;
-        }
         Ok(())
     }
 
     /// `vbr cluster status`: this node, etcd, the nodes and networks as last read.
-    pub(crate) fn status(&self, local: impl Fn(&NetworkDef) -> NetworkHealth) -> ClusterView {
+    pub(crate) fn status(
+        &self,
+        local: impl FnOnce(&BTreeMap<String, NetworkDef>) -> BTreeMap<String, NetworkHealth>,
+    ) -> ClusterView {
         let inner = self.inner();
         let view = inner.view.clone();
         let me = &self.opts.node;
@@ -492,11 +620,12 @@ impl Cluster {
         };
         drop(inner);
         let remotes = view.remotes(me).len();
+        let healths = local(&view.networks);
         let networks = view
             .networks
             .values()
             .map(|d| {
-                let h = local(d);
+                let h = healths.get(&d.name).cloned().unwrap_or_default();
                 let remote_macs = view.remote_macs(&d.name, me).len();
                 let health = if !h.bridge {
                     "no bridge yet".to_owned()
@@ -522,6 +651,23 @@ impl Cluster {
             })
             .collect();
         ClusterView { networks, ..out }
+    }
+}
+
+/// See [`Cluster::connecting`].
+#[derive(Debug)]
+pub(crate) struct Connecting<'a> {
+    cluster: &'a Cluster,
+    netns: String,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.cluster
+            .connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.netns);
     }
 }
 
@@ -592,10 +738,46 @@ pub(crate) struct NetworkRow {
     pub(crate) health: String,
 }
 
-/// A `vbr cluster apply` file: `[[network]]` tables.
+/// A `vbr cluster apply` file: `[[network]]` tables, read strictly (a misspelt field is
+/// an error, not ignored).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApplyFile {
     #[serde(default)]
-    pub(crate) network: Vec<NetworkDef>,
+    network: Vec<NetworkEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkEntry {
+    name: String,
+    vni: u32,
+    subnet: ipnet::Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    dhcp: Option<RangeEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeEntry {
+    start: Ipv4Addr,
+    end: Ipv4Addr,
+}
+
+impl ApplyFile {
+    pub(crate) fn networks(self) -> Vec<NetworkDef> {
+        self.network
+            .into_iter()
+            .map(|n| NetworkDef {
+                name: n.name,
+                vni: n.vni,
+                subnet: n.subnet,
+                gateway: n.gateway,
+                dhcp: n.dhcp.map(|r| model::Range {
+                    start: r.start,
+                    end: r.end,
+                }),
+            })
+            .collect()
+    }
 }

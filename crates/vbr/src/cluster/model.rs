@@ -57,15 +57,15 @@ pub(crate) struct Allocation {
 
 /// A range of addresses, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct Range {
     pub(crate) start: Ipv4Addr,
     pub(crate) end: Ipv4Addr,
 }
 
 /// A network of the cluster: a bridge of its name on every node, joined by VXLAN `vni`.
+/// Read from etcd leniently (fields a newer vbridge adds are ignored); `cluster apply`
+/// files are read strictly (see [`super::ApplyFile`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct NetworkDef {
     pub(crate) name: String,
     pub(crate) vni: u32,
@@ -171,7 +171,7 @@ pub(crate) fn check_together<'a>(
 pub(crate) struct View {
     pub(crate) nodes: BTreeMap<String, NodeRecord>,
     pub(crate) networks: BTreeMap<String, NetworkDef>,
-    /// (network, MAC) → where it is.
+    /// (network, MAC as `MacAddr` prints it) → whose it is.
     pub(crate) macs: BTreeMap<(String, String), MacRecord>,
     /// Keys whose value is in a bad shape, and why.
     pub(crate) bad: BTreeMap<String, String>,
@@ -187,9 +187,14 @@ impl View {
         v
     }
 
-    /// Takes in one change.
+    /// Takes in one change. A value in a bad shape is set aside with its reason and
+    /// changes nothing: what the key held before stays in use.
     pub(crate) fn apply(&mut self, e: Event) {
         let (key, value) = match e {
+            Event::Put(kv) if kv.key.as_bytes() != kv.raw => {
+                self.bad.insert(kv.key, "a key that is not UTF-8".into());
+                return;
+            }
             Event::Put(kv) => (kv.key, Some(kv.value)),
             Event::Delete(k) => (k, None),
         };
@@ -198,9 +203,10 @@ impl View {
             return;
         };
         let (kind, name) = rest.split_once('/').unwrap_or((rest, ""));
+        let is_put = value.is_some();
         let bad = match kind {
             "nodes" => put_or_remove(&mut self.nodes, name.to_owned(), value, |r: &NodeRecord| {
-                r.name == name
+                r.name == name && !r.underlay.is_unspecified() && !r.underlay.is_multicast()
             }),
             "networks" => put_or_remove(
                 &mut self.networks,
@@ -209,19 +215,23 @@ impl View {
                 |d: &NetworkDef| d.name == name && d.check().is_ok(),
             ),
             "macs" => match name.split_once('/') {
-                Some((net, mac)) if mac.parse::<vbridge_core::MacAddr>().is_ok() => put_or_remove(
-                    &mut self.macs,
-                    (net.to_owned(), mac.to_owned()),
-                    value,
-                    |_: &MacRecord| true,
-                ),
-                _ => Some("not /vbridge/macs/NETWORK/MAC".to_owned()),
+                Some((net, mac)) => match mac.parse::<vbridge_core::MacAddr>() {
+                    // One spelling of each MAC: the one the switch prints.
+                    Ok(m) if m.is_unicast() && m.to_string() == mac => put_or_remove(
+                        &mut self.macs,
+                        (net.to_owned(), mac.to_owned()),
+                        value,
+                        |_: &MacRecord| true,
+                    ),
+                    _ => Some("not a unicast MAC in lower-case colon form".to_owned()),
+                },
+                None => Some("not /vbridge/macs/NETWORK/MAC".to_owned()),
             },
             // Read where they are used (allocation, uniqueness).
             "vni" | "ipam" => None,
             _ => Some("not a key vbridge uses".to_owned()),
         };
-        if let Some(why) = bad {
+        if let Some(why) = bad.filter(|_| is_put) {
             self.bad.insert(key, why);
         }
     }
@@ -239,20 +249,20 @@ impl View {
         v
     }
 
-    /// The MACs of `network` on other live nodes, with their VTEP.
+    /// The MACs of `network` on other live nodes, at the VTEP the node registered.
     pub(crate) fn remote_macs(&self, network: &str, me: &str) -> BTreeMap<String, Ipv4Addr> {
+        let from = (network.to_owned(), String::new());
         self.macs
-            .iter()
-            .filter(|((net, _), r)| {
-                net == network && r.node != me && self.nodes.contains_key(&r.node)
-            })
-            .map(|((_, mac), r)| (mac.clone(), r.vtep))
+            .range(from..)
+            .take_while(|((net, _), _)| net == network)
+            .filter(|(_, r)| r.node != me)
+            .filter_map(|((_, mac), r)| Some((mac.clone(), self.nodes.get(&r.node)?.underlay)))
             .collect()
     }
 }
 
 /// Puts the parsed `value` at `k` (or removes it when `None`); a value that does not
-/// parse or fails `ok` is refused with its reason (and what was there goes).
+/// parse or fails `ok` is refused with its reason, and what was there stays.
 fn put_or_remove<K: Ord, T: serde::de::DeserializeOwned>(
     map: &mut BTreeMap<K, T>,
     k: K,
@@ -268,14 +278,8 @@ fn put_or_remove<K: Ord, T: serde::de::DeserializeOwned>(
             map.insert(k, t);
             None
         }
-        Ok(_) => {
-            map.remove(&k);
-            Some("its content does not match its key or breaks the rules".into())
-        }
-        Err(e) => {
-            map.remove(&k);
-            Some(format!("not JSON of the expected shape: {e}"))
-        }
+        Ok(_) => Some("its content does not match its key or breaks the rules".into()),
+        Err(e) => Some(format!("not JSON of the expected shape: {e}")),
     }
 }
 
@@ -296,6 +300,7 @@ mod tests {
     fn put(key: &str, value: &str) -> Event {
         Event::Put(Kv {
             key: key.into(),
+            raw: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
             create_revision: 1,
             mod_revision: 1,
@@ -375,20 +380,41 @@ mod tests {
             r#"{"name":"green","vni":8,"subnet":"10.8.0.0/24"}"#,
         ));
         v.apply(put("/vbridge/macs/blue/zz", "{}"));
+        v.apply(put("/vbridge/macs/blue/02:00:00:00:00:0A", "{}"));
+        v.apply(put("/vbridge/macs/blue/01:00:5e:00:00:01", "{}"));
         v.apply(put("/vbridge/other", "x"));
-        assert_eq!(v.bad.len(), 4, "{:?}", v.bad);
+        assert_eq!(v.bad.len(), 6, "{:?}", v.bad);
         assert_eq!(v.nodes.len(), 2);
         assert_eq!(v.networks.len(), 1);
+        // A bad value over a good one: the good one stays in use.
+        v.apply(put("/vbridge/networks/blue", r#"{"name":"blue","vni":0}"#));
+        assert_eq!(v.networks["blue"].vni, 7);
+        // Fields a newer vbridge adds are no reason to drop a network.
+        v.apply(put(
+            "/vbridge/networks/blue",
+            r#"{"name":"blue","vni":7,"subnet":"10.9.0.0/24","mtu":9000}"#,
+        ));
+        assert!(!v.bad.contains_key("/vbridge/networks/blue"));
+        // A MAC's VTEP is its node's, whatever its record says.
+        v.apply(put(
+            "/vbridge/macs/blue/02:00:00:00:00:03",
+            r#"{"node":"n2","vtep":"10.9.9.9"}"#,
+        ));
+        assert_eq!(
+            v.remote_macs("blue", "n1")["02:00:00:00:00:03"],
+            "10.0.0.2".parse::<Ipv4Addr>().unwrap()
+        );
         // A node gone takes its MACs out of use.
         v.apply(Event::Delete("/vbridge/nodes/n2".into()));
         assert!(v.remotes("n1").is_empty());
         assert!(v.remote_macs("blue", "n1").is_empty());
-        // A bad value made good again.
+        // A bad value made good again; a deleted bad one is no longer listed.
         v.apply(put(
             "/vbridge/nodes/n3",
             r#"{"name":"n3","underlay":"10.0.0.3"}"#,
         ));
-        assert_eq!(v.bad.len(), 3);
+        v.apply(Event::Delete("/vbridge/other".into()));
+        assert_eq!(v.bad.len(), 4, "{:?}", v.bad);
         assert_eq!(v.nodes.len(), 2);
     }
 }

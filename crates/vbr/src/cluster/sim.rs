@@ -1,8 +1,9 @@
 //! `vbr cluster simulate`: sizing etcd for cluster mode. Many lightweight simulated
 //! nodes drive a real etcd the way daemons do — each holds a lease, a node key and one
 //! MAC per network per node under it, and a watch on the whole cluster prefix — and the
-//! tool measures how long a node joining (its key and MACs written one by one, as the
-//! agent does) and leaving (its lease ended) takes to reach every watcher, what a full
+//! tool measures how long a node joining (its key, then its MACs in transactions of up
+//! to 100, as the agent publishes them) and leaving (its lease ended) takes to reach
+//! every watcher, what a full
 //! read costs, and etcd's own counters for writes and watch events. Everything lives
 //! under a prefix of its own (`/vbridge-sim-PID/`), removed at the end; a real
 //! cluster's keys are never touched.
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use super::agent::PUBLISH_BATCH;
 use super::etcd::{Etcd, Event, cmp_absent, op_put};
+use super::model::{MacRecord, NodeRecord};
 
 /// `vbr cluster simulate` options.
 #[derive(Debug, Clone)]
@@ -110,11 +112,23 @@ fn node_keys(
     node: usize,
     networks: usize,
 ) -> Vec<(String, Vec<u8>)> {
-    let rec = format!(r#"{{"name":"{name}","underlay":"10.0.0.1"}}"#).into_bytes();
+    let underlay = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    let rec = serde_json::to_vec(&NodeRecord {
+        name: name.to_owned(),
+        underlay,
+    })
+    .unwrap_or_default();
+    let m = serde_json::to_vec(&MacRecord {
+        node: name.to_owned(),
+        vtep: underlay,
+    })
+    .unwrap_or_default();
     let mut v = vec![(format!("{prefix}nodes/{name}"), rec)];
     for n in 0..networks {
-        let m = format!(r#"{{"node":"{name}","vtep":"10.0.0.1"}}"#).into_bytes();
-        v.push((format!("{prefix}macs/net{n}/{}", mac(first, node, n)), m));
+        v.push((
+            format!("{prefix}macs/net{n}/{}", mac(first, node, n)),
+            m.clone(),
+        ));
     }
     v
 }

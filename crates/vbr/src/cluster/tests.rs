@@ -1,7 +1,10 @@
-//! The cluster's etcd transactions against a real etcd (Debian's `etcd-server`), run by
-//! the test on loopback: addresses allocated by two nodes at once are never the same,
-//! a full pool says so, and `apply` claims VNIs once.
+//! The cluster's etcd transactions against a real etcd (Debian's `etcd-server`, which
+//! these tests need), run by the test on loopback: addresses allocated by two nodes at
+//! once are never the same, a full pool says so, a failed connect gives back only what
+//! it took, orphans go; `apply` claims VNIs once; a live node's name is refused; full
+//! reads span pages; a compacted watch says so.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +27,14 @@ fn free_port() -> u16 {
 }
 
 impl LocalEtcd {
+    /// Starts etcd on free ports; again on others if one was taken meanwhile.
     fn start() -> LocalEtcd {
+        (0..5)
+            .find_map(|_| Self::try_start())
+            .expect("etcd (Debian's etcd-server) comes up on free loopback ports")
+    }
+
+    fn try_start() -> Option<LocalEtcd> {
         let (client, peer) = (free_port(), free_port());
         let dir =
             std::env::temp_dir().join(format!("vbr-etcd-unit-{}-{client}", std::process::id()));
@@ -43,14 +53,17 @@ impl LocalEtcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd (Debian's etcd-server) must be installed for these tests");
-        let e = LocalEtcd { child, dir, url };
+        let mut e = LocalEtcd { child, dir, url };
         let client = super::etcd::Etcd::new(std::slice::from_ref(&e.url)).unwrap();
         let end = Instant::now() + Duration::from_secs(20);
         while client.range_prefix("/").is_err() {
-            assert!(Instant::now() < end, "etcd did not come up");
+            // Exited (a port taken meanwhile) or stuck: the caller tries other ports.
+            if Instant::now() > end || e.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        e
+        Some(e)
     }
 }
 
@@ -62,7 +75,25 @@ impl Drop for LocalEtcd {
     }
 }
 
+/// A state directory, removed on drop (also when the test fails).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("vbr-cluster-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn node(etcd: &LocalEtcd, name: &str, dir: &std::path::Path) -> Cluster {
+    std::fs::create_dir_all(dir).unwrap();
     Cluster::new(
         Options {
             endpoints: vec![etcd.url.clone()],
@@ -91,9 +122,8 @@ fn blue() -> NetworkDef {
 #[test]
 fn two_nodes_allocating_at_once_never_get_the_same_address() {
     let etcd = LocalEtcd::start();
-    let dir = std::env::temp_dir().join(format!("vbr-cluster-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (a, b) = (node(&etcd, "a", &dir), node(&etcd, "b", &dir));
+    let dir = TempDir::new("alloc");
+    let (a, b) = (node(&etcd, "a", &dir.0), node(&etcd, "b", &dir.0));
     a.apply(&[blue()]).unwrap();
     // 39 addresses in the pool (the gateway is left out), 2 × 25 asked for at once.
     let net = blue();
@@ -101,6 +131,7 @@ fn two_nodes_allocating_at_once_never_get_the_same_address() {
         (0..25)
             .map(|i| {
                 c.allocate(&net, &format!("{who}{i}"))
+                    .map(|(ip, _)| ip)
                     .map_err(|e| e.message)
             })
             .collect()
@@ -110,16 +141,9 @@ fn two_nodes_allocating_at_once_never_get_the_same_address() {
         let tb = s.spawn(|| take(&b, "b"));
         (ta.join().unwrap(), tb.join().unwrap())
     });
-    let mut ips: Vec<Ipv4Addr> = got_a
-        .iter()
-        .chain(&got_b)
-        .filter_map(|r| r.clone().ok())
-        .collect();
-    let failures: Vec<String> = got_a
-        .iter()
-        .chain(&got_b)
-        .filter_map(|r| r.clone().err())
-        .collect();
+    let all = || got_a.iter().chain(&got_b);
+    let mut ips: Vec<Ipv4Addr> = all().filter_map(|r| r.clone().ok()).collect();
+    let failures: Vec<String> = all().filter_map(|r| r.clone().err()).collect();
     assert_eq!(ips.len(), 39, "every address given: {failures:?}");
     ips.sort();
     ips.dedup();
@@ -133,20 +157,39 @@ fn two_nodes_allocating_at_once_never_get_the_same_address() {
         failures.iter().all(|f| f.contains("no free address")),
         "{failures:?}"
     );
+
     // Given back by one node: only its own.
-    a.release("blue", Some("a0")).unwrap();
-    let again = b.allocate(&net, "b99").unwrap();
+    a.release("blue", "a0").unwrap();
+    let (again, rev) = b.allocate(&net, "b99").unwrap();
     assert_eq!(got_a[0].clone().unwrap(), again);
-    let _ = std::fs::remove_dir_all(&dir);
+    // A failed connect gives back only the address it took.
+    b.unallocate("blue", again, rev);
+    let (ip, _) = b.allocate(&net, "b99").unwrap();
+    assert_eq!(ip, again, "given back");
+    // `--ip`: another namespace's address is refused, one's own is fine.
+    let b0 = got_b
+        .iter()
+        .find_map(|r| r.clone().ok())
+        .expect("b got one");
+    let e = b.claim(&net, b0, "b99").unwrap_err();
+    assert!(e.message.contains("is taken by namespace"), "{e}");
+    assert!(b.claim(&net, b0, "b0").is_ok());
+    // Orphans: this node's addresses of namespaces not connected here go; another
+    // node's stay.
+    let connected: BTreeSet<String> = (0..25).map(|i| format!("b{i}")).collect();
+    b.release_orphans("blue", &connected);
+    let (left, _) = a
+        .etcd
+        .range_prefix(&super::model::ip_prefix("blue"))
+        .unwrap();
+    assert_eq!(left.len(), 38, "b99's address went, the rest stayed");
 }
 
 #[test]
 fn apply_claims_a_vni_once_and_registration_refuses_a_live_name() {
     let etcd = LocalEtcd::start();
-    let dir = std::env::temp_dir().join(format!("vbr-cluster-unit2-{}", std::process::id()));
-    let (da, db) = (dir.join("a"), dir.join("b"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
+    let dir = TempDir::new("apply");
+    let (da, db) = (dir.0.join("a"), dir.0.join("b"));
     let a = node(&etcd, "a", &da);
     let done = a.apply(&[blue()]).unwrap();
     assert_eq!(done.created, ["blue"]);
@@ -171,9 +214,16 @@ fn apply_claims_a_vni_once_and_registration_refuses_a_live_name() {
         ["green"],
         "vni 8 is free again"
     );
+    // A deleted network takes its VNI claim and addresses along.
+    a.allocate(&blue(), "x").unwrap();
+    a.delete("blue").unwrap();
+    let (left, _) = a.etcd.range_prefix("/vbridge/ipam/blue/").unwrap();
+    assert!(left.is_empty());
+    assert!(a.etcd.get(&super::model::vni_key(7)).unwrap().is_none());
 
-    // A node's name: taken while it lives; its own next run takes it back.
+    // A node's name: taken while it lives; its own next run carries on with its lease.
     a.session().unwrap();
+    let lease = a.inner().lease;
     let imposter = node(&etcd, "a", &db);
     assert!(matches!(
         imposter.session(),
@@ -183,7 +233,7 @@ fn apply_claims_a_vni_once_and_registration_refuses_a_live_name() {
     again
         .session()
         .expect("the same node's next run (same state) takes its name back");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(again.inner().lease, lease, "the same lease, still alive");
 }
 
 #[test]

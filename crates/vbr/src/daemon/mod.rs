@@ -200,6 +200,25 @@ impl Shared {
         }
     }
 
+    /// Runs `reqs` (changes the cluster agent makes) under one hold of the configuration
+    /// lock, saving once after all; the ones that failed, with why.
+    pub(crate) fn execute_batch(&self, reqs: Vec<Request>) -> Vec<(Request, String)> {
+        if reqs.is_empty() || self.dp.died() {
+            return Vec::new();
+        }
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = Vec::new();
+        for r in reqs {
+            if let Err(e) = handler::apply(&self.dp, r.clone()) {
+                failed.push((r, e.message));
+            }
+        }
+        if let Err(e) = self.persist(&mut saved) {
+            tracing::error!(error = %format!("{e:#}"), "cannot save configuration");
+        }
+        failed
+    }
+
     /// The datapath, for the cluster agent.
     pub(crate) fn datapath(&self) -> &Datapath {
         &self.dp
@@ -226,47 +245,19 @@ impl Shared {
                 Some(answer(c.delete(&name).map(|()| serde_json::json!({}))))
             }
             Request::ClusterStatus => {
-                let v = c.status(|d| crate::cluster::health(self, d));
+                let v = c.status(|nets| crate::cluster::health(self, nets));
                 Some(answer(json(&v)))
             }
             Request::Connect(mut args) => {
                 let net = c.network(&args.bridge)?;
-                if args.mac.is_none() {
-                    args.mac = Some(crate::mac::random());
-                }
-                let mut allocated = false;
-                if args.ips.is_empty() && !args.dhcp {
-                    let ip = match c.allocate(&net, &args.netns) {
-                        Ok(ip) => ip,
-                        Err(e) => return Some(Response::err(e)),
-                    };
-                    allocated = true;
-                    let len = net.subnet.prefix_len();
-                    args.ips = vec![ipnet::IpNet::V4(
-                        ipnet::Ipv4Net::new(ip, len).expect("a prefix length of a subnet"),
-                    )];
-                    if args.gateway.is_none() {
-                        args.gateway = net.gateway.map(std::net::IpAddr::V4);
-                    }
-                }
-                let netns = args.netns.clone();
-                let r = self.execute_local(Request::Connect(args));
-                if !r.ok && allocated {
-                    let _ = c.release(&net.name, Some(&netns));
-                }
-                Some(r)
+                Some(self.connect_in_cluster(c, &net, &mut args))
             }
             Request::Disconnect { netns, bridge } if c.network(&bridge).is_some() => {
                 let r = self.execute_local(Request::Disconnect {
                     netns: netns.clone(),
                     bridge: bridge.clone(),
                 });
-                if r.ok {
-                    if let Err(e) = c.release(&bridge, Some(&netns)) {
-                        tracing::warn!(error = %e, %netns, network = %bridge, "cannot give the address back");
-                    }
-                }
-                Some(r)
+                Some(release_after(c, r, &[bridge], &netns))
             }
             Request::NetnsDel { name } => {
                 let nets: Vec<String> = self
@@ -281,17 +272,63 @@ impl Shared {
                     return None;
                 }
                 let r = self.execute_local(Request::NetnsDel { name: name.clone() });
-                if r.ok {
-                    for n in nets {
-                        if let Err(e) = c.release(&n, Some(&name)) {
-                            tracing::warn!(error = %e, netns = %name, network = %n, "cannot give the address back");
-                        }
-                    }
-                }
-                Some(r)
+                Some(release_after(c, r, &nets, &name))
             }
             _ => None,
         }
+    }
+
+    /// `vbr connect` to a cluster network: its MAC chosen here (so it is published at
+    /// once), its address allocated cluster-wide, or the one given with `--ip` claimed
+    /// (refused when another namespace holds it); what was taken is given back if the
+    /// connect fails.
+    fn connect_in_cluster(
+        &self,
+        c: &crate::cluster::Cluster,
+        net: &crate::cluster::model::NetworkDef,
+        args: &mut ConnectArgs,
+    ) -> Response {
+        if args.mac.is_none() {
+            args.mac = Some(crate::mac::random());
+        }
+        let _busy = c.connecting(&args.netns);
+        let mut taken = Vec::new();
+        let got = if args.ips.is_empty() && !args.dhcp {
+            c.allocate(net, &args.netns).map(|(ip, rev)| {
+                taken.push((ip, rev));
+                let len = net.subnet.prefix_len();
+                if let Ok(n) = ipnet::Ipv4Net::new(ip, len) {
+                    args.ips = vec![ipnet::IpNet::V4(n)];
+                }
+                if args.gateway.is_none() {
+                    args.gateway = net.gateway.map(std::net::IpAddr::V4);
+                }
+            })
+        } else {
+            args.ips
+                .iter()
+                .filter_map(|a| match a {
+                    ipnet::IpNet::V4(n) if net.subnet.contains(&n.addr()) => Some(n.addr()),
+                    _ => None,
+                })
+                .try_for_each(|ip| {
+                    c.claim(net, ip, &args.netns).map(|rev| {
+                        if let Some(rev) = rev {
+                            taken.push((ip, rev));
+                        }
+                    })
+                })
+        };
+        let r = match got {
+            Ok(()) => self.execute_local(Request::Connect(args.clone())),
+            Err(e) => Response::err(e),
+        };
+        if !r.ok {
+            for (ip, rev) in taken {
+                c.unallocate(&net.name, ip, rev);
+            }
+        }
+        r
     }
 
     /// Whether `bridge` has an uplink (an interface of this namespace, or the veth to a
@@ -432,6 +469,24 @@ pub(crate) fn run(opts: Options) -> Result<()> {
     tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "vbr daemon ready");
     server::serve(listener, shared);
     Ok(())
+}
+
+/// After a disconnect (`r`) from cluster networks `nets`: `netns`'s addresses there given
+/// back (logged when etcd cannot take it now; the agent gives back orphans later).
+fn release_after(
+    c: &crate::cluster::Cluster,
+    r: Response,
+    nets: &[String],
+    netns: &str,
+) -> Response {
+    if r.ok {
+        for n in nets {
+            if let Err(e) = c.release(n, netns) {
+                tracing::warn!(error = %e, %netns, network = %n, "cannot give the address back now");
+            }
+        }
+    }
+    r
 }
 
 /// Joins the cluster before anything else starts: a node name another live node holds
