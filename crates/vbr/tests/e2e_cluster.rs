@@ -505,6 +505,36 @@ fn bad_cluster_input_is_refused_and_breaks_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(u.nodes[0].exec("ip link show blue").status.success());
     assert!(a1.reaches(&ip2));
+    // VXLAN packets with a VNI no network has, truncated headers, or a truncated inner
+    // frame: the kernel's vxlan driver drops them (VXLAN_VNI_NOT_FOUND, PKT_TOO_SMALL);
+    // nothing is learned from them, the daemon and forwarding carry on.
+    let stranger = "02:de:ad:00:00:01";
+    let inner = format!(
+        "ff ff ff ff ff ff {} 08 06 {}",
+        stranger.replace(':', " "),
+        "00 ".repeat(28)
+    );
+    let vxlan = |vni: u32, payload: &str| {
+        format!(
+            "08 00 00 00 {:02x} {:02x} {:02x} 00 {payload}",
+            vni >> 16,
+            (vni >> 8) & 0xff,
+            vni & 0xff
+        )
+    };
+    for p in [
+        vxlan(999, &inner),
+        "08 00 00".to_owned(),
+        vxlan(4242, "ff ff ff"),
+    ] {
+        u.ns.ok(&format!(
+            "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(bytes.fromhex('{}'), ('10.77.0.1', 4789))\"",
+            p.replace(' ', "")
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!d1.ok("showmacs blue").contains(stranger));
+    assert!(a1.reaches(&ip2), "forwarding carries on");
     // A daemon not in cluster mode says so.
     let plain = Daemon::start(&u.nodes[1]);
     let out = plain.vbr("cluster status");
