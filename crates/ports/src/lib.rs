@@ -30,7 +30,7 @@ mod ns_tests;
 pub use buf::{Batch, BufError, HEADROOM, MAX_FRAME_LEN, PacketBuf};
 pub use error::PortError;
 pub use fastpath::{Egress, FastPath, FastPort, Flow, FlowKey, FlowStats};
-pub use packet::{AfPacket, AfPacketOptions};
+pub use packet::{AfPacket, AfPacketOptions, RX_RING_SLOTS};
 pub use port::{MacAddr, PortIo, SendReport};
 pub use qemu::{QemuDgram, QemuStream};
 pub use socket::SeqpacketPort;

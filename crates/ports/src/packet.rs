@@ -30,18 +30,24 @@ pub struct AfPacketOptions {
     /// Receive and send socket buffer size asked for (forced past the sysctl limits when
     /// we may). The kernel doubles it for bookkeeping.
     pub socket_buffer: usize,
-    /// Receive through a `PACKET_MMAP` ring (`TPACKET_V2`, 2 KiB slots, GSO super-frames
-    /// through the receive queue); a kernel that refuses it leaves `recvmmsg`.
-    pub rx_ring: bool,
+    /// Receive through a `PACKET_MMAP` ring (`TPACKET_V2`) of this many 2 KiB slots
+    /// (rounded up to 32), GSO super-frames through the receive queue; 0, or a kernel
+    /// that refuses it, leaves `recvmmsg`. The ring is kernel memory, 2 KiB a slot.
+    pub rx_ring_slots: usize,
 }
 
-/// The receive ring's shape: 1024 slots of 2 KiB (a 1500-byte frame, its tag, vnet
-/// header and the slot header fit), 2 MiB a port.
-const RING: RingShape = RingShape {
-    frame_size: 2048,
-    block_size: 64 << 10,
-    blocks: 32,
-};
+/// The receive ring's default size: 256 slots of 2 KiB (a 1500-byte frame, its tag,
+/// vnet header and the slot header fit), 512 KiB a port.
+pub const RX_RING_SLOTS: usize = 256;
+
+/// The shape of a ring of `slots` 2 KiB slots, in blocks of 64 KiB.
+fn ring_shape(slots: usize) -> RingShape {
+    RingShape {
+        frame_size: 2048,
+        block_size: 64 << 10,
+        blocks: slots.div_ceil(32).max(1),
+    }
+}
 
 impl Default for AfPacketOptions {
     fn default() -> Self {
@@ -49,7 +55,7 @@ impl Default for AfPacketOptions {
             promisc: true,
             qdisc_bypass: false,
             socket_buffer: 8 << 20,
-            rx_ring: true,
+            rx_ring_slots: RX_RING_SLOTS,
         }
     }
 }
@@ -103,8 +109,8 @@ impl AfPacket {
             sys::packet::add_promisc(fd.as_fd(), ifindex)
                 .map_err(|e| PortError::io(name, "PACKET_ADD_MEMBERSHIP promisc", e))?;
         }
-        let ring = if opts.rx_ring {
-            match RxRing::setup(fd.as_fd(), RING) {
+        let ring = if opts.rx_ring_slots > 0 {
+            match RxRing::setup(fd.as_fd(), ring_shape(opts.rx_ring_slots)) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::info!(port = name, error = %e, "no PACKET_MMAP ring; receiving with recvmmsg");

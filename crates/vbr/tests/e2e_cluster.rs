@@ -562,12 +562,15 @@ fn etcd_behind_a_blackhole_leaves_the_daemon_answering_and_forwarding() {
     let (a1, _) = connect(&d1, "blue");
     let (_a2, ip2) = connect(&d2, "blue");
     assert!(a1.reaches(&ip2));
-    // Requests to etcd vanish for every node (no reset: they wait until they time out;
-    // etcd itself runs on, and ends the leases nobody renews).
+    // etcd's traffic vanishes both ways for every node (no reset: requests wait until
+    // they time out, watches go quiet; etcd itself runs on, and ends the leases nobody
+    // renews, which the nodes learn only when it is back).
     let blackhole = || {
         u.ns.ok("nft add table inet vbrtest");
         u.ns.ok("nft add chain inet vbrtest in '{ type filter hook input priority 0; }'");
         u.ns.ok("nft add rule inet vbrtest in tcp dport 2379 drop");
+        u.ns.ok("nft add chain inet vbrtest out '{ type filter hook output priority 0; }'");
+        u.ns.ok("nft add rule inet vbrtest out tcp sport 2379 drop");
     };
     blackhole();
     assert!(

@@ -474,11 +474,17 @@ fn vxlan(
     attached
 }
 
-/// Whether interface ports receive through a `PACKET_MMAP` ring (`VBR_RING=0`: with
-/// `recvmmsg`, as before the ring; for comparisons).
-fn ring_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("VBR_RING").map_or(true, |v| v != "0"))
+/// The slots of an interface port's `PACKET_MMAP` receive ring: `VBR_RING=N` (0: none,
+/// `recvmmsg` as before the ring, for comparisons), else the default.
+fn ring_slots() -> usize {
+    static SLOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::env::var("VBR_RING")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(vbridge_ports::RX_RING_SLOTS)
+            .min(1 << 16)
+    })
 }
 
 /// Takes away the netdev `object` names, made just now, and its record.
@@ -607,7 +613,7 @@ pub(crate) fn attach_interface(
 ) -> Result<Backend, DpError> {
     check_attachable(name, force)?;
     let opts = AfPacketOptions {
-        rx_ring: ring_enabled(),
+        rx_ring_slots: ring_slots(),
         ..AfPacketOptions::default()
     };
     let io = AfPacket::attach(name, opts).map_err(|e| DpError::port(name, e))?;
