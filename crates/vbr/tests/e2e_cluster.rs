@@ -199,6 +199,26 @@ fn connect(d: &Daemon, network: &str) -> (Netns, String) {
 
 const BLUE: &str = "[[network]]\nname = \"blue\"\nvni = 4242\nsubnet = \"10.88.0.0/24\"\n";
 
+/// Waits until each daemon sees `nodes` nodes, etcd reachable and every network healthy.
+fn all_ready(ds: &[&Daemon], nodes: usize) {
+    for d in ds {
+        assert!(
+            eventually(Duration::from_secs(20), || ready(d, nodes)),
+            "{}",
+            status(d)
+        );
+    }
+}
+
+/// An underlay of `n` nodes with a one-member etcd at 10.77.0.100:2379.
+fn one_member(n: usize) -> (Underlay, Etcd) {
+    let u = Underlay::new(n);
+    let e = Etcd::start(&u.ns, "10.77.0.100", 2379, 2380, None);
+    (u, e)
+}
+
+const EP: &str = "http://10.77.0.100:2379";
+
 fn ready(d: &Daemon, nodes: usize) -> bool {
     let s = status(d);
     s["etcd"] == "reachable"
@@ -215,9 +235,8 @@ fn ready(d: &Daemon, nodes: usize) -> bool {
 )]
 fn three_nodes_share_networks_and_survive_failures() {
     require_root();
-    let u = Underlay::new(3);
-    let ep = "http://10.77.0.100:2379";
-    let mut etcd = Etcd::start(&u.ns, "10.77.0.100", 2379, 2380, None);
+    let (u, mut etcd) = one_member(3);
+    let ep = EP;
     // n1 keeps the default lease TTL; n2 and n3 a short one, so the test is quick.
     let d1 = u.daemon(1, ep, None);
     let d2 = u.daemon(2, ep, Some(3));
@@ -226,9 +245,7 @@ fn three_nodes_share_networks_and_survive_failures() {
     let out = apply(&d1, BLUE);
     assert!(out.status.success(), "{out:?}");
     let wait = Duration::from_secs(15);
-    for d in [&d1, &d2, &d3] {
-        assert!(eventually(wait, || ready(d, 3)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2, &d3], 3);
     // Every node has the bridge and the tunnel with the network's VNI.
     for n in &u.nodes {
         let link = n.ok("ip -d link show vx4242");
@@ -315,9 +332,7 @@ fn three_nodes_share_networks_and_survive_failures() {
     assert!(status(&d1)["error"].as_str().is_some());
     // Back: every node reads everything again; a change made now reaches all.
     etcd.spawn();
-    for d in [&d1, &d2, &d3] {
-        assert!(eventually(wait, || ready(d, 3)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2, &d3], 3);
     let (a4, ip4) = connect(&d2, "blue");
     assert!(
         a4.reaches(&ip1) && a1.reaches(&ip4),
@@ -373,17 +388,13 @@ fn a_three_member_etcd_keeps_working_with_one_member_lost() {
         "{}",
         d1.log()
     );
-    for d in [&d1, &d2] {
-        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2], 2);
     let (a1, ip1) = connect(&d1, "blue");
     // The member the nodes talk to first goes.
     etcds[0].kill();
     let (a2, ip2) = connect(&d2, "blue");
     assert_ne!(ip1, ip2);
-    for d in [&d1, &d2] {
-        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2], 2);
     assert!(a1.reaches(&ip2) && a2.reaches(&ip1));
     // Leases still run out (two of three members decide).
     let mut d2 = d2;
@@ -402,9 +413,8 @@ fn a_three_member_etcd_keeps_working_with_one_member_lost() {
 )]
 fn bad_cluster_input_is_refused_and_breaks_nothing() {
     require_root();
-    let u = Underlay::new(2);
-    let ep = "http://10.77.0.100:2379";
-    let _etcd = Etcd::start(&u.ns, "10.77.0.100", 2379, 2380, None);
+    let (u, _etcd) = one_member(2);
+    let ep = EP;
     let d1 = u.daemon(1, ep, Some(3));
     assert!(apply(&d1, BLUE).status.success());
     assert!(
@@ -549,16 +559,13 @@ fn bad_cluster_input_is_refused_and_breaks_nothing() {
 )]
 fn etcd_behind_a_blackhole_leaves_the_daemon_answering_and_forwarding() {
     require_root();
-    let u = Underlay::new(2);
-    let ep = "http://10.77.0.100:2379";
-    let _etcd = Etcd::start(&u.ns, "10.77.0.100", 2379, 2380, None);
+    let (u, _etcd) = one_member(2);
+    let ep = EP;
     let mut d1 = u.daemon(1, ep, Some(3));
     let d2 = u.daemon(2, ep, Some(3));
     assert!(apply(&d1, BLUE).status.success());
     let wait = Duration::from_secs(15);
-    for d in [&d1, &d2] {
-        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2], 2);
     let (a1, _) = connect(&d1, "blue");
     let (_a2, ip2) = connect(&d2, "blue");
     assert!(a1.reaches(&ip2));
@@ -590,9 +597,7 @@ fn etcd_behind_a_blackhole_leaves_the_daemon_answering_and_forwarding() {
     assert!(a1.reaches(&ip2), "forwarding goes on");
     // etcd back: every node joins again (its lease ran out meanwhile) and republishes.
     u.ns.ok("nft delete table inet vbrtest");
-    for d in [&d1, &d2] {
-        assert!(eventually(wait, || ready(d, 2)), "{}", status(d));
-    }
+    all_ready(&[&d1, &d2], 2);
     assert!(
         eventually(wait, || a1.ping(&ip2)),
         "forwarding through the cluster again"
