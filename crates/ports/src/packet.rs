@@ -72,6 +72,8 @@ pub struct AfPacket {
     gone: bool,
     /// The receive ring, if the kernel gave one.
     ring: Option<RxRing>,
+    /// Its size, to set it up again.
+    slots: usize,
 }
 
 impl AfPacket {
@@ -127,6 +129,7 @@ impl AfPacket {
             rx_dropped: 0,
             gone: false,
             ring,
+            slots: opts.rx_ring_slots,
         })
     }
 
@@ -153,7 +156,20 @@ impl AfPacket {
             let mut ok = false;
             if f.copied {
                 ring.release();
-                ok = self.recv_copied(buf)?;
+                match self.recv_copied(buf) {
+                    // Counted by `accept` when it was refused.
+                    Ok(Some(kept_it)) => {
+                        kept += usize::from(kept_it);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // What was taken is delivered; the error comes again next time
+                        // (the port stays gone).
+                        batch.finish_fill(kept);
+                        return if kept > 0 { Ok(kept) } else { Err(e) };
+                    }
+                }
             } else {
                 if f.len == f.data.len() && !f.data.is_empty() {
                     let area = buf.rx_area();
@@ -178,24 +194,66 @@ impl AfPacket {
         Ok(kept)
     }
 
-    /// Reads the frame the ring marked `TP_STATUS_COPY` from the receive queue into `buf`;
-    /// whether it was kept.
-    fn recv_copied(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+    /// Reads the frame the ring marked `TP_STATUS_COPY` (always queued before the slot
+    /// is handed over) from the receive queue into `buf`: `Some(kept)` once read (a
+    /// refused frame counted), `None` when nothing could be read (not counted).
+    fn recv_copied(&mut self, buf: &mut PacketBuf) -> Result<Option<bool>, PortError> {
         let mut hdr = [[0u8; VNET_HDR_LEN]; 1];
         let mut info = [RxInfo::default(); 1];
-        let slot = RxSlot {
-            hdr: Some(&mut hdr[0]),
-            data: buf.rx_area(),
+        // A pending socket error (the device went down) comes before the queue, once.
+        for _ in 0..2 {
+            let slot = RxSlot {
+                hdr: Some(&mut hdr[0]),
+                data: buf.rx_area(),
+            };
+            match sys::mmsg::recv(self.fd.as_fd(), [slot], true, &mut info) {
+                Ok(1) => {
+                    return Ok(Some(
+                        self.accept(std::slice::from_mut(buf), &hdr, &info) == 1,
+                    ));
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if would_block(&e) => return Ok(None),
+                Err(e) if matches!(errno(&e), libc::EINVAL | libc::EMSGSIZE) => {
+                    return Ok(None);
+                }
+                Err(e) if errno(&e) == libc::ENETDOWN => {
+                    if self.is_gone() {
+                        return Err(self.went());
+                    }
+                    // Down, and the error now cleared: the frame is still queued.
+                }
+                Err(e) => return Err(PortError::io(&self.name, "recvmsg on AF_PACKET", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Counts what the receive ring dropped, and sets the ring up again if the kernel
+    /// stopped filling it: frames dropped, none taken since the last look and the next
+    /// slot free. (The kernel leaves its slot claimed when it cannot write a vnet header
+    /// for a frame, such as tunnel GSO, and then drops everything after it.)
+    fn maintain_ring(&mut self) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
         };
-        match sys::mmsg::recv(self.fd.as_fd(), [slot], true, &mut info) {
-            Ok(1) => Ok(self.accept(std::slice::from_mut(buf), &hdr, &info) == 1),
-            // The queue was full when the kernel meant to copy it: lost.
-            Ok(_) => Ok(false),
-            Err(e) if would_block(&e) => Ok(false),
-            Err(e) if matches!(errno(&e), libc::EINVAL | libc::EMSGSIZE) => Ok(false),
-            Err(e) if matches!(errno(&e), libc::ENODEV | libc::ENXIO) => Err(self.went()),
-            Err(e) if errno(&e) == libc::ENETDOWN => Ok(false),
-            Err(e) => Err(PortError::io(&self.name, "recvmsg on AF_PACKET", e)),
+        let taken = ring.taken();
+        let idle = ring.peek().is_none();
+        let dropped = sys::ring::drops(self.fd.as_fd()).unwrap_or(0);
+        self.rx_dropped += u64::from(dropped);
+        if dropped == 0 || taken > 0 || !idle || self.gone {
+            return;
+        }
+        tracing::warn!(port = %self.name, dropped, "the kernel stopped filling the receive ring; setting it up again");
+        // Unmapped before the ring goes.
+        self.ring = None;
+        let again = sys::ring::teardown(self.fd.as_fd())
+            .and_then(|()| RxRing::setup(self.fd.as_fd(), ring_shape(self.slots)));
+        match again {
+            Ok(r) => self.ring = Some(r),
+            Err(e) => {
+                tracing::warn!(port = %self.name, error = %e, "no receive ring any more; receiving with recvmmsg");
+            }
         }
     }
 
@@ -452,5 +510,9 @@ impl PortIo for AfPacket {
 
     fn rx_dropped(&self) -> u64 {
         self.rx_dropped
+    }
+
+    fn maintain(&mut self) {
+        self.maintain_ring();
     }
 }

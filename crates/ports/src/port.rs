@@ -80,6 +80,11 @@ pub trait PortIo: Send {
         Ok(())
     }
 
+    /// Periodic upkeep on the forwarding thread (about once a second), quick and never
+    /// blocking in the common case: an `AF_PACKET` port counts what its receive ring
+    /// dropped and sets up a ring again that the kernel stopped filling.
+    fn maintain(&mut self) {}
+
     /// Undoes what outlives the port: a persistent TAP stops persisting, so it vanishes
     /// when the port is dropped. Called when the port is removed for good.
     fn release(&mut self) {}

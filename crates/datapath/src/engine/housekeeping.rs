@@ -51,6 +51,11 @@ impl Engine {
                     rt.check_fast(now);
                 }
                 if mtus {
+                    for p in rt.ports.iter_mut().flatten() {
+                        if let Some(io) = p.io.as_mut() {
+                            io.maintain();
+                        }
+                    }
                     // TAPs live in other namespaces, out of the link notifications' sight.
                     for p in rt.ports.iter_mut().flatten() {
                         if p.kind == PortKind::Tap {

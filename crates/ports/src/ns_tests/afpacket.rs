@@ -162,6 +162,51 @@ fn a_burst_longer_than_the_ring_arrives_in_order() {
     vbr_unprivileged,
     ignore = "needs root: network namespaces, TAP, AF_PACKET"
 )]
+fn a_full_ring_counts_its_drops_and_keeps_working() {
+    in_netns(|| {
+        veth("va", "vb");
+        let mut port = AfPacket::attach("va", AfPacketOptions::default()).unwrap();
+        let mut peer = AfPacket::attach("vb", quiet()).unwrap();
+        let mut batch = Batch::new(64);
+        while port.recv_batch(&mut batch).unwrap() > 0 {}
+        port.maintain();
+        let before = port.rx_dropped();
+        // Twice the ring's slots, none read: the rest is dropped by the kernel.
+        let n = 2 * crate::packet::RX_RING_SLOTS;
+        let pkts: Vec<PacketBuf> = (0..n)
+            .map(|i| PacketBuf::from_frame(&frame(A, B, &[], (i % 251) as u8, 60)).unwrap())
+            .collect();
+        for chunk in pkts.chunks(64) {
+            peer.send_batch(&chunk.iter().collect::<Vec<_>>()).unwrap();
+        }
+        port.maintain();
+        assert!(
+            port.rx_dropped() > before,
+            "the ring's drops are counted: {}",
+            port.rx_dropped()
+        );
+        assert!(port.has_ring(), "a full ring is not set up again");
+        let got = recv_frames(&mut port, crate::packet::RX_RING_SLOTS, |p| {
+            is_test_frame(p.frame())
+        });
+        assert!(
+            got.len() >= crate::packet::RX_RING_SLOTS - 8,
+            "{}",
+            got.len()
+        );
+        // And it still receives.
+        let sent = frame(A, B, &[], 7, 70);
+        peer.send(&PacketBuf::from_frame(&sent).unwrap()).unwrap();
+        let got = recv_frames(&mut port, 1, |p| p.frame() == &sent[..]);
+        assert_eq!(got.len(), 1);
+    });
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
 fn mac_is_read_anew() {
     in_netns(|| {
         veth("va", "vb");

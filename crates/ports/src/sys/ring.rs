@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::mmsg::VNET_HDR_LEN;
 use super::setsockopt_raw;
@@ -37,6 +37,8 @@ pub(crate) struct RxRing {
     frames: usize,
     /// The slot to look at next.
     next: usize,
+    /// Frames taken since [`RxRing::taken`] last read it.
+    taken: u64,
 }
 
 // SAFETY: the mapping is owned by this value alone (nothing else holds its address) and
@@ -93,10 +95,15 @@ impl RxRing {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // Not mapped, so the ring may go again: frames must not land where nothing
+            // reads them.
+            let _ = teardown(fd);
+            return Err(e);
         }
-        let map = NonNull::new(p.cast::<u8>())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let Some(map) = NonNull::new(p.cast::<u8>()) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
         Ok(RxRing {
             map,
             map_len,
@@ -105,6 +112,7 @@ impl RxRing {
             block_size: shape.block_size,
             frames,
             next: 0,
+            taken: 0,
         })
     }
 
@@ -124,14 +132,14 @@ impl RxRing {
     /// The next frame, if the kernel has handed it over.
     pub(crate) fn peek(&self) -> Option<RingFrame<'_>> {
         let h = self.header();
-        // SAFETY: `h` points at a live slot header; the status word is read with a
-        // volatile load because the kernel writes it concurrently.
-        let status = unsafe { std::ptr::addr_of!((*h).tp_status).read_volatile() };
+        // SAFETY: `h` points at a live, 4-byte aligned slot header word the kernel
+        // writes concurrently: accessed only atomically here.
+        let status = unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*h).tp_status)) }
+            // Everything the kernel wrote before handing the slot over is visible after.
+            .load(Ordering::Acquire);
         if status & libc::TP_STATUS_USER == 0 {
             return None;
         }
-        // Everything the kernel wrote before handing the slot over is visible after it.
-        fence(Ordering::Acquire);
         // SAFETY: the slot is ours until `release` (status USER), so the kernel does not
         // write the header now.
         let hdr = unsafe { h.read() };
@@ -180,13 +188,47 @@ impl RxRing {
     /// Hands the current slot back to the kernel and moves on.
     pub(crate) fn release(&mut self) {
         let h = self.header();
-        // Our reads of the slot are done before the kernel may write it again.
-        fence(Ordering::Release);
-        // SAFETY: `h` points at a live slot header; a volatile store of the status word
-        // is how the ABI hands a slot back.
-        unsafe { std::ptr::addr_of_mut!((*h).tp_status).write_volatile(libc::TP_STATUS_KERNEL) };
+        // SAFETY: as in `peek`; the store hands the slot back, after our reads of it.
+        unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*h).tp_status)) }
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.next = (self.next + 1) % self.frames;
+        self.taken += 1;
     }
+
+    /// Frames taken since the last call.
+    pub(crate) fn taken(&mut self) -> u64 {
+        std::mem::take(&mut self.taken)
+    }
+}
+
+/// Takes a socket's receive ring away (it must not be mapped).
+pub(crate) fn teardown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: the all-zero pattern is a valid `tpacket_req` (no ring).
+    let req: libc::tpacket_req = unsafe { std::mem::zeroed() };
+    setsockopt_raw(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+}
+
+/// The frames the kernel dropped on this socket since the last call (`PACKET_STATISTICS`,
+/// which reading resets): no room in the ring, or one it could not describe.
+pub(crate) fn drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: the all-zero pattern is a valid `tpacket_stats`.
+    let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are writable for the whole call and `len` holds `st`'s
+    // size; the kernel writes at most that many bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.tp_drops)
 }
 
 impl Drop for RxRing {
