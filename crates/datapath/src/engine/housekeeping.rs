@@ -52,14 +52,12 @@ impl Engine {
                 }
                 if mtus {
                     for p in rt.ports.iter_mut().flatten() {
-                        if let Some(io) = p.io.as_mut() {
-                            io.maintain();
-                        }
-                    }
-                    // TAPs live in other namespaces, out of the link notifications' sight.
-                    for p in rt.ports.iter_mut().flatten() {
+                        let Some(io) = p.io.as_mut() else { continue };
+                        io.maintain();
+                        // TAPs live in other namespaces, out of the link notifications'
+                        // sight.
                         if p.kind == PortKind::Tap {
-                            if let Some(m) = p.io.as_ref().and_then(|io| io.current_mtu()) {
+                            if let Some(m) = io.current_mtu() {
                                 p.mtu = Some(m);
                             }
                         }

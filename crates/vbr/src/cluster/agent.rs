@@ -218,11 +218,10 @@ fn start_watch(
 
 /// Runs `req` as if a client sent it; logs a failure.
 fn exec(shared: &Shared, req: Request) -> bool {
-    let what = format!("{req:?}");
-    let r = shared.execute(req);
+    let r = shared.execute(req.clone());
     if !r.ok {
         let why = r.error.map(|e| e.message).unwrap_or_default();
-        tracing::warn!(request = %what, error = %why, "cluster: cannot apply");
+        tracing::warn!(request = ?req, error = %why, "cluster: cannot apply");
     }
     r.ok
 }

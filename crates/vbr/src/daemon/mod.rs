@@ -61,12 +61,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// Runs one request; saves the configuration after a change.
     pub(crate) fn execute(&self, req: Request) -> Response {
-        if let Some(c) = self.cluster.clone() {
-            if let Some(r) = self.cluster_request(&c, req.clone()) {
-                return r;
-            }
+        match self.cluster.clone() {
+            Some(c) => self
+                .cluster_request(&c, req)
+                .unwrap_or_else(|req| self.execute_local(req)),
+            None => self.execute_local(req),
         }
-        self.execute_local(req)
     }
 
     /// Runs one request on this node alone.
@@ -227,8 +227,14 @@ impl Shared {
     /// Requests cluster mode answers or changes: `cluster ...`, and connecting a
     /// namespace to a cluster network (its address allocated cluster-wide, its MAC
     /// chosen here so it is published at once) or taking it away (its address given
-    /// back). `None`: an ordinary request.
-    fn cluster_request(&self, c: &crate::cluster::Cluster, req: Request) -> Option<Response> {
+    /// back). An ordinary request is given back (moved, not copied: hence its size in
+    /// `Err`).
+    #[allow(clippy::result_large_err)]
+    fn cluster_request(
+        &self,
+        c: &crate::cluster::Cluster,
+        req: Request,
+    ) -> Result<Response, Request> {
         let answer = |r: Result<serde_json::Value, ApiError>| match r {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(e),
@@ -239,25 +245,25 @@ impl Shared {
         }
         match req {
             Request::ClusterApply { networks } => {
-                Some(answer(c.apply(&networks).and_then(|d| json(&d))))
+                Ok(answer(c.apply(&networks).and_then(|d| json(&d))))
             }
             Request::ClusterDel { name } => {
-                Some(answer(c.delete(&name).map(|()| serde_json::json!({}))))
+                Ok(answer(c.delete(&name).map(|()| serde_json::json!({}))))
             }
             Request::ClusterStatus => {
                 let v = c.status(|nets| crate::cluster::health(self, nets));
-                Some(answer(json(&v)))
+                Ok(answer(json(&v)))
             }
-            Request::Connect(mut args) => {
-                let net = c.network(&args.bridge)?;
-                Some(self.connect_in_cluster(c, &net, &mut args))
-            }
+            Request::Connect(mut args) => match c.network(&args.bridge) {
+                Some(net) => Ok(self.connect_in_cluster(c, &net, &mut args)),
+                None => Err(Request::Connect(args)),
+            },
             Request::Disconnect { netns, bridge } if c.network(&bridge).is_some() => {
                 let r = self.execute_local(Request::Disconnect {
                     netns: netns.clone(),
                     bridge: bridge.clone(),
                 });
-                Some(release_after(c, r, &[bridge], &netns))
+                Ok(release_after(c, r, &[bridge], &netns))
             }
             Request::NetnsDel { name } => {
                 let nets: Vec<String> = self
@@ -269,12 +275,12 @@ impl Shared {
                     .map(|(b, _, _)| b)
                     .collect();
                 if nets.is_empty() {
-                    return None;
+                    return Err(Request::NetnsDel { name });
                 }
                 let r = self.execute_local(Request::NetnsDel { name: name.clone() });
-                Some(release_after(c, r, &nets, &name))
+                Ok(release_after(c, r, &nets, &name))
             }
-            _ => None,
+            req => Err(req),
         }
     }
 
