@@ -188,6 +188,8 @@ impl Engine {
                     | PortKind::Gateway
                     | PortKind::Stream
                     | PortKind::Dgram
+                    | PortKind::VhostUser
+                    | PortKind::VhostUserClient
                     | PortKind::VmTap
                     | PortKind::Vxlan => {}
                 }
@@ -293,11 +295,12 @@ impl Config {
                         "host and socket ports are not saved".into(),
                     );
                 }
-                let sockets = matches!(p.kind, PortKind::Stream | PortKind::Dgram);
+                let sockets = p.kind.has_socket();
                 if sockets != p.socket.is_some() {
                     return bad(
                         format!("{pat}.socket"),
-                        "stream and dgram ports, and they alone, have a socket path".into(),
+                        "stream, dgram and vhost-user ports, and they alone, have a socket path"
+                            .into(),
                     );
                 }
                 if (p.kind == PortKind::Vxlan) != p.vxlan.is_some() {

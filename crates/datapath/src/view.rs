@@ -22,12 +22,28 @@ pub enum PortKind {
     Stream,
     /// A VM's `-netdev dgram` (one frame per datagram between two UNIX socket paths).
     Dgram,
+    /// A VM's vhost-user NIC: vbridge listens on the UNIX socket and is the backend of
+    /// the guest's virtio-net, its rings in shared guest memory.
+    VhostUser,
+    /// The same with QEMU listening (`server=on`) and vbridge connecting (again and
+    /// again: a restarted daemon finds its guests).
+    VhostUserClient,
     /// A VM's TAP (`-netdev tap`): a persistent TAP vbridge made, opened by QEMU by name
     /// and read by vbridge like an interface.
     VmTap,
     /// A VXLAN tunnel to other hosts: a kernel `vxlan` netdev vbridge made, read like an
     /// interface.
     Vxlan,
+}
+
+impl PortKind {
+    /// Whether ports of this kind have a UNIX socket path a VM reaches them at.
+    pub fn has_socket(self) -> bool {
+        matches!(
+            self,
+            PortKind::Stream | PortKind::Dgram | PortKind::VhostUser | PortKind::VhostUserClient
+        )
+    }
 }
 
 /// Whether a port moves frames.

@@ -7,6 +7,8 @@
 //! - [`socket::SeqpacketPort`]: an `AF_UNIX` seqpacket pair, for tests and fd-passing.
 //! - [`qemu::QemuStream`], [`qemu::QemuDgram`]: QEMU's `-netdev stream` and `-netdev
 //!   dgram` on a UNIX socket vbridge listens on.
+//! - [`vhost::VhostUser`]: a vhost-user port: vbridge as the backend of a guest's
+//!   virtio-net, its rings in shared guest memory.
 //!
 //! All of them implement [`PortIo`] and move frames in [`Batch`]es of reusable
 //! [`PacketBuf`]s. [`netdev`] has small helpers over device ioctls. Every `unsafe` line
@@ -22,6 +24,7 @@ pub mod qemu;
 pub mod socket;
 mod sys;
 pub mod tap;
+pub mod vhost;
 pub mod vnet;
 
 #[cfg(test)]
@@ -35,4 +38,5 @@ pub use port::{MacAddr, PortIo, SendReport};
 pub use qemu::{QemuDgram, QemuStream};
 pub use socket::SeqpacketPort;
 pub use tap::{Tap, TapOptions};
+pub use vhost::{VhostMode, VhostUser};
 pub use vnet::VnetHdr;

@@ -35,7 +35,7 @@ const RX_CHUNK: usize = 256 * 1024;
 
 /// Binds a listening or datagram socket at `path`, replacing a stale socket file there
 /// (a daemon that was killed leaves it); anything else at that path is refused.
-fn free_path(name: &str, path: &Path) -> Result<(), PortError> {
+pub(crate) fn free_path(name: &str, path: &Path) -> Result<(), PortError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             std::fs::remove_file(path).map_err(|e| PortError::io(name, "remove stale socket", e))

@@ -132,6 +132,9 @@ pub(crate) enum Request {
         name: String,
         kind: VmPortKind,
         mac: Option<String>,
+        /// vhost-user only: QEMU listens (`server=on`) and vbridge connects.
+        #[serde(default)]
+        client: bool,
     },
     /// Removes a VM port (`vbr port del`).
     PortDel {
@@ -456,7 +459,8 @@ pub(crate) enum VmPortKind {
     Stream,
     /// `-netdev dgram`: one frame per datagram between two UNIX socket paths.
     Dgram,
-    /// vhost-user: not built yet.
+    /// vhost-user: vbridge is the backend of the guest's virtio-net, its rings in
+    /// shared guest memory (QEMU needs `memory-backend-memfd,share=on`).
     VhostUser,
     /// `-netdev tap`: a persistent TAP vbridge makes and QEMU opens by name.
     Tap,

@@ -385,6 +385,11 @@ pub(crate) enum PortCmd {
         /// The guest NIC's MAC (default: a random locally administered one).
         #[arg(long)]
         mac: Option<String>,
+        /// vhost-user only: QEMU listens on the socket (`server=on`) and vbridge
+        /// connects, again after a restart, so guests keep running (OVS's
+        /// `dpdkvhostuserclient`).
+        #[arg(long)]
+        client: bool,
     },
     /// Remove a VM port.
     Del { bridge: String, name: String },
@@ -675,11 +680,13 @@ impl Cmd {
                 name,
                 kind,
                 mac,
+                client,
             }) => Request::PortAdd {
                 bridge: s(bridge),
                 name: s(name),
                 kind: *kind,
                 mac: mac.clone(),
+                client: *client,
             },
             Cmd::Vxlan(VxlanCmd::Add {
                 name,

@@ -46,6 +46,7 @@ fn kind_text(p: &PortView) -> String {
         (PortKind::Gateway, _) => "host interface (VLAN gateway)".into(),
         (PortKind::Stream, _) => "VM (stream socket)".into(),
         (PortKind::Dgram, _) => "VM (dgram socket)".into(),
+        (PortKind::VhostUser | PortKind::VhostUserClient, _) => "VM (vhost-user)".into(),
         (PortKind::VmTap, _) => format!("VM (tap){fast}"),
         (PortKind::Vxlan, _) => format!("vxlan tunnel{fast}"),
     }

@@ -13,7 +13,7 @@ use vbridge_host::ledger::{Ledger, Object, Owner};
 use vbridge_host::{IpFamily, Netlink};
 use vbridge_ports::{
     AfPacket, AfPacketOptions, FastPath, FastPort, PortIo, QemuDgram, QemuStream, Tap, TapOptions,
-    netdev,
+    VhostMode, VhostUser, netdev,
 };
 
 use crate::action::Retired;
@@ -527,6 +527,19 @@ pub(crate) fn open(spec: &PortSpec, bridge: &str, ledger: &Ledger) -> Result<Bac
                 why: "a vxlan port needs its tunnel",
             }),
         },
+        PortKind::VhostUser | PortKind::VhostUserClient => {
+            let path = spec.socket.as_deref().ok_or(DpError::InvalidName {
+                name: name.clone(),
+                why: "a vhost-user port needs its socket path",
+            })?;
+            let mode = if spec.kind == PortKind::VhostUser {
+                VhostMode::Server
+            } else {
+                VhostMode::Client
+            };
+            let io = VhostUser::new(name, path, mode).map_err(|e| DpError::port(name, e))?;
+            Ok(Backend::plain(Box::new(io)))
+        }
         PortKind::Stream | PortKind::Dgram => {
             let path = spec.socket.as_deref().ok_or(DpError::InvalidName {
                 name: name.clone(),

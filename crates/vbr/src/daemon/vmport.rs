@@ -1,7 +1,10 @@
-//! `vbr port add` / `vbr port del`: VM ports. QEMU's `-netdev stream` and `-netdev dgram`
-//! reach a UNIX socket under the state directory (`vm/NAME.sock`, kept across restarts
-//! with the port); `-netdev tap` opens a persistent TAP vbridge made (named like the
-//! port). The answer carries the QEMU arguments that reach the port.
+//! `vbr port add` / `vbr port del`: VM ports. QEMU's `-netdev stream`, `-netdev dgram`
+//! and `-netdev vhost-user` reach a UNIX socket under the state directory
+//! (`vm/NAME.sock`, kept across restarts with the port; for vhost-user `--client`, QEMU
+//! listens there and vbridge connects); `-netdev tap` opens a persistent TAP vbridge
+//! made (named like the port). The answer carries the QEMU arguments that reach the
+//! port; for vhost-user they include the shared guest memory QEMU must use, its size
+//! (`RAM`) left for the user to fill in as `-m`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +18,36 @@ use crate::api::{ApiError, ErrorKind, VmPort, VmPortKind};
 /// Longest UNIX socket path (`sun_path` holds 108 bytes with the NUL).
 const MAX_PATH: usize = 107;
 
-/// The QEMU arguments of a NIC on port `name` at `socket` with `mac`.
-pub(crate) fn qemu_args(kind: VmPortKind, name: &str, socket: &Path, mac: MacAddr) -> Vec<String> {
+/// The QEMU arguments of a NIC on port `name` at `socket` with `mac` (`client`: a
+/// vhost-user port where QEMU listens).
+pub(crate) fn qemu_args(
+    (kind, client): (VmPortKind, bool),
+    name: &str,
+    socket: &Path,
+    mac: MacAddr,
+) -> Vec<String> {
     let path = socket.display();
+    if kind == VmPortKind::VhostUser {
+        let chardev = if client {
+            format!("socket,id={name},path={path},server=on")
+        } else {
+            format!("socket,id={name},path={path},reconnect-ms=1000")
+        };
+        return [
+            "-object",
+            "memory-backend-memfd,id=mem,size=RAM,share=on",
+            "-numa",
+            "node,memdev=mem",
+            "-chardev",
+            &chardev,
+            "-netdev",
+            &format!("vhost-user,id={name},chardev={name}"),
+            "-device",
+            &format!("virtio-net-pci,netdev={name},mac={mac}"),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+    }
     let netdev = match kind {
         VmPortKind::Tap => {
             format!("tap,id={name},ifname={name},script=no,downscript=no,vhost=off")
@@ -43,19 +73,21 @@ pub(crate) fn add(
     state_dir: &Path,
     bridge: &str,
     name: &str,
-    kind: VmPortKind,
+    (kind, client): (VmPortKind, bool),
     mac: Option<&str>,
 ) -> Outcome {
     crate::names::check_ifname(name).map_err(ApiError::invalid)?;
-    let port_kind = match kind {
-        VmPortKind::Stream => PortKind::Stream,
-        VmPortKind::Dgram => PortKind::Dgram,
-        VmPortKind::VhostUser => {
+    let port_kind = match (kind, client) {
+        (VmPortKind::VhostUser, false) => PortKind::VhostUser,
+        (VmPortKind::VhostUser, true) => PortKind::VhostUserClient,
+        (_, true) => {
             return Err(ApiError::invalid(
-                "vhost-user ports are not built yet: use --type stream or dgram (or a TAP: let QEMU make it, then `vbr addif`)",
+                "--client is for vhost-user ports (QEMU listening, vbridge connecting)",
             ));
         }
-        VmPortKind::Tap => PortKind::VmTap,
+        (VmPortKind::Stream, false) => PortKind::Stream,
+        (VmPortKind::Dgram, false) => PortKind::Dgram,
+        (VmPortKind::Tap, false) => PortKind::VmTap,
     };
     let mac = match mac {
         Some(m) => m
@@ -80,7 +112,7 @@ pub(crate) fn add(
             name,
             name.to_owned(),
             mac,
-            qemu_args(kind, name, Path::new(""), mac),
+            qemu_args((kind, false), name, Path::new(""), mac),
         );
     }
     let dir = std::fs::canonicalize(state_dir)
@@ -102,7 +134,7 @@ pub(crate) fn add(
     let mut spec = PortSpec::new(name, port_kind);
     spec.socket = Some(socket.clone());
     d.add_port(bridge, &spec, false).map_err(dp)?;
-    let qemu = qemu_args(kind, name, &socket, mac);
+    let qemu = qemu_args((kind, client), name, &socket, mac);
     vm_port(bridge, name, socket.display().to_string(), mac, qemu)
 }
 
@@ -120,7 +152,7 @@ fn vm_port(bridge: &str, name: &str, socket: String, mac: MacAddr, qemu: Vec<Str
 /// Removes VM port `name` of `bridge` (its socket file goes with it).
 pub(crate) fn del(d: &Datapath, bridge: &str, name: &str) -> Outcome {
     match d.find_port(name).map_err(dp)? {
-        Some((b, PortKind::Stream | PortKind::Dgram | PortKind::VmTap)) if b == bridge => {
+        Some((b, k)) if b == bridge && (k.has_socket() || k == PortKind::VmTap) => {
             d.del_port(bridge, name).map_err(dp)?;
             Ok(serde_json::json!({}))
         }
@@ -142,7 +174,7 @@ mod tests {
     fn qemu_arguments_name_the_socket_and_the_mac() {
         let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
         let s = Path::new("/var/lib/vbridge/vm/vm0.sock");
-        let a = qemu_args(VmPortKind::Stream, "vm0", s, mac);
+        let a = qemu_args((VmPortKind::Stream, false), "vm0", s, mac);
         assert_eq!(
             a,
             [
@@ -152,10 +184,34 @@ mod tests {
                 "virtio-net-pci,netdev=vm0,mac=52:54:00:12:34:56",
             ]
         );
-        let d = qemu_args(VmPortKind::Dgram, "vm1", s, mac);
+        let d = qemu_args((VmPortKind::Dgram, false), "vm1", s, mac);
         assert!(d[1].starts_with(
             "dgram,id=vm1,local.type=unix,local.path=/var/lib/vbridge/vm/vm0.sock.guest,"
         ));
         assert!(d[1].ends_with("remote.type=unix,remote.path=/var/lib/vbridge/vm/vm0.sock"));
+    }
+
+    #[test]
+    fn vhost_user_arguments_share_the_guest_memory_both_ways_round() {
+        let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
+        let s = Path::new("/run/vbr/vm/v0.sock");
+        let a = qemu_args((VmPortKind::VhostUser, false), "v0", s, mac);
+        assert_eq!(
+            a,
+            [
+                "-object",
+                "memory-backend-memfd,id=mem,size=RAM,share=on",
+                "-numa",
+                "node,memdev=mem",
+                "-chardev",
+                "socket,id=v0,path=/run/vbr/vm/v0.sock,reconnect-ms=1000",
+                "-netdev",
+                "vhost-user,id=v0,chardev=v0",
+                "-device",
+                "virtio-net-pci,netdev=v0,mac=52:54:00:12:34:56",
+            ]
+        );
+        let c = qemu_args((VmPortKind::VhostUser, true), "v0", s, mac);
+        assert_eq!(c[5], "socket,id=v0,path=/run/vbr/vm/v0.sock,server=on");
     }
 }

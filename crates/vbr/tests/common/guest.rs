@@ -151,6 +151,8 @@ pub struct Guest {
     child: Child,
     console: PathBuf,
     initrd: PathBuf,
+    /// QEMU's own messages (its standard error).
+    stderr: PathBuf,
 }
 
 impl Guest {
@@ -174,6 +176,7 @@ impl Guest {
         let tmp = std::env::temp_dir();
         let initrd = tmp.join(format!("{name}.cpio"));
         let console = tmp.join(format!("{name}.console"));
+        let stderr = tmp.join(format!("{name}.qemu"));
         std::fs::File::create(&initrd)
             .and_then(|mut f| f.write_all(&initramfs(&dir, addr, script)))
             .expect("write the initramfs");
@@ -195,19 +198,25 @@ impl Guest {
             .args(nic)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("QEMU's log file"))
             .spawn()
             .expect("start qemu-system-x86_64");
         Guest {
             child,
             console,
             initrd,
+            stderr,
         }
     }
 
     /// What the guest printed so far on its console.
     pub fn console(&self) -> String {
         std::fs::read_to_string(&self.console).unwrap_or_default()
+    }
+
+    /// What QEMU itself said (its standard error): why a netdev failed, say.
+    pub fn qemu_log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Waits up to `timeout` for `text` on the console (something the script echoes).
@@ -237,12 +246,8 @@ impl Guest {
                 return (out, status);
             }
             if Instant::now() > end || self.child.try_wait().ok().flatten().is_some() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = self.child.kill();
-                    let _ = e.read_to_string(&mut err);
-                }
+                let _ = self.child.kill();
+                let err = self.qemu_log();
                 panic!("the guest did not finish its script:\n{text}\nqemu: {err}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -256,5 +261,6 @@ impl Drop for Guest {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.initrd);
         let _ = std::fs::remove_file(&self.console);
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
