@@ -2,10 +2,11 @@
 # Guest <-> namespace TCP, for context: a Linux guest under QEMU (TCG: this machine's
 # /dev/kvm cannot boot a stock kernel, so the guest's emulated CPU, not the switch, is
 # the limit here) sends to an iperf3 server in a namespace on the same bridge, by each
-# route a VM takes: vbridge's stream and dgram socket ports and a TAP vbridge makes
+# route a VM takes: vbridge's vhost-user, stream and dgram ports and a TAP vbridge makes
 # (`vbr port add --type`), and the Linux bridge with a TAP QEMU makes (`vhost=off`: no
 # vhost-net here). The guest is the test guest of crates/vbr/tests (Debian's kernel,
 # busybox, the virtio-net modules) with iperf3 and its libraries copied in.
+# The switch side alone, without a guest's CPU in the way, is bench/vhost.sh.
 # Usage (root): bench/vm.sh [seconds per run, default 5] [rounds, default 1]
 P=vbm$$
 source "$(dirname "$0")/lib.sh"
@@ -71,6 +72,8 @@ server ${P}n
 args() { vbr --json port add br0 "$1" --type "$2" --mac "52:54:00:64:00:0$3" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["qemu"]))'; }
 # shellcheck disable=SC2207 # the arguments have no spaces
 STREAM=($(args vms stream 1)); DGRAM=($(args vmd dgram 2)); VTAP=($(args vmt tap 3))
+# shellcheck disable=SC2207 # the guest's memory size filled in where vhost-user leaves it
+VHU=($(args vhu vhost-user 5 | sed 's/size=RAM/size=256M/'))
 # --- the Linux bridge with a TAP QEMU makes ---
 mkns ${P}k; mkns ${P}kn
 ip -n ${P}k link add kbr type bridge; ip -n ${P}k link set kbr up
@@ -84,16 +87,17 @@ KTAP=(-netdev tap,id=k,ifname=ktap,script=no,downscript=no,vhost=off -device vir
 
 declare -A R
 for r in $(seq "$ROUNDS"); do
+  R[vhost]+=" $(run ${P}h "${VHU[@]}")"
   R[stream]+=" $(run ${P}h "${STREAM[@]}")"
   R[dgram]+=" $(run ${P}h "${DGRAM[@]}")"
   R[vmtap]+=" $(run ${P}h "${VTAP[@]}")"
   R[kernel]+=" $(run ${P}k "${KTAP[@]}")"
-  echo "round $r: stream ${R[stream]##* } dgram ${R[dgram]##* } vbridge tap ${R[vmtap]##* } kernel+tap ${R[kernel]##* } Mbit/s" >&2
+  echo "round $r: vhost-user ${R[vhost]##* } stream ${R[stream]##* } dgram ${R[dgram]##* } vbridge tap ${R[vmtap]##* } kernel+tap ${R[kernel]##* } Mbit/s" >&2
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '\n%-44s %10s\n' "guest -> namespace TCP under TCG (iperf3)" "Mbit/s"
-for m in stream dgram vmtap kernel; do
-  case $m in stream) n="vbridge, -netdev stream (vbr port add)";; dgram) n="vbridge, -netdev dgram (vbr port add)";;
+for m in vhost stream dgram vmtap kernel; do
+  case $m in vhost) n="vbridge, vhost-user (vbr port add)";; stream) n="vbridge, -netdev stream (vbr port add)";; dgram) n="vbridge, -netdev dgram (vbr port add)";;
     vmtap) n="vbridge, TAP it made (vbr port add --type tap)";; kernel) n="Linux bridge, QEMU's TAP (vhost=off)";; esac
   printf '%-44s %10s\n' "$n" "$(median <<<"${R[$m]}")"
 done

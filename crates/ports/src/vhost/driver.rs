@@ -283,6 +283,23 @@ impl Driver {
     /// Takes the frames delivered since the last call, handing each (offload header,
     /// frame) to `f`, and gives the buffers back. Returns how many frames came.
     pub fn recv(&mut self, mut f: impl FnMut(VnetHdr, &[u8])) -> Result<usize, DriverError> {
+        self.take(true, &mut |h, _, frame| f(h, frame))
+    }
+
+    /// As [`Driver::recv`], handing over each frame's header and length only, its bytes
+    /// left unread (as a guest's driver hands pages on without copying them).
+    pub fn recv_lengths(
+        &mut self,
+        mut f: impl FnMut(VnetHdr, usize),
+    ) -> Result<usize, DriverError> {
+        self.take(false, &mut |h, len, _| f(h, len))
+    }
+
+    fn take(
+        &mut self,
+        copy: bool,
+        f: &mut dyn FnMut(VnetHdr, usize, &[u8]),
+    ) -> Result<usize, DriverError> {
         let q = &mut self.queues[RX];
         let used: u16 = self
             .mem
@@ -300,6 +317,7 @@ impl Driver {
                 break; // the rest of this frame is not there yet
             }
             frame.clear();
+            let mut total = 0;
             for k in 0..nbuf {
                 let (id, len) = if k == 0 {
                     (id, len)
@@ -307,18 +325,21 @@ impl Driver {
                     used_elem(&self.mem, q, q.last_used.wrapping_add(k))?
                 };
                 let skip = if k == 0 { HDR_LEN } else { 0 };
-                let start = frame.len();
                 let n = (len as usize).saturating_sub(skip);
-                frame.resize(start + n, 0);
-                self.mem
-                    .read_slice(&mut frame[start..], GuestAddress(q.buf(id).0 + skip as u64))
-                    .map_err(mem_err)?;
+                total += n;
+                if copy {
+                    let start = frame.len();
+                    frame.resize(start + n, 0);
+                    self.mem
+                        .read_slice(&mut frame[start..], GuestAddress(q.buf(id).0 + skip as u64))
+                        .map_err(mem_err)?;
+                }
                 q.free.push(id);
             }
             q.last_used = q.last_used.wrapping_add(nbuf);
             let mut legacy = [0u8; VnetHdr::LEN];
             legacy.copy_from_slice(&h[..VnetHdr::LEN]);
-            f(VnetHdr::from_bytes(&legacy), &frame);
+            f(VnetHdr::from_bytes(&legacy), total, &frame);
             frames += 1;
         }
         self.received += frames as u64;
@@ -336,17 +357,18 @@ impl Driver {
         Ok(())
     }
 
-    /// Writes raw descriptor `i` of the transmit queue and publishes it: for tests that
-    /// play a misbehaving guest.
+    /// Writes a raw descriptor into the transmit queue and publishes it: for tests that
+    /// play a misbehaving guest. `next: None` chains the descriptor to itself (a loop).
     pub fn push_raw(
         &mut self,
         addr: u64,
         len: u32,
         flags: u16,
-        next: u16,
+        next: Option<u16>,
     ) -> Result<(), DriverError> {
         let q = &mut self.queues[TX];
         let i = q.free.pop().ok_or_else(|| mem_err("no free descriptor"))?;
+        let next = next.unwrap_or(i);
         let at = GuestAddress(q.desc.0 + 16 * u64::from(i));
         self.mem.write_obj(addr, at).map_err(mem_err)?;
         self.mem

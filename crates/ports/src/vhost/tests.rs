@@ -201,26 +201,48 @@ fn a_guest_breaking_the_rules_is_cut_off_and_may_come_back() {
     let (mut a, mut da) = pair(&dir, "a");
     let mut batch = Batch::new(32);
     // A buffer far outside guest memory.
-    da.push_raw(1 << 40, 100, 0, 0).unwrap();
+    da.push_raw(1 << 40, 100, 0, Some(0)).unwrap();
     assert!(until(|| {
         let _ = a.recv_batch(&mut batch).unwrap();
         a.cut_off() == 1
     }));
     assert_eq!(a.rx_dropped(), 1);
     assert!(until(|| !a.connected()), "the connection is closed");
-    // A new connection starts clean; then a write-only buffer on the transmit queue,
-    // and a chain shorter than its header, each cut it off again.
-    for (flags, len) in [(2u16, 100u32), (0, 4)] {
+    // A new connection starts clean; then a write-only buffer on the transmit queue, a
+    // chain shorter than its header, and a descriptor chained to itself (a loop, read
+    // as long as the queue: over the largest frame), each cut it off again.
+    for (flags, len, next) in [(2u16, 100u32, Some(0)), (0, 4, Some(0)), (1, 4096, None)] {
         let mut d = Driver::connect(&dir.sock("a")).unwrap();
         assert!(until(|| a.active()));
         assert!(d.push(&VnetHdr::default(), &frame(2, 1, 64)).unwrap());
         d.flush().unwrap();
         assert_eq!(recv_n(&mut a, 1).len(), 1);
         let before = a.cut_off();
-        d.push_raw(4096, len, flags, 0).unwrap();
+        d.push_raw(4096, len, flags, next).unwrap();
         assert!(until(|| {
             let _ = a.recv_batch(&mut batch).unwrap();
             a.cut_off() == before + 1
         }));
     }
+}
+
+#[test]
+fn garbage_on_the_socket_ends_that_connection_only() {
+    use std::io::Write;
+    let dir = Dir::new("garbage");
+    let (mut a, mut da) = pair(&dir, "a");
+    let b = VhostUser::new("b", &dir.sock("b"), VhostMode::Server).unwrap();
+    // Something that is not a vhost-user frontend connects to b's socket and writes
+    // noise: that connection ends; port a carries on, and b takes a real frontend next.
+    let mut junk = std::os::unix::net::UnixStream::connect(dir.sock("b")).unwrap();
+    let _ = junk.write_all(&[0xff; 64]);
+    assert!(
+        until(|| b.connects() == 1 && !b.connected()),
+        "the junk is let go"
+    );
+    assert!(da.push(&VnetHdr::default(), &frame(2, 1, 64)).unwrap());
+    da.flush().unwrap();
+    assert_eq!(recv_n(&mut a, 1).len(), 1);
+    let _d2 = Driver::connect(&dir.sock("b")).unwrap();
+    assert!(until(|| b.active()), "b takes a frontend again");
 }

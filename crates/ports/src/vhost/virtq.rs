@@ -8,7 +8,7 @@
 //! longer than the largest frame, an available index running ahead of the ring — each
 //! is a [`Fault`], and the port cuts the guest off.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 
@@ -75,8 +75,7 @@ impl Segments {
             }
             let n = (len - skip).min(dst.len() - done);
             let at = addr.0.checked_add(skip as u64).ok_or(Fault::Memory)?;
-            mem.read_slice(&mut dst[done..done + n], GuestAddress(at))
-                .map_err(|_| Fault::Memory)?;
+            read_at(mem, GuestAddress(at), &mut dst[done..done + n])?;
             done += n;
             skip = 0;
         }
@@ -98,14 +97,36 @@ impl Segments {
                     (addr, room) = segs.next().ok_or(Fault::Length)?;
                 }
                 let n = room.min(part.len());
-                mem.write_slice(&part[..n], addr)
-                    .map_err(|_| Fault::Memory)?;
+                write_at(mem, addr, &part[..n])?;
                 addr = GuestAddress(addr.0.checked_add(n as u64).ok_or(Fault::Memory)?);
                 room -= n;
                 part = &part[n..];
             }
         }
         Ok(())
+    }
+}
+
+/// Copies guest memory at `addr` into `dst`: one copy where the range lies in one
+/// region (always, in practice), else piece by piece.
+fn read_at(mem: &GuestMemoryMmap, addr: GuestAddress, dst: &mut [u8]) -> Result<(), Fault> {
+    match mem.get_slice(addr, dst.len()) {
+        Ok(s) => {
+            s.copy_to(dst);
+            Ok(())
+        }
+        Err(_) => mem.read_slice(dst, addr).map_err(|_| Fault::Memory),
+    }
+}
+
+/// Copies `src` into guest memory at `addr` (as [`read_at`]).
+fn write_at(mem: &GuestMemoryMmap, addr: GuestAddress, src: &[u8]) -> Result<(), Fault> {
+    match mem.get_slice(addr, src.len()) {
+        Ok(s) => {
+            s.copy_from(src);
+            Ok(())
+        }
+        Err(_) => mem.write_slice(src, addr).map_err(|_| Fault::Memory),
     }
 }
 
