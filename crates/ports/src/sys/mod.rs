@@ -155,22 +155,57 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
     })
 }
 
-/// Whether `fd` has input waiting now (`poll` with no wait).
-pub(crate) fn readable_now(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is one valid pollfd the kernel writes `revents` of; the descriptor is
-    // open for the call (borrowed); a zero timeout never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & libc::POLLIN != 0
-}
-
 /// A new nonblocking, close-on-exec eventfd.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments; a non-negative result is a new descriptor nobody
     // else owns (checked by `own`).
     own(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+}
+
+/// The seals of a memory file (`F_GET_SEALS`); an error for files that take none.
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<c_int> {
+    // SAFETY: F_GET_SEALS takes no argument and returns an integer; the descriptor is
+    // open for the call.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+/// `shutdown(2)` of both directions: on a listening socket, wakes a thread blocked in
+/// `accept` (which then fails).
+pub(crate) fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain integer arguments on a descriptor open for the call.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) }).map(drop)
+}
+
+/// Copies the bytes waiting on stream socket `fd` into `buf` without taking them
+/// (`MSG_PEEK`), waiting for some if there are none; 0 at end of stream.
+pub(crate) fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call; the
+    // descriptor is open (borrowed).
+    cvt_size(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len(),
+            libc::MSG_PEEK,
+        )
+    })
+}
+
+/// A memory file of `size` bytes sealed against shrinking and growing (`memfd_create`,
+/// `F_ADD_SEALS`): what a vhost-user frontend shares as guest memory.
+pub(crate) fn memfd_sealed(size: u64) -> io::Result<OwnedFd> {
+    // SAFETY: the name is a NUL-terminated literal; flags are plain integers; the result
+    // is checked by `own`.
+    let fd = own(unsafe {
+        libc::memfd_create(
+            c"vbr-guest-memory".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    })?;
+    let file = std::fs::File::from(fd);
+    file.set_len(size)?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS takes an integer; the descriptor is open (owned by `file`).
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(OwnedFd::from(file))
 }

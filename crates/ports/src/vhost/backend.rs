@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 
 use super::TX_QUEUE;
+use super::virtq::{self, Fault, UsedList};
 use crate::sys;
 
 type Result<T> = std::result::Result<T, VuError>;
@@ -60,6 +62,9 @@ pub(crate) struct Ring {
     started: bool,
     /// `SET_VRING_ENABLE` (always, without protocol features).
     enabled: bool,
+    /// The available index at which the guest's receive buffers ran out (see
+    /// [`virtq::send`]).
+    pub(crate) full_at: Option<u16>,
 }
 
 impl Ring {
@@ -70,6 +75,7 @@ impl Ring {
             call: None,
             started: false,
             enabled: false,
+            full_at: None,
         }
     }
 
@@ -78,21 +84,26 @@ impl Ring {
         self.started && self.enabled && self.queue.ready()
     }
 
-    /// Tells the guest that buffers were used, if it wants to hear.
-    pub(crate) fn notify(&mut self, mem: &GuestMemoryMmap) {
-        if self.queue.needs_notification(mem).unwrap_or(true)
+    /// Publishes the used buffers on `used` and tells the guest, if it wants to hear.
+    pub(crate) fn complete(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        used: &mut UsedList,
+    ) -> std::result::Result<(), Fault> {
+        let old = self.queue.next_used();
+        virtq::publish(&mut self.queue, mem, used)?;
+        if virtq::should_signal(&self.queue, mem, old)
             && let Some(c) = &self.call
         {
+            // Nonblocking (set when it came): a full counter only loses this interrupt.
             let _ = (&*c).write(&1u64.to_ne_bytes());
         }
+        Ok(())
     }
 
-    /// Takes the guest's kick, if one is waiting (never blocks: the descriptor is the
-    /// frontend's, perhaps in blocking mode, so it is read only when it polls readable).
+    /// Takes the guest's kicks (the descriptor is an eventfd in nonblocking mode).
     pub(crate) fn take_kick(&self) {
-        if let Some(k) = &self.kick
-            && sys::readable_now(k.as_fd())
-        {
+        if let Some(k) = &self.kick {
             let _ = (&*k).read(&mut [0u8; 8]);
         }
     }
@@ -133,6 +144,8 @@ pub(crate) struct Shared {
     rings: Mutex<Rings>,
     /// The current connection, to cut it off or end it.
     stream: Mutex<Option<UnixStream>>,
+    /// A duplicate of the listening socket (server mode).
+    listener: Mutex<Option<OwnedFd>>,
     pub(crate) cut_off: AtomicU64,
     pub(crate) connects: AtomicU64,
     stop: std::sync::atomic::AtomicBool,
@@ -149,6 +162,7 @@ impl Shared {
             wake,
             rings: Mutex::new(Rings::new(0)),
             stream: Mutex::new(None),
+            listener: Mutex::new(None),
             cut_off: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             stop: std::sync::atomic::AtomicBool::new(false),
@@ -216,12 +230,52 @@ impl Shared {
         self.stop.load(Ordering::Acquire)
     }
 
-    /// The port is going away: ends the connection; the control thread sees `stop`.
+    /// The port is going away: ends the connection and wakes a waiting `accept`; the
+    /// control thread sees `stop` and ends.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         if let Some(s) = &*self.stream() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+        if let Some(l) = &*self.listener.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = sys::shutdown(l.as_fd());
+        }
+    }
+
+    /// The listening socket (server mode), so that [`Shared::stop`] can wake `accept`.
+    pub(crate) fn set_listener(&self, l: OwnedFd) {
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+    }
+}
+
+/// Takes `file` as a ring's kick or call descriptor if it is an eventfd, in nonblocking
+/// mode (QEMU's are already): the forwarding thread reads and writes it and must never
+/// wait on it. Anything else could stall or spin that thread, and is refused.
+fn eventfd(file: File) -> Result<File> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(VuError::ReqHandlerError)?;
+    if link.as_os_str() != "anon_inode:[eventfd]" {
+        return Err(VuError::InvalidParam);
+    }
+    sys::set_nonblocking(file.as_fd()).map_err(VuError::ReqHandlerError)?;
+    Ok(file)
+}
+
+/// Refuses a guest memory file that could be cut shorter than the region mapped from
+/// it (the forwarding thread would fault on the missing pages): it must hold the region
+/// now, and a memory file that takes seals (a memfd, QEMU's `memory-backend-memfd`) must
+/// be sealed against shrinking. Files without seals (hugetlbfs) are taken on their size.
+fn check_memory_file(file: &File, region: &VhostUserMemoryRegion) -> Result<()> {
+    let size = file.metadata().map_err(VuError::ReqHandlerError)?.len();
+    let end = region.mmap_offset.checked_add(region.memory_size);
+    if end.is_none_or(|e| e > size) {
+        return Err(VuError::InvalidParam);
+    }
+    match sys::seals(file.as_fd()) {
+        Ok(seals) if seals & libc::F_SEAL_SHRINK == 0 => Err(VuError::InvalidOperation(
+            "guest memory must be sealed against shrinking (memory-backend-memfd seals it)",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -238,8 +292,6 @@ pub(crate) struct Session {
     shared: Arc<Shared>,
     owned: bool,
     acked: u64,
-    /// Protocol features the frontend took (`REPLY_ACK`, which `vhost` always offers).
-    protocol: u64,
     mappings: Vec<Mapping>,
 }
 
@@ -249,7 +301,6 @@ impl Session {
             shared,
             owned: false,
             acked: 0,
-            protocol: 0,
             mappings: Vec::new(),
         }
     }
@@ -276,38 +327,44 @@ impl Session {
             .ok_or(VuError::InvalidParam)
     }
 
-    /// Starts a ring that has its kick (the spec: "start ring upon receiving a kick").
-    fn start(&self, ring: &mut Ring, rings: &Rings, index: u32) {
-        // Rings outside guest memory never start (the queue checks only while ready).
+    /// Starts a ring that has its kick (the spec: "start ring upon receiving a kick"),
+    /// or checks a started one again after its addresses, size or the memory changed: a
+    /// ring outside guest memory stops (and its kick leaves the port's epoll set).
+    fn start(&self, ring: &mut Ring, mem: Option<&GuestMemoryMmap>, index: u32) {
+        let was = ring.started;
+        // The queue checks itself only while it is marked ready.
         ring.queue.set_ready(true);
-        let valid = rings
-            .mem
-            .as_ref()
-            .is_some_and(|m| ring.queue.is_valid(&**m));
+        let valid = mem.is_some_and(|m| ring.queue.is_valid(m));
         ring.started = ring.kick.is_some() && valid;
         ring.queue.set_ready(ring.started);
-        if ring.started
-            && index as usize == TX_QUEUE
+        ring.full_at = None;
+        if index as usize == TX_QUEUE
             && let Some(k) = &ring.kick
         {
-            let _ = sys::epoll::add(self.shared.set.as_fd(), k.as_fd());
+            if ring.started && !was {
+                let _ = sys::epoll::add(self.shared.set.as_fd(), k.as_fd());
+            } else if was && !ring.started {
+                let _ = sys::epoll::del(self.shared.set.as_fd(), k.as_fd());
+            }
         }
         // Frames may be waiting already.
         self.shared.wake();
     }
 
-    /// A `SET_VRING_ENABLE` came before `SET_FEATURES` (QEMU's virtio-net attaching its
-    /// queue pair), which `vhost` refuses unread: the rings count as enabled, as QEMU
-    /// expects (it does not enable them again when it starts them).
-    pub(crate) fn enabled_early(&self) {
-        for ring in &mut self.shared.lock().rings {
-            ring.enabled = true;
+    /// Checks started ring `index` again (see [`Session::start`]).
+    fn recheck(&self, ring: &mut Ring, rings: &Rings, index: u32) {
+        if ring.started {
+            self.start(ring, rings.mem.as_deref(), index);
         }
     }
 
-    /// Whether the frontend wants every request answered (`REPLY_ACK`).
-    pub(crate) fn reply_ack(&self) -> bool {
-        self.protocol & VhostUserProtocolFeatures::REPLY_ACK.bits() != 0
+    /// A `SET_VRING_ENABLE` came before `SET_FEATURES` (QEMU's virtio-net attaching its
+    /// queue pair), which `vhost` refuses: it is carried out all the same, as QEMU
+    /// expects (it does not enable the rings again when it starts them).
+    pub(crate) fn enabled_early(&self, index: u32, enable: bool) {
+        if let Some(ring) = self.shared.lock().rings.get_mut(index as usize) {
+            ring.enabled = enable;
+        }
     }
 
     fn unsupported<T>(&self) -> Result<T> {
@@ -368,6 +425,7 @@ impl VhostUserBackendReqHandlerMut for Session {
         let mut regions = Vec::new();
         let mut mappings = Vec::new();
         for (region, file) in ctx.iter().zip(files) {
+            check_memory_file(&file, region)?;
             let mapped = GuestRegionMmap::new(
                 region.mmap_region(file)?,
                 GuestAddress(region.guest_phys_addr),
@@ -382,7 +440,14 @@ impl VhostUserBackendReqHandlerMut for Session {
         }
         let mem = GuestMemoryMmap::from_regions(regions).map_err(|_| VuError::InvalidParam)?;
         self.mappings = mappings;
-        self.shared.lock().mem = Some(Arc::new(mem));
+        let mem = Arc::new(mem);
+        let mut r = self.shared.lock();
+        r.mem = Some(mem.clone());
+        for (i, ring) in r.rings.iter_mut().enumerate() {
+            if ring.started {
+                self.start(ring, Some(&mem), i as u32);
+            }
+        }
         Ok(None)
     }
 
@@ -391,8 +456,9 @@ impl VhostUserBackendReqHandlerMut for Session {
         if num == 0 || num > MAX_QUEUE_SIZE || !num.is_power_of_two() {
             return Err(VuError::InvalidParam);
         }
-        self.ring(index, |ring, _| {
+        self.ring(index, |ring, rings| {
             ring.queue.set_size(num);
+            self.recheck(ring, rings, index);
             Ok(())
         })
     }
@@ -407,11 +473,12 @@ impl VhostUserBackendReqHandlerMut for Session {
         _log: u64,
     ) -> Result<()> {
         let (d, u, a) = (self.gpa(descriptor)?, self.gpa(used)?, self.gpa(available)?);
-        self.ring(index, |ring, _| {
+        self.ring(index, |ring, rings| {
             let q = &mut ring.queue;
             q.set_desc_table_address(Some(d as u32), Some((d >> 32) as u32));
             q.set_used_ring_address(Some(u as u32), Some((u >> 32) as u32));
             q.set_avail_ring_address(Some(a as u32), Some((a >> 32) as u32));
+            self.recheck(ring, rings, index);
             Ok(())
         })
     }
@@ -423,6 +490,7 @@ impl VhostUserBackendReqHandlerMut for Session {
             // in flight: used and available meet at `base`.
             ring.queue.set_next_avail(base);
             ring.queue.set_next_used(base);
+            ring.full_at = None;
             Ok(())
         })
     }
@@ -445,18 +513,21 @@ impl VhostUserBackendReqHandlerMut for Session {
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> Result<()> {
         let index = u32::from(index);
+        let fd = fd.map(eventfd).transpose()?;
         let set = &self.shared.set;
         self.ring(index, |ring, rings| {
             if let Some(k) = ring.kick.take() {
                 let _ = sys::epoll::del(set.as_fd(), k.as_fd());
             }
+            ring.started = false;
             ring.kick = fd;
-            self.start(ring, rings, index);
+            self.start(ring, rings.mem.as_deref(), index);
             Ok(())
         })
     }
 
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> Result<()> {
+        let fd = fd.map(eventfd).transpose()?;
         self.ring(u32::from(index), |ring, _| {
             ring.call = fd;
             Ok(())
@@ -472,8 +543,7 @@ impl VhostUserBackendReqHandlerMut for Session {
         Ok(VhostUserProtocolFeatures::empty())
     }
 
-    fn set_protocol_features(&mut self, features: u64) -> Result<()> {
-        self.protocol = features;
+    fn set_protocol_features(&mut self, _features: u64) -> Result<()> {
         Ok(())
     }
 

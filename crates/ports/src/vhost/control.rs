@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 
 use vhost::vhost_user::message::VhostUserVirtioFeatures;
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
@@ -18,6 +19,7 @@ use super::VhostMode;
 use super::backend::{Session, Shared};
 use crate::error::PortError;
 use crate::qemu::free_path;
+use crate::sys;
 
 /// Wait between attempts to reach QEMU's socket (client mode).
 const RETRY: Duration = Duration::from_secs(1);
@@ -37,7 +39,10 @@ pub(crate) fn spawn(
     let side = match mode {
         VhostMode::Server => {
             free_path(name, path)?;
-            Side::Server(UnixListener::bind(path).map_err(|e| PortError::io(name, "bind", e))?)
+            let l = UnixListener::bind(path).map_err(|e| PortError::io(name, "bind", e))?;
+            let dup = l.try_clone().map_err(|e| PortError::io(name, "dup", e))?;
+            shared.set_listener(dup.into());
+            Side::Server(l)
         }
         VhostMode::Client => Side::Client(path.to_owned()),
     };
@@ -79,24 +84,32 @@ fn run(side: &Side, shared: &Arc<Shared>) {
         let session = Arc::new(Mutex::new(Session::new(shared.clone())));
         let mut handler = BackendReqHandler::from_stream(stream, session.clone());
         let why = loop {
+            // The next request's header and first body word, looked at without taking
+            // them, for the one request `vhost` refuses without reading it out to us.
+            let mut next = [0u8; 20];
+            let seen = early
+                .as_ref()
+                .and_then(|s| sys::peek(s.as_fd(), &mut next).ok())
+                .unwrap_or(0);
             match handler.handle_request() {
                 Ok(()) => {}
-                // QEMU's virtio-net enables its rings before it sets features and waits
-                // for the answer; `vhost` refuses the request without giving one. Take
-                // it as meant, and answer yes.
+                // QEMU's virtio-net enables its rings before it sets features, and waits
+                // for the answer; `vhost` refuses that request without giving one. Carry
+                // it out and answer as asked.
                 Err(VuError::InactiveFeature(f))
-                    if f == VhostUserVirtioFeatures::PROTOCOL_FEATURES =>
+                    if f == VhostUserVirtioFeatures::PROTOCOL_FEATURES
+                        && seen == next.len()
+                        && word(&next, 0) == SET_VRING_ENABLE =>
                 {
                     let s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    s.enabled_early();
-                    if s.reply_ack()
+                    s.enabled_early(word(&next, 12), word(&next, 16) == 1);
+                    if word(&next, 4) & NEED_REPLY != 0
                         && let Some(s) = &mut early
                     {
                         let _ = s.write_all(&enable_ack());
                     }
                 }
-                // The message was read whole and refused; the connection goes on (QEMU
-                // enables rings before it sets features, which `vhost` refuses).
+                // The message was read whole and refused; the connection goes on.
                 Err(
                     e @ (VuError::InactiveFeature(_)
                     | VuError::InactiveOperation(_)
@@ -117,11 +130,20 @@ fn run(side: &Side, shared: &Arc<Shared>) {
     }
 }
 
-/// The answer "done" to a `SET_VRING_ENABLE` (request 18): a reply header (version 1,
-/// reply flag) and a 64-bit zero.
+/// `VHOST_USER_SET_VRING_ENABLE`, and the header flag asking for an answer.
+const SET_VRING_ENABLE: u32 = 18;
+const NEED_REPLY: u32 = 0x8;
+
+/// The little-endian 32-bit word at `at` of a message.
+fn word(m: &[u8; 20], at: usize) -> u32 {
+    u32::from_le_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]])
+}
+
+/// The answer "done" to a `SET_VRING_ENABLE`: a reply header (version 1, reply flag)
+/// and a 64-bit zero.
 fn enable_ack() -> [u8; 20] {
     let mut m = [0u8; 20];
-    m[0..4].copy_from_slice(&18u32.to_le_bytes());
+    m[0..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
     m[4..8].copy_from_slice(&(0x1u32 | 0x4).to_le_bytes());
     m[8..12].copy_from_slice(&8u32.to_le_bytes());
     m

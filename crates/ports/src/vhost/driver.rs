@@ -3,15 +3,15 @@
 //! does. Tests use it to reach a port without booting a guest, and `bench/vm.sh`'s load
 //! generator (`examples/vhost_load.rs`) to measure the switch side alone.
 //!
-//! It shares its memory with the backend through a file on `/dev/shm` (removed at
-//! once; the mapping stays), lays out two split virtqueues (receive, transmit) there,
+//! It shares its memory with the backend through a memfd sealed against shrinking (as
+//! QEMU's `memory-backend-memfd`), lays out two split virtqueues (receive, transmit) there,
 //! negotiates `VERSION_1`, mergeable rx buffers and the offloads, and polls: it asks
 //! for no interrupts and kicks only when the backend asks for it.
 
 use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
@@ -94,8 +94,6 @@ fn mem_err(e: impl std::fmt::Display) -> DriverError {
     DriverError::Memory(e.to_string())
 }
 
-static SHM: AtomicU64 = AtomicU64::new(0);
-
 impl Driver {
     /// Connects to a backend listening at `path` (a vbridge port in server mode).
     pub fn connect(path: &Path) -> Result<Driver, DriverError> {
@@ -116,18 +114,7 @@ impl Driver {
         let q_bytes = |n: u32| 16 * n + 4096 + 8 * n + 4096;
         let size = 2 * q_bytes(u32::from(QUEUE_SIZE)) + u32::from(QUEUE_SIZE) * (RX_BUF + TX_BUF);
         let size = (u64::from(size) + 0xfffff) & !0xfffff;
-        let path = format!(
-            "/dev/shm/vbr-driver-{}-{}",
-            std::process::id(),
-            SHM.fetch_add(1, Ordering::Relaxed)
-        );
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        let _ = std::fs::remove_file(&path);
-        file.set_len(size)?;
+        let file = File::from(crate::sys::memfd_sealed(size)?);
         let mem = GuestMemoryMmap::<()>::from_ranges_with_files([(
             GuestAddress(0),
             size as usize,
@@ -274,6 +261,9 @@ impl Driver {
                 .mem
                 .read_obj(GuestAddress(q.used.0 + 4 + 8 * slot))
                 .map_err(mem_err)?;
+            if id >= u32::from(QUEUE_SIZE) {
+                return Err(mem_err(format!("used id {id} out of range")));
+            }
             q.free.push(id as u16);
             q.last_used = q.last_used.wrapping_add(1);
         }

@@ -59,6 +59,7 @@ pub struct VhostUser {
     shared: Arc<Shared>,
     segs: Segments,
     heads: Vec<(u16, usize)>,
+    used: virtq::UsedList,
     /// Where a frame's checksum is finished for a guest that takes no partial ones.
     scratch: PacketBuf,
 }
@@ -87,6 +88,7 @@ impl VhostUser {
             shared,
             segs: Segments::default(),
             heads: Vec::new(),
+            used: Vec::new(),
             scratch: PacketBuf::new(),
         })
     }
@@ -157,27 +159,24 @@ impl PortIo for VhostUser {
 
     fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
         batch.clear();
-        // Level-triggered: take the wake-ups now; given again below if the batch fills
-        // before the queue empties.
+        // Level-triggered: take the wake-ups and the guest's kicks now (also while the
+        // ring is stopped, or they would keep the port readable); a wake-up is given
+        // again below if the batch fills before the queue empties.
         self.shared.woken();
         let shared = self.shared.clone();
         let mut r = shared.lock();
+        r.rings[TX_QUEUE].take_kick();
         let Some(mem) = r.mem.clone() else {
             return Ok(0);
         };
-        let ring = &mut r.rings[TX_QUEUE];
-        if !ring.live() {
-            return Ok(0);
-        }
-        ring.take_kick();
-        if r.faulted {
+        if r.faulted || !r.rings[TX_QUEUE].live() {
             return Ok(0);
         }
         let ring = &mut r.rings[TX_QUEUE];
         let bufs = batch.begin_fill();
-        let got = virtq::recv(&mut ring.queue, &mem, bufs, &mut self.segs);
-        if got.n > 0 {
-            ring.notify(&mem);
+        let mut got = virtq::recv(&mut ring.queue, &mem, bufs, &mut self.segs, &mut self.used);
+        if let Err(f) = ring.complete(&mem, &mut self.used) {
+            got.fault = got.fault.or(Some(f));
         }
         // Frames read before a fault still go on.
         batch.finish_fill(got.n);
@@ -231,15 +230,9 @@ impl PortIo for VhostUser {
                 }
             };
             let q = &mut ring.queue;
-            match virtq::send(
-                q,
-                &mem,
-                &hdr,
-                frame,
-                mergeable,
-                &mut self.segs,
-                &mut self.heads,
-            ) {
+            let (segs, heads, used) = (&mut self.segs, &mut self.heads, &mut self.used);
+            let full_at = &mut ring.full_at;
+            match virtq::send(q, &mem, &hdr, frame, mergeable, segs, heads, used, full_at) {
                 Ok(Delivery::Delivered) => report.sent += 1,
                 Ok(Delivery::NoRoom) => report.dropped += 1,
                 Err(f) => {
@@ -248,8 +241,9 @@ impl PortIo for VhostUser {
                 }
             }
         }
-        if report.sent > 0 {
-            ring.notify(&mem);
+        // Whole frames only, also before a fault.
+        if let Err(f) = ring.complete(&mem, &mut self.used) {
+            fault = fault.or(Some(f));
         }
         if let Some(f) = fault {
             report.dropped = pkts.len() - report.sent;
@@ -277,10 +271,6 @@ impl PortIo for VhostUser {
 impl Drop for VhostUser {
     fn drop(&mut self) {
         self.shared.stop();
-        if self.mode == VhostMode::Server {
-            // Wakes an `accept` that waits for a guest; the control thread sees `stop`.
-            let _ = std::os::unix::net::UnixStream::connect(&self.path);
-        }
     }
 }
 

@@ -246,3 +246,16 @@ fn garbage_on_the_socket_ends_that_connection_only() {
     let _d2 = Driver::connect(&dir.sock("b")).unwrap();
     assert!(until(|| b.active()), "b takes a frontend again");
 }
+
+#[test]
+fn a_removed_port_lets_go_of_its_socket_and_thread() {
+    let dir = Dir::new("gone");
+    let path = dir.sock("g");
+    let port = VhostUser::new("g", &path, VhostMode::Server).unwrap();
+    drop(port);
+    // The control thread was waiting in `accept`; it ends and closes the listener, so
+    // nothing answers at the path any more.
+    assert!(until(
+        || std::os::unix::net::UnixStream::connect(&path).is_err()
+    ));
+}

@@ -5,8 +5,16 @@
 //!
 //! Everything the guest wrote is untrusted: a descriptor pointing outside its memory, a
 //! write-only buffer where a readable one belongs, a chain shorter than the header or
-//! longer than the largest frame, an available index running ahead of the ring — each
-//! is a [`Fault`], and the port cuts the guest off.
+//! longer than the largest frame, a chain of more than [`MAX_CHAIN`] descriptors (a loop,
+//! say), an available index running ahead of the ring — each is a [`Fault`], and the
+//! port cuts the guest off.
+//!
+//! Used buffers are published by the port's own [`publish`], once per batch, so a
+//! frame spread over several merged buffers becomes visible whole (the spec asks that of
+//! `num_buffers`), and [`should_signal`] decides on the interrupt with the event index
+//! or the driver's `NO_INTERRUPT` flag.
+
+use std::sync::atomic::{Ordering, fence};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -18,6 +26,12 @@ use crate::vnet::VnetHdr;
 /// Bytes of `virtio_net_hdr_v1` (with `num_buffers`): what `VIRTIO_F_VERSION_1` uses.
 pub(crate) const HDR_LEN: usize = 12;
 
+/// Most descriptors one chain may have (Linux uses a few dozen at most).
+pub(crate) const MAX_CHAIN: usize = 256;
+
+/// Used ring entries waiting to be published: (descriptor head, bytes written).
+pub(crate) type UsedList = Vec<(u16, u32)>;
+
 /// A guest broke the virtio rules: cut it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -27,8 +41,11 @@ pub(crate) enum Fault {
     Memory,
     /// A write-only buffer on the transmit queue, or a readable one on the receive queue.
     Direction,
-    /// Shorter than the header, or longer than the largest frame.
+    /// Shorter than the header, or longer than the largest frame; or a receive buffer
+    /// with no room at all.
     Length,
+    /// More than [`MAX_CHAIN`] descriptors in a chain.
+    Chain,
 }
 
 impl Fault {
@@ -38,6 +55,7 @@ impl Fault {
             Fault::Memory => "a buffer outside guest memory",
             Fault::Direction => "a buffer of the wrong direction",
             Fault::Length => "a frame shorter than its header or longer than the largest frame",
+            Fault::Chain => "a descriptor chain too long (a loop?)",
         }
     }
 }
@@ -139,16 +157,18 @@ pub(crate) struct Received {
     pub(crate) fault: Option<Fault>,
 }
 
-/// Reads up to `bufs.len()` frames the guest queued for sending.
+/// Reads up to `bufs.len()` frames the guest queued for sending; their buffers go on
+/// `used` (publish them with [`publish`]).
 pub(crate) fn recv(
     q: &mut Queue,
     mem: &GuestMemoryMmap,
     bufs: &mut [PacketBuf],
     scratch: &mut Segments,
+    used: &mut UsedList,
 ) -> Received {
     let mut n = 0;
     while n < bufs.len() {
-        match recv_one(q, mem, &mut bufs[n], scratch) {
+        match recv_one(q, mem, &mut bufs[n], scratch, used) {
             Ok(true) => n += 1,
             Ok(false) => {
                 return Received {
@@ -180,20 +200,30 @@ fn recv_one(
     mem: &GuestMemoryMmap,
     pkt: &mut PacketBuf,
     scratch: &mut Segments,
+    used: &mut UsedList,
 ) -> Result<bool, Fault> {
+    let mut tries = 0;
     let chain = loop {
         q.disable_notification(mem).map_err(|_| Fault::Ring)?;
         if let Some(c) = q.iter(mem).map_err(|_| Fault::Ring)?.next() {
             break c;
         }
-        // Empty: ask for a kick at the next frame, unless one came meanwhile.
+        // Empty: ask for a kick at the next frame, unless one came meanwhile. A ring
+        // that says it has more but yields nothing (an entry out of memory) is a fault.
         if !q.enable_notification(mem).map_err(|_| Fault::Ring)? {
             return Ok(false);
+        }
+        tries += 1;
+        if tries > 1 {
+            return Err(Fault::Ring);
         }
     };
     let head = chain.head_index();
     scratch.clear();
-    for d in chain {
+    for (i, d) in chain.enumerate() {
+        if i == MAX_CHAIN {
+            return Err(Fault::Chain);
+        }
         if d.is_write_only() {
             return Err(Fault::Direction);
         }
@@ -211,7 +241,7 @@ fn recv_one(
     // virtio 1.0 headers are little-endian, which is VnetHdr's host order here
     // (x86-64, little-endian arm64); `num_buffers` means nothing on this queue.
     pkt.hdr = VnetHdr::from_bytes(&hdr);
-    q.add_used(mem, head, 0).map_err(|_| Fault::Ring)?;
+    used.push((head, 0));
     Ok(true)
 }
 
@@ -224,7 +254,10 @@ pub(crate) enum Delivery {
 }
 
 /// Writes `hdr` and `frame` into the guest's receive queue: one buffer chain, or as
-/// many as it takes with mergeable rx buffers (`mergeable`).
+/// many as it takes with mergeable rx buffers (`mergeable`); the chains go on `used`.
+/// `full_at` remembers the available index at which the guest had too little room, so
+/// that frames after it are dropped without walking its buffers again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send(
     q: &mut Queue,
     mem: &GuestMemoryMmap,
@@ -233,7 +266,18 @@ pub(crate) fn send(
     mergeable: bool,
     scratch: &mut Segments,
     heads: &mut Vec<(u16, usize)>,
+    used: &mut UsedList,
+    full_at: &mut Option<u16>,
 ) -> Result<Delivery, Fault> {
+    if let Some(at) = *full_at {
+        let now = q
+            .avail_idx(mem, Ordering::Acquire)
+            .map_err(|_| Fault::Ring)?;
+        if now.0 == at {
+            return Ok(Delivery::NoRoom);
+        }
+        *full_at = None;
+    }
     let need = HDR_LEN + frame.len();
     scratch.clear();
     heads.clear();
@@ -245,11 +289,17 @@ pub(crate) fn send(
         let Some(chain) = chain else { break };
         let head = chain.head_index();
         let before = scratch.total;
-        for d in chain {
+        for (i, d) in chain.enumerate() {
+            if i == MAX_CHAIN {
+                return Err(Fault::Chain);
+            }
             if !d.is_write_only() {
                 return Err(Fault::Direction);
             }
             scratch.push(d.addr(), d.len() as usize);
+        }
+        if scratch.total == before {
+            return Err(Fault::Length);
         }
         heads.push((head, scratch.total - before));
     }
@@ -258,6 +308,10 @@ pub(crate) fn send(
         for _ in 0..heads.len() {
             q.go_to_previous_position();
         }
+        let now = q
+            .avail_idx(mem, Ordering::Acquire)
+            .map_err(|_| Fault::Ring)?;
+        *full_at = Some(now.0);
         return Ok(Delivery::NoRoom);
     }
     let mut h = [0u8; HDR_LEN];
@@ -266,10 +320,60 @@ pub(crate) fn send(
     scratch.scatter(mem, &[&h, frame])?;
     let mut left = need;
     for &(head, room) in heads.iter() {
-        let used = room.min(left);
-        left -= used;
-        q.add_used(mem, head, used as u32)
-            .map_err(|_| Fault::Ring)?;
+        let n = room.min(left);
+        left -= n;
+        used.push((head, n as u32));
     }
     Ok(Delivery::Delivered)
+}
+
+/// Publishes `used` in the used ring with one index update, and empties it.
+pub(crate) fn publish(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    used: &mut UsedList,
+) -> Result<(), Fault> {
+    if used.is_empty() {
+        return Ok(());
+    }
+    let size = q.size();
+    let base = q.used_ring();
+    let mut next = q.next_used();
+    for &(head, len) in used.iter() {
+        let slot = u64::from(next % size);
+        let at = base + 4 + 8 * slot;
+        mem.write_obj(u32::from(head).to_le(), GuestAddress(at))
+            .map_err(|_| Fault::Ring)?;
+        mem.write_obj(len.to_le(), GuestAddress(at + 4))
+            .map_err(|_| Fault::Ring)?;
+        next = next.wrapping_add(1);
+    }
+    used.clear();
+    q.set_next_used(next);
+    mem.store(next.to_le(), GuestAddress(base + 2), Ordering::Release)
+        .map_err(|_| Fault::Ring)
+}
+
+/// Whether the guest wants an interrupt now that the used index moved on from `old`:
+/// with the event index, when it passed the driver's `used_event`; without, unless the
+/// driver set `VRING_AVAIL_F_NO_INTERRUPT`.
+pub(crate) fn should_signal(q: &Queue, mem: &GuestMemoryMmap, old: u16) -> bool {
+    let new = q.next_used();
+    if new == old {
+        return false;
+    }
+    // The used index must be visible before the driver's word is read.
+    fence(Ordering::SeqCst);
+    let avail = q.avail_ring();
+    if q.event_idx_enabled() {
+        let at = GuestAddress(avail + 4 + 2 * u64::from(q.size()));
+        let Ok(event) = mem.load::<u16>(at, Ordering::Acquire) else {
+            return true;
+        };
+        let event = u16::from_le(event);
+        new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+    } else {
+        mem.load::<u16>(GuestAddress(avail), Ordering::Acquire)
+            .map_or(true, |f| u16::from_le(f) & 1 == 0)
+    }
 }
