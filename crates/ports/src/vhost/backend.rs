@@ -22,8 +22,8 @@ use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRE
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 
-use super::TX_QUEUE;
 use super::virtq::{self, Fault, UsedList};
+use super::{RX_QUEUE, TX_QUEUE};
 use crate::sys;
 
 type Result<T> = std::result::Result<T, VuError>;
@@ -338,6 +338,15 @@ impl Session {
         ring.started = ring.kick.is_some() && valid;
         ring.queue.set_ready(ring.started);
         ring.full_at = None;
+        if ring.started
+            && index as usize == RX_QUEUE
+            && let Some(m) = mem
+        {
+            // The switch never waits for receive buffers: the guest need not kick when
+            // it adds some (without the event index, `NO_NOTIFY`; with it, the guest
+            // kicks only when it passes an index that is never moved on).
+            let _ = ring.queue.disable_notification(m);
+        }
         if index as usize == TX_QUEUE
             && let Some(k) = &ring.kick
         {
