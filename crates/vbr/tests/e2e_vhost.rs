@@ -8,29 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::guest::Guest;
+use common::guest::{Guest, carries_on_after_a_restart, lab, nic_args};
 use common::*;
-
-/// The QEMU NIC arguments `vbr port add` printed, the guest's memory size (the test
-/// guests have 256 MiB) filled in where vhost-user leaves it to the user.
-fn nic_args(v: &serde_json::Value) -> Vec<String> {
-    v["qemu"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().replace("size=RAM", "size=256M"))
-        .collect()
-}
-
-/// A "host" namespace with a daemon and bridge br0, and a namespace on br0 at `ip`.
-fn lab(ip: &str) -> (Netns, Daemon, Netns) {
-    let host = Netns::new("h");
-    let d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip {ip}", ns.name));
-    (host, d, ns)
-}
 
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, QEMU")]
@@ -103,17 +82,9 @@ fn a_vhost_user_client_guest_keeps_its_network_across_a_daemon_kill() {
     // kill -9: QEMU keeps listening; the restarted daemon restores the port from its
     // configuration and connects again; the guest's driver never notices.
     for round in 0..2 {
-        d.kill9();
-        let before = g.console().matches("OK").count();
-        d.spawn();
-        let back = eventually(Duration::from_secs(30), || {
-            g.console().matches("OK").count() > before + 3
-        });
         assert!(
-            back,
-            "round {round}: the guest did not come back after the restart:\n{}\ndaemon:\n{}",
-            g.console(),
-            d.log()
+            carries_on_after_a_restart(&mut d, &g),
+            "round {round}: the guest did not come back after the restart"
         );
     }
     assert!(d.ok("showmacs br0").contains("52:54:00:58:00:0a"));
@@ -140,17 +111,8 @@ fn a_vhost_user_server_port_takes_its_guest_back_after_a_daemon_kill() {
         d.log()
     );
     // QEMU reconnects (`reconnect-ms`) to the socket the restarted daemon listens on.
-    d.kill9();
-    let before = g.console().matches("OK").count();
-    d.spawn();
     assert!(
-        eventually(Duration::from_secs(30), || g
-            .console()
-            .matches("OK")
-            .count()
-            > before + 3),
-        "the guest did not come back:\n{}\ndaemon:\n{}",
-        g.console(),
-        d.log()
+        carries_on_after_a_restart(&mut d, &g),
+        "the guest did not come back"
     );
 }

@@ -8,33 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::guest::Guest;
+use common::guest::{Guest, carries_on_after_a_restart, lab, nic_args};
 use common::*;
-
-/// A "host" namespace with a daemon and bridge br0, and a namespace on br0 at `ip`.
-fn lab(ip: &str) -> (Netns, Daemon, Netns) {
-    let host = Netns::new("h");
-    let d = Daemon::start(&host);
-    d.ok("addbr br0");
-    let ns = Netns::new("n");
-    d.ok(&format!("connect {} br0 --ip {ip}", ns.name));
-    (host, d, ns)
-}
-
-/// Kills the daemon with SIGKILL and starts it again while guest `g` pings (its script
-/// echoes `OK<n>` per reply); whether the replies resume (a few more within 30 s).
-fn carries_on_after_a_restart(d: &mut Daemon, g: &Guest) -> bool {
-    d.kill9();
-    let before = g.console().matches("OK").count();
-    d.spawn();
-    let back = eventually(Duration::from_secs(30), || {
-        g.console().matches("OK").count() > before + 3
-    });
-    if !back {
-        eprintln!("guest:\n{}\ndaemon:\n{}", g.console(), d.log());
-    }
-    back
-}
 
 #[test]
 #[cfg_attr(vbr_unprivileged, ignore = "needs root: network namespaces, TAP, QEMU")]
@@ -91,16 +66,6 @@ fn a_guest_on_a_qemu_tap_reaches_a_namespace() {
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("3 packets received"), "{out}");
     assert!(d.alive(), "{}", d.log());
-}
-
-/// The QEMU NIC arguments `vbr port add` printed.
-fn nic_args(v: &serde_json::Value) -> Vec<String> {
-    v["qemu"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Netns, uniq};
+use super::{Daemon, Netns, eventually, uniq};
 
 /// The modules virtio-net needs, in load order.
 const MODULES: [&str; 8] = [
@@ -263,4 +263,40 @@ impl Drop for Guest {
         let _ = std::fs::remove_file(&self.console);
         let _ = std::fs::remove_file(&self.stderr);
     }
+}
+
+/// The QEMU NIC arguments `vbr port add` printed (its JSON answer `v`), the guest's
+/// memory size (the test guests have 256 MiB) filled in where vhost-user leaves it.
+pub fn nic_args(v: &serde_json::Value) -> Vec<String> {
+    v["qemu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("size=RAM", "size=256M"))
+        .collect()
+}
+
+/// A "host" namespace with a daemon and bridge br0, and a namespace on br0 at `ip`.
+pub fn lab(ip: &str) -> (Netns, Daemon, Netns) {
+    let host = Netns::new("h");
+    let d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let ns = Netns::new("n");
+    d.ok(&format!("connect {} br0 --ip {ip}", ns.name));
+    (host, d, ns)
+}
+
+/// Kills the daemon with SIGKILL and starts it again while guest `g` pings (its script
+/// echoes `OK<n>` per reply); whether the replies resume (a few more within 30 s).
+pub fn carries_on_after_a_restart(d: &mut Daemon, g: &Guest) -> bool {
+    d.kill9();
+    let before = g.console().matches("OK").count();
+    d.spawn();
+    let back = eventually(Duration::from_secs(30), || {
+        g.console().matches("OK").count() > before + 3
+    });
+    if !back {
+        eprintln!("guest:\n{}\ndaemon:\n{}", g.console(), d.log());
+    }
+    back
 }
