@@ -191,9 +191,10 @@ pub(crate) fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     })
 }
 
-/// A memory file of `size` bytes sealed against shrinking and growing (`memfd_create`,
-/// `F_ADD_SEALS`): what a vhost-user frontend shares as guest memory.
-pub(crate) fn memfd_sealed(size: u64) -> io::Result<OwnedFd> {
+/// A memory file of `size` bytes (`memfd_create`), sealed against shrinking and
+/// growing (`F_ADD_SEALS`) when `sealed`: what a vhost-user frontend shares as guest
+/// memory.
+pub(crate) fn memfd(size: u64, sealed: bool) -> io::Result<OwnedFd> {
     // SAFETY: the name is a NUL-terminated literal; flags are plain integers; the result
     // is checked by `own`.
     let fd = own(unsafe {
@@ -204,8 +205,10 @@ pub(crate) fn memfd_sealed(size: u64) -> io::Result<OwnedFd> {
     })?;
     let file = std::fs::File::from(fd);
     file.set_len(size)?;
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-    // SAFETY: F_ADD_SEALS takes an integer; the descriptor is open (owned by `file`).
-    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    if sealed {
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: F_ADD_SEALS takes an integer; the descriptor is open (owned by `file`).
+        cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    }
     Ok(OwnedFd::from(file))
 }

@@ -13,7 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostUserHeaderFlag, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtio_bindings::virtio_ring::{
@@ -97,12 +99,18 @@ fn mem_err(e: impl std::fmt::Display) -> DriverError {
 impl Driver {
     /// Connects to a backend listening at `path` (a vbridge port in server mode).
     pub fn connect(path: &Path) -> Result<Driver, DriverError> {
-        Driver::setup(Frontend::connect(path, 2)?)
+        Driver::setup(Frontend::connect(path, 2)?, true)
+    }
+
+    /// As [`Driver::connect`], with guest memory that is not sealed against shrinking
+    /// (which a backend should refuse): for tests.
+    pub fn connect_unsealed(path: &Path) -> Result<Driver, DriverError> {
+        Driver::setup(Frontend::connect(path, 2)?, false)
     }
 
     /// Sets up a backend that connected to us (a vbridge port in client mode).
     pub fn over(stream: UnixStream) -> Result<Driver, DriverError> {
-        Driver::setup(Frontend::from_stream(stream, 2))
+        Driver::setup(Frontend::from_stream(stream, 2), true)
     }
 
     /// The features both sides agreed on.
@@ -110,11 +118,11 @@ impl Driver {
         self.features
     }
 
-    fn setup(mut frontend: Frontend) -> Result<Driver, DriverError> {
+    fn setup(mut frontend: Frontend, sealed: bool) -> Result<Driver, DriverError> {
         let q_bytes = |n: u32| 16 * n + 4096 + 8 * n + 4096;
         let size = 2 * q_bytes(u32::from(QUEUE_SIZE)) + u32::from(QUEUE_SIZE) * (RX_BUF + TX_BUF);
         let size = (u64::from(size) + 0xfffff) & !0xfffff;
-        let file = File::from(crate::sys::memfd_sealed(size)?);
+        let file = File::from(crate::sys::memfd(size, sealed)?);
         let mem = GuestMemoryMmap::<()>::from_ranges_with_files([(
             GuestAddress(0),
             size as usize,
@@ -137,6 +145,10 @@ impl Driver {
         if features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0 {
             let proto = frontend.get_protocol_features()?;
             frontend.set_protocol_features(proto & VhostUserProtocolFeatures::REPLY_ACK)?;
+            if proto.contains(VhostUserProtocolFeatures::REPLY_ACK) {
+                // Every request answered, so a refusal is an error here (as QEMU asks).
+                frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+            }
         }
         frontend.set_mem_table(&[info])?;
 

@@ -259,3 +259,17 @@ fn a_removed_port_lets_go_of_its_socket_and_thread() {
         || std::os::unix::net::UnixStream::connect(&path).is_err()
     ));
 }
+
+#[test]
+fn guest_memory_that_could_shrink_is_refused() {
+    let dir = Dir::new("unsealed");
+    let path = dir.sock("u");
+    let port = VhostUser::new("u", &path, VhostMode::Server).unwrap();
+    // Memory the frontend could cut short under the switch (a SIGBUS) is not mapped:
+    // the frontend hears no, and the port never runs on it.
+    assert!(Driver::connect_unsealed(&path).is_err());
+    assert!(!port.active());
+    // A proper frontend gets the port afterwards.
+    let _d = Driver::connect(&path).unwrap();
+    assert!(until(|| port.active()));
+}
