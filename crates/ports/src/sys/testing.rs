@@ -39,3 +39,17 @@ pub(crate) fn set_udp_segment(fd: BorrowedFd<'_>, size: u16) -> io::Result<()> {
         libc::c_int::from(size),
     )
 }
+
+/// Waits up to `ms` milliseconds for descriptor `fd` (a port's, open while the port
+/// lives) to poll readable.
+pub(crate) fn wait_readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd the kernel writes `revents` of; poll(2) only
+    // reports on the number (a closed one would read as POLLNVAL, not harm memory).
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0 && p.revents & libc::POLLIN != 0
+}

@@ -5,8 +5,9 @@
 //!
 //! It shares its memory with the backend through a memfd sealed against shrinking (as
 //! QEMU's `memory-backend-memfd`), lays out two split virtqueues (receive, transmit) there,
-//! negotiates `VERSION_1`, mergeable rx buffers and the offloads, and polls: it asks
-//! for no interrupts and kicks only when the backend asks for it.
+//! negotiates `VERSION_1`, mergeable rx buffers, the event index and the offloads, and
+//! polls: it asks for no interrupts and kicks only when the backend asks for it (by the
+//! event index, as Linux's virtio-net does).
 
 use std::fs::File;
 use std::os::unix::net::UnixStream;
@@ -59,6 +60,8 @@ struct DriverQueue {
     buf_len: u32,
     /// Next avail index to publish.
     avail_idx: u16,
+    /// The avail index at the last kick decision.
+    kicked_at: u16,
     /// Used entries consumed so far.
     last_used: u16,
     /// Free descriptors (transmit queue).
@@ -113,6 +116,10 @@ impl Driver {
         Driver::setup(Frontend::from_stream(stream, 2), true)
     }
 
+    fn event_idx(&self) -> bool {
+        self.features & (1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX) != 0
+    }
+
     /// The features both sides agreed on.
     pub fn features(&self) -> u64 {
         self.features
@@ -137,10 +144,8 @@ impl Driver {
 
         frontend.set_owner()?;
         let offered = frontend.get_features()?;
-        // No event index: the driver polls, and kicks when the backend asks for it.
-        let wanted =
-            backend_features() & !(1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX);
-        let features = offered & wanted;
+        // As Linux's driver: the event index says when the backend wants a kick.
+        let features = offered & backend_features();
         frontend.set_features(features)?;
         if features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0 {
             let proto = frontend.get_protocol_features()?;
@@ -166,6 +171,7 @@ impl Driver {
                 bufs: GuestAddress(0),
                 buf_len,
                 avail_idx: 0,
+                kicked_at: 0,
                 last_used: 0,
                 free: (0..QUEUE_SIZE).rev().collect(),
                 kick: EventFd::new(0)?,
@@ -217,6 +223,7 @@ impl Driver {
 
     /// Offers every free receive buffer to the backend.
     fn fill_rx(&mut self) -> Result<(), DriverError> {
+        let event_idx = self.event_idx();
         let q = &mut self.queues[RX];
         while let Some(i) = q.free.pop() {
             write_desc(&self.mem, q, i, q.buf_len, VRING_DESC_F_WRITE as u16)?;
@@ -225,7 +232,7 @@ impl Driver {
         self.mem
             .store(q.avail_idx, GuestAddress(q.avail.0 + 2), Ordering::Release)
             .map_err(mem_err)?;
-        kick(&self.mem, q, true)
+        kick(&self.mem, q, event_idx, true)
     }
 
     /// Queues `frame` (with offload header `hdr`) for sending; `Ok(false)` when every
@@ -253,11 +260,12 @@ impl Driver {
 
     /// Publishes the frames pushed so far and kicks the backend if it wants a kick.
     pub fn flush(&mut self) -> Result<(), DriverError> {
-        let q = &self.queues[TX];
+        let event_idx = self.event_idx();
+        let q = &mut self.queues[TX];
         self.mem
             .store(q.avail_idx, GuestAddress(q.avail.0 + 2), Ordering::Release)
             .map_err(mem_err)?;
-        kick(&self.mem, q, false)
+        kick(&self.mem, q, event_idx, false)
     }
 
     /// Transmit buffers the backend is done with become free again.
@@ -425,10 +433,26 @@ fn publish_one(mem: &GuestMemoryMmap, q: &mut DriverQueue, i: u16) -> Result<(),
 }
 
 /// Kicks unless the backend said it is polling anyway (`always` for the first fill).
-fn kick(mem: &GuestMemoryMmap, q: &DriverQueue, always: bool) -> Result<(), DriverError> {
+/// With the event index, when the new available index passed the backend's
+/// `avail_event`; without, unless it set `VRING_USED_F_NO_NOTIFY`.
+fn kick(
+    mem: &GuestMemoryMmap,
+    q: &mut DriverQueue,
+    event_idx: bool,
+    always: bool,
+) -> Result<(), DriverError> {
     std::sync::atomic::fence(Ordering::SeqCst);
-    let flags: u16 = mem.load(q.used, Ordering::Acquire).map_err(mem_err)?;
-    if always || flags & VRING_USED_F_NO_NOTIFY as u16 == 0 {
+    let (old, new) = (q.kicked_at, q.avail_idx);
+    q.kicked_at = new;
+    let wanted = if event_idx {
+        let at = GuestAddress(q.used.0 + 4 + 8 * u64::from(QUEUE_SIZE));
+        let event = u16::from_le(mem.load::<u16>(at, Ordering::Acquire).map_err(mem_err)?);
+        new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+    } else {
+        let flags: u16 = mem.load(q.used, Ordering::Acquire).map_err(mem_err)?;
+        flags & VRING_USED_F_NO_NOTIFY as u16 == 0
+    };
+    if always || wanted {
         q.kick.write(1)?;
     }
     Ok(())
