@@ -111,8 +111,6 @@ impl Ring {
 
 /// A connection's rings and memory, as the forwarding thread uses them.
 pub(crate) struct Rings {
-    /// Which connection (counting from 1); 0: none yet.
-    pub(crate) conn: u64,
     pub(crate) mem: Option<Arc<GuestMemoryMmap>>,
     pub(crate) features: u64,
     pub(crate) rings: [Ring; 2],
@@ -121,9 +119,8 @@ pub(crate) struct Rings {
 }
 
 impl Rings {
-    fn new(conn: u64) -> Rings {
+    fn new() -> Rings {
         Rings {
-            conn,
             mem: None,
             features: 0,
             rings: [Ring::new(), Ring::new()],
@@ -160,7 +157,7 @@ impl Shared {
             name: name.to_owned(),
             set,
             wake,
-            rings: Mutex::new(Rings::new(0)),
+            rings: Mutex::new(Rings::new()),
             stream: Mutex::new(None),
             listener: Mutex::new(None),
             cut_off: AtomicU64::new(0),
@@ -191,17 +188,16 @@ impl Shared {
         self.stream.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Connection `conn` starts on `stream`: fresh rings.
-    pub(crate) fn begin(&self, conn: u64, stream: Option<UnixStream>) {
-        self.replace(Rings::new(conn));
+    /// A connection starts on `stream`: fresh rings.
+    pub(crate) fn begin(&self, stream: Option<UnixStream>) {
+        self.replace(Rings::new());
         *self.stream() = stream;
         self.connects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The connection ended: its rings go.
     pub(crate) fn end(&self) {
-        let conn = self.lock().conn;
-        self.replace(Rings::new(conn));
+        self.replace(Rings::new());
         *self.stream() = None;
     }
 
@@ -211,6 +207,19 @@ impl Shared {
         if let Some(k) = &old.rings[TX_QUEUE].kick {
             let _ = sys::epoll::del(self.set.as_fd(), k.as_fd());
         }
+    }
+
+    /// Enables or disables ring `index` (`SET_VRING_ENABLE`); false if there is no
+    /// such ring.
+    pub(crate) fn enable(&self, index: u32, on: bool) -> bool {
+        let found = self
+            .lock()
+            .rings
+            .get_mut(index as usize)
+            .map(|ring| ring.enabled = on)
+            .is_some();
+        self.wake();
+        found
     }
 
     pub(crate) fn connected(&self) -> bool {
@@ -291,7 +300,6 @@ struct Mapping {
 pub(crate) struct Session {
     shared: Arc<Shared>,
     owned: bool,
-    acked: u64,
     mappings: Vec<Mapping>,
 }
 
@@ -300,22 +308,20 @@ impl Session {
         Session {
             shared,
             owned: false,
-            acked: 0,
             mappings: Vec::new(),
         }
     }
 
-    fn ring<T>(&self, index: u32, f: impl FnOnce(&mut Ring, &mut Rings) -> Result<T>) -> Result<T> {
+    /// Runs `f` on ring `index` and the guest memory, under the rings' lock.
+    fn ring<T>(
+        &self,
+        index: u32,
+        f: impl FnOnce(&mut Ring, Option<&GuestMemoryMmap>) -> Result<T>,
+    ) -> Result<T> {
         let mut r = self.shared.lock();
-        let mut ring = std::mem::replace(
-            r.rings
-                .get_mut(index as usize)
-                .ok_or(VuError::InvalidParam)?,
-            Ring::new(),
-        );
-        let out = f(&mut ring, &mut r);
-        r.rings[index as usize] = ring;
-        out
+        let Rings { rings, mem, .. } = &mut *r;
+        let ring = rings.get_mut(index as usize).ok_or(VuError::InvalidParam)?;
+        f(ring, mem.as_deref())
     }
 
     /// The guest physical address of frontend address `va`.
@@ -361,18 +367,9 @@ impl Session {
     }
 
     /// Checks started ring `index` again (see [`Session::start`]).
-    fn recheck(&self, ring: &mut Ring, rings: &Rings, index: u32) {
+    fn recheck(&self, ring: &mut Ring, mem: Option<&GuestMemoryMmap>, index: u32) {
         if ring.started {
-            self.start(ring, rings.mem.as_deref(), index);
-        }
-    }
-
-    /// A `SET_VRING_ENABLE` came before `SET_FEATURES` (QEMU's virtio-net attaching its
-    /// queue pair), which `vhost` refuses: it is carried out all the same, as QEMU
-    /// expects (it does not enable the rings again when it starts them).
-    pub(crate) fn enabled_early(&self, index: u32, enable: bool) {
-        if let Some(ring) = self.shared.lock().rings.get_mut(index as usize) {
-            ring.enabled = enable;
+            self.start(ring, mem, index);
         }
     }
 
@@ -392,9 +389,7 @@ impl VhostUserBackendReqHandlerMut for Session {
 
     fn reset_owner(&mut self) -> Result<()> {
         self.owned = false;
-        self.acked = 0;
-        let conn = self.shared.lock().conn;
-        self.shared.replace(Rings::new(conn));
+        self.shared.replace(Rings::new());
         Ok(())
     }
 
@@ -410,7 +405,6 @@ impl VhostUserBackendReqHandlerMut for Session {
         if f & !features() != 0 {
             return Err(VuError::InvalidParam);
         }
-        self.acked = f;
         let event_idx = f & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
         let legacy = f & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0;
         let mut r = self.shared.lock();
@@ -453,9 +447,7 @@ impl VhostUserBackendReqHandlerMut for Session {
         let mut r = self.shared.lock();
         r.mem = Some(mem.clone());
         for (i, ring) in r.rings.iter_mut().enumerate() {
-            if ring.started {
-                self.start(ring, Some(&mem), i as u32);
-            }
+            self.recheck(ring, Some(&mem), i as u32);
         }
         Ok(None)
     }
@@ -465,9 +457,9 @@ impl VhostUserBackendReqHandlerMut for Session {
         if num == 0 || num > MAX_QUEUE_SIZE || !num.is_power_of_two() {
             return Err(VuError::InvalidParam);
         }
-        self.ring(index, |ring, rings| {
+        self.ring(index, |ring, mem| {
             ring.queue.set_size(num);
-            self.recheck(ring, rings, index);
+            self.recheck(ring, mem, index);
             Ok(())
         })
     }
@@ -482,12 +474,12 @@ impl VhostUserBackendReqHandlerMut for Session {
         _log: u64,
     ) -> Result<()> {
         let (d, u, a) = (self.gpa(descriptor)?, self.gpa(used)?, self.gpa(available)?);
-        self.ring(index, |ring, rings| {
+        self.ring(index, |ring, mem| {
             let q = &mut ring.queue;
             q.set_desc_table_address(Some(d as u32), Some((d >> 32) as u32));
             q.set_used_ring_address(Some(u as u32), Some((u >> 32) as u32));
             q.set_avail_ring_address(Some(a as u32), Some((a >> 32) as u32));
-            self.recheck(ring, rings, index);
+            self.recheck(ring, mem, index);
             Ok(())
         })
     }
@@ -524,13 +516,13 @@ impl VhostUserBackendReqHandlerMut for Session {
         let index = u32::from(index);
         let fd = fd.map(eventfd).transpose()?;
         let set = &self.shared.set;
-        self.ring(index, |ring, rings| {
+        self.ring(index, |ring, mem| {
             if let Some(k) = ring.kick.take() {
                 let _ = sys::epoll::del(set.as_fd(), k.as_fd());
             }
             ring.started = false;
             ring.kick = fd;
-            self.start(ring, rings.mem.as_deref(), index);
+            self.start(ring, mem, index);
             Ok(())
         })
     }
@@ -561,12 +553,11 @@ impl VhostUserBackendReqHandlerMut for Session {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> Result<()> {
-        self.ring(index, |ring, _| {
-            ring.enabled = enable;
+        if self.shared.enable(index, enable) {
             Ok(())
-        })?;
-        self.shared.wake();
-        Ok(())
+        } else {
+            Err(VuError::InvalidParam)
+        }
     }
 
     fn get_config(&mut self, _: u32, _: u32, _: VhostUserConfigFlags) -> Result<Vec<u8>> {

@@ -55,7 +55,6 @@ pub(crate) fn spawn(
 
 fn run(side: &Side, shared: &Arc<Shared>) {
     let name = shared.name().to_owned();
-    let mut conn = 0;
     let mut failing = false;
     while !shared.stopping() {
         let stream = match side {
@@ -77,17 +76,17 @@ fn run(side: &Side, shared: &Arc<Shared>) {
         if shared.stopping() {
             break;
         }
-        conn += 1;
-        shared.begin(conn, stream.try_clone().ok());
+        shared.begin(stream.try_clone().ok());
         tracing::info!(port = %name, "vhost-user frontend connected");
-        let mut early = stream.try_clone().ok();
+        // A second handle on the socket, to look at requests before `vhost` reads them.
+        let mut probe = stream.try_clone().ok();
         let session = Arc::new(Mutex::new(Session::new(shared.clone())));
-        let mut handler = BackendReqHandler::from_stream(stream, session.clone());
+        let mut handler = BackendReqHandler::from_stream(stream, session);
         let why = loop {
             // The next request's header and first body word, looked at without taking
             // them, for the one request `vhost` refuses without reading it out to us.
             let mut next = [0u8; 20];
-            let seen = early
+            let seen = probe
                 .as_ref()
                 .and_then(|s| sys::peek(s.as_fd(), &mut next).ok())
                 .unwrap_or(0);
@@ -95,16 +94,15 @@ fn run(side: &Side, shared: &Arc<Shared>) {
                 Ok(()) => {}
                 // QEMU's virtio-net enables its rings before it sets features, and waits
                 // for the answer; `vhost` refuses that request without giving one. Carry
-                // it out and answer as asked.
+                // it out (as `Session::set_vring_enable` would) and answer as asked.
                 Err(VuError::InactiveFeature(f))
                     if f == VhostUserVirtioFeatures::PROTOCOL_FEATURES
                         && seen == next.len()
                         && word(&next, 0) == SET_VRING_ENABLE =>
                 {
-                    let s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    s.enabled_early(word(&next, 12), word(&next, 16) == 1);
+                    shared.enable(word(&next, 12), word(&next, 16) == 1);
                     if word(&next, 4) & NEED_REPLY != 0
-                        && let Some(s) = &mut early
+                        && let Some(s) = &mut probe
                     {
                         let _ = s.write_all(&enable_ack());
                     }

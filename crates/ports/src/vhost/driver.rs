@@ -78,19 +78,17 @@ impl DriverQueue {
 
 /// A virtio-net driver on a vhost-user socket (see the module docs).
 pub struct Driver {
-    frontend: Frontend,
+    /// Held for its socket: the connection lasts as long as the driver.
+    _frontend: Frontend,
     mem: GuestMemoryMmap,
     queues: [DriverQueue; 2],
     features: u64,
-    /// Frames the backend delivered and this driver read.
-    pub received: u64,
 }
 
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("features", &self.features)
-            .field("received", &self.received)
             .finish()
     }
 }
@@ -118,11 +116,6 @@ impl Driver {
 
     fn event_idx(&self) -> bool {
         self.features & (1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX) != 0
-    }
-
-    /// The features both sides agreed on.
-    pub fn features(&self) -> u64 {
-        self.features
     }
 
     fn setup(mut frontend: Frontend, sealed: bool) -> Result<Driver, DriverError> {
@@ -211,11 +204,10 @@ impl Driver {
             }
         }
         let mut d = Driver {
-            frontend,
+            _frontend: frontend,
             mem,
             queues,
             features,
-            received: 0,
         };
         d.fill_rx()?;
         Ok(d)
@@ -352,19 +344,10 @@ impl Driver {
             f(VnetHdr::from_bytes(&legacy), total, &frame);
             frames += 1;
         }
-        self.received += frames as u64;
         if frames > 0 {
             self.fill_rx()?;
         }
         Ok(frames)
-    }
-
-    /// Stops the rings the way QEMU does when a guest shuts down.
-    pub fn stop(&mut self) -> Result<(), DriverError> {
-        for i in [RX, TX] {
-            self.frontend.get_vring_base(i)?;
-        }
-        Ok(())
     }
 
     /// Writes a raw descriptor into the transmit queue and publishes it: for tests that

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 
 use virtio_bindings::virtio_net::*;
 
-use self::backend::Shared;
+use self::backend::{Rings, Shared};
 use self::virtq::{Delivery, Segments};
 use crate::buf::{Batch, PacketBuf};
 use crate::error::PortError;
@@ -159,32 +159,43 @@ impl PortIo for VhostUser {
 
     fn recv_batch(&mut self, batch: &mut Batch) -> Result<usize, PortError> {
         batch.clear();
+        let VhostUser {
+            name,
+            shared,
+            segs,
+            used,
+            ..
+        } = self;
         // Level-triggered: take the wake-ups and the guest's kicks now (also while the
         // ring is stopped, or they would keep the port readable); a wake-up is given
         // again below if the batch fills before the queue empties.
-        self.shared.woken();
-        let shared = self.shared.clone();
+        shared.woken();
         let mut r = shared.lock();
-        r.rings[TX_QUEUE].take_kick();
-        let Some(mem) = r.mem.clone() else {
+        let Rings {
+            mem,
+            rings,
+            faulted,
+            ..
+        } = &mut *r;
+        let ring = &mut rings[TX_QUEUE];
+        ring.take_kick();
+        let Some(mem) = mem.as_deref() else {
             return Ok(0);
         };
-        if r.faulted || !r.rings[TX_QUEUE].live() {
+        if *faulted || !ring.live() {
             return Ok(0);
         }
-        let ring = &mut r.rings[TX_QUEUE];
-        let bufs = batch.begin_fill();
-        let mut got = virtq::recv(&mut ring.queue, &mem, bufs, &mut self.segs, &mut self.used);
-        if let Err(f) = ring.complete(&mem, &mut self.used) {
+        let mut got = virtq::recv(&mut ring.queue, mem, batch.begin_fill(), segs, used);
+        if let Err(f) = ring.complete(mem, used) {
             got.fault = got.fault.or(Some(f));
         }
         // Frames read before a fault still go on.
         batch.finish_fill(got.n);
         if let Some(f) = got.fault {
-            tracing::warn!(port = %self.name, why = f.as_str(), "guest broke the virtio rules: cut off");
+            tracing::warn!(port = %name, why = f.as_str(), "guest broke the virtio rules: cut off");
             shared.cut(&mut r);
         } else if got.more {
-            self.shared.wake();
+            shared.wake();
         }
         Ok(got.n)
     }
@@ -195,44 +206,53 @@ impl PortIo for VhostUser {
     }
 
     fn send_batch(&mut self, pkts: &[&PacketBuf]) -> Result<SendReport, PortError> {
+        let VhostUser {
+            name,
+            shared,
+            segs,
+            heads,
+            used,
+            scratch,
+            ..
+        } = self;
         let mut report = SendReport::default();
-        let shared = self.shared.clone();
         let mut r = shared.lock();
-        let features = r.features;
-        let mergeable = has(features, VIRTIO_NET_F_MRG_RXBUF);
-        let mem = match r.mem.clone() {
-            Some(m) if !r.faulted && r.rings[RX_QUEUE].live() => m,
-            _ => {
-                report.dropped = pkts.len();
-                return Ok(report);
-            }
+        let Rings {
+            mem,
+            features,
+            rings,
+            faulted,
+        } = &mut *r;
+        let ring = &mut rings[RX_QUEUE];
+        let Some(mem) = mem.as_deref().filter(|_| !*faulted && ring.live()) else {
+            report.dropped = pkts.len();
+            return Ok(report);
         };
-        let ring = &mut r.rings[RX_QUEUE];
+        let mergeable = has(*features, VIRTIO_NET_F_MRG_RXBUF);
         let mut fault = None;
         for pkt in pkts {
-            let (hdr, frame) = match fit_for_guest(&pkt.hdr, features) {
+            let (hdr, frame) = match fit_for_guest(&pkt.hdr, *features) {
                 Ok(false) => (pkt.hdr, pkt.frame()),
                 Ok(true) => {
-                    self.scratch.clear();
-                    let done = self.scratch.set_frame(pkt.frame()).is_ok() && {
-                        self.scratch.hdr = pkt.hdr;
-                        self.scratch.finish_csum().is_ok()
+                    scratch.clear();
+                    let done = scratch.set_frame(pkt.frame()).is_ok() && {
+                        scratch.hdr = pkt.hdr;
+                        scratch.finish_csum().is_ok()
                     };
                     if !done {
                         report.dropped += 1;
                         continue;
                     }
-                    (self.scratch.hdr, self.scratch.frame())
+                    (scratch.hdr, scratch.frame())
                 }
                 Err(()) => {
                     report.dropped += 1;
                     continue;
                 }
             };
-            let q = &mut ring.queue;
-            let (segs, heads, used) = (&mut self.segs, &mut self.heads, &mut self.used);
             let full_at = &mut ring.full_at;
-            match virtq::send(q, &mem, &hdr, frame, mergeable, segs, heads, used, full_at) {
+            let q = &mut ring.queue;
+            match virtq::send(q, mem, &hdr, frame, mergeable, segs, heads, used, full_at) {
                 Ok(Delivery::Delivered) => report.sent += 1,
                 Ok(Delivery::NoRoom) => report.dropped += 1,
                 Err(f) => {
@@ -242,12 +262,12 @@ impl PortIo for VhostUser {
             }
         }
         // Whole frames only, also before a fault.
-        if let Err(f) = ring.complete(&mem, &mut self.used) {
+        if let Err(f) = ring.complete(mem, used) {
             fault = fault.or(Some(f));
         }
         if let Some(f) = fault {
             report.dropped = pkts.len() - report.sent;
-            tracing::warn!(port = %self.name, why = f.as_str(), "guest broke the virtio rules: cut off");
+            tracing::warn!(port = %name, why = f.as_str(), "guest broke the virtio rules: cut off");
             shared.cut(&mut r);
         }
         Ok(report)

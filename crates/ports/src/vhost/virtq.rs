@@ -166,6 +166,15 @@ pub(crate) fn recv(
     scratch: &mut Segments,
     used: &mut UsedList,
 ) -> Received {
+    // No kicks while the batch is read (without the event index, `NO_NOTIFY`; with
+    // it, the guest kicks only at the index asked for when the queue was last empty).
+    if q.disable_notification(mem).is_err() {
+        return Received {
+            n: 0,
+            more: false,
+            fault: Some(Fault::Ring),
+        };
+    }
     let mut n = 0;
     while n < bufs.len() {
         match recv_one(q, mem, &mut bufs[n], scratch, used) {
@@ -202,21 +211,18 @@ fn recv_one(
     scratch: &mut Segments,
     used: &mut UsedList,
 ) -> Result<bool, Fault> {
-    let mut tries = 0;
-    let chain = loop {
-        q.disable_notification(mem).map_err(|_| Fault::Ring)?;
-        if let Some(c) = q.iter(mem).map_err(|_| Fault::Ring)?.next() {
-            break c;
-        }
+    let mut chain = q.iter(mem).map_err(|_| Fault::Ring)?.next();
+    if chain.is_none() {
         // Empty: ask for a kick at the next frame, unless one came meanwhile. A ring
         // that says it has more but yields nothing (an entry out of memory) is a fault.
         if !q.enable_notification(mem).map_err(|_| Fault::Ring)? {
             return Ok(false);
         }
-        tries += 1;
-        if tries > 1 {
-            return Err(Fault::Ring);
-        }
+        q.disable_notification(mem).map_err(|_| Fault::Ring)?;
+        chain = q.iter(mem).map_err(|_| Fault::Ring)?.next();
+    }
+    let Some(chain) = chain else {
+        return Err(Fault::Ring);
     };
     let head = chain.head_index();
     scratch.clear();
