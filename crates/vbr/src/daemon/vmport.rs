@@ -27,44 +27,42 @@ pub(crate) fn qemu_args(
     mac: MacAddr,
 ) -> Vec<String> {
     let path = socket.display();
-    if kind == VmPortKind::VhostUser {
-        let chardev = if client {
-            format!("socket,id={name},path={path},server=on")
-        } else {
-            format!("socket,id={name},path={path},reconnect-ms=1000")
-        };
-        return [
-            "-object",
-            "memory-backend-memfd,id=mem,size=RAM,share=on",
-            "-numa",
-            "node,memdev=mem",
-            "-chardev",
-            &chardev,
-            "-netdev",
-            &format!("vhost-user,id={name},chardev={name}"),
-            "-device",
-            &format!("virtio-net-pci,netdev={name},mac={mac}"),
-        ]
-        .map(str::to_owned)
-        .to_vec();
-    }
+    let mut args: Vec<String> = Vec::new();
     let netdev = match kind {
+        VmPortKind::VhostUser => {
+            // The guest's memory must be shared with vbridge; its size is the user's.
+            let server = if client {
+                "server=on"
+            } else {
+                "reconnect-ms=1000"
+            };
+            args.extend([
+                "-object".into(),
+                "memory-backend-memfd,id=mem,size=RAM,share=on".into(),
+                "-numa".into(),
+                "node,memdev=mem".into(),
+                "-chardev".into(),
+                format!("socket,id={name},path={path},{server}"),
+            ]);
+            format!("vhost-user,id={name},chardev={name}")
+        }
         VmPortKind::Tap => {
             format!("tap,id={name},ifname={name},script=no,downscript=no,vhost=off")
         }
         VmPortKind::Dgram => format!(
             "dgram,id={name},local.type=unix,local.path={path}.guest,remote.type=unix,remote.path={path}"
         ),
-        _ => {
+        VmPortKind::Stream => {
             format!("stream,id={name},server=off,reconnect-ms=1000,addr.type=unix,addr.path={path}")
         }
     };
-    vec![
+    args.extend([
         "-netdev".into(),
         netdev,
         "-device".into(),
         format!("virtio-net-pci,netdev={name},mac={mac}"),
-    ]
+    ]);
+    args
 }
 
 /// Adds VM port `name` of `kind` to `bridge`, listening under `state_dir`.
