@@ -23,17 +23,34 @@ impl Bridge {
     ///
     /// Never panics and never allocates once `d.egress` has room for every port.
     pub fn process(&mut self, now: Instant, ingress: PortId, frame: &[u8], d: &mut Decision) {
-        self.decide_into(now, ingress, frame, d, &mut Forwarding);
+        self.decide_into(now, ingress, frame, frame.len(), d, &mut Forwarding);
     }
 
-    /// The decision for `frame` into `d`, watched by `probe` (which says whether it
-    /// changes state: see `trace.rs`).
+    /// [`Bridge::process`] for a frame a fast path already delivered (a broadcast it
+    /// flooded, see [`Bridge::flood_target`]), of which the driver holds only `head`
+    /// (the Ethernet header, with its 802.1Q tag if it came with one) and knows the
+    /// length on the wire, `len`: the decision learns and counts as for the whole frame;
+    /// the driver sends nothing.
+    pub fn process_head(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        head: &[u8],
+        len: usize,
+        d: &mut Decision,
+    ) {
+        self.decide_into(now, ingress, head, len.max(head.len()), d, &mut Forwarding);
+    }
+
+    /// The decision for `frame` (`len` bytes on the wire) into `d`, watched by `probe`
+    /// (which says whether it changes state: see `trace.rs`).
     #[inline(always)]
     pub(crate) fn decide_into<P: Probe>(
         &mut self,
         now: Instant,
         ingress: PortId,
         frame: &[u8],
+        len: usize,
         d: &mut Decision,
         probe: &mut P,
     ) {
@@ -43,7 +60,7 @@ impl Bridge {
             d.egress.clear();
         }
         if P::APPLY {
-            self.account(ingress, frame.len(), d);
+            self.account(ingress, len, d);
         }
     }
 

@@ -30,7 +30,7 @@ pub use counters::{DropCounters, DropReason, PortCounters};
 pub use decision::{Decision, Delivery, Egress, Verdict};
 pub use error::ConfigError;
 pub use fdb::{EntryKind, FdbEntry, FlushFilter};
-pub use offload::Offload;
+pub use offload::{FloodOffload, Offload};
 pub use port::{PortConfig, PortFlags, PortId, PortKind, StpState};
 pub use stp::{
     BpduFrame, BridgeId, PointToPoint, StpEvent, StpMode, StpParams, StpPortConfig, StpPortStatus,

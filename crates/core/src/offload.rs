@@ -3,7 +3,10 @@
 //! (ingress port, 802.1Q tag or none, source MAC, destination MAC) would be decided exactly like this one,
 //! with learning as the only side effect; [`Bridge::account_offloaded`] adds what the
 //! fast path carried to the counters and refreshes the source's FDB entry, as the frames
-//! would have done here.
+//! would have done here. [`Bridge::flood_target`] says the same of broadcasts from one
+//! port and tag: which ports get a copy, with which tag. A fast path that floods them
+//! still hands the switch each frame's header ([`Bridge::process_head`]), so learning
+//! and counting stay here.
 
 use vbridge_wire::{MacAddr, Tag, Vid};
 
@@ -26,7 +29,62 @@ pub struct Offload {
     pub tag: Option<Vid>,
 }
 
+/// Where broadcasts entering one port with one tag (or none) go: every copy the switch
+/// would send, with the tag each leaves with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloodOffload {
+    /// The frames' VLAN.
+    pub vid: Vid,
+    /// Each egress port and the 802.1Q tag its copy leaves with (`None`: untagged), in
+    /// port order.
+    pub copies: Vec<(PortId, Option<Vid>)>,
+}
+
+/// The 802.1Q tag a frame that came with `tag` leaves with after `op`; `None` if that
+/// is no tag a fast path can give (a pushed VID 0).
+fn tag_after(op: TagOp, tag: Option<Vid>) -> Option<Option<Vid>> {
+    Some(match op {
+        TagOp::Keep => tag,
+        TagOp::Push(t) => Some(Vid::new(t.vid).ok()?),
+        TagOp::Pop => None,
+        TagOp::SetVid(v) => Some(v),
+    })
+}
+
 impl Bridge {
+    /// Where every further broadcast from `ingress`, untagged (`tag` `None`) or with an
+    /// 802.1Q tag of VID `tag`, goes: the same copies for every such frame from any
+    /// unicast source, whose learning the switch does from the frame's header
+    /// ([`Bridge::process_head`]). `None` if the frames are dropped, if the answer
+    /// depends on more than port and tag (locked ports, a lowered frame limit) or if no
+    /// port would get a copy.
+    pub fn flood_target(&self, ingress: PortId, tag: Option<Vid>) -> Option<FloodOffload> {
+        if self.max_frame_len < DEFAULT_MAX_FRAME {
+            return None;
+        }
+        let from = self.port(ingress)?;
+        if !from.forwards() || from.config.flags.locked {
+            return None;
+        }
+        let class = self.class_of(from, tag)?;
+        let mut copies = Vec::new();
+        for (i, slot) in self.ports.iter().enumerate() {
+            let Some(out) = slot else { continue };
+            let to = PortId(i as u16);
+            if !out.config.flags.bcast_flood {
+                continue;
+            }
+            let Ok(op) = self.egress_check(ingress, from, to, class) else {
+                continue;
+            };
+            copies.push((to, tag_after(op, tag)?));
+        }
+        (!copies.is_empty()).then_some(FloodOffload {
+            vid: class.vid,
+            copies,
+        })
+    }
+
     /// Where every further frame from `ingress` with `src` -> `dst`, untagged (`tag`
     /// `None`) or with an 802.1Q tag of VID `tag`, goes: one port, with the tag the
     /// result says and nothing else to do but refresh `src` in the FDB; `None` if anything
@@ -63,12 +121,7 @@ impl Bridge {
         if kind == EntryKind::Local || to == ingress {
             return None;
         }
-        let out = match self.egress_check(ingress, from, to, class).ok()? {
-            TagOp::Keep => tag,
-            TagOp::Push(t) => Some(Vid::new(t.vid).ok()?),
-            TagOp::Pop => None,
-            TagOp::SetVid(v) => Some(v),
-        };
+        let out = tag_after(self.egress_check(ingress, from, to, class).ok()?, tag)?;
         Some(Offload {
             egress: to,
             vid,

@@ -159,7 +159,7 @@ impl Bridge {
     pub fn explain(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Explanation {
         let mut d = Decision::new();
         let mut rec = Recorder(Vec::new());
-        self.decide_into(now, ingress, frame, &mut d, &mut rec);
+        self.decide_into(now, ingress, frame, frame.len(), &mut d, &mut rec);
         Explanation {
             steps: rec.0,
             decision: d,

@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortFlags, PortId, StpState, VlanMode};
+use vbridge_core::{
+    Bridge, Decision, FloodOffload, Instant, MacAddr, Offload, PortFlags, PortId, StpState, TagOp,
+    Verdict, VlanMode,
+};
 
 /// Where the core would let a fast path send untagged `src` -> `dst` from `ingress`.
 fn target(b: &Bridge, ingress: PortId, src: MacAddr, dst: MacAddr) -> Option<PortId> {
@@ -338,4 +341,153 @@ fn without_vlan_filtering_tags_pass_unchanged() {
         b.offload_target(p[0], None, mac(1), mac(2)),
         flow(p[1], 1, None)
     );
+}
+
+/// What the switch itself does with a broadcast from `ingress` with `tag`: the ports
+/// that get a copy and the tag each copy leaves with, read from the copy's frame.
+fn flooded_here(b: &mut Bridge, ingress: PortId, tag: Option<u16>) -> Option<FloodOffload> {
+    let f = match tag {
+        Some(v) => tagged(MacAddr::BROADCAST, mac(40), v),
+        None => frame(MacAddr::BROADCAST, mac(40)),
+    };
+    let d = send(b, 0, ingress, &f);
+    if d.verdict != Verdict::Forward {
+        return None;
+    }
+    let copies = d
+        .egress
+        .iter()
+        .map(|e| {
+            let leaves = match e.op {
+                TagOp::Keep => tag.map(vid),
+                TagOp::Push(t) => Some(vid(t.vid)),
+                TagOp::Pop => None,
+                TagOp::SetVid(v) => Some(v),
+            };
+            (e.port, leaves)
+        })
+        .collect();
+    Some(FloodOffload {
+        vid: d.vid.unwrap(),
+        copies,
+    })
+}
+
+#[test]
+fn broadcasts_are_flooded_by_port_and_tag_as_the_switch_floods_them() {
+    let (mut b, p) = trunks();
+    let f = |b: &Bridge, i: usize, tag: Option<u16>| b.flood_target(p[i], tag.map(vid));
+    // Access 10 -> both trunks, tagged 10.
+    assert_eq!(
+        f(&b, 0, None),
+        Some(FloodOffload {
+            vid: vid(10),
+            copies: vec![(p[1], Some(vid(10))), (p[2], Some(vid(10)))],
+        })
+    );
+    // Native VLAN 20 of trunk 1, untagged -> trunk 2 tagged, access 20 untagged.
+    assert_eq!(
+        f(&b, 1, None),
+        Some(FloodOffload {
+            vid: vid(20),
+            copies: vec![(p[2], Some(vid(20))), (p[3], None)],
+        })
+    );
+    // Dropped at the ingress: a tag on an access port, a VLAN the trunk lacks, untagged
+    // on a trunk without a native VLAN.
+    assert_eq!(f(&b, 0, Some(10)), None);
+    assert_eq!(f(&b, 1, Some(30)), None);
+    assert_eq!(f(&b, 2, None), None);
+    // VLAN 30 has nobody else.
+    assert_eq!(f(&b, 2, Some(30)), None);
+
+    // Whatever the port, tag and configuration: exactly what the switch does with such a
+    // frame.
+    let all = |b: &mut Bridge| {
+        for (i, &port) in p.iter().enumerate() {
+            for tag in [None, Some(10), Some(20), Some(30)] {
+                let want = flooded_here(b, port, tag);
+                assert_eq!(f(b, i, tag), want, "port {i}, tag {tag:?}");
+            }
+        }
+    };
+    all(&mut b);
+    let plain = b.port_config(p[2]).unwrap().flags;
+    b.set_port_flags(
+        p[2],
+        PortFlags {
+            bcast_flood: false,
+            ..plain
+        },
+    )
+    .unwrap();
+    all(&mut b);
+    b.set_port_flags(
+        p[2],
+        PortFlags {
+            hairpin: true,
+            ..plain
+        },
+    )
+    .unwrap();
+    all(&mut b);
+    assert!(
+        f(&b, 2, Some(10))
+            .unwrap()
+            .copies
+            .contains(&(p[2], Some(vid(10))))
+    );
+    for i in [0, 1] {
+        b.set_port_flags(
+            p[i],
+            PortFlags {
+                isolated: true,
+                ..plain
+            },
+        )
+        .unwrap();
+    }
+    all(&mut b);
+    b.set_port_stp_state(p[2], StpState::Blocking).unwrap();
+    all(&mut b);
+    b.set_port_stp_state(p[1], StpState::Learning).unwrap();
+    all(&mut b);
+    assert_eq!(f(&b, 1, Some(10)), None, "a port that does not forward");
+
+    // Locked ports decide by source: never by port and tag alone.
+    b.set_port_flags(
+        p[0],
+        PortFlags {
+            locked: true,
+            ..plain
+        },
+    )
+    .unwrap();
+    assert_eq!(f(&b, 0, None), None);
+}
+
+#[test]
+fn a_flooded_frame_s_head_learns_and_counts_like_the_frame() {
+    let (mut b, p) = trunks();
+    let before: Vec<_> = p
+        .iter()
+        .map(|&q| *b.port_counters(q).unwrap())
+        .collect();
+    let head = &tagged(MacAddr::BROADCAST, mac(30), 10)[..18];
+    let mut d = Decision::new();
+    b.process_head(Instant::from_secs(1), p[1], head, 1000, &mut d);
+    assert_eq!(d.verdict, Verdict::Forward);
+    assert_eq!(outs(&d), vec![p[0], p[2]]);
+    assert_eq!(b.fdb_lookup(vid(10), mac(30)), Some(p[1]), "learned");
+    let now: Vec<_> = p
+        .iter()
+        .map(|&q| *b.port_counters(q).unwrap())
+        .collect();
+    assert_eq!(now[1].rx_packets - before[1].rx_packets, 1);
+    assert_eq!(now[1].rx_bytes - before[1].rx_bytes, 1000);
+    assert_eq!(now[1].rx_flooded - before[1].rx_flooded, 1);
+    // Popped towards the access port, kept towards the trunk.
+    assert_eq!(now[0].tx_bytes - before[0].tx_bytes, 996);
+    assert_eq!(now[2].tx_bytes - before[2].tx_bytes, 1000);
+    assert_eq!(now[3].tx_packets, before[3].tx_packets);
 }

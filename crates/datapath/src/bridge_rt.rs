@@ -351,8 +351,21 @@ impl BridgeRt {
             }
         }
         for (i, pkt) in rx.iter().enumerate() {
-            self.core
-                .process(now, ingress, pkt.frame(), &mut self.decision);
+            // The header of a broadcast the kernel flooded: learned from and counted here,
+            // never sent.
+            let flooded = pkt.flooded_len();
+            match flooded {
+                Some(len) => {
+                    self.core
+                        .process_head(now, ingress, pkt.frame(), len, &mut self.decision);
+                    if let Some(f) = self.fast.as_mut() {
+                        f.note_flooded(len);
+                    }
+                }
+                None => self
+                    .core
+                    .process(now, ingress, pkt.frame(), &mut self.decision),
+            }
             if !self.live.is_empty() {
                 self.note_live(now, ingress, pkt.frame());
             }
@@ -367,7 +380,7 @@ impl BridgeRt {
                     self.check_fast(now);
                 }
             }
-            if self.decision.verdict == Verdict::Forward {
+            if self.decision.verdict == Verdict::Forward && flooded.is_none() {
                 self.enqueue(i, pkt, rx, &mut gone);
                 self.offer_fast(ingress, pkt.frame());
             }
@@ -394,14 +407,21 @@ impl BridgeRt {
     }
 
     /// After a decided frame: a known unicast to one port may be handed to the kernel
-    /// (with the tag operation the core says).
+    /// (with the tag operation the core says), and so may the broadcasts of a port and
+    /// tag.
     fn offer_fast(&mut self, ingress: PortId, frame: &[u8]) {
         let Some(fast) = self.fast.as_mut() else {
             return;
         };
         let d = &self.decision;
-        if let ([e], Some(Delivery::KnownUnicast)) = (d.egress.as_slice(), d.delivery) {
-            fast.offer(&self.core, &self.ports, ingress, e.port, frame);
+        match (d.egress.as_slice(), d.delivery) {
+            ([e], Some(Delivery::KnownUnicast)) => {
+                fast.offer(&self.core, &self.ports, ingress, e.port, frame);
+            }
+            (_, Some(Delivery::FloodBroadcast)) => {
+                fast.offer_flood(&self.core, &self.ports, ingress, frame);
+            }
+            _ => {}
         }
     }
 

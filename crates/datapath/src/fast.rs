@@ -12,14 +12,20 @@
 //! flows they remove. What the kernel carried is read a bounded number of flows at a time
 //! and added to the core's counters, keeping the source's FDB entry fresh.
 //!
+//! Broadcasts are handed over by ingress port and tag ([`Fast::offer_flood`]) when the
+//! core floods them to the same ports, with the same tags, whatever their source
+//! ([`Bridge::flood_target`]) and every one of those ports is on the fast path: the
+//! kernel sends the copies, and the switch learns and counts from each frame's header
+//! ([`Bridge::process_head`]). They are checked with the flows, after every change.
+//!
 //! The flow map and programs are made by the control side ([`make`]); BPF map reads and
 //! writes here never wait for the host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
-use vbridge_ports::{Egress, FastPath, FlowKey, FlowStats};
+use vbridge_core::{Bridge, FloodOffload, Instant, MacAddr, Offload, PortId, Vid};
+use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
 
@@ -38,11 +44,27 @@ struct FlowRec {
     seen: FlowStats,
 }
 
+/// Broadcasts in the kernel, as we know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FloodRec {
+    ingress: PortId,
+    /// Where the core floods them.
+    target: FloodOffload,
+    /// How the kernel floods them.
+    out: Flood,
+}
+
 /// The fast path of one bridge.
 #[derive(Debug)]
 pub(crate) struct Fast {
     fp: Arc<FastPath>,
     flows: HashMap<FlowKey, FlowRec>,
+    floods: HashMap<FloodKey, FloodRec>,
+    /// Broadcasts the kernel cannot flood (a port off the fast path among the copies,
+    /// too many copies): not offered again before the next check.
+    refused: HashSet<FloodKey>,
+    /// Frames and bytes of broadcasts the kernel flooded.
+    flooded: (u64, u64),
     /// The flows to account next (a snapshot, refilled when used up).
     to_account: Vec<FlowKey>,
     /// Frames and bytes the kernel forwarded, as accounted so far.
@@ -78,6 +100,9 @@ impl Fast {
         Fast {
             fp,
             flows: HashMap::new(),
+            floods: HashMap::new(),
+            refused: HashSet::new(),
+            flooded: (0, 0),
             to_account: Vec::new(),
             carried: (0, 0),
         }
@@ -88,14 +113,64 @@ impl Fast {
         &self.fp
     }
 
-    /// Frames and bytes the kernel has forwarded for this bridge, as accounted so far.
+    /// Frames and bytes the kernel has forwarded for this bridge, as accounted so far
+    /// (broadcasts it flooded count once each).
     pub(crate) fn carried(&self) -> (u64, u64) {
-        self.carried
+        (
+            self.carried.0 + self.flooded.0,
+            self.carried.1 + self.flooded.1,
+        )
     }
 
     /// Flows in the kernel now.
     pub(crate) fn len(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Ports and tags whose broadcasts the kernel floods now.
+    pub(crate) fn floods(&self) -> usize {
+        self.floods.len()
+    }
+
+    /// Counts a broadcast of `len` bytes the kernel flooded.
+    pub(crate) fn note_flooded(&mut self, len: usize) {
+        self.flooded.0 += 1;
+        self.flooded.1 += len as u64;
+    }
+
+    /// Hands the broadcasts entering `ingress` with the tag of `frame` (a broadcast the
+    /// core just flooded) to the kernel, if it can flood them as the core does.
+    pub(crate) fn offer_flood(
+        &mut self,
+        core: &Bridge,
+        ports: &[Option<PortRt>],
+        ingress: PortId,
+        frame: &[u8],
+    ) {
+        let (Some(in_if), Some(tag)) = (fast_ifindex(ports, ingress), kernel_tag(frame)) else {
+            return;
+        };
+        let key = FloodKey {
+            ingress: in_if,
+            vid: tag.map_or(0, Vid::get),
+        };
+        if self.floods.contains_key(&key) || self.refused.contains(&key) {
+            return;
+        }
+        let rec = flood_of(core, ports, ingress, tag);
+        match rec.as_ref().map(|r| self.fp.insert_flood(key, &r.out)) {
+            Some(Ok(())) => {
+                tracing::debug!(?key, "broadcasts handed to the kernel");
+                self.floods.extend(rec.map(|r| (key, r)));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(?key, error = %e, "broadcasts not handed to the kernel");
+                self.refused.insert(key);
+            }
+            None => {
+                self.refused.insert(key);
+            }
+        }
     }
 
     /// Whether the flow entering netdev `ingress` from `src` to `dst` with tag VID `vid`
@@ -180,6 +255,20 @@ impl Fast {
         only: Option<MacAddr>,
     ) {
         let fp = &self.fp;
+        if only.is_none() {
+            // Floods do not depend on the FDB, so a station move leaves them be.
+            self.refused.clear();
+            self.floods.retain(|key, rec| {
+                let now = Vid::new(key.vid).ok();
+                let keep = fast_ifindex(ports, rec.ingress) == Some(key.ingress)
+                    && flood_of(core, ports, rec.ingress, now).as_ref() == Some(rec);
+                if !keep {
+                    tracing::debug!(?key, "broadcasts taken back from the kernel");
+                }
+                // Kept (and tried again next time) only if the kernel would not let go.
+                keep || fp.remove_flood(*key).is_err()
+            });
+        }
         let carried = &mut self.carried;
         self.flows.retain(|key, rec| {
             if only.is_some_and(|m| m != key.src && m != key.dst) {
@@ -318,6 +407,33 @@ fn max_frame(ports: &[Option<PortRt>], id: PortId) -> u32 {
         .and_then(Option::as_ref)
         .and_then(crate::bridge_rt::frame_limit)
         .map_or(vbridge_core::bridge::DEFAULT_MAX_FRAME as u32, |l| l as u32)
+}
+
+/// How the kernel would flood broadcasts entering `ingress` with `tag`, if it can: the
+/// core floods them by port and tag alone, to ports all on the fast path.
+fn flood_of(
+    core: &Bridge,
+    ports: &[Option<PortRt>],
+    ingress: PortId,
+    tag: Option<Vid>,
+) -> Option<FloodRec> {
+    let target = core.flood_target(ingress, tag)?;
+    let mut out = Flood {
+        max_len: u32::MAX,
+        copies: Vec::with_capacity(target.copies.len()),
+    };
+    for &(port, leaves) in &target.copies {
+        let ifindex = fast_ifindex(ports, port)?;
+        // As for flows: the kernel measures frames without their tag.
+        let limit = max_frame(ports, port) - if leaves.is_some() { 4 } else { 0 };
+        out.max_len = out.max_len.min(limit);
+        out.copies.push((ifindex, leaves.map_or(0, Vid::get)));
+    }
+    Some(FloodRec {
+        ingress,
+        target,
+        out,
+    })
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

@@ -140,6 +140,9 @@ pub struct BridgeView {
     pub fdb_limit_hits: u64,
     /// Flows the kernel forwards between veth ports for this bridge right now.
     pub fast_flows: usize,
+    /// Ports (and VLAN tags) whose broadcasts the kernel floods for this bridge now.
+    #[serde(default)]
+    pub fast_floods: usize,
     /// Frames and bytes the kernel forwarded on the fast path, as accounted so far
     /// (they are in the ports' counters too).
     #[serde(default)]

@@ -99,6 +99,7 @@ impl BridgeRt {
             fdb_moves: s.fdb_moves,
             fdb_limit_hits: s.fdb_limit_hits,
             fast_flows: self.fast_flows(),
+            fast_floods: self.fast.as_ref().map_or(0, crate::fast::Fast::floods),
             fast_frames: self.fast.as_ref().map_or(0, |f| f.carried().0),
             fast_bytes: self.fast.as_ref().map_or(0, |f| f.carried().1),
             drops: drops_map(&s.drops),

@@ -41,6 +41,9 @@ pub struct PacketBuf {
     data: Box<[u8]>,
     start: usize,
     len: usize,
+    /// Not 0: the kernel fast path already flooded this frame, of this length on the
+    /// wire, and the buffer holds only its Ethernet header.
+    flooded: usize,
 }
 
 impl fmt::Debug for PacketBuf {
@@ -49,6 +52,7 @@ impl fmt::Debug for PacketBuf {
             .field("hdr", &self.hdr)
             .field("start", &self.start)
             .field("len", &self.len)
+            .field("flooded", &self.flooded)
             .field("capacity", &self.data.len())
             .finish()
     }
@@ -74,6 +78,7 @@ impl PacketBuf {
             data: vec![0u8; HEADROOM + max_frame].into_boxed_slice(),
             start: HEADROOM,
             len: 0,
+            flooded: 0,
         }
     }
 
@@ -101,6 +106,14 @@ impl PacketBuf {
         self.len == 0
     }
 
+    /// `Some(len)` when the kernel fast path already flooded this frame (a broadcast) to
+    /// its ports: the buffer holds only the frame's Ethernet header (with its 802.1Q tag,
+    /// if it came with one), for the switch to learn from and count, and `len` is the
+    /// whole frame's length. Such a frame is never to be sent.
+    pub fn flooded_len(&self) -> Option<usize> {
+        (self.flooded != 0).then_some(self.flooded)
+    }
+
     /// Free bytes in front of the frame.
     pub fn headroom(&self) -> usize {
         self.start
@@ -116,6 +129,7 @@ impl PacketBuf {
         self.hdr = VnetHdr::default();
         self.start = HEADROOM.min(self.data.len());
         self.len = 0;
+        self.flooded = 0;
     }
 
     /// Replaces the frame by a copy of `frame`, placed after the full headroom. The
@@ -129,6 +143,7 @@ impl PacketBuf {
         dst.copy_from_slice(frame);
         self.start = start;
         self.len = frame.len();
+        self.flooded = 0;
         Ok(())
     }
 
@@ -228,6 +243,7 @@ impl PacketBuf {
     pub(crate) fn rx_area(&mut self) -> &mut [u8] {
         self.start = HEADROOM.min(self.data.len());
         self.len = 0;
+        self.flooded = 0;
         &mut self.data[self.start..]
     }
 
@@ -235,6 +251,12 @@ impl PacketBuf {
     pub(crate) fn set_received(&mut self, hdr: VnetHdr, len: usize) {
         self.hdr = hdr;
         self.len = len.min(self.data.len() - self.start);
+    }
+
+    /// Marks the received header as that of a frame of `wire_len` bytes the kernel
+    /// flooded (see [`Self::flooded_len`]).
+    pub(crate) fn set_flooded(&mut self, wire_len: usize) {
+        self.flooded = wire_len.max(1);
     }
 }
 

@@ -17,6 +17,10 @@ use crate::sys::mmsg::{MAX_BATCH, RxInfo, RxSlot, TxSlot, VNET_HDR_LEN};
 use crate::sys::ring::{RingShape, RxRing};
 use crate::vnet::VnetHdr;
 
+/// What the fast path's socket filter keeps of a broadcast the kernel flooded: the
+/// Ethernet header.
+const FLOODED_HEAD: usize = 14;
+
 /// How to attach an [`AfPacket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AfPacketOptions {
@@ -171,7 +175,10 @@ impl AfPacket {
                     }
                 }
             } else {
-                if f.len == f.data.len() && !f.data.is_empty() {
+                // A frame whole, or the header of one the kernel flooded (the socket
+                // filter keeps just that).
+                let head = f.len > f.data.len() && f.data.len() == FLOODED_HEAD;
+                if (f.len == f.data.len() || head) && !f.data.is_empty() {
                     let area = buf.rx_area();
                     if let Some(dst) = area.get_mut(..f.data.len()) {
                         dst.copy_from_slice(f.data);
@@ -180,6 +187,9 @@ impl AfPacket {
                             buf.insert_tag(vbridge_wire::Tag::from_tci(tpid, tci))
                                 .is_ok()
                         });
+                        if head {
+                            buf.set_flooded(f.len + if f.vlan.is_some() { 4 } else { 0 });
+                        }
                     }
                 }
                 ring.release();
@@ -301,6 +311,12 @@ impl AfPacket {
                 self.rx_dropped += 1;
                 continue;
             }
+            // The header of a frame the kernel flooded (the socket filter keeps just that).
+            let head = info.wire_len > info.len && info.len == FLOODED_HEAD;
+            if info.wire_len > info.len && !head {
+                self.rx_dropped += 1;
+                continue;
+            }
             let buf = &mut bufs[i];
             buf.set_received(VnetHdr::from_bytes(hdr), info.len);
             // The kernel took the outer tag out of the frame into auxdata; the vnet
@@ -313,6 +329,9 @@ impl AfPacket {
                     self.rx_dropped += 1;
                     continue;
                 }
+            }
+            if head {
+                buf.set_flooded(info.wire_len + if info.vlan.is_some() { 4 } else { 0 });
             }
             bufs.swap(kept, i);
             kept += 1;

@@ -362,13 +362,14 @@ fn showstp(v: &StpView) {
 fn stats(bridges: &[BridgeView]) {
     for b in bridges {
         say!(
-            "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits), {} flows in the kernel fast path",
+            "bridge {}: fdb {} entries ({} learned, {} moves, {} limit hits), {} flows and {} floods in the kernel fast path",
             escape(&b.name),
             b.fdb_entries,
             b.fdb_learned,
             b.fdb_moves,
             b.fdb_limit_hits,
-            b.fast_flows
+            b.fast_flows,
+            b.fast_floods
         );
         say!(
             "  {:<16}{:>12}{:>14}{:>12}{:>14}{:>10}{:>10}  drops",

@@ -2,7 +2,8 @@
 //! the switch knows them (iperf3 TCP counted on the ports), come back the moment the
 //! switch would decide otherwise (isolation set, a station moving to another port), are
 //! sent out of a netdev whose veth peer is next to the switch, and carry VLAN tags across
-//! a trunk between two switches.
+//! a trunk between two switches; broadcasts are flooded by the kernel within their VLAN,
+//! once, learned from and counted by the switch, and follow VLAN changes at once.
 
 mod common;
 
@@ -257,4 +258,104 @@ fn tagged_flows_cross_a_trunk_in_the_kernel() {
     assert!(a.ns.reaches("10.6.0.2"));
     assert!(d1.alive(), "{}", d1.log());
     assert!(d2.alive(), "{}", d2.log());
+}
+
+/// `rx_packets` of `eth0` in `ns`.
+fn rx_packets(ns: &Netns) -> u64 {
+    ns.ok("cat /sys/class/net/eth0/statistics/rx_packets")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `n` 60-byte broadcasts of an experimental EtherType from `eth0` in `ns`, with
+/// source MAC `src` (hex, no colons).
+fn broadcasts(ns: &Netns, src: &str, n: usize) {
+    ns.ok(&format!(
+        "python3 -c \"import socket; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
+         s.bind(('eth0', 0)); f=bytes.fromhex('ffffffffffff{src}88b5')+bytes(46); \
+         [s.send(f) for _ in range({n})]\""
+    ));
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
+fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_switch() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    let spaces: Vec<Netns> = ["a", "b", "c", "d"].into_iter().map(Netns::new).collect();
+    let mut names = Vec::new();
+    for (ns, vlan) in spaces.iter().zip([10, 10, 10, 20]) {
+        d.ok(&format!("connect {} br0 --veth", ns.name));
+        let p = port_of(&ns.name, "eth0");
+        d.ok(&format!("link set {p} access {vlan}"));
+        names.push(p);
+    }
+    for p in &names {
+        assert!(
+            eventually(
+                Duration::from_secs(3),
+                || port(&d.json("stats br0"), p)["fast_path"] == true
+            ),
+            "{}",
+            d.json("stats br0")
+        );
+    }
+    let [a, b, c, dd] = &spaces[..] else {
+        unreachable!()
+    };
+    let stats = |d: &Daemon| d.json("stats br0");
+    let count =
+        |v: &serde_json::Value, p: &str, what: &str| port(v, p)["counters"][what].as_u64().unwrap();
+
+    // 3000 broadcasts from A: B and C get each once (the kernel floods, the switch does
+    // not do it again), D in VLAN 20 none.
+    let n = 3000;
+    let rx = |s: &[&Netns]| s.iter().map(|ns| rx_packets(ns)).collect::<Vec<_>>();
+    let (before, s0) = (rx(&[b, c, dd]), stats(&d));
+    broadcasts(a, "02000000aa0a", n);
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    let (after, s1) = (rx(&[b, c, dd]), stats(&d));
+    let got: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
+    for i in [0, 1] {
+        assert!(
+            (n as u64..n as u64 + 20).contains(&got[i]),
+            "each broadcast once in VLAN 10: {got:?}"
+        );
+    }
+    assert!(got[2] < 20, "nothing in VLAN 20: {got:?}");
+    assert!(s1[0]["fast_floods"].as_u64().unwrap() >= 1, "{s1}");
+    let kernel = s1[0]["fast_frames"].as_u64().unwrap() - s0[0]["fast_frames"].as_u64().unwrap();
+    assert!(kernel >= n as u64 / 2, "the kernel flooded {kernel} of {n}");
+    // The switch learned the source and counted every frame, flooded by whom it may.
+    let macs = d.json("showmacs br0");
+    assert!(
+        macs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["mac"] == "02:00:00:00:aa:0a" && r["port"] == names[0].as_str()),
+        "{macs}"
+    );
+    let rx_a = count(&s1, &names[0], "rx_flooded") - count(&s0, &names[0], "rx_flooded");
+    let tx_b = count(&s1, &names[1], "tx_packets") - count(&s0, &names[1], "tx_packets");
+    assert!(rx_a >= n as u64 && tx_b >= n as u64, "{rx_a} {tx_b}");
+
+    // C moves to VLAN 20: A's broadcasts stop reaching it at once, B still gets them.
+    d.ok(&format!("link set {} access 20", names[2]));
+    let before = rx(&[b, c, dd]);
+    broadcasts(a, "02000000aa0a", n);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rx(&[b, c, dd]);
+    let got: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
+    assert!(got[0] >= n as u64 && got[0] < n as u64 + 20, "{got:?}");
+    assert!(
+        got[1] < 20 && got[2] < 20,
+        "C and D are in VLAN 20: {got:?}"
+    );
+    assert!(d.alive(), "daemon died:\n{}", d.log());
 }

@@ -8,8 +8,11 @@
 //! an egress veth whose peer is elsewhere (`bpf_redirect_peer`: no copy, GSO super-frames
 //! kept whole, no userspace hop), or out of any other egress netdev (`bpf_redirect`),
 //! counting them per flow, and the ingress port's socket filter keeps them from the
-//! switch, which sees them again the moment the flow is removed. Everything is held by
-//! descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind. The
+//! switch, which sees them again the moment the flow is removed. Broadcasts are flooded
+//! the same way by ingress port and VLAN ([`FastPath::insert_flood`]): the kernel sends
+//! the copies, and the switch gets only each frame's Ethernet header, to learn from and
+//! count ([`PacketBuf::flooded_len`](crate::PacketBuf::flooded_len)). Everything is held
+//! by descriptors: a daemon that exits, even by `kill -9`, leaves nothing behind. The
 //! programs are in `prog`.
 
 pub(crate) mod prog;
@@ -22,10 +25,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::error::PortError;
 use crate::port::MacAddr;
 use crate::sys::bpf;
-use prog::{KEY_LEN, VALUE_LEN};
+use prog::{FLOOD, FLOOD_KEY_LEN, FLOOD_VALUE_LEN, KEY_LEN, MAX_CLONES, VALUE_LEN};
 
 /// The license the kernel is told for our programs (GPL-compatible, for its helpers).
 const LICENSE: &CStr = c"Dual MIT/GPL";
+
+/// Ports and VLANs whose broadcasts one flow table can flood at most.
+pub const MAX_FLOODS: u32 = 4096;
 
 /// One flow the kernel forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +81,78 @@ pub(crate) fn to_peer(ifindex: u32, tag: u16) -> Egress {
     }
 }
 
+/// The broadcasts the kernel floods: those entering netdev `ingress` untagged (`vid` 0)
+/// or with an 802.1Q tag of VID `vid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FloodKey {
+    pub ingress: u32,
+    pub vid: u16,
+}
+
+impl FloodKey {
+    fn to_bytes(self) -> [u8; FLOOD_KEY_LEN] {
+        let mut k = [0u8; FLOOD_KEY_LEN];
+        k[..4].copy_from_slice(&self.ingress.to_ne_bytes());
+        k[4..].copy_from_slice(&u32::from(self.vid).to_ne_bytes());
+        k
+    }
+}
+
+/// Where the kernel floods a [`FloodKey`]'s broadcasts: out of each netdev in `copies`
+/// (its ifindex, and the VID of the tag the copy leaves with or 0 for untagged), each a
+/// netdev whose transmit delivers the frame (a veth, a NIC). Frames longer than
+/// `max_len`, and GSO super-frames, go to the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flood {
+    pub max_len: u32,
+    pub copies: Vec<(u32, u16)>,
+}
+
+impl Flood {
+    /// The map value, or `None` if the kernel program cannot flood this: no copies,
+    /// tagged copies with different VIDs, or more copies of one kind than it clones.
+    fn to_bytes(&self) -> Option<Vec<u8>> {
+        let mut untagged: Vec<u32> = Vec::new();
+        let mut tagged: Vec<u32> = Vec::new();
+        let mut vid = 0;
+        for &(ifindex, tag) in &self.copies {
+            if tag == 0 {
+                untagged.push(ifindex);
+            } else if vid == 0 || vid == tag {
+                vid = tag;
+                tagged.push(ifindex);
+            } else {
+                return None;
+            }
+        }
+        // The last copy is the frame itself (tagged if any copy is).
+        let last = if tagged.is_empty() {
+            &mut untagged
+        } else {
+            &mut tagged
+        }
+        .pop()?;
+        if untagged.len() > MAX_CLONES || tagged.len() > MAX_CLONES {
+            return None;
+        }
+        let mut v = vec![0u8; FLOOD_VALUE_LEN];
+        let mut put = |at: usize, x: u32| v[at..at + 4].copy_from_slice(&x.to_ne_bytes());
+        put(FLOOD::MAX_LEN, self.max_len);
+        put(FLOOD::VID, u32::from(vid));
+        put(FLOOD::N_UNTAGGED, untagged.len() as u32);
+        put(FLOOD::N_TAGGED, tagged.len() as u32);
+        put(FLOOD::LAST, last);
+        put(FLOOD::LAST_TAGGED, u32::from(vid != 0));
+        for (i, x) in untagged.iter().enumerate() {
+            put(FLOOD::UNTAGGED + 4 * i, *x);
+        }
+        for (i, x) in tagged.iter().enumerate() {
+            put(FLOOD::TAGGED + 4 * i, *x);
+        }
+        Some(v)
+    }
+}
+
 /// What the kernel forwarded for a flow since it was inserted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -115,6 +193,8 @@ fn err(op: &'static str, e: std::io::Error) -> PortError {
 #[derive(Debug)]
 pub struct FastPath {
     map: bpf::Map,
+    /// The broadcasts the kernel floods.
+    floods: bpf::Map,
     /// The socket filter of the ports' `AF_PACKET` sockets.
     hide: OwnedFd,
     /// The tcx ingress program of the ports' netdevs.
@@ -135,22 +215,25 @@ impl FastPath {
     pub fn new(max_flows: u32, max_len: u32) -> Result<FastPath, PortError> {
         let map = bpf::Map::hash(KEY_LEN as u32, VALUE_LEN as u32, max_flows)
             .map_err(|e| err("create flow map", e))?;
+        let floods = bpf::Map::hash(FLOOD_KEY_LEN as u32, FLOOD_VALUE_LEN as u32, MAX_FLOODS)
+            .map_err(|e| err("create flood map", e))?;
         let hide = bpf::prog_load(
             bpf::PROG_SOCKET_FILTER,
             0,
-            &prog::hide(map.raw_fd(), max_len),
+            &prog::hide(map.raw_fd(), floods.raw_fd(), max_len),
             LICENSE,
         )
         .map_err(|e| err("load socket filter", e))?;
         let redirect = bpf::prog_load(
             bpf::PROG_SCHED_CLS,
             bpf::ATTACH_TCX_INGRESS,
-            &prog::redirect(map.raw_fd(), max_len),
+            &prog::redirect(map.raw_fd(), floods.raw_fd(), max_len),
             LICENSE,
         )
         .map_err(|e| err("load tcx program", e))?;
         Ok(FastPath {
             map,
+            floods,
             hide,
             redirect,
         })
@@ -197,6 +280,27 @@ impl FastPath {
         self.map
             .delete(&key.to_bytes())
             .map_err(|e| err("remove flow", e))
+    }
+
+    /// Lets the kernel flood `key`'s broadcasts as `to` says. Fails with `EINVAL` when
+    /// the program cannot (see [`Flood`]); the switch then floods them itself.
+    pub fn insert_flood(&self, key: FloodKey, to: &Flood) -> Result<(), PortError> {
+        let v = to.to_bytes().ok_or_else(|| {
+            err(
+                "insert flood",
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            )
+        })?;
+        self.floods
+            .update(&key.to_bytes(), &v)
+            .map_err(|e| err("insert flood", e))
+    }
+
+    /// Gives `key`'s broadcasts back to the switch; whether the kernel had them.
+    pub fn remove_flood(&self, key: FloodKey) -> Result<bool, PortError> {
+        self.floods
+            .delete(&key.to_bytes())
+            .map_err(|e| err("remove flood", e))
     }
 
     /// `key`'s flow, if the kernel has it.

@@ -12,9 +12,15 @@
 //!   behind an egress veth whose peer is in another namespace, or with `bpf_redirect` out
 //!   of any other egress netdev (a veth whose peer is here, a NIC, a TAP someone else
 //!   holds); on a miss the frame goes on as before.
+//!   Broadcasts (from a unicast source) are looked up in the flood map instead, by
+//!   ingress ifindex and VID: on a hit the program sends a clone to every port of the
+//!   entry (`bpf_clone_redirect`), untagged ports first and then, with the tag pushed or
+//!   rewritten, tagged ones, and the frame itself to the last port (`bpf_redirect`).
 //! - `hide`: a socket filter for the port's `AF_PACKET` socket, which sees frames before
 //!   tcx does: it drops from the socket what the map says `redirect` will take, so the
-//!   switch does not forward those a second time.
+//!   switch does not forward those a second time, and cuts what the flood map says
+//!   `redirect` will flood down to its 14-byte Ethernet header, from which the switch
+//!   learns and counts without sending anything.
 //!
 //! The kernel takes a frame's outer tag out into the context (`vlan_present`, `vlan_tci`,
 //! `vlan_proto`) before taps and tcx see it. Both programs key a frame by that tag's VID
@@ -29,6 +35,12 @@
 //! untagged), 2 bytes zero (20 bytes). Value: `u32` egress ifindex, `u32` longest frame,
 //! `u64` packets, `u64` bytes, `u32` the VID of the tag the frames leave with (0:
 //! untagged), `u32` how they leave (0: `bpf_redirect_peer`, 1: `bpf_redirect`) (32 bytes).
+//!
+//! Flood key: `u32` ingress ifindex, `u32` VID (0: untagged) (8 bytes). Value (see
+//! [`FLOOD`]): `u32` longest frame, `u32` the VID tagged copies leave with, `u32` untagged
+//! clones, `u32` tagged clones, `u32` the last port's ifindex, `u32` whether it gets the
+//! frame tagged, 8 bytes zero, then [`MAX_CLONES`] `u32` ifindexes of untagged clones and
+//! as many of tagged ones.
 //!
 //! The programs read frame bytes with loads whose byte order is the host's, and compare
 //! them with constants written for a little-endian host: building for a big-endian one is
@@ -46,6 +58,7 @@ mod op {
     pub(super) const ALU64: u8 = 0x07;
     pub(super) const W: u8 = 0x00;
     pub(super) const H: u8 = 0x08;
+    pub(super) const B: u8 = 0x10;
     pub(super) const DW: u8 = 0x18;
     pub(super) const IMM: u8 = 0x00;
     pub(super) const MEM: u8 = 0x60;
@@ -71,6 +84,7 @@ const HELPER_SKB_VLAN_PUSH: i32 = 18;
 const HELPER_SKB_VLAN_POP: i32 = 19;
 const HELPER_REDIRECT_PEER: i32 = 155;
 const HELPER_REDIRECT: i32 = 23;
+const HELPER_CLONE_REDIRECT: i32 = 13;
 /// `struct __sk_buff` offsets.
 const SKB_LEN: i16 = 0;
 const SKB_VLAN_PRESENT: i16 = 20;
@@ -95,6 +109,28 @@ pub(crate) const KEY_LEN: usize = 20;
 pub(crate) const VALUE_LEN: usize = 32;
 /// Where the key is built on the stack (`r10 + KEY_AT`).
 const KEY_AT: i16 = -(KEY_LEN as i16);
+
+/// Copies of a broadcast the kernel clones at most per tag (untagged, tagged), besides
+/// the frame itself.
+pub(crate) const MAX_CLONES: usize = 64;
+pub(crate) const FLOOD_KEY_LEN: usize = 8;
+pub(crate) const FLOOD_VALUE_LEN: usize = FLOOD::UNTAGGED + 8 * MAX_CLONES;
+/// Offsets in a flood value.
+#[allow(non_snake_case)]
+pub(crate) mod FLOOD {
+    pub(crate) const MAX_LEN: usize = 0;
+    pub(crate) const VID: usize = 4;
+    pub(crate) const N_UNTAGGED: usize = 8;
+    pub(crate) const N_TAGGED: usize = 12;
+    pub(crate) const LAST: usize = 16;
+    pub(crate) const LAST_TAGGED: usize = 20;
+    pub(crate) const UNTAGGED: usize = 32;
+    pub(crate) const TAGGED: usize = UNTAGGED + 4 * super::MAX_CLONES;
+}
+/// The frame's first 14 bytes in `hide`, below the key on the stack.
+const HEAD: i16 = KEY_AT - 16;
+/// Where the flood key is built on the stack, below those.
+const FLOOD_KEY_AT: i16 = HEAD - 8;
 
 /// Registers.
 const R0: u8 = 0;
@@ -235,13 +271,156 @@ fn over_flow_limit(p: &mut Vec<u64>, ctx: u8, a: u8, b: u8) -> usize {
     p.len() - 1
 }
 
+/// Appends the broadcast test on the destination MAC at `from + at` (through `scratch`).
+/// Returns the indices of the jumps taken when it is not ff:ff:ff:ff:ff:ff.
+fn not_broadcast(p: &mut Vec<u64>, from: u8, at: i16, scratch: u8) -> Vec<usize> {
+    let mut jumps = Vec::new();
+    for off in [0, 2, 4] {
+        p.push(ldx(H, scratch, from, at + off));
+        jumps.push(p.len());
+        p.push(jmp_imm(JNE, scratch, 0xffff, 0));
+    }
+    jumps
+}
+
+/// Appends the checks and lookup of a broadcast: its source (at `from + at`) must be
+/// unicast, the flood map must hold the ingress port (from `ctx`) and VID (in `vid`),
+/// and the frame must be no GSO super-frame and no longer than the entry allows. Leaves
+/// the value in `r0`; returns the indices of the jumps taken otherwise (to the switch).
+fn lookup_flood(p: &mut Vec<u64>, ctx: u8, map_fd: i32, from: u8, at: i16, vid: u8) -> Vec<usize> {
+    let mut jumps = Vec::new();
+    p.extend([ldx(B, R1, from, at + 6), and_imm(R1, 1)]);
+    jumps.push(p.len());
+    p.push(jmp_imm(JNE, R1, 0, 0));
+    p.extend([
+        ldx(W, R1, ctx, SKB_IFINDEX),
+        stx(W, R10, FLOOD_KEY_AT, R1),
+        stx(W, R10, FLOOD_KEY_AT + 4, vid),
+    ]);
+    p.extend(ld_map(R1, map_fd));
+    p.extend([
+        mov_reg(R2, R10),
+        add_imm(R2, i32::from(FLOOD_KEY_AT)),
+        call(HELPER_MAP_LOOKUP_ELEM),
+    ]);
+    jumps.push(p.len());
+    p.extend([jmp_imm(JEQ, R0, 0, 0), ldx(W, R1, ctx, SKB_GSO_SIZE)]);
+    jumps.push(p.len());
+    p.extend([
+        jmp_imm(JNE, R1, 0, 0),
+        ldx(W, R1, ctx, SKB_LEN),
+        ldx(W, R2, R0, FLOOD::MAX_LEN as i16),
+    ]);
+    jumps.push(p.len());
+    p.push(jmp_reg(JGT, R1, R2, 0));
+    jumps
+}
+
+/// Appends `count` (a register) clones of the frame in `ctx` to the ifindexes listed at
+/// `value + list`, unrolled up to [`MAX_CLONES`]. Returns the indices of the jumps taken
+/// after the last clone, to be patched to what comes next.
+fn clones(p: &mut Vec<u64>, ctx: u8, value: u8, count: u8, list: usize) -> Vec<usize> {
+    let mut done = Vec::new();
+    for i in 0..MAX_CLONES {
+        done.push(p.len());
+        p.extend([
+            jmp_imm(JEQ, count, i as i32, 0),
+            mov_reg(R1, ctx),
+            ldx(W, R2, value, (list + 4 * i) as i16),
+            mov_imm(R3, 0),
+            call(HELPER_CLONE_REDIRECT),
+        ]);
+    }
+    done
+}
+
+/// Appends the flood of a broadcast whose entry is in `r0` (see the module header).
+/// Returns the indices of the jumps to patch to the drop exit (a tag that could not be
+/// changed).
+fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
+    const VALUE: u8 = R8;
+    const COUNT: u8 = R9;
+    let at = |f: usize| f as i16;
+    let mut to_drop = Vec::new();
+    p.extend([
+        mov_reg(VALUE, R0),
+        // Untagged copies first: no clones and a tagged last copy skip this.
+        ldx(W, R1, VALUE, at(FLOOD::N_UNTAGGED)),
+        jmp_imm(JNE, R1, 0, 2),
+        ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)),
+    ]);
+    // A tagged last copy without untagged clones: straight to the tagged part.
+    p.push(jmp_imm(JNE, R1, 0, 0));
+    let skip_untag = p.len() - 1;
+    p.extend([ldx(W, R1, ctx, SKB_VLAN_PRESENT), jmp_imm(JEQ, R1, 0, 0)]);
+    let untagged_already = p.len() - 1;
+    p.extend([mov_reg(R1, ctx), call(HELPER_SKB_VLAN_POP)]);
+    to_drop.push(p.len());
+    p.push(jmp_imm(JNE, R0, 0, 0));
+    let clones_u = p.len();
+    p.push(ldx(W, COUNT, VALUE, at(FLOOD::N_UNTAGGED)));
+    let after_u = clones(p, ctx, VALUE, COUNT, FLOOD::UNTAGGED);
+    let tagged = p.len();
+    p.extend([
+        ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)),
+        jmp_imm(JEQ, R1, 0, 0),
+    ]);
+    let untagged_last = p.len() - 1;
+    p.extend([
+        ldx(W, COUNT, VALUE, at(FLOOD::VID)),
+        ldx(W, R1, ctx, SKB_VLAN_PRESENT),
+        jmp_imm(JEQ, R1, 0, 0),
+    ]);
+    let to_push = p.len() - 1;
+    p.extend([
+        ldx(W, R1, ctx, SKB_VLAN_TCI),
+        and_imm(R1, 0x0fff),
+        jmp_reg(JEQ, R1, COUNT, 0),
+    ]);
+    let same_tag = p.len() - 1;
+    p.extend([mov_reg(R1, ctx), call(HELPER_SKB_VLAN_POP)]);
+    to_drop.push(p.len());
+    p.push(jmp_imm(JNE, R0, 0, 0));
+    let push = p.len();
+    p.extend([
+        mov_reg(R1, ctx),
+        mov_imm(R2, PROTO_8021Q),
+        mov_reg(R3, COUNT),
+        call(HELPER_SKB_VLAN_PUSH),
+    ]);
+    to_drop.push(p.len());
+    p.push(jmp_imm(JNE, R0, 0, 0));
+    let clones_t = p.len();
+    p.push(ldx(W, COUNT, VALUE, at(FLOOD::N_TAGGED)));
+    let after_t = clones(p, ctx, VALUE, COUNT, FLOOD::TAGGED);
+    let last = p.len();
+    p.extend([
+        ldx(W, R1, VALUE, at(FLOOD::LAST)),
+        mov_imm(R2, 0),
+        call(HELPER_REDIRECT),
+        exit(),
+    ]);
+    patch(p, skip_untag, tagged);
+    patch(p, untagged_already, clones_u);
+    for at in after_u {
+        patch(p, at, tagged);
+    }
+    patch(p, untagged_last, last);
+    patch(p, to_push, push);
+    patch(p, same_tag, clones_t);
+    for at in after_t {
+        patch(p, at, last);
+    }
+    to_drop
+}
+
 #[cfg(test)]
 fn is_cond_jump(i: u64) -> bool {
     (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
 }
 
 /// The tcx ingress program of the ports (host-side veths).
-pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
+pub(crate) fn redirect(map_fd: i32, flood_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         ldx(W, R2, R6, SKB_DATA),
@@ -253,6 +432,13 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_next = vec![p.len() - 1];
     p.push(ldx(H, R4, R2, 12));
     to_next.extend(leave_to_switch(&mut p, R6, R4, R7, R5, max_len));
+    let unicast = not_broadcast(&mut p, R2, 0, R5);
+    to_next.extend(lookup_flood(&mut p, R6, flood_fd, R2, 0, R7));
+    let mut to_drop = flood(&mut p, R6);
+    for at in unicast {
+        let here = p.len();
+        patch(&mut p, at, here);
+    }
     let miss = lookup_flow(&mut p, R6, map_fd, R2, 0, R7, R5);
     to_next.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([
@@ -276,7 +462,7 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
         call(HELPER_SKB_VLAN_POP),
         jmp_imm(JNE, R0, 0, 0),
     ]);
-    let mut to_drop = vec![p.len() - 1];
+    to_drop.push(p.len() - 1);
     p.push(jmp_imm(JEQ, R9, 0, 0)); // popped, leaves untagged: -> send
     let popped = p.len() - 1;
     p.push(jmp_imm(JEQ, R0, 0, 0)); // r0 is 0 here: -> tag (skips the next load)
@@ -327,9 +513,7 @@ pub(crate) fn redirect(map_fd: i32, max_len: u32) -> Vec<u64> {
 
 /// The socket filter of the ports' `AF_PACKET` sockets (each bound to its netdev, whose
 /// index the context carries).
-pub(crate) fn hide(map_fd: i32, max_len: u32) -> Vec<u64> {
-    // The frame's first 14 bytes, below the key on the stack.
-    const HEAD: i16 = KEY_AT - 16;
+pub(crate) fn hide(map_fd: i32, flood_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),
         mov_imm(R2, 0),
@@ -342,6 +526,14 @@ pub(crate) fn hide(map_fd: i32, max_len: u32) -> Vec<u64> {
     let mut to_keep = vec![p.len() - 1];
     p.push(ldx(H, R1, R10, HEAD + 12));
     to_keep.extend(leave_to_switch(&mut p, R6, R1, R7, R2, max_len));
+    let unicast = not_broadcast(&mut p, R10, HEAD, R1);
+    to_keep.extend(lookup_flood(&mut p, R6, flood_fd, R10, HEAD, R7));
+    // Flooded by `redirect`: the switch gets the Ethernet header alone.
+    p.extend([mov_imm(R0, 14), exit()]);
+    for at in unicast {
+        let here = p.len();
+        patch(&mut p, at, here);
+    }
     let miss = lookup_flow(&mut p, R6, map_fd, R10, HEAD, R7, R1);
     to_keep.push(over_flow_limit(&mut p, R6, R1, R2));
     p.extend([mov_imm(R0, 0), exit()]);
@@ -422,28 +614,34 @@ mod tests {
 
     #[test]
     fn jumps_land_on_the_exit_paths() {
-        let p = redirect(9, 1518);
+        let p = redirect(9, 10, 1518);
         let next = p.len() - 2;
         assert_eq!(p[next], mov_imm(R0, TCX_NEXT));
         let drop = p.len() - 4;
         assert_eq!(p[drop], mov_imm(R0, TCX_DROP));
-        let send = find(&p, 0, call(HELPER_REDIRECT_PEER)) - 3;
-        let out = send - 1;
-        let tag = find(&p, 0, call(HELPER_SKB_VLAN_PUSH)) - 3;
-        let push = tag - 1;
+        // The unicast part, after the flood's.
         let lookup = find(&p, 0, ldx(W, R5, R6, SKB_IFINDEX));
+        let send = find(&p, lookup, call(HELPER_REDIRECT_PEER)) - 3;
+        let out = send - 1;
+        let tag = find(&p, lookup, call(HELPER_SKB_VLAN_PUSH)) - 3;
+        let push = tag - 1;
+        let broadcast = find(&p, 0, ldx(H, R5, R2, 0));
         let t = targets(&p);
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
         // Too short, three TPIDs, too long, not 802.1Q, VID 0, map miss, over the flow's
-        // limit: to the switch. Same tag: out. Tag change failed: dropped. Untagged in,
-        // tagged out: push. Popped and left untagged, pushed: send. Popped, to be tagged
-        // again: tag. Untagged: past the tag's checks. GSO: past the limit. How it
-        // leaves: past `bpf_redirect_peer`.
-        assert_eq!(t.len(), 19);
-        assert_eq!(count(next), 9);
-        assert_eq!((count(out), count(drop), count(push)), (1, 2, 1));
+        // limit, and for broadcasts a group source, a flood map miss, GSO, over the
+        // flood's limit: to the switch. Same tag: out. Tag change failed (one for flows,
+        // three for floods): dropped. Untagged in, tagged out: push. Popped and left
+        // untagged, pushed: send. Popped, to be tagged again: tag. Untagged: past the
+        // tag's checks, to the broadcast test. Not a broadcast (three halves of the
+        // MAC): the flow lookup. GSO: past the limit. How it leaves: past
+        // `bpf_redirect_peer`. And the flood's own (see below).
+        assert_eq!(t.len(), 19 + 3 + 4 + 137);
+        assert_eq!(count(next), 13);
+        assert_eq!((count(out), count(drop), count(push)), (1, 5, 1));
         assert_eq!((count(send), count(tag)), (2, 1));
-        assert_eq!(count(lookup), 1, "untagged frames skip the tag's checks");
+        assert_eq!(count(broadcast), 1, "untagged frames skip the tag's checks");
+        assert_eq!(count(lookup), 3, "frames to other MACs skip the flood");
         assert_eq!(count(send + 5), 1, "bpf_redirect for other netdevs");
         assert_eq!(p[send + 5], call(HELPER_REDIRECT));
         let gso = t
@@ -453,15 +651,35 @@ mod tests {
         assert_eq!(to, at + 4, "GSO frames skip the limit");
         assert!(t.iter().all(|&(_, x)| x < p.len()));
 
-        let h = hide(9, 1518);
+        // The flood: each unrolled clone of the untagged ones may end the list and go on
+        // to the tagged part (as may no untagged copies at all with a tagged last copy);
+        // each tagged one, and an untagged last copy, to the last copy.
+        let tagged = find(&p, broadcast, ldx(W, R1, R8, FLOOD::LAST_TAGGED as i16));
+        let tagged = find(&p, tagged + 1, ldx(W, R1, R8, FLOOD::LAST_TAGGED as i16));
+        let last = find(&p, broadcast, ldx(W, R1, R8, FLOOD::LAST as i16));
+        assert_eq!(count(tagged), MAX_CLONES + 1);
+        assert_eq!(count(last), MAX_CLONES + 1);
+        assert_eq!(p[last + 2], call(HELPER_REDIRECT));
+        assert_eq!(p[last + 3], exit());
+        let clones = p
+            .iter()
+            .filter(|&&i| i == call(HELPER_CLONE_REDIRECT))
+            .count();
+        assert_eq!(clones, 2 * MAX_CLONES);
+
+        let h = hide(9, 10, 1518);
         let keep = h.len() - 2;
         assert_eq!(h[keep], ldx(W, R0, R6, SKB_LEN), "keeps the whole frame");
         let t = targets(&h);
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
-        // Load failed, three TPIDs, too long, not 802.1Q, VID 0, map miss, limit; the
-        // untagged skip and GSO.
-        assert_eq!(t.len(), 11);
-        assert_eq!(count(keep), 9);
+        // Load failed, three TPIDs, too long, not 802.1Q, VID 0, map miss, limit, and for
+        // broadcasts a group source, a flood map miss, GSO and the flood's limit; the
+        // untagged skip, GSO, and three "not a broadcast" to the flow lookup.
+        assert_eq!(t.len(), 11 + 3 + 4);
+        assert_eq!(count(keep), 13);
+        let flooded = find(&h, 0, mov_imm(R0, 14));
+        assert_eq!(h[flooded + 1], exit(), "a flooded frame's header alone");
+        assert_eq!(count(flooded + 2), 3);
         assert!(t.iter().all(|&(_, x)| x < h.len()));
     }
 }

@@ -2,16 +2,17 @@
 //! inserted (ping across, counted per flow, hidden from the ports' packet sockets),
 //! tagged frames of an untagged flow left to the switch, tagged flows popped, pushed and
 //! rewritten by the kernel (double, 802.1ad and priority tags still left to the switch),
-//! back to the switch once removed, and nothing left once the port lets go.
+//! back to the switch once removed, and nothing left once the port lets go; broadcasts
+//! flooded by the kernel with their tags, the switch getting only their headers.
 
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
 
 use super::{frame, in_netns, ip, is_test_frame, recv_frames_within};
-use crate::fastpath::{Egress, FastPath, FlowKey, to_peer as out};
+use crate::fastpath::{Egress, FastPath, Flood, FloodKey, FlowKey, to_peer as out};
 use crate::netdev;
-use crate::packet::{AfPacket, AfPacketOptions};
+use crate::packet::{AfPacket, AfPacketOptions, RX_RING_SLOTS};
 use crate::port::{MacAddr, PortIo};
 
 /// Named namespaces (`bpf_redirect_peer` needs the peers in other namespaces than the
@@ -272,5 +273,194 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         drop(p1);
         assert!(!pings(a, "10.9.0.2"), "detached port forwards nothing");
         assert!(!recv_frames_within(&mut s1, 1, Duration::from_millis(300), to_b).is_empty());
+    });
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
+fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_headers() {
+    in_netns(|| {
+        let tag = format!("vbfl{}", std::process::id());
+        let spaces = Spaces((0..4).map(|i| format!("{tag}{i}")).collect());
+        let mut hosts = Vec::new();
+        for (i, ns) in spaces.0.iter().enumerate() {
+            let host = format!("f{}", i + 1);
+            ip(&format!("netns add {ns}"));
+            ip(&format!(
+                "link add {host} type veth peer name e0 netns {ns}"
+            ));
+            ip(&format!("link set {host} up"));
+            assert!(in_ns(ns, "ip link set e0 up").status.success());
+            hosts.push(netdev::ifindex(&host).unwrap());
+        }
+        // The switch reads port 2 with `recvmmsg`, the others through their rings.
+        let mut switch: Vec<AfPacket> = (1..=4)
+            .map(|i| {
+                let o = AfPacketOptions {
+                    rx_ring_slots: if i == 2 { 0 } else { RX_RING_SLOTS },
+                    ..AfPacketOptions::default()
+                };
+                AfPacket::attach(&format!("f{i}"), o).unwrap()
+            })
+            .collect();
+        let fp = FastPath::new(1024, 65_535 + 18).unwrap();
+        let _ports: Vec<_> = hosts
+            .iter()
+            .zip(&switch)
+            .map(|(&h, s)| fp.attach(h, s.as_fd()).unwrap())
+            .collect();
+        let mut inside: Vec<AfPacket> = spaces.0.iter().map(|ns| socket_in(ns)).collect();
+        let ma = ns_mac(&spaces.0[0]);
+        let all = MacAddr([0xff; 6]);
+        let [h1, h2, h3, h4] = hosts[..] else {
+            unreachable!()
+        };
+        let flood = |copies: &[(u32, u16)], max_len| Flood {
+            max_len,
+            copies: copies.to_vec(),
+        };
+        let send = |from: &mut AfPacket, frames: &[Vec<u8>]| {
+            for f in frames {
+                from.send(&crate::PacketBuf::from_frame(f).unwrap())
+                    .unwrap();
+            }
+        };
+        // What the switch's socket on port `i` got: whole test frames by id, and the
+        // headers of flooded ones as (length on the wire, tag).
+        let at_switch = |s: &mut AfPacket| {
+            let got = recv_frames_within(s, usize::MAX, Duration::from_millis(300), |p| {
+                p.flooded_len().is_some() || is_test_frame(p.frame())
+            });
+            let mut whole = Vec::new();
+            let mut heads = Vec::new();
+            for p in &got {
+                let f = p.frame();
+                match p.flooded_len() {
+                    Some(len) => heads.push((len, f.len(), f[12..14].to_vec())),
+                    None => {
+                        let mut at = 12;
+                        while matches!(f[at..at + 2], [0x81, 0x00] | [0x88, 0xa8]) {
+                            at += 4;
+                        }
+                        whole.push(f[at + 2]);
+                    }
+                }
+            }
+            (whole, heads)
+        };
+        let untagged = vec![];
+
+        // Untagged broadcasts from a: b untagged, c and d tagged 10; the switch gets the
+        // header alone. A group source, a tagged frame of a VLAN without an entry and a
+        // frame over the entry's limit stay with the switch.
+        let key = FloodKey {
+            ingress: h1,
+            vid: 0,
+        };
+        fp.insert_flood(key, &flood(&[(h2, 0), (h3, 10), (h4, 10)], 200))
+            .unwrap();
+        let mut group = ma;
+        group.0[0] |= 1;
+        send(
+            &mut inside[0],
+            &[
+                frame(all, ma, &[], 1, 60),
+                frame(all, group, &[], 2, 60),
+                frame(all, ma, &[(0x8100, 10)], 3, 60),
+                frame(all, ma, &[], 4, 300),
+            ],
+        );
+        assert_eq!(tagged_ids(&mut inside[1]), [(1, untagged.clone())]);
+        for d in [2, 3] {
+            assert_eq!(tagged_ids(&mut inside[d]), [(1, vec![(0x8100, 10)])], "{d}");
+        }
+        assert!(tagged_ids(&mut inside[0]).is_empty(), "no copy back to a");
+        let (mut whole, heads) = at_switch(&mut switch[0]);
+        whole.sort_unstable();
+        assert_eq!(whole, [2, 3, 4]);
+        assert_eq!(
+            heads,
+            [(74, 14, vec![0x88, 0xb5])],
+            "one header of 74 bytes"
+        );
+
+        // Tagged 10 into a: popped for b, kept for c; the header comes with its tag.
+        // Untagged from b: pushed 30 for a, the last copy alone. Tagged 10 from c:
+        // rewritten to 20 for d.
+        let entries = [
+            (
+                FloodKey {
+                    ingress: h1,
+                    vid: 10,
+                },
+                flood(&[(h2, 0), (h3, 10)], 1514),
+            ),
+            (
+                FloodKey {
+                    ingress: h2,
+                    vid: 0,
+                },
+                flood(&[(h1, 30)], 1514),
+            ),
+            (
+                FloodKey {
+                    ingress: h3,
+                    vid: 10,
+                },
+                flood(&[(h4, 20)], 1514),
+            ),
+        ];
+        for (k, f) in &entries {
+            fp.insert_flood(*k, f).unwrap();
+        }
+        send(&mut inside[0], &[frame(all, ma, &[(0x8100, 10)], 5, 60)]);
+        let mb = ns_mac(&spaces.0[1]);
+        send(&mut inside[1], &[frame(all, mb, &[], 6, 60)]);
+        let mc = ns_mac(&spaces.0[2]);
+        send(&mut inside[2], &[frame(all, mc, &[(0x8100, 10)], 7, 60)]);
+        assert_eq!(
+            tagged_ids(&mut inside[0]),
+            [(6, vec![(0x8100, 30)])],
+            "pushed"
+        );
+        assert_eq!(
+            tagged_ids(&mut inside[1]),
+            [(5, untagged.clone())],
+            "popped"
+        );
+        assert_eq!(
+            tagged_ids(&mut inside[2]),
+            [(5, vec![(0x8100, 10)])],
+            "kept"
+        );
+        assert_eq!(
+            tagged_ids(&mut inside[3]),
+            [(7, vec![(0x8100, 20)])],
+            "rewritten"
+        );
+        let (whole, heads) = at_switch(&mut switch[0]);
+        assert!(whole.is_empty(), "{whole:?}");
+        assert_eq!(heads, [(78, 18, vec![0x81, 0x00])], "the header, tagged");
+        assert_eq!(
+            at_switch(&mut switch[1]),
+            (vec![], vec![(74, 14, vec![0x88, 0xb5])]),
+            "read with recvmmsg"
+        );
+
+        // Tagged copies of two VIDs are more than the program does: refused.
+        assert!(
+            fp.insert_flood(key, &flood(&[(h2, 10), (h3, 20)], 1514))
+                .is_err()
+        );
+
+        // Removed: the switch gets the whole frames again, nobody else.
+        assert!(fp.remove_flood(key).unwrap());
+        assert!(!fp.remove_flood(key).unwrap(), "already gone");
+        send(&mut inside[0], &[frame(all, ma, &[], 8, 60)]);
+        assert!(tagged_ids(&mut inside[1]).is_empty());
+        assert_eq!(at_switch(&mut switch[0]), (vec![8], vec![]));
     });
 }

@@ -33,6 +33,9 @@ pub(crate) struct RxInfo {
     pub(crate) truncated: bool,
     /// The 802.1Q/802.1ad tag the kernel took out of the frame, as `(tpid, tci)`.
     pub(crate) vlan: Option<(u16, u16)>,
+    /// The frame's length before a socket filter cut it (without the tag taken out); 0
+    /// when unknown.
+    pub(crate) wire_len: usize,
 }
 
 /// One message's control buffer, aligned for `cmsghdr`. Room for `tpacket_auxdata`.
@@ -113,18 +116,33 @@ pub(crate) fn recv<'a>(
     for i in 0..got {
         let msg = &msgs[i];
         let msg_len = msg.msg_len as usize;
+        let auxdata = if aux { auxdata(&msg.msg_hdr) } else { None };
         info[i] = RxInfo {
             msg_len,
             len: msg_len.saturating_sub(hdr_len[i]).min(data_len[i]),
             truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-            vlan: if aux { aux_vlan(&msg.msg_hdr) } else { None },
+            vlan: auxdata.as_ref().and_then(aux_vlan),
+            wire_len: auxdata.map_or(0, |a| a.tp_len as usize),
         };
     }
     Ok(got)
 }
 
-/// Finds `PACKET_AUXDATA` among the control messages and returns the stripped tag.
-fn aux_vlan(hdr: &libc::msghdr) -> Option<(u16, u16)> {
+/// The tag the kernel took out of the frame, as `PACKET_AUXDATA` says.
+fn aux_vlan(auxdata: &libc::tpacket_auxdata) -> Option<(u16, u16)> {
+    if auxdata.tp_status & libc::TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tpid = if auxdata.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+        auxdata.tp_vlan_tpid
+    } else {
+        libc::ETH_P_8021Q as u16
+    };
+    Some((tpid, auxdata.tp_vlan_tci))
+}
+
+/// Finds `PACKET_AUXDATA` among the control messages.
+fn auxdata(hdr: &libc::msghdr) -> Option<libc::tpacket_auxdata> {
     let want = mem::size_of::<libc::tpacket_auxdata>();
     // SAFETY: `hdr` describes a control buffer that the kernel filled and whose length it
     // stored in `msg_controllen`; CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that lie
@@ -141,17 +159,7 @@ fn aux_vlan(hdr: &libc::msghdr) -> Option<(u16, u16)> {
         {
             // SAFETY: `cmsg_len` covers the header and a whole `tpacket_auxdata`, all
             // inside the control buffer; read_unaligned tolerates any alignment.
-            let auxdata: libc::tpacket_auxdata =
-                unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-            if auxdata.tp_status & libc::TP_STATUS_VLAN_VALID == 0 {
-                return None;
-            }
-            let tpid = if auxdata.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                auxdata.tp_vlan_tpid
-            } else {
-                libc::ETH_P_8021Q as u16
-            };
-            return Some((tpid, auxdata.tp_vlan_tci));
+            return Some(unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) });
         }
         // SAFETY: as above, NXTHDR stays inside the kernel-reported control length.
         cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };

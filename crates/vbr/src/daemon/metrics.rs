@@ -178,6 +178,11 @@ pub(crate) fn render(
         "bridge_fast_flows",
         "Flows the kernel forwards for a bridge now",
     );
+    let floods = gauge(
+        &mut reg,
+        "bridge_fast_floods",
+        "Ports and VLANs whose broadcasts the kernel floods for a bridge now",
+    );
     let fast_frames = bcounter(
         &mut reg,
         "bridge_fast_frames",
@@ -254,6 +259,7 @@ pub(crate) fn render(
         limit.get_or_create(&bl).inc_by(b.fdb_limit_hits);
         moves.get_or_create(&bl).inc_by(b.fdb_moves);
         flows.get_or_create(&bl).set(b.fast_flows as i64);
+        floods.get_or_create(&bl).set(b.fast_floods as i64);
         fast_frames.get_or_create(&bl).inc_by(b.fast_frames);
         fast_bytes.get_or_create(&bl).inc_by(b.fast_bytes);
         let changes = if b.stp {
