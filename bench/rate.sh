@@ -6,6 +6,9 @@
 #   direct      a veth pair (the generator's own limit here)
 #   kernel      the Linux bridge, veth ports
 #   vbveth      vbridge, `vbr connect` (veth ports: known flows in the kernel fast path)
+#   fpalone     the fast path's tcx program and one flow, with no switch reading the
+#               ports (crates/ports/examples/fastpath_alone.rs): what the fast path costs
+#               without the packet tap the switch's sockets put in front of it
 #   vbnofast    vbridge with VBR_FASTPATH=0 (every frame through the switch, AF_PACKET
 #               with its PACKET_MMAP receive ring)
 #   vbnoring    the same with VBR_RING=0 too (AF_PACKET read with recvmmsg)
@@ -23,6 +26,8 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-5}
 ROUNDS=${2:-3}
 need trafgen ip python3
+cargo build --release -q -p vbridge-ports --example fastpath_alone
+ALONE=$PWD/target/release/examples/fastpath_alone
 mac() { ip netns exec "$1" cat /sys/class/net/e0/address; }
 addr() { ip -n "$1" addr add "$2" dev e0; ip -n "$1" link set e0 up; }
 
@@ -48,6 +53,17 @@ start_daemon ${P}vh
 vbr addbr br0
 for i in 1 2; do mkns ${P}x$i; vbr connect ${P}x$i br0 --ifname e0 --ip 10.98.3.$i/24 >/dev/null; done
 PAIR[vbveth]="${P}x1 ${P}x2 0"
+# --- the fast path alone: host ends in a namespace of their own, no switch ---
+mkns ${P}ah
+for i in 1 2; do
+  mkns ${P}a$i; ip -n ${P}ah link add h$i type veth peer name e0 netns ${P}a$i
+  ip -n ${P}ah link set h$i up; addr ${P}a$i 10.98.9.$i/24
+done
+ip netns exec ${P}ah "$ALONE" h1 h2 "$(mac ${P}a2)" "$(mac ${P}a1)" >"$STATE/alone.out" 2>&1 &
+MORE+=($!)
+for _ in $(seq 50); do grep -q ready "$STATE/alone.out" && break; sleep 0.1; done
+grep -q ready "$STATE/alone.out" || { cat "$STATE/alone.out" >&2; exit 1; }
+PAIR[fpalone]="${P}a1 ${P}a2 0"
 vbr addbr br1
 vbr tap add t1 --bridge br1; vbr tap add t2 --bridge br1
 move_taps() { # FROM_NS TO_PREFIX SUBNET: t1/t2 of FROM_NS become e0 of TO_PREFIX{1,2}
@@ -80,7 +96,7 @@ nr() { "$VBR" --socket "$STATE/nr.sock" "$@"; }
 nr addbr br0
 for i in 1 2; do mkns ${P}r$i; nr connect ${P}r$i br0 --ifname e0 --ip 10.98.7.$i/24 >/dev/null; done
 PAIR[vbnoring]="${P}r1 ${P}r2 0"
-UNI="direct kernel vbveth vbnofast vbnoring vbtap vbtag"
+UNI="direct kernel vbveth fpalone vbnofast vbnoring vbtap vbtag"
 BCAST="kernel vbveth"
 declare -A GROUP=([kernel]=${P}kb [vbveth]=${P}vb)
 
@@ -168,7 +184,7 @@ for r in $(seq "$ROUNDS"); do
   echo "round $r: $(for m in $UNI; do printf '%s %s  ' "$m" "${R[$m]##* }"; done)" >&2
 done
 ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
-declare -A NAME=([direct]="direct veth pair" [kernel]="Linux bridge" [vbveth]="vbridge veth (fast path)"
+declare -A NAME=([direct]="direct veth pair" [kernel]="Linux bridge" [vbveth]="vbridge veth (fast path)" [fpalone]="  fast path alone, no switch"
   [vbnofast]="vbridge veth, VBR_FASTPATH=0" [vbnoring]="  same, VBR_RING=0 (recvmmsg)" [vbtap]="vbridge TAP" [vbtag]="vbridge trunk->access, tagged"
   [ovs]="OVS userspace (tap)" [vde]="VDE2 (tap)")
 printf '\n%-34s %12s %10s %10s\n' "64-byte frames, one receiver" "frames/s" "/kernel" "/direct"

@@ -469,20 +469,14 @@ fn broadcasts_are_flooded_by_port_and_tag_as_the_switch_floods_them() {
 #[test]
 fn a_flooded_frame_s_head_learns_and_counts_like_the_frame() {
     let (mut b, p) = trunks();
-    let before: Vec<_> = p
-        .iter()
-        .map(|&q| *b.port_counters(q).unwrap())
-        .collect();
+    let before: Vec<_> = p.iter().map(|&q| *b.port_counters(q).unwrap()).collect();
     let head = &tagged(MacAddr::BROADCAST, mac(30), 10)[..18];
     let mut d = Decision::new();
     b.process_head(Instant::from_secs(1), p[1], head, 1000, &mut d);
     assert_eq!(d.verdict, Verdict::Forward);
     assert_eq!(outs(&d), vec![p[0], p[2]]);
     assert_eq!(b.fdb_lookup(vid(10), mac(30)), Some(p[1]), "learned");
-    let now: Vec<_> = p
-        .iter()
-        .map(|&q| *b.port_counters(q).unwrap())
-        .collect();
+    let now: Vec<_> = p.iter().map(|&q| *b.port_counters(q).unwrap()).collect();
     assert_eq!(now[1].rx_packets - before[1].rx_packets, 1);
     assert_eq!(now[1].rx_bytes - before[1].rx_bytes, 1000);
     assert_eq!(now[1].rx_flooded - before[1].rx_flooded, 1);

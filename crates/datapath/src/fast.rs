@@ -132,6 +132,24 @@ impl Fast {
         self.floods.len()
     }
 
+    /// Whether the kernel floods broadcasts entering netdev `ingress` with tag VID `vid`
+    /// (0: untagged).
+    pub(crate) fn floods_for(&self, ingress: Option<u32>, vid: u16) -> bool {
+        ingress.is_some_and(|i| self.floods.contains_key(&FloodKey { ingress: i, vid }))
+    }
+
+    /// Whether the kernel could flood broadcasts entering `ingress` with `tag` as the
+    /// core does (see [`Fast::offer_flood`]).
+    pub(crate) fn can_flood(
+        &self,
+        core: &Bridge,
+        ports: &[Option<PortRt>],
+        ingress: PortId,
+        tag: Option<Vid>,
+    ) -> bool {
+        fast_ifindex(ports, ingress).is_some() && flood_of(core, ports, ingress, tag).is_some()
+    }
+
     /// Counts a broadcast of `len` bytes the kernel flooded.
     pub(crate) fn note_flooded(&mut self, len: usize) {
         self.flooded.0 += 1;

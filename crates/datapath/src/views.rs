@@ -276,8 +276,13 @@ impl BridgeRt {
             return "stays in the switch: the kernel program leaves frames with two tags, 802.1ad or priority tags to the switch".into();
         };
         let vid = tag.map_or(0, vbridge_core::Vid::get);
-        if fast.holds(self.port(ingress).and_then(|p| p.ifindex), vid, src, dst) {
+        let in_if = self.port(ingress).and_then(|p| p.ifindex);
+        if fast.holds(in_if, vid, src, dst) {
             return "in the kernel fast path now: the kernel forwards this flow".into();
+        }
+        let flood = d.delivery == Some(vbridge_core::Delivery::FloodBroadcast);
+        if flood && fast.floods_for(in_if, vid) {
+            return "flooded by the kernel now: it sends the copies, the switch learns from the header".into();
         }
         if !on(ingress) {
             return "stays in the switch: the ingress port is not on the fast path (not an interface port read through AF_PACKET, such as a TAP vbridge holds, or captured or traced live)".into();
@@ -294,7 +299,14 @@ impl BridgeRt {
                     _ => "stays in the switch: the core keeps it (a setting that needs it)".into(),
                 }
             }
-            _ => "stays in the switch: only known unicast to one port goes to the kernel".into(),
+            _ if flood => {
+                if fast.can_flood(&self.core, &self.ports, ingress, tag) {
+                    "would be flooded by the kernel once a broadcast of this port and tag is forwarded".into()
+                } else {
+                    "stays in the switch: a port it is flooded to is not on the fast path, or the flood depends on more than port and tag".into()
+                }
+            }
+            _ => "stays in the switch: only known unicast to one port and broadcasts go to the kernel".into(),
         }
     }
 }

@@ -341,6 +341,17 @@ fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_swi
             .any(|r| r["mac"] == "02:00:00:00:aa:0a" && r["port"] == names[0].as_str()),
         "{macs}"
     );
+    let t = d.json(&format!(
+        "trace br0 --in {} --src 02:00:00:00:aa:0a --dst ff:ff:ff:ff:ff:ff --ethertype 88b5",
+        names[0]
+    ));
+    assert!(
+        t["fast_path"]
+            .as_str()
+            .unwrap()
+            .contains("flooded by the kernel now"),
+        "{t}"
+    );
     let rx_a = count(&s1, &names[0], "rx_flooded") - count(&s0, &names[0], "rx_flooded");
     let tx_b = count(&s1, &names[1], "tx_packets") - count(&s0, &names[1], "tx_packets");
     assert!(rx_a >= n as u64 && tx_b >= n as u64, "{rx_a} {tx_b}");
