@@ -358,7 +358,9 @@ impl BridgeRt {
                 Some(len) => {
                     self.core
                         .process_head(now, ingress, pkt.frame(), len, &mut self.decision);
-                    if let Some(f) = self.fast.as_mut() {
+                    if let Some(f) = self.fast.as_mut()
+                        && self.decision.verdict == Verdict::Forward
+                    {
                         f.note_flooded(len);
                     }
                 }
@@ -382,7 +384,7 @@ impl BridgeRt {
             }
             if self.decision.verdict == Verdict::Forward && flooded.is_none() {
                 self.enqueue(i, pkt, rx, &mut gone);
-                self.offer_fast(ingress, pkt.frame());
+                self.offer_fast(now, ingress, pkt.frame());
             }
         }
         self.tx
@@ -409,7 +411,7 @@ impl BridgeRt {
     /// After a decided frame: a known unicast to one port may be handed to the kernel
     /// (with the tag operation the core says), and so may the broadcasts of a port and
     /// tag.
-    fn offer_fast(&mut self, ingress: PortId, frame: &[u8]) {
+    fn offer_fast(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
         let Some(fast) = self.fast.as_mut() else {
             return;
         };
@@ -419,7 +421,7 @@ impl BridgeRt {
                 fast.offer(&self.core, &self.ports, ingress, e.port, frame);
             }
             (_, Some(Delivery::FloodBroadcast)) => {
-                fast.offer_flood(&self.core, &self.ports, ingress, frame);
+                fast.offer_flood(now, &self.core, &self.ports, ingress, frame);
             }
             _ => {}
         }

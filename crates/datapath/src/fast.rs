@@ -17,6 +17,13 @@
 //! ([`Bridge::flood_target`]) and every one of those ports is on the fast path: the
 //! kernel sends the copies, and the switch learns and counts from each frame's header
 //! ([`Bridge::process_head`]). They are checked with the flows, after every change.
+//! The kernel delivers such a broadcast before the switch reads its header, so an answer
+//! can reach the switch before the source is learned (it is then flooded as unknown
+//! unicast, and offered once the header is in); and, as with flows, a frame met by an
+//! entry change between the socket filter and the tcx program is delivered twice (an
+//! entry just inserted) or lost (one just removed). After a flood is taken back, none is
+//! handed over for [`FLOOD_QUIET_MS`]: the kernel reuses a removed entry's memory, which
+//! a program still cloning from it must not see refilled.
 //!
 //! The flow map and programs are made by the control side ([`make`]); BPF map reads and
 //! writes here never wait for the host.
@@ -28,6 +35,10 @@ use vbridge_core::{Bridge, FloodOffload, Instant, MacAddr, Offload, PortId, Vid}
 use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
+
+/// How long after a flood is taken back no other is handed over (see the module header);
+/// a program run lasts microseconds.
+const FLOOD_QUIET_MS: u64 = 50;
 
 /// Flows one bridge may hand to the kernel at most.
 const MAX_FLOWS: u32 = 16 * 1024;
@@ -63,8 +74,11 @@ pub(crate) struct Fast {
     /// Broadcasts the kernel cannot flood (a port off the fast path among the copies,
     /// too many copies): not offered again before the next check.
     refused: HashSet<FloodKey>,
-    /// Frames and bytes of broadcasts the kernel flooded.
+    /// Frames and bytes (as the switch counts them, tag included) of broadcasts the
+    /// kernel flooded.
     flooded: (u64, u64),
+    /// No flood is handed over before this (one was just taken back).
+    flood_quiet_until: Instant,
     /// The flows to account next (a snapshot, refilled when used up).
     to_account: Vec<FlowKey>,
     /// Frames and bytes the kernel forwarded, as accounted so far.
@@ -103,6 +117,7 @@ impl Fast {
             floods: HashMap::new(),
             refused: HashSet::new(),
             flooded: (0, 0),
+            flood_quiet_until: Instant::ZERO,
             to_account: Vec::new(),
             carried: (0, 0),
         }
@@ -132,10 +147,12 @@ impl Fast {
         self.floods.len()
     }
 
-    /// Whether the kernel floods broadcasts entering netdev `ingress` with tag VID `vid`
-    /// (0: untagged).
-    pub(crate) fn floods_for(&self, ingress: Option<u32>, vid: u16) -> bool {
-        ingress.is_some_and(|i| self.floods.contains_key(&FloodKey { ingress: i, vid }))
+    /// Whether the kernel floods broadcasts of `len` bytes (without their tag) entering
+    /// netdev `ingress` with tag VID `vid` (0: untagged).
+    pub(crate) fn floods_for(&self, ingress: Option<u32>, vid: u16, len: usize) -> bool {
+        ingress
+            .and_then(|i| self.floods.get(&FloodKey { ingress: i, vid }))
+            .is_some_and(|r| len <= r.out.max_len as usize)
     }
 
     /// Whether the kernel could flood broadcasts entering `ingress` with `tag` as the
@@ -147,7 +164,14 @@ impl Fast {
         ingress: PortId,
         tag: Option<Vid>,
     ) -> bool {
-        fast_ifindex(ports, ingress).is_some() && flood_of(core, ports, ingress, tag).is_some()
+        let Some(in_if) = fast_ifindex(ports, ingress) else {
+            return false;
+        };
+        let key = FloodKey {
+            ingress: in_if,
+            vid: tag.map_or(0, Vid::get),
+        };
+        !self.refused.contains(&key) && flood_of(core, ports, ingress, tag).is_some()
     }
 
     /// Counts a broadcast of `len` bytes the kernel flooded.
@@ -160,11 +184,15 @@ impl Fast {
     /// core just flooded) to the kernel, if it can flood them as the core does.
     pub(crate) fn offer_flood(
         &mut self,
+        now: Instant,
         core: &Bridge,
         ports: &[Option<PortRt>],
         ingress: PortId,
         frame: &[u8],
     ) {
+        if now < self.flood_quiet_until {
+            return;
+        }
         let (Some(in_if), Some(tag)) = (fast_ifindex(ports, ingress), kernel_tag(frame)) else {
             return;
         };
@@ -276,16 +304,22 @@ impl Fast {
         if only.is_none() {
             // Floods do not depend on the FDB, so a station move leaves them be.
             self.refused.clear();
+            let mut removed = false;
             self.floods.retain(|key, rec| {
-                let now = Vid::new(key.vid).ok();
+                let tag = Vid::new(key.vid).ok();
                 let keep = fast_ifindex(ports, rec.ingress) == Some(key.ingress)
-                    && flood_of(core, ports, rec.ingress, now).as_ref() == Some(rec);
-                if !keep {
-                    tracing::debug!(?key, "broadcasts taken back from the kernel");
+                    && flood_of(core, ports, rec.ingress, tag).as_ref() == Some(rec);
+                if keep {
+                    return true;
                 }
+                tracing::debug!(?key, "broadcasts taken back from the kernel");
+                removed = true;
                 // Kept (and tried again next time) only if the kernel would not let go.
-                keep || fp.remove_flood(*key).is_err()
+                fp.remove_flood(*key).is_err()
             });
+            if removed {
+                self.flood_quiet_until = now + std::time::Duration::from_millis(FLOOD_QUIET_MS);
+            }
         }
         let carried = &mut self.carried;
         self.flows.retain(|key, rec| {
@@ -428,7 +462,8 @@ fn max_frame(ports: &[Option<PortRt>], id: PortId) -> u32 {
 }
 
 /// How the kernel would flood broadcasts entering `ingress` with `tag`, if it can: the
-/// core floods them by port and tag alone, to ports all on the fast path.
+/// core floods them by port and tag alone, to ports all on the fast path, in a way the
+/// kernel program does (tagged copies of one VID, at most 64 clones of each kind).
 fn flood_of(
     core: &Bridge,
     ports: &[Option<PortRt>],
@@ -447,7 +482,7 @@ fn flood_of(
         out.max_len = out.max_len.min(limit);
         out.copies.push((ifindex, leaves.map_or(0, Vid::get)));
     }
-    Some(FloodRec {
+    out.fits().then_some(FloodRec {
         ingress,
         target,
         out,

@@ -281,7 +281,8 @@ impl BridgeRt {
             return "in the kernel fast path now: the kernel forwards this flow".into();
         }
         let flood = d.delivery == Some(vbridge_core::Delivery::FloodBroadcast);
-        if flood && fast.floods_for(in_if, vid) {
+        let untagged_len = frame.len() - if tag.is_some() { 4 } else { 0 };
+        if flood && fast.floods_for(in_if, vid, untagged_len) {
             return "flooded by the kernel now: it sends the copies, the switch learns from the header".into();
         }
         if !on(ingress) {

@@ -1,4 +1,4 @@
-//! The kernel fast path with no switch behind it, for `bench/fastpath.sh`: the tcx
+//! The kernel fast path with no switch behind it, for `bench/rate.sh`: the tcx
 //! program on netdev IN and one flow from SRC to DST through it to the peer of OUT (a
 //! veth whose peer is in another namespace), and no packet socket on IN, so no frame
 //! pays for a packet tap. What the fast path would cost if the switch did not read its

@@ -312,8 +312,12 @@ impl AfPacket {
                 continue;
             }
             // The header of a frame the kernel flooded (the socket filter keeps just that).
+            // Without the length on the wire (no auxdata) a header cannot be told from a
+            // 14-byte frame, and is dropped rather than sent on as one.
             let head = info.wire_len > info.len && info.len == FLOODED_HEAD;
-            if info.wire_len > info.len && !head {
+            if (info.wire_len > info.len && !head)
+                || (info.wire_len == 0 && info.len == FLOODED_HEAD)
+            {
                 self.rx_dropped += 1;
                 continue;
             }

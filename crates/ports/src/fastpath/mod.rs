@@ -109,6 +109,11 @@ pub struct Flood {
 }
 
 impl Flood {
+    /// Whether the kernel program can flood this (see [`FastPath::insert_flood`]).
+    pub fn fits(&self) -> bool {
+        self.to_bytes().is_some()
+    }
+
     /// The map value, or `None` if the kernel program cannot flood this: no copies,
     /// tagged copies with different VIDs, or more copies of one kind than it clones.
     fn to_bytes(&self) -> Option<Vec<u8>> {
@@ -250,7 +255,8 @@ impl FastPath {
     }
 
     /// The socket filter on `sock` alone (quick): it hides from the switch only frames
-    /// of flows in the map, and no flow enters by a port before [`FastPath::link`].
+    /// of flows in the map and cuts only broadcasts of floods in it, and neither enters
+    /// by a port before [`FastPath::link`].
     pub fn attach_filter(&self, sock: BorrowedFd<'_>) -> Result<(), PortError> {
         bpf::attach_socket_filter(sock, self.hide.as_fd()).map_err(|e| err("SO_ATTACH_BPF", e))
     }

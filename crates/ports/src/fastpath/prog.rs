@@ -68,6 +68,7 @@ mod op {
     pub(super) const ADD: u8 = 0x00;
     pub(super) const MOV: u8 = 0xb0;
     pub(super) const AND: u8 = 0x50;
+    pub(super) const OR: u8 = 0x40;
     pub(super) const JEQ: u8 = 0x10;
     pub(super) const JGT: u8 = 0x20;
     pub(super) const JNE: u8 = 0x50;
@@ -163,6 +164,9 @@ fn add_imm(dst: u8, imm: i32) -> u64 {
 }
 fn and_imm(dst: u8, imm: i32) -> u64 {
     ins(ALU64 | AND | K, dst, 0, 0, imm)
+}
+fn or_reg(dst: u8, src: u8) -> u64 {
+    ins(ALU64 | OR | X, dst, src, 0, 0)
 }
 fn ldx(size: u8, dst: u8, src: u8, off: i16) -> u64 {
     ins(LDX | MEM | size, dst, src, off, 0)
@@ -283,15 +287,25 @@ fn not_broadcast(p: &mut Vec<u64>, from: u8, at: i16, scratch: u8) -> Vec<usize>
     jumps
 }
 
-/// Appends the checks and lookup of a broadcast: its source (at `from + at`) must be
-/// unicast, the flood map must hold the ingress port (from `ctx`) and VID (in `vid`),
-/// and the frame must be no GSO super-frame and no longer than the entry allows. Leaves
-/// the value in `r0`; returns the indices of the jumps taken otherwise (to the switch).
+/// Appends the checks and lookup of a broadcast: its source (at `from + at`) must be a
+/// station's (not a group address, not all zeros: the switch drops those), the flood
+/// map must hold the ingress port (from `ctx`) and VID (in `vid`), and the frame must be
+/// no GSO super-frame and no longer than the entry allows. Leaves the value in `r0`;
+/// returns the indices of the jumps taken otherwise (to the switch).
 fn lookup_flood(p: &mut Vec<u64>, ctx: u8, map_fd: i32, from: u8, at: i16, vid: u8) -> Vec<usize> {
     let mut jumps = Vec::new();
     p.extend([ldx(B, R1, from, at + 6), and_imm(R1, 1)]);
     jumps.push(p.len());
-    p.push(jmp_imm(JNE, R1, 0, 0));
+    p.extend([
+        jmp_imm(JNE, R1, 0, 0),
+        ldx(H, R1, from, at + 6),
+        ldx(H, R3, from, at + 8),
+        or_reg(R1, R3),
+        ldx(H, R3, from, at + 10),
+        or_reg(R1, R3),
+    ]);
+    jumps.push(p.len());
+    p.push(jmp_imm(JEQ, R1, 0, 0));
     p.extend([
         ldx(W, R1, ctx, SKB_IFINDEX),
         stx(W, R10, FLOOD_KEY_AT, R1),
@@ -335,23 +349,31 @@ fn clones(p: &mut Vec<u64>, ctx: u8, value: u8, count: u8, list: usize) -> Vec<u
 }
 
 /// Appends the flood of a broadcast whose entry is in `r0` (see the module header).
-/// Returns the indices of the jumps to patch to the drop exit (a tag that could not be
-/// changed).
+/// Tagged copies keep the priority and DEI bits the frame came with. Returns the
+/// indices of the jumps to patch to the drop exit (a tag that could not be changed).
 fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
     const VALUE: u8 = R8;
     const COUNT: u8 = R9;
+    const PCP: u8 = R7;
     let at = |f: usize| f as i16;
     let mut to_drop = Vec::new();
     p.extend([
         mov_reg(VALUE, R0),
+        // The arrival tag's priority and DEI bits (0 untagged), for the tagged copies.
+        ldx(W, PCP, ctx, SKB_VLAN_PRESENT),
+        jmp_imm(JEQ, PCP, 0, 2),
+        ldx(W, PCP, ctx, SKB_VLAN_TCI),
+        and_imm(PCP, 0xf000),
         // Untagged copies first: no clones and a tagged last copy skip this.
         ldx(W, R1, VALUE, at(FLOOD::N_UNTAGGED)),
-        jmp_imm(JNE, R1, 0, 2),
-        ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)),
+        jmp_imm(JNE, R1, 0, 0),
     ]);
+    let to_untag = p.len() - 1;
+    p.push(ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)));
     // A tagged last copy without untagged clones: straight to the tagged part.
     p.push(jmp_imm(JNE, R1, 0, 0));
     let skip_untag = p.len() - 1;
+    let untag = p.len();
     p.extend([ldx(W, R1, ctx, SKB_VLAN_PRESENT), jmp_imm(JEQ, R1, 0, 0)]);
     let untagged_already = p.len() - 1;
     p.extend([mov_reg(R1, ctx), call(HELPER_SKB_VLAN_POP)]);
@@ -386,6 +408,7 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
         mov_reg(R1, ctx),
         mov_imm(R2, PROTO_8021Q),
         mov_reg(R3, COUNT),
+        or_reg(R3, PCP),
         call(HELPER_SKB_VLAN_PUSH),
     ]);
     to_drop.push(p.len());
@@ -400,6 +423,7 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
         call(HELPER_REDIRECT),
         exit(),
     ]);
+    patch(p, to_untag, untag);
     patch(p, skip_untag, tagged);
     patch(p, untagged_already, clones_u);
     for at in after_u {
@@ -629,15 +653,15 @@ mod tests {
         let t = targets(&p);
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
         // Too short, three TPIDs, too long, not 802.1Q, VID 0, map miss, over the flow's
-        // limit, and for broadcasts a group source, a flood map miss, GSO, over the
-        // flood's limit: to the switch. Same tag: out. Tag change failed (one for flows,
+        // limit, and for broadcasts a group source, an all-zero one, a flood map miss,
+        // GSO, over the flood's limit: to the switch. Same tag: out. Tag change failed (one for flows,
         // three for floods): dropped. Untagged in, tagged out: push. Popped and left
         // untagged, pushed: send. Popped, to be tagged again: tag. Untagged: past the
         // tag's checks, to the broadcast test. Not a broadcast (three halves of the
         // MAC): the flow lookup. GSO: past the limit. How it leaves: past
         // `bpf_redirect_peer`. And the flood's own (see below).
-        assert_eq!(t.len(), 19 + 3 + 4 + 137);
-        assert_eq!(count(next), 13);
+        assert_eq!(t.len(), 19 + 3 + 5 + 138);
+        assert_eq!(count(next), 14);
         assert_eq!((count(out), count(drop), count(push)), (1, 5, 1));
         assert_eq!((count(send), count(tag)), (2, 1));
         assert_eq!(count(broadcast), 1, "untagged frames skip the tag's checks");
@@ -673,10 +697,11 @@ mod tests {
         let t = targets(&h);
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
         // Load failed, three TPIDs, too long, not 802.1Q, VID 0, map miss, limit, and for
-        // broadcasts a group source, a flood map miss, GSO and the flood's limit; the
-        // untagged skip, GSO, and three "not a broadcast" to the flow lookup.
-        assert_eq!(t.len(), 11 + 3 + 4);
-        assert_eq!(count(keep), 13);
+        // broadcasts a group source, an all-zero one, a flood map miss, GSO and the
+        // flood's limit; the untagged skip, GSO, and three "not a broadcast" to the flow
+        // lookup.
+        assert_eq!(t.len(), 11 + 3 + 5);
+        assert_eq!(count(keep), 14);
         let flooded = find(&h, 0, mov_imm(R0, 14));
         assert_eq!(h[flooded + 1], exit(), "a flooded frame's header alone");
         assert_eq!(count(flooded + 2), 3);

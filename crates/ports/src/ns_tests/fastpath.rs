@@ -369,6 +369,7 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
             &[
                 frame(all, ma, &[], 1, 60),
                 frame(all, group, &[], 2, 60),
+                frame(all, MacAddr([0; 6]), &[], 9, 60),
                 frame(all, ma, &[(0x8100, 10)], 3, 60),
                 frame(all, ma, &[], 4, 300),
             ],
@@ -380,16 +381,16 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         assert!(tagged_ids(&mut inside[0]).is_empty(), "no copy back to a");
         let (mut whole, heads) = at_switch(&mut switch[0]);
         whole.sort_unstable();
-        assert_eq!(whole, [2, 3, 4]);
+        assert_eq!(whole, [2, 3, 4, 9]);
         assert_eq!(
             heads,
             [(74, 14, vec![0x88, 0xb5])],
             "one header of 74 bytes"
         );
 
-        // Tagged 10 into a: popped for b, kept for c; the header comes with its tag.
-        // Untagged from b: pushed 30 for a, the last copy alone. Tagged 10 from c:
-        // rewritten to 20 for d.
+        // Tagged 10 into a: popped for b, kept for c (priority bits and all); the header
+        // comes with its tag. Untagged from b: pushed 30 for a, the last copy alone.
+        // Tagged 10 from c: rewritten to 20 for d, its priority kept.
         let entries = [
             (
                 FloodKey {
@@ -416,11 +417,17 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         for (k, f) in &entries {
             fp.insert_flood(*k, f).unwrap();
         }
-        send(&mut inside[0], &[frame(all, ma, &[(0x8100, 10)], 5, 60)]);
+        send(
+            &mut inside[0],
+            &[frame(all, ma, &[(0x8100, 0xa00a)], 5, 60)],
+        );
         let mb = ns_mac(&spaces.0[1]);
         send(&mut inside[1], &[frame(all, mb, &[], 6, 60)]);
         let mc = ns_mac(&spaces.0[2]);
-        send(&mut inside[2], &[frame(all, mc, &[(0x8100, 10)], 7, 60)]);
+        send(
+            &mut inside[2],
+            &[frame(all, mc, &[(0x8100, 0x600a)], 7, 60)],
+        );
         assert_eq!(
             tagged_ids(&mut inside[0]),
             [(6, vec![(0x8100, 30)])],
@@ -433,12 +440,12 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         );
         assert_eq!(
             tagged_ids(&mut inside[2]),
-            [(5, vec![(0x8100, 10)])],
+            [(5, vec![(0x8100, 0xa00a)])],
             "kept"
         );
         assert_eq!(
             tagged_ids(&mut inside[3]),
-            [(7, vec![(0x8100, 20)])],
+            [(7, vec![(0x8100, 0x6014)])],
             "rewritten"
         );
         let (whole, heads) = at_switch(&mut switch[0]);
