@@ -112,7 +112,6 @@ rss() {
   awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status"
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A T U UD R9 RA
 for r in $(seq "$ROUNDS"); do
   for m in $SETUPS; do
@@ -138,7 +137,6 @@ done
 sleep 1
 RSS200=$(rss)
 
-ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 declare -A NAME=([direct]="direct veth" [kernel]="kernel br" [vbridge]="vbridge TAP" [vbveth]="vbridge veth" [ovs]="OVS netdev" [vde]="VDE")
 row() { # label, array name
   local -n A=$2; printf '%-28s' "$1"

@@ -97,3 +97,9 @@ iperf_tcp() {
   ip netns exec "$2" iperf3 -s -1 -D -B "$3" >/dev/null; sleep 0.3
   ip netns exec "$1" iperf3 -c "$3" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
+
+# median: the median of the numbers on standard input (separated by spaces or lines).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ratio A B: A/B as "1.23x" (0.00x when B is 0).
+ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }

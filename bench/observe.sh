@@ -60,7 +60,6 @@ for r in $(seq "$ROUNDS"); do
 done
 captured=$(tcpdump -r "$STATE/a.pcap" 2>/dev/null | wc -l || echo "?")
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(echo "${R[none]}" | median)
 printf "%-34s %10s %8s\n" "b1->b2 TCP while a1's port is" "Gbit/s" "ratio"
 for mode in none capture live; do

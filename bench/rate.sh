@@ -59,6 +59,7 @@ for i in 1 2; do
   mkns ${P}a$i; ip -n ${P}ah link add h$i type veth peer name e0 netns ${P}a$i
   ip -n ${P}ah link set h$i up; addr ${P}a$i 10.98.9.$i/24
 done
+: >"$STATE/alone.out"
 ip netns exec ${P}ah "$ALONE" h1 h2 "$(mac ${P}a2)" "$(mac ${P}a1)" >"$STATE/alone.out" 2>&1 &
 MORE+=($!)
 for _ in $(seq 50); do grep -q ready "$STATE/alone.out" && break; sleep 0.1; done
@@ -176,14 +177,12 @@ broadcast() { # SETUP -> mean frames/s at each of the 8 receivers
   python3 -c "print('%.0f' % (($b - $a) / 8 / $secs))"
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A R B
 for r in $(seq "$ROUNDS"); do
   for m in $UNI; do R[$m]+=" $(unicast "$m")"; done
   for m in $BCAST; do B[$m]+=" $(broadcast "$m")"; done
   echo "round $r: $(for m in $UNI; do printf '%s %s  ' "$m" "${R[$m]##* }"; done)" >&2
 done
-ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 declare -A NAME=([direct]="direct veth pair" [kernel]="Linux bridge" [vbveth]="vbridge veth (fast path)" [fpalone]="  fast path alone, no switch"
   [vbnofast]="vbridge veth, VBR_FASTPATH=0" [vbnoring]="  same, VBR_RING=0 (recvmmsg)" [vbtap]="vbridge TAP" [vbtag]="vbridge trunk->access, tagged"
   [ovs]="OVS userspace (tap)" [vde]="VDE2 (tap)")

@@ -44,7 +44,6 @@ for size in 64 1500 65000; do
     echo "$size bytes, round $r: vhost-user ${F[vhost$size]##* } vbridge tap ${F[tap$size]##* } kernel+tap ${F[kernel$size]##* } frames/s" >&2
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '\n%-34s %8s %12s %9s %10s\n' "route" "frame" "frames/s" "Gbit/s" "/ kernel"
 for size in 64 1500 65000; do
   k=$(median <<<"${F[kernel$size]}")

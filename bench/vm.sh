@@ -94,7 +94,6 @@ for r in $(seq "$ROUNDS"); do
   R[kernel]+=" $(run ${P}k "${KTAP[@]}")"
   echo "round $r: vhost-user ${R[vhost]##* } stream ${R[stream]##* } dgram ${R[dgram]##* } vbridge tap ${R[vmtap]##* } kernel+tap ${R[kernel]##* } Mbit/s" >&2
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '\n%-44s %10s\n' "guest -> namespace TCP under TCG (iperf3)" "Mbit/s"
 for m in vhost stream dgram vmtap kernel; do
   case $m in vhost) n="vbridge, vhost-user (vbr port add)";; stream) n="vbridge, -netdev stream (vbr port add)";; dgram) n="vbridge, -netdev dgram (vbr port add)";;

@@ -90,7 +90,6 @@ udp() {
   rx1=$(ip netns exec "$b" cat /sys/class/net/eth0/statistics/rx_packets)
   python3 -c 'import json,sys; e=json.loads(sys.argv[3])["end"]["sum"]; print("%.0f" % ((int(sys.argv[2])-int(sys.argv[1]))/e["seconds"]))' "$rx0" "$rx1" "$out"
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A T U
 for r in $(seq "$ROUNDS"); do
   line="round $r:"
@@ -100,7 +99,6 @@ for r in $(seq "$ROUNDS"); do
   done
   echo "$line" >&2
 done
-ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 tk=$(median <<<"${T[kernel]}"); tv=$(median <<<"${T[vbridge]}")
 uk=$(median <<<"${U[kernel]}"); uv=$(median <<<"${U[vbridge]}")
 printf '\n%-36s %14s %14s %8s\n' "over VXLAN (VNI 42), two hosts" "kernel vxlan+br" "vbridge" "ratio"

@@ -73,7 +73,6 @@ rate() {
   t1=$(date +%s%N); b=$(rx $r)
   python3 -c "print('%.0f' % (($b - $a) / (($t1 - $t0) / 1e9)))"
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A R T
 for r in $(seq "$ROUNDS"); do
   for m in plain xdp; do
@@ -84,7 +83,6 @@ for r in $(seq "$ROUNDS"); do
   done
   echo "round $r: plain ${R[plain]##* } f/s ${T[plain]##* } Gbit/s, xdp ${R[xdp]##* } f/s ${T[xdp]##* } Gbit/s" >&2
 done
-ratio() { python3 -c "print('%.2fx' % ($1/$2 if $2 else 0))"; }
 rp=$(median <<<"${R[plain]}"); rx_=$(median <<<"${R[xdp]}")
 tp=$(median <<<"${T[plain]}"); tx=$(median <<<"${T[xdp]}")
 printf '\n%-44s %12s %10s\n' "vbridge veth ports (kernel fast path)" "64B frames/s" "TCP Gbit/s"

@@ -24,6 +24,18 @@ fn offloaded(d: &Daemon, from: &Netns, to: &str) -> bool {
     })
 }
 
+/// Waits (up to 3 s) for port `p` of br0 to join the fast path; panics if it does not.
+fn wait_fast_path(d: &Daemon, p: &str) {
+    assert!(
+        eventually(
+            Duration::from_secs(3),
+            || port(&d.json("stats br0"), p)["fast_path"] == true
+        ),
+        "{}",
+        d.json("stats br0")
+    );
+}
+
 fn port<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v[0]["ports"]
         .as_array()
@@ -53,14 +65,7 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     }
     let pa = &port_of(&a.name, "eth0");
     let pb = &port_of(&b.name, "eth0");
-    assert!(
-        eventually(
-            Duration::from_secs(3),
-            || port(&d.json("stats br0"), pa)["fast_path"] == true
-        ),
-        "{}",
-        d.json("stats br0")
-    );
+    wait_fast_path(&d, pa);
 
     // Known both ways after the first exchange: two flows in the kernel.
     assert!(a.reaches("10.7.0.2"));
@@ -209,14 +214,7 @@ fn tagged_flows_cross_a_trunk_in_the_kernel() {
         d.ok(&format!("addif br0 {access}"));
         d.ok(&format!("link set {access} access 10"));
         for p in [trunk, access] {
-            assert!(
-                eventually(
-                    Duration::from_secs(3),
-                    || port(&d.json("stats br0"), p)["fast_path"] == true
-                ),
-                "{}",
-                d.json("stats br0")
-            );
+            wait_fast_path(d, p);
         }
     }
 
@@ -299,14 +297,7 @@ fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_swi
         names.push(p);
     }
     for p in &names {
-        assert!(
-            eventually(
-                Duration::from_secs(3),
-                || port(&d.json("stats br0"), p)["fast_path"] == true
-            ),
-            "{}",
-            d.json("stats br0")
-        );
+        wait_fast_path(&d, p);
     }
     let [a, b, c, dd] = &spaces[..] else {
         unreachable!()
