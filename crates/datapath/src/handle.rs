@@ -93,19 +93,12 @@ impl Datapath {
             })
             .map_err(io("spawning the datapath thread"))?;
         let stop_monitor = Arc::new(AtomicBool::new(false));
-        let monitor = match monitor::spawn(
+        let monitor = monitor::spawn(
             inbox.clone(),
             Arc::clone(&ledger),
             Arc::clone(&stop_monitor),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                // The reaper holds the inbox too: only `Stop` ends the engine (and so
-                // the reaper).
-                let _ = inbox.send(Action::Stop);
-                return Err(io("spawning the netdev monitor")(e));
-            }
-        };
+        )
+        .map_err(io("spawning the netdev monitor"))?;
         Ok(Datapath {
             inbox,
             ledger,
