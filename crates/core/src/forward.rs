@@ -379,7 +379,7 @@ impl Bridge {
     }
 
     /// Sends a copy to every eligible port of the frame's VLAN.
-    fn flood<P: Probe>(
+    pub(crate) fn flood<P: Probe>(
         &self,
         ingress: PortId,
         from: &Port,

@@ -11,9 +11,11 @@
 use vbridge_wire::{MacAddr, Tag, Vid};
 
 use crate::bridge::{Bridge, DEFAULT_MAX_FRAME};
+use crate::decision::{Decision, Delivery};
 use crate::fdb::EntryKind;
 use crate::port::{Port, PortId};
 use crate::time::Instant;
+use crate::trace::Forwarding;
 use crate::vlan::{Classified, TagOp};
 
 /// Where the frames of an offloadable flow go, the VLAN they belong to and the tag they
@@ -67,19 +69,17 @@ impl Bridge {
             return None;
         }
         let class = self.class_of(from, tag)?;
-        let mut copies = Vec::new();
-        for (i, slot) in self.ports.iter().enumerate() {
-            let Some(out) = slot else { continue };
-            let to = PortId(i as u16);
-            if !out.config.flags.bcast_flood {
-                continue;
-            }
-            let Ok(op) = self.egress_check(ingress, from, to, class) else {
-                continue;
-            };
-            copies.push((to, tag_after(op, tag)?));
-        }
-        (!copies.is_empty()).then_some(FloodOffload {
+        // The copies the switch's own flood makes (none: dropped, `NoFloodTarget`).
+        let mut d = Decision::new();
+        let kind = Delivery::FloodBroadcast;
+        self.flood(ingress, from, class, kind, &mut d, &mut Forwarding)
+            .ok()?;
+        let copies = d
+            .egress
+            .iter()
+            .map(|e| Some((e.port, tag_after(e.op, tag)?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(FloodOffload {
             vid: class.vid,
             copies,
         })

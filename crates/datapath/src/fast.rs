@@ -31,7 +31,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use vbridge_core::{Bridge, FloodOffload, Instant, MacAddr, Offload, PortId, Vid};
+use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
 use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats};
 
 use crate::bridge_rt::PortRt;
@@ -55,13 +55,11 @@ struct FlowRec {
     seen: FlowStats,
 }
 
-/// Broadcasts in the kernel, as we know them.
+/// Broadcasts in the kernel, as we know them: the port they enter by and how the kernel
+/// floods them (what the core's flood of them comes to on the ports' netdevs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FloodRec {
     ingress: PortId,
-    /// Where the core floods them.
-    target: FloodOffload,
-    /// How the kernel floods them.
     out: Flood,
 }
 
@@ -203,17 +201,17 @@ impl Fast {
         if self.floods.contains_key(&key) || self.refused.contains(&key) {
             return;
         }
-        let rec = flood_of(core, ports, ingress, tag);
-        match rec.as_ref().map(|r| self.fp.insert_flood(key, &r.out)) {
-            Some(Ok(())) => {
+        let Some(rec) = flood_of(core, ports, ingress, tag) else {
+            self.refused.insert(key);
+            return;
+        };
+        match self.fp.insert_flood(key, &rec.out) {
+            Ok(()) => {
                 tracing::debug!(?key, "broadcasts handed to the kernel");
-                self.floods.extend(rec.map(|r| (key, r)));
+                self.floods.insert(key, rec);
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(?key, error = %e, "broadcasts not handed to the kernel");
-                self.refused.insert(key);
-            }
-            None => {
                 self.refused.insert(key);
             }
         }
@@ -482,11 +480,7 @@ fn flood_of(
         out.max_len = out.max_len.min(limit);
         out.copies.push((ifindex, leaves.map_or(0, Vid::get)));
     }
-    out.fits().then_some(FloodRec {
-        ingress,
-        target,
-        out,
-    })
+    out.fits().then_some(FloodRec { ingress, out })
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

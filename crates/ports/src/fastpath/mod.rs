@@ -147,7 +147,6 @@ impl Flood {
         put(FLOOD::N_UNTAGGED, untagged.len() as u32);
         put(FLOOD::N_TAGGED, tagged.len() as u32);
         put(FLOOD::LAST, last);
-        put(FLOOD::LAST_TAGGED, u32::from(vid != 0));
         for (i, x) in untagged.iter().enumerate() {
             put(FLOOD::UNTAGGED + 4 * i, *x);
         }

@@ -37,10 +37,10 @@
 //! untagged), `u32` how they leave (0: `bpf_redirect_peer`, 1: `bpf_redirect`) (32 bytes).
 //!
 //! Flood key: `u32` ingress ifindex, `u32` VID (0: untagged) (8 bytes). Value (see
-//! [`FLOOD`]): `u32` longest frame, `u32` the VID tagged copies leave with, `u32` untagged
-//! clones, `u32` tagged clones, `u32` the last port's ifindex, `u32` whether it gets the
-//! frame tagged, 8 bytes zero, then [`MAX_CLONES`] `u32` ifindexes of untagged clones and
-//! as many of tagged ones.
+//! [`FLOOD`]): `u32` longest frame, `u32` the VID tagged copies leave with (0: none is
+//! tagged, the last port included), `u32` untagged clones, `u32` tagged clones, `u32` the
+//! last port's ifindex, 12 bytes zero, then [`MAX_CLONES`] `u32` ifindexes of untagged
+//! clones and as many of tagged ones.
 //!
 //! The programs read frame bytes with loads whose byte order is the host's, and compare
 //! them with constants written for a little-endian host: building for a big-endian one is
@@ -124,7 +124,6 @@ pub(crate) mod FLOOD {
     pub(crate) const N_UNTAGGED: usize = 8;
     pub(crate) const N_TAGGED: usize = 12;
     pub(crate) const LAST: usize = 16;
-    pub(crate) const LAST_TAGGED: usize = 20;
     pub(crate) const UNTAGGED: usize = 32;
     pub(crate) const TAGGED: usize = UNTAGGED + 4 * super::MAX_CLONES;
 }
@@ -348,6 +347,17 @@ fn clones(p: &mut Vec<u64>, ctx: u8, value: u8, count: u8, list: usize) -> Vec<u
     done
 }
 
+/// Appends `bpf_skb_vlan_pop` of the frame in `ctx`; returns the index of the jump taken
+/// when it fails, to be patched to the drop exit.
+fn vlan_pop(p: &mut Vec<u64>, ctx: u8) -> usize {
+    p.extend([
+        mov_reg(R1, ctx),
+        call(HELPER_SKB_VLAN_POP),
+        jmp_imm(JNE, R0, 0, 0),
+    ]);
+    p.len() - 1
+}
+
 /// Appends the flood of a broadcast whose entry is in `r0` (see the module header).
 /// Tagged copies keep the priority and DEI bits the frame came with. Returns the
 /// indices of the jumps to patch to the drop exit (a tag that could not be changed).
@@ -364,35 +374,28 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
         jmp_imm(JEQ, PCP, 0, 2),
         ldx(W, PCP, ctx, SKB_VLAN_TCI),
         and_imm(PCP, 0xf000),
-        // Untagged copies first: no clones and a tagged last copy skip this.
+        // Untagged copies first: no clones and a tagged last copy (a VID: some copy is
+        // tagged, the last one among them) skip this.
         ldx(W, R1, VALUE, at(FLOOD::N_UNTAGGED)),
         jmp_imm(JNE, R1, 0, 0),
     ]);
     let to_untag = p.len() - 1;
-    p.push(ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)));
-    // A tagged last copy without untagged clones: straight to the tagged part.
-    p.push(jmp_imm(JNE, R1, 0, 0));
+    p.extend([ldx(W, R1, VALUE, at(FLOOD::VID)), jmp_imm(JNE, R1, 0, 0)]);
     let skip_untag = p.len() - 1;
     let untag = p.len();
     p.extend([ldx(W, R1, ctx, SKB_VLAN_PRESENT), jmp_imm(JEQ, R1, 0, 0)]);
     let untagged_already = p.len() - 1;
-    p.extend([mov_reg(R1, ctx), call(HELPER_SKB_VLAN_POP)]);
-    to_drop.push(p.len());
-    p.push(jmp_imm(JNE, R0, 0, 0));
+    to_drop.push(vlan_pop(p, ctx));
     let clones_u = p.len();
     p.push(ldx(W, COUNT, VALUE, at(FLOOD::N_UNTAGGED)));
     let after_u = clones(p, ctx, VALUE, COUNT, FLOOD::UNTAGGED);
     let tagged = p.len();
     p.extend([
-        ldx(W, R1, VALUE, at(FLOOD::LAST_TAGGED)),
-        jmp_imm(JEQ, R1, 0, 0),
+        ldx(W, COUNT, VALUE, at(FLOOD::VID)),
+        jmp_imm(JEQ, COUNT, 0, 0),
     ]);
     let untagged_last = p.len() - 1;
-    p.extend([
-        ldx(W, COUNT, VALUE, at(FLOOD::VID)),
-        ldx(W, R1, ctx, SKB_VLAN_PRESENT),
-        jmp_imm(JEQ, R1, 0, 0),
-    ]);
+    p.extend([ldx(W, R1, ctx, SKB_VLAN_PRESENT), jmp_imm(JEQ, R1, 0, 0)]);
     let to_push = p.len() - 1;
     p.extend([
         ldx(W, R1, ctx, SKB_VLAN_TCI),
@@ -400,9 +403,7 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
         jmp_reg(JEQ, R1, COUNT, 0),
     ]);
     let same_tag = p.len() - 1;
-    p.extend([mov_reg(R1, ctx), call(HELPER_SKB_VLAN_POP)]);
-    to_drop.push(p.len());
-    p.push(jmp_imm(JNE, R0, 0, 0));
+    to_drop.push(vlan_pop(p, ctx));
     let push = p.len();
     p.extend([
         mov_reg(R1, ctx),
@@ -678,8 +679,7 @@ mod tests {
         // The flood: each unrolled clone of the untagged ones may end the list and go on
         // to the tagged part (as may no untagged copies at all with a tagged last copy);
         // each tagged one, and an untagged last copy, to the last copy.
-        let tagged = find(&p, broadcast, ldx(W, R1, R8, FLOOD::LAST_TAGGED as i16));
-        let tagged = find(&p, tagged + 1, ldx(W, R1, R8, FLOOD::LAST_TAGGED as i16));
+        let tagged = find(&p, broadcast, ldx(W, R9, R8, FLOOD::VID as i16));
         let last = find(&p, broadcast, ldx(W, R1, R8, FLOOD::LAST as i16));
         assert_eq!(count(tagged), MAX_CLONES + 1);
         assert_eq!(count(last), MAX_CLONES + 1);
