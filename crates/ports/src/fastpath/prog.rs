@@ -329,10 +329,19 @@ fn lookup_flood(p: &mut Vec<u64>, ctx: u8, map_fd: i32, from: u8, at: i16, vid: 
     jumps
 }
 
-/// Appends `count` (a register) clones of the frame in `ctx` to the ifindexes listed at
-/// `value + list`, unrolled up to [`MAX_CLONES`]. Returns the indices of the jumps taken
-/// after the last clone, to be patched to what comes next.
-fn clones(p: &mut Vec<u64>, ctx: u8, value: u8, count: u8, list: usize) -> Vec<usize> {
+/// Appends clones of the frame in `ctx` to the ifindexes listed at `value + list`, as
+/// many as the `u32` at `value + count_at` says (loaded into `count`), unrolled up to
+/// [`MAX_CLONES`]. Returns the indices of the jumps taken after the last clone, to be
+/// patched to what comes next.
+fn clones(
+    p: &mut Vec<u64>,
+    ctx: u8,
+    value: u8,
+    count: u8,
+    count_at: usize,
+    list: usize,
+) -> Vec<usize> {
+    p.push(ldx(W, count, value, count_at as i16));
     let mut done = Vec::new();
     for i in 0..MAX_CLONES {
         done.push(p.len());
@@ -387,8 +396,7 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
     let untagged_already = p.len() - 1;
     to_drop.push(vlan_pop(p, ctx));
     let clones_u = p.len();
-    p.push(ldx(W, COUNT, VALUE, at(FLOOD::N_UNTAGGED)));
-    let after_u = clones(p, ctx, VALUE, COUNT, FLOOD::UNTAGGED);
+    let after_u = clones(p, ctx, VALUE, COUNT, FLOOD::N_UNTAGGED, FLOOD::UNTAGGED);
     let tagged = p.len();
     p.extend([
         ldx(W, COUNT, VALUE, at(FLOOD::VID)),
@@ -415,8 +423,7 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
     to_drop.push(p.len());
     p.push(jmp_imm(JNE, R0, 0, 0));
     let clones_t = p.len();
-    p.push(ldx(W, COUNT, VALUE, at(FLOOD::N_TAGGED)));
-    let after_t = clones(p, ctx, VALUE, COUNT, FLOOD::TAGGED);
+    let after_t = clones(p, ctx, VALUE, COUNT, FLOOD::N_TAGGED, FLOOD::TAGGED);
     let last = p.len();
     p.extend([
         ldx(W, R1, VALUE, at(FLOOD::LAST)),

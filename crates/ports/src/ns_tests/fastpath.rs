@@ -87,6 +87,18 @@ fn tagged_ids(port: &mut AfPacket) -> Vec<(u8, Vec<(u16, u16)>)> {
     .collect()
 }
 
+/// Makes namespace `ns` with `e0` in it, the peer of veth `host` here, both up; returns
+/// `host`'s ifindex.
+fn behind(ns: &str, host: &str) -> u32 {
+    ip(&format!("netns add {ns}"));
+    ip(&format!(
+        "link add {host} type veth peer name e0 netns {ns}"
+    ));
+    ip(&format!("link set {host} up"));
+    assert!(in_ns(ns, "ip link set e0 up").status.success());
+    netdev::ifindex(host).unwrap()
+}
+
 fn pings(ns: &str, to: &str) -> bool {
     in_ns(ns, &format!("ping -c 3 -i 0.05 -W 1 {to}"))
         .status
@@ -104,17 +116,12 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         let spaces = Spaces(vec![format!("{tag}a"), format!("{tag}b")]);
         let (a, b) = (&spaces.0[0], &spaces.0[1]);
         for (i, (ns, host)) in [(a, "h1"), (b, "h2")].into_iter().enumerate() {
-            ip(&format!("netns add {ns}"));
-            ip(&format!(
-                "link add {host} type veth peer name e0 netns {ns}"
-            ));
-            ip(&format!("link set {host} up"));
+            behind(ns, host);
             assert!(
                 in_ns(ns, &format!("ip addr add 10.9.0.{}/24 dev e0", i + 1))
                     .status
                     .success()
             );
-            assert!(in_ns(ns, "ip link set e0 up").status.success());
         }
         let (ma, mb) = (ns_mac(a), ns_mac(b));
         let text = |m: MacAddr| super::mac_text(m);
@@ -287,14 +294,7 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         let spaces = Spaces((0..4).map(|i| format!("{tag}{i}")).collect());
         let mut hosts = Vec::new();
         for (i, ns) in spaces.0.iter().enumerate() {
-            let host = format!("f{}", i + 1);
-            ip(&format!("netns add {ns}"));
-            ip(&format!(
-                "link add {host} type veth peer name e0 netns {ns}"
-            ));
-            ip(&format!("link set {host} up"));
-            assert!(in_ns(ns, "ip link set e0 up").status.success());
-            hosts.push(netdev::ifindex(&host).unwrap());
+            hosts.push(behind(ns, &format!("f{}", i + 1)));
         }
         // The switch reads port 2 with `recvmmsg`, the others through their rings.
         let mut switch: Vec<AfPacket> = (1..=4)
