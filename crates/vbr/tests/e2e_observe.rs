@@ -84,6 +84,26 @@ impl Lab {
             .expect("fast_flows")
     }
 
+    /// `vbr <args>`, a capture or live trace, started in the background; returns once
+    /// the daemon logs `<what> started` (a capture of a port whose flows were not yet in
+    /// the kernel would otherwise look started at once).
+    fn stream(&self, args: &str, what: &str) -> std::process::Child {
+        let line = format!("{what} started");
+        let before = self.d.log().matches(&line).count();
+        let child = self.spawn(args);
+        assert!(
+            eventually(Duration::from_secs(10), || self
+                .d
+                .log()
+                .matches(&line)
+                .count()
+                > before),
+            "`vbr {args}` never started:\n{}",
+            self.d.log()
+        );
+        child
+    }
+
     /// `vbr <args>` started in the background.
     fn spawn(&self, args: &str) -> std::process::Child {
         Command::new("sh")
@@ -239,7 +259,10 @@ fn capture_writes_pcap_that_tcpdump_reads_and_misses_nothing() {
         "the flows of a and b are in the kernel"
     );
     let file = d.dir.join("a.pcap");
-    let cap = lab.spawn(&format!("capture {pa} -w {} -c 10", file.display()));
+    let cap = lab.stream(
+        &format!("capture {pa} -w {} -c 10", file.display()),
+        "capture",
+    );
     // While captured, a's flows leave the kernel, so every frame passes the switch.
     assert!(
         eventually(Duration::from_secs(5), || lab.fast_flows() == 0),
@@ -274,8 +297,7 @@ fn capture_writes_pcap_that_tcpdump_reads_and_misses_nothing() {
         "flows return to the fast path after the capture"
     );
     // Only frames out of the port, without a file: one line each.
-    let cap = lab.spawn(&format!("capture {pa} --direction out -c 3"));
-    std::thread::sleep(Duration::from_millis(300));
+    let cap = lab.stream(&format!("capture {pa} --direction out -c 3"), "capture");
     lab.a.ok("ping -c 3 -i 0.05 10.70.0.2");
     let out = cap.wait_with_output().unwrap();
     let lines = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -297,8 +319,15 @@ fn a_capture_ends_cleanly_however_its_client_goes() {
     require_root();
     let lab = Lab::new();
     let (d, pa) = (&lab.d, lab.pa());
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            lab.a.ping("10.70.0.2");
+            lab.fast_flows() > 0
+        }),
+        "the flows of a and b are in the kernel"
+    );
     // Killed outright: the daemon notices, forwarding carries on, flows come back.
-    let cap = lab.spawn(&format!("capture {pa}"));
+    let cap = lab.stream(&format!("capture {pa}"), "capture");
     assert!(eventually(Duration::from_secs(5), || lab.fast_flows() == 0));
     let mut cap = cap;
     cap.kill().unwrap();
@@ -318,8 +347,7 @@ fn a_capture_ends_cleanly_however_its_client_goes() {
     );
     // Ctrl-C: the client tells the daemon and still prints the totals.
     let file = d.dir.join("int.pcap");
-    let cap = lab.spawn(&format!("capture {pa} -w {}", file.display()));
-    std::thread::sleep(Duration::from_millis(300));
+    let cap = lab.stream(&format!("capture {pa} -w {}", file.display()), "capture");
     lab.a.ok("ping -c 2 -i 0.05 10.70.0.2");
     sh(&format!("kill -INT {}", cap.id()));
     let out = cap.wait_with_output().unwrap();
@@ -332,8 +360,7 @@ fn a_capture_ends_cleanly_however_its_client_goes() {
     let read = ok(&format!("tcpdump -nn -r {}", file.display()));
     assert_eq!(read.lines().count(), 4, "{read}");
     // A live trace whose client vanishes ends too.
-    let mut live = lab.spawn("trace br0 --live");
-    std::thread::sleep(Duration::from_millis(300));
+    let mut live = lab.stream("trace br0 --live", "live trace");
     live.kill().unwrap();
     live.wait().unwrap();
     assert!(
@@ -382,7 +409,7 @@ fn capture_refuses_what_it_cannot_do_and_the_daemon_carries_on() {
         "nothing through the link"
     );
     // One capture of a port at a time.
-    let first = lab.spawn(&format!("capture {pa}"));
+    let first = lab.stream(&format!("capture {pa}"), "capture");
     assert!(eventually(Duration::from_secs(5), || lab.fast_flows() == 0));
     let o = d.vbr(&format!("capture {pa} -c 1"));
     assert_eq!(o.status.code(), Some(1));
@@ -418,8 +445,7 @@ fn live_trace_shows_the_decisions_of_real_frames() {
     require_root();
     let lab = Lab::new();
     let pb = lab.pb();
-    let live = lab.spawn(&format!("trace br0 --live --port {pb} -c 3"));
-    std::thread::sleep(Duration::from_millis(300));
+    let live = lab.stream(&format!("trace br0 --live --port {pb} -c 3"), "live trace");
     lab.a.ok("ping -c 3 -i 0.05 10.70.0.2");
     let out = live.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -339,6 +339,7 @@ fn live(
         port: port.map(str::to_owned),
         file: None,
     }))?;
+    tracing::info!(bridge, port, "live trace started");
     let (lines, stop) = pump(
         |wait| session.next(wait),
         count,
@@ -349,5 +350,6 @@ fn live(
         },
     );
     drop(session);
+    tracing::info!(bridge, port, lines, "live trace ended");
     Ok(Some(end(lines, 0, stop)))
 }
