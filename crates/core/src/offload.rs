@@ -86,9 +86,10 @@ impl Bridge {
     }
 
     /// Where every further frame from `ingress` with `src` -> `dst`, untagged (`tag`
-    /// `None`) or with an 802.1Q tag of VID `tag`, goes: one port, with the tag the
-    /// result says and nothing else to do but refresh `src` in the FDB; `None` if anything
-    /// else could happen to such a frame (unknown or local destination, a source not yet
+    /// `None`) or with an 802.1Q tag of VID `tag`, goes: one port (the host port for a
+    /// local destination), with the tag the result says and nothing else to do but
+    /// refresh `src` in the FDB; `None` if anything else could happen to such a frame
+    /// (an unknown destination, a local one without a host port, a source not yet
     /// learned there, locked or isolated ports, spanning tree not forwarding, a port down,
     /// a VLAN the ingress port does not take or the egress port does not carry), so it
     /// must keep coming here. Priority-tagged frames, 802.1ad tags and frames with more
@@ -111,14 +112,21 @@ impl Bridge {
         let class = self.class_of(from, tag)?;
         let vid = class.vid;
         if from.config.flags.learning {
-            // A source seen elsewhere (a move) or not yet learned needs this path.
+            // A source seen elsewhere (a move) or not yet learned needs this path; a local
+            // one (the bridge's own MAC, as the host port sends) is never learned.
             match self.fdb.lookup(vid, src) {
-                Some((p, _)) if p == ingress => {}
+                Some((p, kind)) if p == ingress || kind == EntryKind::Local => {}
                 _ => return None,
             }
         }
         let (to, kind) = self.fdb.lookup(vid, dst)?;
-        if kind == EntryKind::Local || to == ingress {
+        // Frames for the bridge (its MAC or a port's) go to the host port.
+        let to = if kind == EntryKind::Local {
+            self.host_port?
+        } else {
+            to
+        };
+        if to == ingress {
             return None;
         }
         let out = tag_after(self.egress_check(ingress, from, to, class).ok()?, tag)?;

@@ -485,3 +485,34 @@ fn a_flooded_frame_s_head_learns_and_counts_like_the_frame() {
     assert_eq!(now[2].tx_bytes - before[2].tx_bytes, 1000);
     assert_eq!(now[3].tx_packets, before[3].tx_packets);
 }
+
+#[test]
+fn frames_for_the_bridge_and_from_the_host_take_the_host_port() {
+    let mut b = bridge();
+    let host = b.add_port(vbridge_core::PortConfig::host()).unwrap();
+    let p1 = b
+        .add_port(vbridge_core::PortConfig::new(Some(mac(0x10))))
+        .unwrap();
+    let p2 = b
+        .add_port(vbridge_core::PortConfig::new(Some(mac(0x20))))
+        .unwrap();
+    send(&mut b, 0, p2, &frame(MacAddr::BROADCAST, mac(1)));
+    // The bridge's MAC and a port's own MAC: both delivered to the host port.
+    assert_eq!(target(&b, p2, mac(1), b.mac()), Some(host));
+    assert_eq!(target(&b, p2, mac(1), mac(0x20)), Some(host));
+    assert_eq!(target(&b, p1, mac(1), b.mac()), None, "not learned on p1");
+    // And the host's frames, from the bridge's own MAC (local, never learned).
+    assert_eq!(target(&b, host, b.mac(), mac(1)), Some(p2));
+    assert_eq!(
+        target(&b, host, mac(0x20), mac(1)),
+        Some(p2),
+        "a port's MAC"
+    );
+    // The host port down: the switch drops, so nothing is offloaded.
+    b.set_port_up(host, false).unwrap();
+    assert_eq!(target(&b, p2, mac(1), b.mac()), None);
+    b.set_port_up(host, true).unwrap();
+    // Without a host port, such frames are dropped: nothing to offload.
+    b.remove_port(host).unwrap();
+    assert_eq!(target(&b, p2, mac(1), b.mac()), None);
+}

@@ -55,6 +55,14 @@ pub(crate) enum Notice {
     Retire { port: Retired, release: bool },
     /// Give the bridge's host interface this MAC (the bridge MAC rule moved it).
     HostMac { bridge: String, mac: MacAddr },
+    /// Link the bridge's host port (netdev `ifindex`, a TAP the switch reads) to the fast
+    /// path at its egress, and hand the link back ([`Action::SetPortFast`]).
+    LinkHost {
+        bridge: String,
+        port: String,
+        ifindex: u32,
+        fast: Arc<FastPath>,
+    },
 }
 
 impl std::fmt::Debug for Retired {
@@ -74,6 +82,9 @@ impl std::fmt::Debug for Notice {
             Notice::Unwanted(b) => write!(f, "Unwanted({b:?})"),
             Notice::Retire { port, release } => write!(f, "Retire({port:?}, {release})"),
             Notice::HostMac { bridge, mac } => write!(f, "HostMac({bridge}, {mac})"),
+            Notice::LinkHost {
+                bridge, ifindex, ..
+            } => write!(f, "LinkHost({bridge}, {ifindex})"),
         }
     }
 }

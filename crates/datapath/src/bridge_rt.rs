@@ -169,6 +169,8 @@ pub(crate) struct BridgeRt {
     pub(crate) host_mac: Option<MacAddr>,
     /// Live traces of this bridge's decisions (`vbr trace --live`).
     pub(crate) live: Vec<Live>,
+    /// The host port netdev whose fast-path link was last asked for.
+    host_link_asked: Option<u32>,
 }
 
 /// Ports whose device vanished while forwarding.
@@ -187,7 +189,28 @@ impl BridgeRt {
             host_mac_asked: Vec::new(),
             host_mac: None,
             live: Vec::new(),
+            host_link_asked: None,
         }
+    }
+
+    /// The host port's link to the fast path, to be made by the control side, once the
+    /// bridge has a fast path and the host port (a TAP in this namespace) has none; asked
+    /// once per netdev.
+    pub(crate) fn host_link_wanted(&mut self) -> Option<crate::action::Notice> {
+        let fast = self.fast.as_ref()?.path().clone();
+        let p = self.port(self.core.host_port()?)?;
+        let ifindex = p.ifindex?;
+        if p.fast.is_some() || p.io.is_none() || self.host_link_asked == Some(ifindex) {
+            return None;
+        }
+        let port = p.name.clone();
+        self.host_link_asked = Some(ifindex);
+        Some(crate::action::Notice::LinkHost {
+            bridge: self.name.clone(),
+            port,
+            ifindex,
+            fast,
+        })
     }
 
     /// The bridge's name.
@@ -417,7 +440,7 @@ impl BridgeRt {
         };
         let d = &self.decision;
         match (d.egress.as_slice(), d.delivery) {
-            ([e], Some(Delivery::KnownUnicast)) => {
+            ([e], Some(Delivery::KnownUnicast | Delivery::Local)) => {
                 fast.offer(&self.core, &self.ports, ingress, e.port, frame);
             }
             (_, Some(Delivery::FloodBroadcast)) => {

@@ -1,11 +1,14 @@
 //! One bridge's kernel fast path: which flows it handed to the kernel, and keeping them
 //! true. A flow (ingress port, destination, source, 802.1Q tag or none) is offered after
-//! the core forwarded one of its frames as known unicast between two veth ports and says
-//! every further frame of it would go the same way, in the same VLAN, with the same tag
-//! operation ([`Bridge::offload_target`]), which the kernel program then does (push, pop
-//! or keep the tag; frames with two tags, 802.1ad or priority tags stay with us), handing
-//! the frames to the peer of an egress veth whose peer is in another namespace, or
-//! sending them out of any other egress netdev. Every flow is
+//! the core forwarded one of its frames as known unicast (or to the host port, for the
+//! bridge's own addresses) between two ports on the fast path and says every further
+//! frame of it would go the same way, in the same VLAN, with the same tag operation
+//! ([`Bridge::offload_target`]), which the kernel program then does (push, pop or keep
+//! the tag; frames with two tags, 802.1ad or priority tags stay with us), handing the
+//! frames to the peer of an egress veth whose peer is in another namespace, sending them
+//! out of any other egress netdev, or having the host port's TAP receive them ([`Via`]).
+//! The host port's own frames meet the program at the TAP's egress, linked by the
+//! control side when asked ([`crate::bridge_rt::BridgeRt::host_link_wanted`]). Every flow is
 //! checked against the core after every control change, spanning-tree timer and device
 //! change, and at once on a station move (before the moved frame goes out), and removed
 //! the moment the core would decide otherwise; those checks touch no kernel state but the
@@ -32,9 +35,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
-use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats};
+use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats, Via};
 
 use crate::bridge_rt::PortRt;
+use crate::view::PortKind;
 
 /// How long after a flood is taken back no other is handed over (see the module header);
 /// a program run lasts microseconds.
@@ -162,7 +166,7 @@ impl Fast {
         ingress: PortId,
         tag: Option<Vid>,
     ) -> bool {
-        let Some(in_if) = fast_ifindex(ports, ingress) else {
+        let Some(in_if) = fast_ifindex(ports, ingress).filter(|_| !is_host(ports, ingress)) else {
             return false;
         };
         let key = FloodKey {
@@ -188,7 +192,9 @@ impl Fast {
         ingress: PortId,
         frame: &[u8],
     ) {
-        if now < self.flood_quiet_until {
+        // The host port's frames reach its program before the switch's reader, with no
+        // filter to leave the switch their headers: its broadcasts stay here.
+        if now < self.flood_quiet_until || is_host(ports, ingress) {
             return;
         }
         let (Some(in_if), Some(tag)) = (fast_ifindex(ports, ingress), kernel_tag(frame)) else {
@@ -245,7 +251,7 @@ impl Fast {
         let Some(in_if) = fast_ifindex(ports, ingress) else {
             return;
         };
-        if fast_ifindex(ports, egress).is_none() {
+        if egress_via(ports, egress).is_none() {
             return;
         }
         let (Some(dst), Some(src), Some(tag)) = (
@@ -267,7 +273,7 @@ impl Fast {
         let Some(to) = core.offload_target(ingress, tag, src, dst) else {
             return;
         };
-        let Some(out) = egress_of(ports, to).filter(|_| to.egress == egress) else {
+        let Some(out) = egress_of(ports, ingress, to).filter(|_| to.egress == egress) else {
             return;
         };
         match self.fp.insert(key, out) {
@@ -327,7 +333,7 @@ impl Fast {
             let (src, dst, tag) = (key.src, key.dst, Vid::new(key.vid).ok());
             let keep = core.offload_target(rec.ingress, tag, src, dst) == Some(rec.to)
                 && fast_ifindex(ports, rec.ingress) == Some(key.ingress)
-                && egress_of(ports, rec.to) == Some(rec.out);
+                && egress_of(ports, rec.ingress, rec.to) == Some(rec.out);
             if keep {
                 return true;
             }
@@ -431,12 +437,14 @@ pub(crate) fn peer_elsewhere_of(name: &str) -> bool {
 
 /// How the kernel sends frames of flow `to`: out of its egress port's netdev, if that
 /// port is on the fast path.
-fn egress_of(ports: &[Option<PortRt>], to: Offload) -> Option<Egress> {
-    let ifindex = fast_ifindex(ports, to.egress)?;
-    let peer = ports
-        .get(usize::from(to.egress.0))
-        .and_then(Option::as_ref)
-        .is_some_and(|p| p.fast_peer);
+fn egress_of(ports: &[Option<PortRt>], from: PortId, to: Offload) -> Option<Egress> {
+    let (ifindex, via) = egress_via(ports, to.egress)?;
+    // The host port's program runs at its egress, where `bpf_redirect_peer` is refused.
+    let via = if via == Via::Peer && is_host(ports, from) {
+        Via::Out
+    } else {
+        via
+    };
     // The kernel compares the frame's length without its tag (the kernel keeps tags in
     // the packet's metadata); the switch counts a tag the frame leaves with.
     let tag = to.tag.map_or(0, Vid::get);
@@ -445,8 +453,28 @@ fn egress_of(ports: &[Option<PortRt>], to: Offload) -> Option<Egress> {
         ifindex,
         max_len: if tag == 0 { limit } else { limit - 4 },
         tag,
-        peer,
+        via,
     })
+}
+
+/// How the kernel reaches port `id` as an egress port, if it can: a port on the fast
+/// path (straight to a veth's peer in another namespace, or out of its netdev), or the
+/// bridge's host port, a TAP this daemon reads in its own namespace, whose netdev the
+/// kernel has receive the frames the switch would have written to it. Watched ports get
+/// their frames from the switch.
+pub(crate) fn egress_via(ports: &[Option<PortRt>], id: PortId) -> Option<(u32, Via)> {
+    let p = ports.get(usize::from(id.0))?.as_ref()?;
+    p.io.as_ref()?;
+    if p.observed() {
+        return None;
+    }
+    let via = match (&p.fast, p.kind) {
+        (_, PortKind::Host) => Via::In,
+        (Some(_), _) if p.fast_peer => Via::Peer,
+        (Some(_), _) => Via::Out,
+        (None, _) => return None,
+    };
+    Some((p.ifindex?, via))
 }
 
 /// The longest frame port `id` takes (see [`crate::bridge_rt::frame_limit`]), for the
@@ -474,13 +502,21 @@ fn flood_of(
         copies: Vec::with_capacity(target.copies.len()),
     };
     for &(port, leaves) in &target.copies {
-        let ifindex = fast_ifindex(ports, port)?;
+        let (ifindex, via) = egress_via(ports, port)?;
         // As for flows: the kernel measures frames without their tag.
         let limit = max_frame(ports, port) - if leaves.is_some() { 4 } else { 0 };
         out.max_len = out.max_len.min(limit);
-        out.copies.push((ifindex, leaves.map_or(0, Vid::get)));
+        out.copies.push((ifindex, leaves.map_or(0, Vid::get), via));
     }
     out.fits().then_some(FloodRec { ingress, out })
+}
+
+/// Whether port `id` is the bridge's host port.
+fn is_host(ports: &[Option<PortRt>], id: PortId) -> bool {
+    ports
+        .get(usize::from(id.0))
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.kind == PortKind::Host)
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

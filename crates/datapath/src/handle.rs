@@ -72,8 +72,9 @@ impl Datapath {
         let poll = Poll::new().map_err(io("epoll_create"))?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("eventfd"))?);
         let (tx, rx) = channel::<Action>();
+        let inbox = Inbox { tx, waker };
         let (notices_tx, notices_rx) = channel();
-        let reaper = reaper::spawn(notices_rx, Arc::clone(&ledger))
+        let reaper = reaper::spawn(notices_rx, Arc::clone(&ledger), inbox.clone())
             .map_err(io("spawning the reaper thread"))?;
         let died = Arc::new(AtomicBool::new(false));
         let died2 = Arc::clone(&died);
@@ -91,7 +92,6 @@ impl Datapath {
                 drop(engine);
             })
             .map_err(io("spawning the datapath thread"))?;
-        let inbox = Inbox { tx, waker };
         let stop_monitor = Arc::new(AtomicBool::new(false));
         let monitor = monitor::spawn(
             inbox.clone(),

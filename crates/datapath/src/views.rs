@@ -289,8 +289,8 @@ impl BridgeRt {
             return "stays in the switch: the ingress port is not on the fast path (not an interface port read through AF_PACKET, such as a TAP vbridge holds, or captured or traced live)".into();
         }
         match (d.egress.as_slice(), d.delivery) {
-            ([e], Some(vbridge_core::Delivery::KnownUnicast)) => {
-                if !on(e.port) {
+            ([e], Some(vbridge_core::Delivery::KnownUnicast | vbridge_core::Delivery::Local)) => {
+                if crate::fast::egress_via(&self.ports, e.port).is_none() {
                     return "stays in the switch: the egress port is not on the fast path".into();
                 }
                 match self.core.offload_target(ingress, tag, src, dst) {

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use vbridge_ports::{Egress, FastPath, FlowKey, MacAddr};
+use vbridge_ports::{Egress, FastPath, FlowKey, MacAddr, Via};
 
 fn ifindex(name: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
@@ -38,7 +38,7 @@ fn main() {
         ifindex: ifindex(out),
         max_len: 1518,
         tag: 0,
-        peer: true,
+        via: Via::Peer,
     };
     fp.insert(key, to).expect("the flow");
     println!("ready");

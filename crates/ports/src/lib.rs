@@ -32,7 +32,7 @@ mod ns_tests;
 
 pub use buf::{Batch, BufError, HEADROOM, MAX_FRAME_LEN, PacketBuf};
 pub use error::PortError;
-pub use fastpath::{Egress, FastPath, FastPort, Flood, FloodKey, Flow, FlowKey, FlowStats};
+pub use fastpath::{Egress, FastPath, FastPort, Flood, FloodKey, Flow, FlowKey, FlowStats, Via};
 pub use packet::{AfPacket, AfPacketOptions, RX_RING_SLOTS};
 pub use port::{MacAddr, PortIo, SendReport};
 pub use qemu::{QemuDgram, QemuStream};

@@ -3,7 +3,8 @@
 //! switch would decide otherwise (isolation set, a station moving to another port), are
 //! sent out of a netdev whose veth peer is next to the switch, and carry VLAN tags across
 //! a trunk between two switches; broadcasts are flooded by the kernel within their VLAN,
-//! once, learned from and counted by the switch, and follow VLAN changes at once.
+//! once, learned from and counted by the switch, and follow VLAN changes at once; and
+//! frames for the bridge's own address reach its host port through the kernel.
 
 mod common;
 
@@ -370,5 +371,108 @@ fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_swi
         got[1] < 20 && got[2] < 20,
         "C and D are in VLAN 20: {got:?}"
     );
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
+fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    d.ok("addbr br0");
+    host.ok("ip addr add 10.9.0.1/24 dev br0");
+    host.ok("ip link set br0 up");
+    let (a, b) = (Netns::new("a"), Netns::new("b"));
+    for (ns, ip) in [(&a, "10.9.0.2/24"), (&b, "10.9.0.3/24")] {
+        d.ok(&format!(
+            "connect {} br0 --veth --ip {ip} --gateway 10.9.0.1",
+            ns.name
+        ));
+        wait_fast_path(&d, &port_of(&ns.name, "eth0"));
+    }
+    let pa = port_of(&a.name, "eth0");
+
+    // A's frames to the host port (a TAP the daemon reads) are handed to the kernel,
+    // which has the TAP's netdev receive them: TCP to the host, carried by the kernel,
+    // counted on both ports.
+    assert!(a.reaches("10.9.0.1"));
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            a.ping("10.9.0.1");
+            fast_flows(&d) >= 1
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    let (k0, s0) = (fast_frames(&d), d.json("stats br0"));
+    host.ok("iperf3 -s -1 -D -B 10.9.0.1");
+    std::thread::sleep(Duration::from_millis(300));
+    a.ok("iperf3 -c 10.9.0.1 -t 2");
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    let s1 = d.json("stats br0");
+    let carried = fast_frames(&d) - k0;
+    assert!(carried > 10_000, "the kernel carried {carried} frames");
+    let tx = |v: &serde_json::Value| port(v, "br0")["counters"]["tx_bytes"].as_u64().unwrap();
+    assert!(tx(&s1) - tx(&s0) > 100_000_000, "{s0}\n{s1}");
+    let t = d.json(&format!(
+        "trace br0 --in {pa} --src {} --dst {}",
+        a.ok("cat /sys/class/net/eth0/address").trim(),
+        host.ok("cat /sys/class/net/br0/address").trim()
+    ));
+    assert!(
+        t["fast_path"]
+            .as_str()
+            .unwrap()
+            .contains("in the kernel fast path now"),
+        "{t}"
+    );
+
+    // The other way: the host port joins the fast path at its egress (within a
+    // housekeeping tick of the bridge's fast path being made), and the host's TCP to A
+    // is carried by the kernel (its bytes, not only A's acknowledgements).
+    wait_fast_path(&d, "br0");
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            host.exec("ping -c1 -W1 10.9.0.2");
+            fast_flows(&d) >= 2
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    let bytes = |d: &Daemon| d.json("stats br0")[0]["fast_bytes"].as_u64().unwrap();
+    let b0 = bytes(&d);
+    a.ok("iperf3 -s -1 -D -B 10.9.0.2");
+    std::thread::sleep(Duration::from_millis(300));
+    host.ok("iperf3 -c 10.9.0.2 -t 2");
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    assert!(bytes(&d) - b0 > 500_000_000, "{} bytes", bytes(&d) - b0);
+
+    // Broadcasts from A reach B and the host port, flooded by the kernel.
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            broadcasts(&a, "02000000bb0b", 10);
+            d.json("stats br0")[0]["fast_floods"].as_u64().unwrap() >= 1
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    let before = rx_packets(&b);
+    let host_rx = || -> u64 {
+        host.ok("cat /sys/class/net/br0/statistics/rx_packets")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let h0 = host_rx();
+    broadcasts(&a, "02000000bb0b", 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx_packets(&b) - before >= 1000);
+    // The host port's netdev counts what the daemon writes to it, not what the kernel
+    // hands it: it must not see them twice either way.
+    assert!(host_rx() - h0 < 1100, "{}", host_rx() - h0);
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }

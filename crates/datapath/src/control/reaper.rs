@@ -1,7 +1,8 @@
 //! The reaper: a thread that finishes what the forwarding thread hands back ([`Notice`]s):
 //! it closes descriptors whose closing takes the kernel's RTNL lock (TAPs, tcx links,
-//! packet sockets in promiscuous mode), releases ports whose remover went away, and
-//! gives a bridge's host interface the MAC the bridge MAC rule chose.
+//! packet sockets in promiscuous mode), releases ports whose remover went away, gives a
+//! bridge's host interface the MAC the bridge MAC rule chose, and links host interfaces
+//! to the fast path (which waits for the kernel), handing the link back.
 
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -10,24 +11,26 @@ use std::thread::JoinHandle;
 use vbridge_host::ledger::Ledger;
 use vbridge_ports::netdev;
 
-use crate::action::Notice;
+use crate::action::{Action, Notice};
 use crate::control::backend;
+use crate::handle::Inbox;
 
 /// Starts the reaper; it ends when every sender of `notices` is gone.
 pub(crate) fn spawn(
     notices: Receiver<Notice>,
     ledger: Arc<Ledger>,
+    inbox: Inbox,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("vbr-reaper".into())
         .spawn(move || {
             for n in notices {
-                finish(n, &ledger);
+                finish(n, &ledger, &inbox);
             }
         })
 }
 
-fn finish(n: Notice, ledger: &Ledger) {
+fn finish(n: Notice, ledger: &Ledger, inbox: &Inbox) {
     match n {
         Notice::Dispose { io, fast, release } => backend::dispose(io, fast, release),
         Notice::Unwanted(b) => backend::dispose(Some(b.io), b.fast, false),
@@ -43,5 +46,24 @@ fn finish(n: Notice, ledger: &Ledger) {
                 tracing::warn!(bridge = %bridge, error = %e, "cannot give the host interface the bridge MAC");
             }
         }
+        Notice::LinkHost {
+            bridge,
+            port,
+            ifindex,
+            fast,
+        } => match fast.link_egress(ifindex) {
+            // Refused (and closed) by the engine if the port changed meanwhile.
+            Ok(f) => {
+                let _ = inbox.send(Action::SetPortFast {
+                    bridge,
+                    port,
+                    ifindex,
+                    fast: f,
+                });
+            }
+            Err(e) => {
+                tracing::info!(%port, error = %e, "host port stays off the kernel fast path");
+            }
+        },
     }
 }

@@ -41,7 +41,9 @@ impl Engine {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.ticks = self.ticks.wrapping_add(1);
             let mtus = self.ticks % 4 == 0;
+            let mut links = Vec::new();
             for rt in self.bridges.iter_mut().flatten() {
+                links.extend(rt.host_link_wanted());
                 if let Some(f) = rt.fast.as_mut() {
                     f.account(now, &mut rt.core, ACCOUNT_PER_TICK);
                 }
@@ -63,6 +65,9 @@ impl Engine {
                         }
                     }
                 }
+            }
+            for n in links {
+                self.notify(n);
             }
         }
     }

@@ -65,9 +65,34 @@ pub struct Egress {
     /// The VID of the 802.1Q tag the frames leave with (0: untagged; the kernel pushes,
     /// pops or rewrites the tag they came with).
     pub tag: u16,
-    /// A veth whose peer is in another namespace: frames go straight to that namespace
-    /// (`bpf_redirect_peer`); otherwise they are sent out of the netdev (`bpf_redirect`).
-    pub peer: bool,
+    /// How the frames reach the port.
+    pub via: Via,
+}
+
+/// How the kernel hands a frame to an egress port's netdev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    /// Straight to the namespace behind a veth whose peer is in another namespace
+    /// (`bpf_redirect_peer`; floods send copies out of the veth instead).
+    Peer,
+    /// Sent out of the netdev (`bpf_redirect`): a NIC, a veth whose peer is here, a TAP
+    /// someone else reads.
+    Out,
+    /// Received by the netdev (`bpf_redirect` with `BPF_F_INGRESS`): a TAP the switch
+    /// itself reads, such as the bridge's host port, whose frames from the switch are
+    /// what its netdev receives.
+    In,
+}
+
+impl Via {
+    /// How the program reads it: 0 peer, 1 out, 2 in.
+    fn code(self) -> u32 {
+        match self {
+            Via::Peer => 0,
+            Via::Out => 1,
+            Via::In => 2,
+        }
+    }
 }
 
 /// How test flows leave: to the peer of netdev `ifindex`, tagged `tag` (0: untagged).
@@ -77,7 +102,7 @@ pub(crate) fn to_peer(ifindex: u32, tag: u16) -> Egress {
         ifindex,
         max_len: 1518,
         tag,
-        peer: true,
+        via: Via::Peer,
     }
 }
 
@@ -98,14 +123,14 @@ impl FloodKey {
     }
 }
 
-/// Where the kernel floods a [`FloodKey`]'s broadcasts: out of each netdev in `copies`
-/// (its ifindex, and the VID of the tag the copy leaves with or 0 for untagged), each a
-/// netdev whose transmit delivers the frame (a veth, a NIC). Frames longer than
-/// `max_len`, and GSO super-frames, go to the switch.
+/// Where the kernel floods a [`FloodKey`]'s broadcasts: to each netdev in `copies` (its
+/// ifindex, the VID of the tag the copy leaves with or 0 for untagged, and how it gets
+/// there: [`Via::In`] has the netdev receive it, any other sends it out of the netdev).
+/// Frames longer than `max_len`, and GSO super-frames, go to the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flood {
     pub max_len: u32,
-    pub copies: Vec<(u32, u16)>,
+    pub copies: Vec<(u32, u16, Via)>,
 }
 
 impl Flood {
@@ -120,7 +145,16 @@ impl Flood {
         let mut untagged: Vec<u32> = Vec::new();
         let mut tagged: Vec<u32> = Vec::new();
         let mut vid = 0;
-        for &(ifindex, tag) in &self.copies {
+        for &(ifindex, tag, via) in &self.copies {
+            // The program reads the top bit as "received by the netdev".
+            if ifindex >= prog::INGRESS_BIT {
+                return None;
+            }
+            let ifindex = if via == Via::In {
+                ifindex | prog::INGRESS_BIT
+            } else {
+                ifindex
+            };
             if tag == 0 {
                 untagged.push(ifindex);
             } else if vid == 0 || vid == tag {
@@ -203,6 +237,9 @@ pub struct FastPath {
     hide: OwnedFd,
     /// The tcx ingress program of the ports' netdevs.
     redirect: OwnedFd,
+    /// The same program at tcx egress, for the bridge's host port: a TAP the switch
+    /// reads, whose frames from the host are what its netdev transmits.
+    redirect_out: OwnedFd,
 }
 
 /// One port's part: the tcx link on its netdev (detached when dropped; the socket
@@ -235,11 +272,19 @@ impl FastPath {
             LICENSE,
         )
         .map_err(|e| err("load tcx program", e))?;
+        let redirect_out = bpf::prog_load(
+            bpf::PROG_SCHED_CLS,
+            bpf::ATTACH_TCX_EGRESS,
+            &prog::redirect(map.raw_fd(), floods.raw_fd(), max_len),
+            LICENSE,
+        )
+        .map_err(|e| err("load tcx egress program", e))?;
         Ok(FastPath {
             map,
             floods,
             hide,
             redirect,
+            redirect_out,
         })
     }
 
@@ -268,13 +313,26 @@ impl FastPath {
         Ok(FastPort { _link: link })
     }
 
+    /// The tcx program on the egress of netdev `ifindex` (in the calling thread's
+    /// namespace): for a TAP the switch reads itself (the bridge's host port), whose
+    /// transmitted frames are what enters the switch by that port. They need no socket
+    /// filter: frames the program takes never reach the TAP's reader. Flows entering
+    /// there must not use [`Via::Peer`] (`bpf_redirect_peer` works at ingress only; the
+    /// kernel drops such frames), and no flood may be inserted for it (the switch would
+    /// not see the frames to learn from).
+    pub fn link_egress(&self, ifindex: u32) -> Result<FastPort, PortError> {
+        let link = bpf::tcx_egress_link(self.redirect_out.as_fd(), ifindex)
+            .map_err(|e| err("attach tcx egress", e))?;
+        Ok(FastPort { _link: link })
+    }
+
     /// Lets the kernel forward `key`'s frames as `to` says, with fresh counters.
     pub fn insert(&self, key: FlowKey, to: Egress) -> Result<(), PortError> {
         let mut v = [0u8; VALUE_LEN];
         v[..4].copy_from_slice(&to.ifindex.to_ne_bytes());
         v[4..8].copy_from_slice(&to.max_len.to_ne_bytes());
         v[24..28].copy_from_slice(&u32::from(to.tag).to_ne_bytes());
-        v[28..32].copy_from_slice(&u32::from(!to.peer).to_ne_bytes());
+        v[28..32].copy_from_slice(&to.via.code().to_ne_bytes());
         self.map
             .update(&key.to_bytes(), &v)
             .map_err(|e| err("insert flow", e))

@@ -9,13 +9,17 @@
 //!   frame, looks it up in the flow map and, on a hit, counts the frame, gives it the tag
 //!   the flow leaves with (`bpf_skb_vlan_pop`/`bpf_skb_vlan_push`: popped, pushed or
 //!   rewritten) and hands it on: with `bpf_redirect_peer` straight to the namespace
-//!   behind an egress veth whose peer is in another namespace, or with `bpf_redirect` out
+//!   behind an egress veth whose peer is in another namespace, with `bpf_redirect` out
 //!   of any other egress netdev (a veth whose peer is here, a NIC, a TAP someone else
-//!   holds); on a miss the frame goes on as before.
+//!   holds), or with `bpf_redirect` and `BPF_F_INGRESS` into a TAP the switch reads
+//!   itself (the bridge's host port), as if the switch had written it; on a miss the
+//!   frame goes on as before.
 //!   Broadcasts (from a unicast source) are looked up in the flood map instead, by
 //!   ingress ifindex and VID: on a hit the program sends a clone to every port of the
 //!   entry (`bpf_clone_redirect`), untagged ports first and then, with the tag pushed or
-//!   rewritten, tagged ones, and the frame itself to the last port (`bpf_redirect`).
+//!   rewritten, tagged ones, and the frame itself to the last port (`bpf_redirect`); a
+//!   port's ifindex with [`INGRESS_BIT`] set is received by that netdev rather than sent
+//!   out of it.
 //! - `hide`: a socket filter for the port's `AF_PACKET` socket, which sees frames before
 //!   tcx does: it drops from the socket what the map says `redirect` will take, so the
 //!   switch does not forward those a second time, and cuts what the flood map says
@@ -34,7 +38,8 @@
 //! Key: `u32` ingress ifindex, 6 bytes destination, 6 bytes source, `u16` VID (0:
 //! untagged), 2 bytes zero (20 bytes). Value: `u32` egress ifindex, `u32` longest frame,
 //! `u64` packets, `u64` bytes, `u32` the VID of the tag the frames leave with (0:
-//! untagged), `u32` how they leave (0: `bpf_redirect_peer`, 1: `bpf_redirect`) (32 bytes).
+//! untagged), `u32` how they leave (0: `bpf_redirect_peer`, 1: `bpf_redirect`, 2:
+//! `bpf_redirect` with `BPF_F_INGRESS`, received by the netdev) (32 bytes).
 //!
 //! Flood key: `u32` ingress ifindex, `u32` VID (0: untagged) (8 bytes). Value (see
 //! [`FLOOD`]): `u32` longest frame, `u32` the VID tagged copies leave with (0: none is
@@ -69,6 +74,7 @@ mod op {
     pub(super) const MOV: u8 = 0xb0;
     pub(super) const AND: u8 = 0x50;
     pub(super) const OR: u8 = 0x40;
+    pub(super) const RSH: u8 = 0x70;
     pub(super) const JEQ: u8 = 0x10;
     pub(super) const JGT: u8 = 0x20;
     pub(super) const JNE: u8 = 0x50;
@@ -115,6 +121,9 @@ const KEY_AT: i16 = -(KEY_LEN as i16);
 /// the frame itself.
 pub(crate) const MAX_CLONES: usize = 64;
 pub(crate) const FLOOD_KEY_LEN: usize = 8;
+/// Set in a flood value's ifindex: the netdev receives the copy (`BPF_F_INGRESS`) rather
+/// than sending it out.
+pub(crate) const INGRESS_BIT: u32 = 1 << 31;
 pub(crate) const FLOOD_VALUE_LEN: usize = FLOOD::UNTAGGED + 8 * MAX_CLONES;
 /// Offsets in a flood value.
 #[allow(non_snake_case)]
@@ -163,6 +172,9 @@ fn add_imm(dst: u8, imm: i32) -> u64 {
 }
 fn and_imm(dst: u8, imm: i32) -> u64 {
     ins(ALU64 | AND | K, dst, 0, 0, imm)
+}
+fn rsh_imm(dst: u8, imm: i32) -> u64 {
+    ins(ALU64 | RSH | K, dst, 0, 0, imm)
 }
 fn or_reg(dst: u8, src: u8) -> u64 {
     ins(ALU64 | OR | X, dst, src, 0, 0)
@@ -329,6 +341,16 @@ fn lookup_flood(p: &mut Vec<u64>, ctx: u8, map_fd: i32, from: u8, at: i16, vid: 
     jumps
 }
 
+/// Appends the split of a flood value's ifindex in `ifindex` into the ifindex and the
+/// redirect flags in `flags` (`BPF_F_INGRESS` from [`INGRESS_BIT`]).
+fn split_ingress(p: &mut Vec<u64>, ifindex: u8, flags: u8) {
+    p.extend([
+        mov_reg(flags, ifindex),
+        rsh_imm(flags, 31),
+        and_imm(ifindex, 0x7fff_ffff),
+    ]);
+}
+
 /// Appends clones of the frame in `ctx` to the ifindexes listed at `value + list`, as
 /// many as the `u32` at `value + count_at` says (loaded into `count`), unrolled up to
 /// [`MAX_CLONES`]. Returns the indices of the jumps taken after the last clone, to be
@@ -349,9 +371,9 @@ fn clones(
             jmp_imm(JEQ, count, i as i32, 0),
             mov_reg(R1, ctx),
             ldx(W, R2, value, (list + 4 * i) as i16),
-            mov_imm(R3, 0),
-            call(HELPER_CLONE_REDIRECT),
         ]);
+        split_ingress(p, R2, R3);
+        p.push(call(HELPER_CLONE_REDIRECT));
     }
     done
 }
@@ -425,12 +447,9 @@ fn flood(p: &mut Vec<u64>, ctx: u8) -> Vec<usize> {
     let clones_t = p.len();
     let after_t = clones(p, ctx, VALUE, COUNT, FLOOD::N_TAGGED, FLOOD::TAGGED);
     let last = p.len();
-    p.extend([
-        ldx(W, R1, VALUE, at(FLOOD::LAST)),
-        mov_imm(R2, 0),
-        call(HELPER_REDIRECT),
-        exit(),
-    ]);
+    p.push(ldx(W, R1, VALUE, at(FLOOD::LAST)));
+    split_ingress(p, R1, R2);
+    p.extend([call(HELPER_REDIRECT), exit()]);
     patch(p, to_untag, untag);
     patch(p, skip_untag, tagged);
     patch(p, untagged_already, clones_u);
@@ -521,6 +540,9 @@ pub(crate) fn redirect(map_fd: i32, flood_fd: i32, max_len: u32) -> Vec<u64> {
         jmp_imm(JNE, R7, 0, 2),
         call(HELPER_REDIRECT_PEER),
         exit(),
+        // 2: received by the egress netdev.
+        jmp_imm(JNE, R7, 2, 1),
+        mov_imm(R2, 1),
         call(HELPER_REDIRECT),
         exit(),
     ]);
@@ -668,14 +690,17 @@ mod tests {
         // tag's checks, to the broadcast test. Not a broadcast (three halves of the
         // MAC): the flow lookup. GSO: past the limit. How it leaves: past
         // `bpf_redirect_peer`. And the flood's own (see below).
-        assert_eq!(t.len(), 19 + 3 + 5 + 138);
+        assert_eq!(t.len(), 20 + 3 + 5 + 138);
         assert_eq!(count(next), 14);
         assert_eq!((count(out), count(drop), count(push)), (1, 5, 1));
         assert_eq!((count(send), count(tag)), (2, 1));
         assert_eq!(count(broadcast), 1, "untagged frames skip the tag's checks");
         assert_eq!(count(lookup), 3, "frames to other MACs skip the flood");
         assert_eq!(count(send + 5), 1, "bpf_redirect for other netdevs");
-        assert_eq!(p[send + 5], call(HELPER_REDIRECT));
+        assert_eq!(p[send + 5], jmp_imm(JNE, R7, 2, 1));
+        assert_eq!(count(send + 7), 1, "without BPF_F_INGRESS but for 2");
+        assert_eq!(p[send + 6], mov_imm(R2, 1));
+        assert_eq!(p[send + 7], call(HELPER_REDIRECT));
         let gso = t
             .iter()
             .position(|&(i, _)| p[i] == ins(JMP | JNE | K, R1, 0, 3, 0));
@@ -690,8 +715,8 @@ mod tests {
         let last = find(&p, broadcast, ldx(W, R1, R8, FLOOD::LAST as i16));
         assert_eq!(count(tagged), MAX_CLONES + 1);
         assert_eq!(count(last), MAX_CLONES + 1);
-        assert_eq!(p[last + 2], call(HELPER_REDIRECT));
-        assert_eq!(p[last + 3], exit());
+        assert_eq!(p[last + 4], call(HELPER_REDIRECT));
+        assert_eq!(p[last + 5], exit());
         let clones = p
             .iter()
             .filter(|&&i| i == call(HELPER_CLONE_REDIRECT))

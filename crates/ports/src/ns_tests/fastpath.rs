@@ -10,10 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{frame, in_netns, ip, is_test_frame, recv_frames_within};
-use crate::fastpath::{Egress, FastPath, Flood, FloodKey, FlowKey, to_peer as out};
+use crate::fastpath::{Egress, FastPath, Flood, FloodKey, FlowKey, Via, to_peer as out};
 use crate::netdev;
 use crate::packet::{AfPacket, AfPacketOptions, RX_RING_SLOTS};
 use crate::port::{MacAddr, PortIo};
+use crate::tap::{Tap, TapOptions};
 
 /// Named namespaces (`bpf_redirect_peer` needs the peers in other namespaces than the
 /// ports), deleted when dropped.
@@ -259,7 +260,7 @@ fn inserted_flows_cross_in_the_kernel_and_removed_ones_come_back() {
         // Sent out of the egress netdev instead (`bpf_redirect`, as for a NIC or a veth
         // whose peer is in this namespace): h2's peer gets them all the same.
         let egress = Egress {
-            peer: false,
+            via: Via::Out,
             ..out(h2, 0)
         };
         fp.insert(ab, egress).unwrap();
@@ -320,7 +321,7 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         };
         let flood = |copies: &[(u32, u16)], max_len| Flood {
             max_len,
-            copies: copies.to_vec(),
+            copies: copies.iter().map(|&(i, t)| (i, t, Via::Out)).collect(),
         };
         let send = |from: &mut AfPacket, frames: &[Vec<u8>]| {
             for f in frames {
@@ -469,5 +470,50 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         send(&mut inside[0], &[frame(all, ma, &[], 8, 60)]);
         assert!(tagged_ids(&mut inside[1]).is_empty());
         assert_eq!(at_switch(&mut switch[0]), (vec![8], vec![]));
+
+        // A TAP the switch reads itself (as the bridge's host port): the kernel has its
+        // netdev receive the flood's copy and a flow's frames (`BPF_F_INGRESS`), as the
+        // switch's writes to it would; its reader, the switch, gets none of them.
+        let mut tap = Tap::create("ft0", TapOptions::default()).unwrap();
+        tap.set_up().unwrap();
+        let ft = netdev::ifindex("ft0").unwrap();
+        let mut received = AfPacket::attach("ft0", AfPacketOptions::default()).unwrap();
+        let to_tap = Flood {
+            max_len: 1514,
+            copies: vec![(h2, 0, Via::Out), (ft, 0, Via::In)],
+        };
+        fp.insert_flood(key, &to_tap).unwrap();
+        send(&mut inside[0], &[frame(all, ma, &[], 11, 60)]);
+        assert_eq!(tagged_ids(&mut inside[1]), [(11, untagged.clone())]);
+        assert_eq!(
+            test_ids(&mut received),
+            [11],
+            "received by the TAP's netdev"
+        );
+        let mt = tap.mac().unwrap();
+        let flow = FlowKey {
+            ingress: h1,
+            dst: mt,
+            src: ma,
+            vid: 0,
+        };
+        let into_tap = Egress {
+            ifindex: ft,
+            max_len: 1518,
+            tag: 0,
+            via: Via::In,
+        };
+        fp.insert(flow, into_tap).unwrap();
+        send(&mut inside[0], &[frame(mt, ma, &[], 12, 60)]);
+        assert_eq!(test_ids(&mut received), [12], "a flow into the TAP");
+        assert_eq!(fp.get(flow).unwrap().unwrap().stats.packets, 1);
+        assert!(
+            recv_frames_within(&mut tap, 1, Duration::from_millis(200), |p| {
+                is_test_frame(p.frame())
+            })
+            .is_empty(),
+            "the TAP's reader sees none"
+        );
+        assert!(at_switch(&mut switch[0]).0.is_empty());
     });
 }

@@ -25,6 +25,7 @@ pub(crate) const PROG_SOCKET_FILTER: u32 = 1;
 pub(crate) const PROG_SCHED_CLS: u32 = 3;
 /// `BPF_TCX_INGRESS` (Linux 6.6).
 pub(crate) const ATTACH_TCX_INGRESS: u32 = 46;
+pub(crate) const ATTACH_TCX_EGRESS: u32 = 47;
 
 /// `asm-generic/socket.h` values (x86, arm, riscv, ...; not mips, sparc or parisc).
 const SO_ATTACH_BPF: libc::c_int = 50;
@@ -227,11 +228,20 @@ const BPF_F_BEFORE: u32 = 1 << 3;
 /// a frame on would skip ours, while our socket filter hid it from the switch), else
 /// after the others; closing the link detaches it.
 pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    tcx_link(prog, ifindex, ATTACH_TCX_INGRESS)
+}
+
+/// [`tcx_ingress_link`] for the egress of the netdev (what it transmits).
+pub(crate) fn tcx_egress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    tcx_link(prog, ifindex, ATTACH_TCX_EGRESS)
+}
+
+fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach: u32) -> io::Result<OwnedFd> {
     let link = |flags: u32| {
         Attr::new()
             .u32(0, prog.as_raw_fd() as u32)
             .u32(4, ifindex)
-            .u32(8, ATTACH_TCX_INGRESS)
+            .u32(8, attach)
             .u32(12, flags)
             .run_fd(BPF_LINK_CREATE)
     };
