@@ -169,9 +169,12 @@ pub(crate) struct BridgeRt {
     pub(crate) host_mac: Option<MacAddr>,
     /// Live traces of this bridge's decisions (`vbr trace --live`).
     pub(crate) live: Vec<Live>,
-    /// The host port netdev whose fast-path link was last asked for.
-    host_link_asked: Option<u32>,
+    /// The host port netdev whose fast-path link was last asked for, and when.
+    host_link_asked: Option<(u32, Instant)>,
 }
+
+/// How long the host port's fast-path link is waited for before it is asked again.
+const HOST_LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Ports whose device vanished while forwarding.
 pub(crate) type GonePorts = Vec<PortId>;
@@ -195,16 +198,19 @@ impl BridgeRt {
 
     /// The host port's link to the fast path, to be made by the control side, once the
     /// bridge has a fast path and the host port (a TAP in this namespace) has none; asked
-    /// once per netdev.
-    pub(crate) fn host_link_wanted(&mut self) -> Option<crate::action::Notice> {
+    /// once per netdev, and again after [`HOST_LINK_RETRY`] if no link came.
+    pub(crate) fn host_link_wanted(&mut self, now: Instant) -> Option<crate::action::Notice> {
         let fast = self.fast.as_ref()?.path().clone();
         let p = self.port(self.core.host_port()?)?;
         let ifindex = p.ifindex?;
-        if p.fast.is_some() || p.io.is_none() || self.host_link_asked == Some(ifindex) {
+        let asked = self
+            .host_link_asked
+            .is_some_and(|(i, at)| i == ifindex && now.saturating_since(at) < HOST_LINK_RETRY);
+        if p.fast.is_some() || p.io.is_none() || asked {
             return None;
         }
         let port = p.name.clone();
-        self.host_link_asked = Some(ifindex);
+        self.host_link_asked = Some((ifindex, now));
         Some(crate::action::Notice::LinkHost {
             bridge: self.name.clone(),
             port,
@@ -327,6 +333,9 @@ impl BridgeRt {
             Some(p) => (p.io.take(), p.fast.take()),
             None => (None, None),
         };
+        if self.core.host_port() == Some(id) {
+            self.host_link_asked = None;
+        }
         let _ = self.core.set_port_up(id, false);
         held
     }

@@ -93,12 +93,19 @@ impl Datapath {
             })
             .map_err(io("spawning the datapath thread"))?;
         let stop_monitor = Arc::new(AtomicBool::new(false));
-        let monitor = monitor::spawn(
+        let monitor = match monitor::spawn(
             inbox.clone(),
             Arc::clone(&ledger),
             Arc::clone(&stop_monitor),
-        )
-        .map_err(io("spawning the netdev monitor"))?;
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                // The reaper holds the inbox too: only `Stop` ends the engine (and so
+                // the reaper).
+                let _ = inbox.send(Action::Stop);
+                return Err(io("spawning the netdev monitor")(e));
+            }
+        };
         Ok(Datapath {
             inbox,
             ledger,

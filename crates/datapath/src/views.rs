@@ -301,7 +301,9 @@ impl BridgeRt {
                 }
             }
             _ if flood => {
-                if fast.can_flood(&self.core, &self.ports, ingress, tag) {
+                if self.core.host_port() == Some(ingress) {
+                    "stays in the switch: the host's broadcasts are flooded by the switch, which must see them whole".into()
+                } else if fast.can_flood(&self.core, &self.ports, ingress, tag) {
                     "would be flooded by the kernel once a broadcast of this port and tag is forwarded".into()
                 } else {
                     "stays in the switch: a port it is flooded to is not on the fast path, or the flood depends on more than port and tag".into()

@@ -235,11 +235,10 @@ pub struct FastPath {
     floods: bpf::Map,
     /// The socket filter of the ports' `AF_PACKET` sockets.
     hide: OwnedFd,
-    /// The tcx ingress program of the ports' netdevs.
+    /// The tcx program of the ports' netdevs: at their ingress, and at the egress of the
+    /// bridge's host port (a TAP the switch reads, whose frames from the host are what
+    /// its netdev transmits).
     redirect: OwnedFd,
-    /// The same program at tcx egress, for the bridge's host port: a TAP the switch
-    /// reads, whose frames from the host are what its netdev transmits.
-    redirect_out: OwnedFd,
 }
 
 /// One port's part: the tcx link on its netdev (detached when dropped; the socket
@@ -272,19 +271,11 @@ impl FastPath {
             LICENSE,
         )
         .map_err(|e| err("load tcx program", e))?;
-        let redirect_out = bpf::prog_load(
-            bpf::PROG_SCHED_CLS,
-            bpf::ATTACH_TCX_EGRESS,
-            &prog::redirect(map.raw_fd(), floods.raw_fd(), max_len),
-            LICENSE,
-        )
-        .map_err(|e| err("load tcx egress program", e))?;
         Ok(FastPath {
             map,
             floods,
             hide,
             redirect,
-            redirect_out,
         })
     }
 
@@ -321,7 +312,7 @@ impl FastPath {
     /// kernel drops such frames), and no flood may be inserted for it (the switch would
     /// not see the frames to learn from).
     pub fn link_egress(&self, ifindex: u32) -> Result<FastPort, PortError> {
-        let link = bpf::tcx_egress_link(self.redirect_out.as_fd(), ifindex)
+        let link = bpf::tcx_egress_link(self.redirect.as_fd(), ifindex)
             .map_err(|e| err("attach tcx egress", e))?;
         Ok(FastPort { _link: link })
     }

@@ -480,7 +480,8 @@ fn broadcasts_are_flooded_by_the_kernel_with_their_tags_and_the_switch_gets_head
         let mut received = AfPacket::attach("ft0", AfPacketOptions::default()).unwrap();
         let to_tap = Flood {
             max_len: 1514,
-            copies: vec![(h2, 0, Via::Out), (ft, 0, Via::In)],
+            // The TAP first: a clone (the last copy is the frame itself).
+            copies: vec![(ft, 0, Via::In), (h2, 0, Via::Out)],
         };
         fp.insert_flood(key, &to_tap).unwrap();
         send(&mut inside[0], &[frame(all, ma, &[], 11, 60)]);

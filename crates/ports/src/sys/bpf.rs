@@ -228,20 +228,11 @@ const BPF_F_BEFORE: u32 = 1 << 3;
 /// a frame on would skip ours, while our socket filter hid it from the switch), else
 /// after the others; closing the link detaches it.
 pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
-    tcx_link(prog, ifindex, ATTACH_TCX_INGRESS)
-}
-
-/// [`tcx_ingress_link`] for the egress of the netdev (what it transmits).
-pub(crate) fn tcx_egress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
-    tcx_link(prog, ifindex, ATTACH_TCX_EGRESS)
-}
-
-fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach: u32) -> io::Result<OwnedFd> {
     let link = |flags: u32| {
         Attr::new()
             .u32(0, prog.as_raw_fd() as u32)
             .u32(4, ifindex)
-            .u32(8, attach)
+            .u32(8, ATTACH_TCX_INGRESS)
             .u32(12, flags)
             .run_fd(BPF_LINK_CREATE)
     };
@@ -249,6 +240,18 @@ fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach: u32) -> io::Result<Owned
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => link(0),
         r => r,
     }
+}
+
+/// Attaches `prog` to the egress of netdev `ifindex` (what it transmits), after the
+/// programs already there (nothing of ours needs to run first there: a frame they pass
+/// on reaches the switch); closing the link detaches it.
+pub(crate) fn tcx_egress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, ATTACH_TCX_EGRESS)
+        .u32(12, 0)
+        .run_fd(BPF_LINK_CREATE)
 }
 
 /// `SO_ATTACH_BPF`: `prog` (a socket filter) decides what `sock` receives.
