@@ -55,9 +55,10 @@ pub(crate) enum Notice {
     Retire { port: Retired, release: bool },
     /// Give the bridge's host interface this MAC (the bridge MAC rule moved it).
     HostMac { bridge: String, mac: MacAddr },
-    /// Link the bridge's host port (netdev `ifindex`, a TAP the switch reads) to the fast
-    /// path at its egress, and hand the link back ([`Action::SetPortFast`]).
-    LinkHost {
+    /// Link a TAP port the switch reads in this namespace (netdev `ifindex`: the host
+    /// port, a VLAN gateway) to the fast path at its egress, and hand the link back
+    /// ([`Action::SetPortFast`]).
+    LinkTap {
         bridge: String,
         port: String,
         ifindex: u32,
@@ -82,9 +83,9 @@ impl std::fmt::Debug for Notice {
             Notice::Unwanted(b) => write!(f, "Unwanted({b:?})"),
             Notice::Retire { port, release } => write!(f, "Retire({port:?}, {release})"),
             Notice::HostMac { bridge, mac } => write!(f, "HostMac({bridge}, {mac})"),
-            Notice::LinkHost {
+            Notice::LinkTap {
                 bridge, ifindex, ..
-            } => write!(f, "LinkHost({bridge}, {ifindex})"),
+            } => write!(f, "LinkTap({bridge}, {ifindex})"),
         }
     }
 }

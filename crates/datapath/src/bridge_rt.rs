@@ -2,6 +2,8 @@
 //! backends behind its port numbers, and the forwarding of a received batch (decide,
 //! apply tag operations, transmit).
 
+use std::sync::Arc;
+
 use vbridge_core::{
     Bridge, Decision, Delivery, DropReason, Instant, MacAddr, PortConfig, PortFlags, PortId, TagOp,
     Verdict, VlanMode,
@@ -44,6 +46,9 @@ pub(crate) struct PortRt {
     /// Live traces that watch it (`vbr trace --live`, of it or of the whole bridge):
     /// while any does, its flows stay off the fast path too.
     pub(crate) watchers: u16,
+    /// For a TAP the switch reads in this namespace ([`PortKind::reads_own_tap`]): the
+    /// netdev whose fast-path link was last asked for, and when.
+    link_asked: Option<(u32, Instant)>,
 }
 
 impl PortRt {
@@ -62,6 +67,7 @@ impl PortRt {
         self.fast = b.fast;
         self.fast_peer = b.peer;
         self.ifindex = b.ifindex;
+        self.link_asked = None;
         self.mtu = b.mtu;
         if let Some(c) = b.conn {
             self.conn = Some(*c);
@@ -169,12 +175,10 @@ pub(crate) struct BridgeRt {
     pub(crate) host_mac: Option<MacAddr>,
     /// Live traces of this bridge's decisions (`vbr trace --live`).
     pub(crate) live: Vec<Live>,
-    /// The host port netdev whose fast-path link was last asked for, and when.
-    host_link_asked: Option<(u32, Instant)>,
 }
 
-/// How long the host port's fast-path link is waited for before it is asked again.
-const HOST_LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a TAP port's fast-path link is waited for before it is asked again.
+const TAP_LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Ports whose device vanished while forwarding.
 pub(crate) type GonePorts = Vec<PortId>;
@@ -192,31 +196,35 @@ impl BridgeRt {
             host_mac_asked: Vec::new(),
             host_mac: None,
             live: Vec::new(),
-            host_link_asked: None,
         }
     }
 
-    /// The host port's link to the fast path, to be made by the control side, once the
-    /// bridge has a fast path and the host port (a TAP in this namespace) has none; asked
-    /// once per netdev, and again after [`HOST_LINK_RETRY`] if no link came.
-    pub(crate) fn host_link_wanted(&mut self, now: Instant) -> Option<crate::action::Notice> {
-        let fast = self.fast.as_ref()?.path().clone();
-        let p = self.port(self.core.host_port()?)?;
-        let ifindex = p.ifindex?;
-        let asked = self
-            .host_link_asked
-            .is_some_and(|(i, at)| i == ifindex && now.saturating_since(at) < HOST_LINK_RETRY);
-        if p.fast.is_some() || p.io.is_none() || asked {
-            return None;
+    /// The fast-path links of the TAPs the switch reads in this namespace (the host port,
+    /// VLAN gateways) to be made by the control side, once the bridge has a fast path
+    /// and such a port has none; asked once per netdev, and again after
+    /// [`TAP_LINK_RETRY`] if no link came.
+    pub(crate) fn tap_links_wanted(&mut self, now: Instant) -> Vec<crate::action::Notice> {
+        let Some(fast) = self.fast.as_ref().map(|f| f.path().clone()) else {
+            return Vec::new();
+        };
+        let mut wanted = Vec::new();
+        for p in self.ports.iter_mut().flatten() {
+            let Some(ifindex) = p.ifindex else { continue };
+            let asked = p
+                .link_asked
+                .is_some_and(|(i, at)| i == ifindex && now.saturating_since(at) < TAP_LINK_RETRY);
+            if !p.kind.reads_own_tap() || p.fast.is_some() || p.io.is_none() || asked {
+                continue;
+            }
+            p.link_asked = Some((ifindex, now));
+            wanted.push(crate::action::Notice::LinkTap {
+                bridge: self.name.clone(),
+                port: p.name.clone(),
+                ifindex,
+                fast: Arc::clone(&fast),
+            });
         }
-        let port = p.name.clone();
-        self.host_link_asked = Some((ifindex, now));
-        Some(crate::action::Notice::LinkHost {
-            bridge: self.name.clone(),
-            port,
-            ifindex,
-            fast,
-        })
+        wanted
     }
 
     /// The bridge's name.
@@ -296,6 +304,7 @@ impl BridgeRt {
             fast_peer: false,
             capture: None,
             watchers: self.live.iter().filter(|l| l.port.is_none()).count() as u16,
+            link_asked: None,
         };
         if let Some(b) = backend {
             let _ = port.attach(b); // a new port replaces nothing
@@ -333,9 +342,6 @@ impl BridgeRt {
             Some(p) => (p.io.take(), p.fast.take()),
             None => (None, None),
         };
-        if self.core.host_port() == Some(id) {
-            self.host_link_asked = None;
-        }
         let _ = self.core.set_port_up(id, false);
         held
     }

@@ -6,9 +6,10 @@
 //! ([`Bridge::offload_target`]), which the kernel program then does (push, pop or keep
 //! the tag; frames with two tags, 802.1ad or priority tags stay with us), handing the
 //! frames to the peer of an egress veth whose peer is in another namespace, sending them
-//! out of any other egress netdev, or having the host port's TAP receive them ([`Via`]).
-//! The host port's own frames meet the program at the TAP's egress, linked by the
-//! control side when asked ([`crate::bridge_rt::BridgeRt::host_link_wanted`]). Every flow is
+//! out of any other egress netdev, or having the TAP of the host port or of a VLAN
+//! gateway receive them ([`Via`]). The host's own frames on those TAPs meet the program
+//! at the TAP's egress, linked by the control side when asked
+//! ([`crate::bridge_rt::BridgeRt::tap_links_wanted`]). Every flow is
 //! checked against the core after every control change, spanning-tree timer and device
 //! change, and at once on a station move (before the moved frame goes out), and removed
 //! the moment the core would decide otherwise; those checks touch no kernel state but the
@@ -38,7 +39,6 @@ use vbridge_core::{Bridge, Instant, MacAddr, Offload, PortId, Vid};
 use vbridge_ports::{Egress, FastPath, Flood, FloodKey, FlowKey, FlowStats, Via};
 
 use crate::bridge_rt::PortRt;
-use crate::view::PortKind;
 
 /// How long after a flood is taken back no other is handed over (see the module header);
 /// a program run lasts microseconds.
@@ -166,7 +166,8 @@ impl Fast {
         ingress: PortId,
         tag: Option<Vid>,
     ) -> bool {
-        let Some(in_if) = fast_ifindex(ports, ingress).filter(|_| !is_host(ports, ingress)) else {
+        let Some(in_if) = fast_ifindex(ports, ingress).filter(|_| !at_egress(ports, ingress))
+        else {
             return false;
         };
         let key = FloodKey {
@@ -192,9 +193,9 @@ impl Fast {
         ingress: PortId,
         frame: &[u8],
     ) {
-        // The host port's frames reach its program before the switch's reader, with no
-        // filter to leave the switch their headers: its broadcasts stay here.
-        if now < self.flood_quiet_until || is_host(ports, ingress) {
+        // The host's frames on its TAPs reach the program before the switch's reader,
+        // with no filter to leave the switch their headers: their broadcasts stay here.
+        if now < self.flood_quiet_until || at_egress(ports, ingress) {
             return;
         }
         let (Some(in_if), Some(tag)) = (fast_ifindex(ports, ingress), kernel_tag(frame)) else {
@@ -439,8 +440,8 @@ pub(crate) fn peer_elsewhere_of(name: &str) -> bool {
 /// port is on the fast path.
 fn egress_of(ports: &[Option<PortRt>], from: PortId, to: Offload) -> Option<Egress> {
     let (ifindex, via) = egress_via(ports, to.egress)?;
-    // The host port's program runs at its egress, where `bpf_redirect_peer` is refused.
-    let via = if via == Via::Peer && is_host(ports, from) {
+    // A TAP port's program runs at its egress, where `bpf_redirect_peer` is refused.
+    let via = if via == Via::Peer && at_egress(ports, from) {
         Via::Out
     } else {
         via
@@ -458,9 +459,9 @@ fn egress_of(ports: &[Option<PortRt>], from: PortId, to: Offload) -> Option<Egre
 }
 
 /// How the kernel reaches port `id` as an egress port, if it can: a port on the fast
-/// path (straight to a veth's peer in another namespace, or out of its netdev), or the
-/// bridge's host port, a TAP this daemon reads in its own namespace, whose netdev the
-/// kernel has receive the frames the switch would have written to it. Watched ports get
+/// path (straight to a veth's peer in another namespace, or out of its netdev), or a TAP
+/// this daemon reads in its own namespace (the host port, a VLAN gateway), whose netdev
+/// the kernel has receive the frames the switch would have written to it. Watched ports get
 /// their frames from the switch.
 pub(crate) fn egress_via(ports: &[Option<PortRt>], id: PortId) -> Option<(u32, Via)> {
     let p = ports.get(usize::from(id.0))?.as_ref()?;
@@ -469,7 +470,7 @@ pub(crate) fn egress_via(ports: &[Option<PortRt>], id: PortId) -> Option<(u32, V
         return None;
     }
     let via = match (&p.fast, p.kind) {
-        (_, PortKind::Host) => Via::In,
+        (_, k) if k.reads_own_tap() => Via::In,
         (Some(_), _) if p.fast_peer => Via::Peer,
         (Some(_), _) => Via::Out,
         (None, _) => return None,
@@ -511,12 +512,13 @@ fn flood_of(
     out.fits().then_some(FloodRec { ingress, out })
 }
 
-/// Whether port `id` is the bridge's host port.
-fn is_host(ports: &[Option<PortRt>], id: PortId) -> bool {
+/// Whether port `id`'s frames meet the program at its netdev's egress: a TAP the switch
+/// reads in this namespace ([`crate::view::PortKind::reads_own_tap`]).
+fn at_egress(ports: &[Option<PortRt>], id: PortId) -> bool {
     ports
         .get(usize::from(id.0))
         .and_then(Option::as_ref)
-        .is_some_and(|p| p.kind == PortKind::Host)
+        .is_some_and(|p| p.kind.reads_own_tap())
 }
 
 /// The ifindex of port `id` if it is attached and on the fast path.

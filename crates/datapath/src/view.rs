@@ -44,6 +44,14 @@ impl PortKind {
             PortKind::Stream | PortKind::Dgram | PortKind::VhostUser | PortKind::VhostUserClient
         )
     }
+
+    /// Whether a port of this kind is a persistent TAP in the daemon's namespace that the
+    /// switch reads and writes itself (the host port, a VLAN gateway): the kernel fast
+    /// path has its netdev receive the frames for it and meets the host's frames at its
+    /// egress.
+    pub fn reads_own_tap(self) -> bool {
+        matches!(self, PortKind::Host | PortKind::Gateway)
+    }
 }
 
 /// Whether a port moves frames.

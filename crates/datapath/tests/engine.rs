@@ -16,14 +16,15 @@ const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
 const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
 const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
 
-fn ledger() -> Arc<Ledger> {
-    let dir = std::env::temp_dir().join(format!(
-        "vbr-engine-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    Arc::new(Ledger::open(&dir.join("ledger.jsonl")).unwrap())
+/// A ledger in a directory of its own, removed with the returned guard (kept until the
+/// datapath has stopped).
+fn ledger() -> (tempfile::TempDir, Arc<Ledger>) {
+    let dir = tempfile::Builder::new()
+        .prefix("vbr-engine-test-")
+        .tempdir()
+        .unwrap();
+    let ledger = Arc::new(Ledger::open(&dir.path().join("ledger.jsonl")).unwrap());
+    (dir, ledger)
 }
 
 fn frame(dst: MacAddr, src: MacAddr, id: u8) -> PacketBuf {
@@ -80,7 +81,8 @@ const WAIT: Duration = Duration::from_millis(300);
 
 #[test]
 fn forwards_learns_applies_settings_and_counts_without_privileges() {
-    let dp = Datapath::start(ledger()).unwrap();
+    let (_dir, ledger) = ledger();
+    let dp = Datapath::start(ledger).unwrap();
     dp.add_bridge_without_host("sw0", BridgeConfig::new(MacAddr([0x02, 0, 0, 0, 0, 1])))
         .unwrap();
     let mut a = port(&dp, "sw0", "pa");
@@ -182,7 +184,8 @@ fn forwards_learns_applies_settings_and_counts_without_privileges() {
 
 #[test]
 fn a_peer_that_goes_away_leaves_its_port_gone_and_the_rest_forwarding() {
-    let dp = Datapath::start(ledger()).unwrap();
+    let (_dir, ledger) = ledger();
+    let dp = Datapath::start(ledger).unwrap();
     dp.add_bridge_without_host("sw1", BridgeConfig::new(MacAddr([0x02, 0, 0, 0, 0, 2])))
         .unwrap();
     let mut a = port(&dp, "sw1", "qa");

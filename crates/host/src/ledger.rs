@@ -447,22 +447,19 @@ pub fn undo(r: &Record) -> Result<bool, HostError> {
 mod tests {
     use super::*;
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "vbr-ledger-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join("ledger.jsonl")
+    /// A ledger path in a directory of its own, removed with the returned guard.
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::Builder::new()
+            .prefix("vbr-ledger-")
+            .tempdir()
+            .unwrap();
+        let path = d.path().join("ledger.jsonl");
+        (d, path)
     }
 
     #[test]
     fn records_survive_reopening_and_keep_their_first_original() {
-        let path = tmp();
+        let (_dir, path) = tmp();
         let owner = Owner::Port {
             bridge: "br0".into(),
             port: "p1".into(),
@@ -497,7 +494,7 @@ mod tests {
 
     #[test]
     fn runs_commit_and_a_torn_last_line_is_skipped() {
-        let path = tmp();
+        let (_dir, path) = tmp();
         let l = Ledger::open(&path).unwrap();
         let run = l.new_run();
         let a = Object::Netns { name: "a".into() };

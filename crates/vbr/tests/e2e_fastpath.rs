@@ -4,7 +4,8 @@
 //! sent out of a netdev whose veth peer is next to the switch, and carry VLAN tags across
 //! a trunk between two switches; broadcasts are flooded by the kernel within their VLAN,
 //! once, learned from and counted by the switch, and follow VLAN changes at once; and
-//! frames for the bridge's own address reach its host port through the kernel.
+//! frames for the bridge's own address, or for a VLAN gateway's, reach its TAP through
+//! the kernel, and the host's frames come back the same way.
 
 mod common;
 
@@ -374,6 +375,58 @@ fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_swi
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
 
+/// TCP between namespace `ns` (`ns_ip`) and the host's interface `tap` (`tap_ip`), a
+/// TAP port of br0 the daemon reads, carried by the kernel both ways: `ns`'s frames are
+/// handed to the TAP's netdev as received frames, counted on the TAP's port; the
+/// host's, met at the TAP's egress once it joins the fast path (within a housekeeping
+/// tick of the bridge's fast path being made). The data is counted, not only the
+/// (small) acknowledgements.
+fn tcp_through_the_kernel_both_ways(
+    d: &Daemon,
+    host: &Netns,
+    tap: &str,
+    tap_ip: &str,
+    ns: &Netns,
+    ns_ip: &str,
+) {
+    assert!(ns.reaches(tap_ip));
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            ns.ping(tap_ip);
+            fast_flows(d) >= 1
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    let bytes = |d: &Daemon| d.json("stats br0")[0]["fast_bytes"].as_u64().unwrap();
+    let (k0, s0) = (bytes(d), d.json("stats br0"));
+    host.ok(&format!("iperf3 -s -1 -D -B {tap_ip}"));
+    std::thread::sleep(Duration::from_millis(300));
+    ns.ok(&format!("iperf3 -c {tap_ip} -t 2"));
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    let s1 = d.json("stats br0");
+    let carried = bytes(d) - k0;
+    assert!(carried > 500_000_000, "the kernel carried {carried} bytes");
+    let tx = |v: &serde_json::Value| port(v, tap)["counters"]["tx_bytes"].as_u64().unwrap();
+    assert!(tx(&s1) - tx(&s0) > 100_000_000, "{s0}\n{s1}");
+
+    wait_fast_path(d, tap);
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            host.exec(&format!("ping -c1 -W1 {ns_ip}"));
+            fast_flows(d) >= 2
+        }),
+        "{}",
+        d.json("stats br0")
+    );
+    let b0 = bytes(d);
+    ns.ok(&format!("iperf3 -s -1 -D -B {ns_ip}"));
+    std::thread::sleep(Duration::from_millis(300));
+    host.ok(&format!("iperf3 -c {ns_ip} -t 2"));
+    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    assert!(bytes(d) - b0 > 500_000_000, "{} bytes", bytes(d) - b0);
+}
+
 #[test]
 #[cfg_attr(
     vbr_unprivileged,
@@ -397,29 +450,8 @@ fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
     let pa = port_of(&a.name, "eth0");
 
     // A's frames to the host port (a TAP the daemon reads) are handed to the kernel,
-    // which has the TAP's netdev receive them: TCP to the host, carried by the kernel,
-    // counted on both ports.
-    assert!(a.reaches("10.9.0.1"));
-    assert!(
-        eventually(Duration::from_secs(3), || {
-            a.ping("10.9.0.1");
-            fast_flows(&d) >= 1
-        }),
-        "{}",
-        d.json("stats br0")
-    );
-    let bytes = |d: &Daemon| d.json("stats br0")[0]["fast_bytes"].as_u64().unwrap();
-    let (k0, s0) = (bytes(&d), d.json("stats br0"));
-    host.ok("iperf3 -s -1 -D -B 10.9.0.1");
-    std::thread::sleep(Duration::from_millis(300));
-    a.ok("iperf3 -c 10.9.0.1 -t 2");
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
-    let s1 = d.json("stats br0");
-    // The data, not only the host's (small) acknowledgements.
-    let carried = bytes(&d) - k0;
-    assert!(carried > 500_000_000, "the kernel carried {carried} bytes");
-    let tx = |v: &serde_json::Value| port(v, "br0")["counters"]["tx_bytes"].as_u64().unwrap();
-    assert!(tx(&s1) - tx(&s0) > 100_000_000, "{s0}\n{s1}");
+    // which has the TAP's netdev receive them; the host's frames to A too.
+    tcp_through_the_kernel_both_ways(&d, &host, "br0", "10.9.0.1", &a, "10.9.0.2");
     let t = d.json(&format!(
         "trace br0 --in {pa} --src {} --dst {}",
         a.ok("cat /sys/class/net/eth0/address").trim(),
@@ -432,25 +464,6 @@ fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
             .contains("in the kernel fast path now"),
         "{t}"
     );
-
-    // The other way: the host port joins the fast path at its egress (within a
-    // housekeeping tick of the bridge's fast path being made), and the host's TCP to A
-    // is carried by the kernel (its bytes, not only A's acknowledgements).
-    wait_fast_path(&d, "br0");
-    assert!(
-        eventually(Duration::from_secs(3), || {
-            host.exec("ping -c1 -W1 10.9.0.2");
-            fast_flows(&d) >= 2
-        }),
-        "{}",
-        d.json("stats br0")
-    );
-    let b0 = bytes(&d);
-    a.ok("iperf3 -s -1 -D -B 10.9.0.2");
-    std::thread::sleep(Duration::from_millis(300));
-    host.ok("iperf3 -c 10.9.0.2 -t 2");
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
-    assert!(bytes(&d) - b0 > 500_000_000, "{} bytes", bytes(&d) - b0);
 
     // Broadcasts from A reach B and the host port, flooded by the kernel.
     assert!(
@@ -483,5 +496,42 @@ fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
     assert_eq!(at_host, 1000, "the host got each broadcast once");
     let at_b = rx_packets(&b) - before;
     assert!((1000..1020).contains(&at_b), "B got {at_b}");
+    assert!(d.alive(), "daemon died:\n{}", d.log());
+}
+
+#[test]
+#[cfg_attr(
+    vbr_unprivileged,
+    ignore = "needs root: network namespaces, TAP, AF_PACKET"
+)]
+fn a_vlan_gateway_s_frames_go_through_the_kernel() {
+    require_root();
+    let host = Netns::new("h");
+    let mut d = Daemon::start(&host);
+    let a = Netns::new("a");
+    // br0.10, the host's interface on VLAN 10 (a TAP the daemon reads), and A on an
+    // access port of VLAN 10: the kernel pops no tag (both are access ports) and hands
+    // A's frames to br0.10's netdev, the host's to A.
+    let topo = d.dir.join("gw.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "[[bridge]]\nname = \"br0\"\n\n[[bridge.vlan]]\nvid = 10\n\
+             addresses = [\"10.12.0.1/24\"]\n\n[[namespace]]\nname = \"{}\"\n\
+             bridge = \"br0\"\naddresses = [\"10.12.0.2/24\"]\naccess = 10\n",
+            a.name
+        ),
+    )
+    .unwrap();
+    d.ok(&format!("up {}", topo.display()));
+    wait_fast_path(&d, &port_of(&a.name, "eth0"));
+    tcp_through_the_kernel_both_ways(&d, &host, "br0.10", "10.12.0.1", &a, "10.12.0.2");
+    assert_eq!(
+        port(&d.json("stats br0"), "br0.10")["kind"],
+        "gateway",
+        "{}",
+        d.json("stats br0")
+    );
+    d.ok(&format!("down {}", topo.display()));
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }

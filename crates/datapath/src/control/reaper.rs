@@ -46,7 +46,7 @@ fn finish(n: Notice, ledger: &Ledger, inbox: &Inbox) {
                 tracing::warn!(bridge = %bridge, error = %e, "cannot give the host interface the bridge MAC");
             }
         }
-        Notice::LinkHost {
+        Notice::LinkTap {
             bridge,
             port,
             ifindex,
@@ -62,7 +62,7 @@ fn finish(n: Notice, ledger: &Ledger, inbox: &Inbox) {
                 });
             }
             Err(e) => {
-                tracing::info!(%port, error = %e, "host port stays off the kernel fast path");
+                tracing::info!(%port, error = %e, "TAP port stays off the kernel fast path");
             }
         },
     }

@@ -43,7 +43,7 @@ impl Engine {
             let mtus = self.ticks % 4 == 0;
             let mut links = Vec::new();
             for rt in self.bridges.iter_mut().flatten() {
-                links.extend(rt.host_link_wanted(now));
+                links.extend(rt.tap_links_wanted(now));
                 if let Some(f) = rt.fast.as_mut() {
                     f.account(now, &mut rt.core, ACCOUNT_PER_TICK);
                 }
