@@ -63,6 +63,8 @@ pub(crate) enum Notice {
         port: String,
         ifindex: u32,
         fast: Arc<FastPath>,
+        /// Asked before for this netdev (the first failure is logged, the rest quietly).
+        again: bool,
     },
 }
 
@@ -150,13 +152,16 @@ pub(crate) enum Action {
         change: Change,
         reply: Reply<Result<Changed, DpError>>,
     },
-    /// A new port's part of the fast path, linked after the port was added (linking
-    /// waits for the kernel): taken if the port is still the one on netdev `ifindex`.
+    /// A port's part of the fast path, linked on the control side (linking waits for the
+    /// kernel): a new port's tcx ingress link, or a TAP port's egress link
+    /// ([`Notice::LinkTap`]). Taken if the port is still the one on netdev `ifindex`, has
+    /// no link, and `path` is still its bridge's fast path.
     SetPortFast {
         bridge: String,
         port: String,
         ifindex: u32,
         fast: FastPort,
+        path: Arc<FastPath>,
     },
     /// The bridge's kernel fast path, made for its first veth port.
     SetFast {

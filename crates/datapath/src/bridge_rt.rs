@@ -210,10 +210,9 @@ impl BridgeRt {
         let mut wanted = Vec::new();
         for p in self.ports.iter_mut().flatten() {
             let Some(ifindex) = p.ifindex else { continue };
-            let asked = p
-                .link_asked
-                .is_some_and(|(i, at)| i == ifindex && now.saturating_since(at) < TAP_LINK_RETRY);
-            if !p.kind.reads_own_tap() || p.fast.is_some() || p.io.is_none() || asked {
+            let before = p.link_asked.filter(|(i, _)| *i == ifindex);
+            let waiting = before.is_some_and(|(_, at)| now.saturating_since(at) < TAP_LINK_RETRY);
+            if !p.kind.reads_own_tap() || p.fast.is_some() || p.io.is_none() || waiting {
                 continue;
             }
             p.link_asked = Some((ifindex, now));
@@ -222,6 +221,7 @@ impl BridgeRt {
                 port: p.name.clone(),
                 ifindex,
                 fast: Arc::clone(&fast),
+                again: before.is_some(),
             });
         }
         wanted

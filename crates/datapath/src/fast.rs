@@ -54,7 +54,8 @@ struct FlowRec {
     /// Where the core sends it, and in which VLAN.
     to: Offload,
     /// How the kernel sends it: the egress netdev, its frame limit (the egress port's
-    /// MTU when it was offered), the tag, and whether to the veth's peer.
+    /// MTU when it was offered), the tag, and how ([`Via`]: to a veth's peer, out of the
+    /// netdev, or received by a TAP's netdev).
     out: Egress,
     seen: FlowStats,
 }
@@ -436,8 +437,8 @@ pub(crate) fn peer_elsewhere_of(name: &str) -> bool {
         .is_some_and(|l| peer_elsewhere(&l))
 }
 
-/// How the kernel sends frames of flow `to`: out of its egress port's netdev, if that
-/// port is on the fast path.
+/// How the kernel sends frames of flow `to` to its egress port, if it can reach that
+/// port ([`egress_via`]).
 fn egress_of(ports: &[Option<PortRt>], from: PortId, to: Offload) -> Option<Egress> {
     let (ifindex, via) = egress_via(ports, to.egress)?;
     // A TAP port's program runs at its egress, where `bpf_redirect_peer` is refused.

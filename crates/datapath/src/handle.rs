@@ -303,6 +303,7 @@ impl Datapath {
                         port: name,
                         ifindex,
                         fast: f,
+                        path: fast,
                     });
                 }
                 Err(e) => {

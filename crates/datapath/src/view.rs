@@ -95,7 +95,8 @@ pub struct PortView {
     /// For VM socket ports: the UNIX socket path vbridge listens on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
-    /// On the kernel fast path (an interface port: a veth end, a NIC, someone else's TAP).
+    /// On the kernel fast path (an interface port: a veth end, a NIC, someone else's TAP;
+    /// the host port or a VLAN gateway once its egress link is made).
     pub fast_path: bool,
     pub counters: CountersView,
     /// Frames the port's backend received and discarded itself before the switch saw

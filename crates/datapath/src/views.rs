@@ -266,7 +266,7 @@ impl BridgeRt {
         let Some(fast) = self.fast.as_ref() else {
             return "no kernel fast path on this bridge (no veth port, or turned off)".into();
         };
-        // On the fast path as the fast path itself sees it (a veth, attached, not watched).
+        // On the fast path as the fast path itself sees it (linked, attached, not watched).
         let on = |p: PortId| crate::fast::fast_ifindex(&self.ports, p).is_some();
         let Ok(eth) = vbridge_wire::ethernet::Frame::new_checked(frame) else {
             return "stays in the switch: not a whole Ethernet header".into();
@@ -286,7 +286,7 @@ impl BridgeRt {
             return "flooded by the kernel now: it sends the copies, the switch learns from the header".into();
         }
         if !on(ingress) {
-            return "stays in the switch: the ingress port is not on the fast path (not an interface port read through AF_PACKET, such as a TAP vbridge holds, or captured or traced live)".into();
+            return "stays in the switch: the ingress port is not on the fast path (not an interface port read through AF_PACKET, such as a TAP vbridge holds, a host port or VLAN gateway not linked yet, or captured or traced live)".into();
         }
         match (d.egress.as_slice(), d.delivery) {
             ([e], Some(vbridge_core::Delivery::KnownUnicast | vbridge_core::Delivery::Local)) => {

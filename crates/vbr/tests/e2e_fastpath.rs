@@ -77,8 +77,7 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
     let before = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
         .as_u64()
         .unwrap();
-    b.ok("iperf3 -s -1 -D -B 10.7.0.2");
-    std::thread::sleep(Duration::from_millis(300));
+    b.iperf3_server("10.7.0.2");
     a.ok("iperf3 -c 10.7.0.2 -t 2");
     std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
     let after = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
@@ -180,8 +179,7 @@ fn a_peer_moved_next_to_the_switch_gets_frames_sent_out_of_the_netdev() {
     assert!(port(&d.json("stats br0"), pb)["fast_path"] == true);
     let before = fast_frames(&d);
     assert!(offloaded(&d, &a, "10.6.0.2"), "{}", d.json("stats br0"));
-    host.ok("iperf3 -s -1 -D -B 10.6.0.2");
-    std::thread::sleep(Duration::from_millis(300));
+    host.iperf3_server("10.6.0.2");
     a.ok("iperf3 -c 10.6.0.2 -t 1");
     std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
     let carried = fast_frames(&d) - before;
@@ -235,8 +233,7 @@ fn tagged_flows_cross_a_trunk_in_the_kernel() {
 
     // TCP across: the kernel carries it on both hosts, and the tags are on the trunk.
     let (k1, k2) = (fast_frames(&d1), fast_frames(&d2));
-    b.ns.ok("iperf3 -s -1 -D -B 10.6.0.2");
-    std::thread::sleep(Duration::from_millis(300));
+    b.ns.iperf3_server("10.6.0.2");
     let tags = tcpdump_while(&h2, &["-c", "5", "-e", "-i", "trunk2", "vlan 10"], || {
         a.ns.ok("iperf3 -c 10.6.0.2 -t 2");
     });
@@ -398,17 +395,25 @@ fn tcp_through_the_kernel_both_ways(
         "{}",
         d.json("stats br0")
     );
-    let bytes = |d: &Daemon| d.json("stats br0")[0]["fast_bytes"].as_u64().unwrap();
-    let (k0, s0) = (bytes(d), d.json("stats br0"));
-    host.ok(&format!("iperf3 -s -1 -D -B {tap_ip}"));
-    std::thread::sleep(Duration::from_millis(300));
-    ns.ok(&format!("iperf3 -c {tap_ip} -t 2"));
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
-    let s1 = d.json("stats br0");
-    let carried = bytes(d) - k0;
-    assert!(carried > 500_000_000, "the kernel carried {carried} bytes");
-    let tx = |v: &serde_json::Value| port(v, tap)["counters"]["tx_bytes"].as_u64().unwrap();
-    assert!(tx(&s1) - tx(&s0) > 100_000_000, "{s0}\n{s1}");
+    // TCP from `client` to `server` (at `ip`): the bytes sent out of port `to`, the
+    // server's (the data), and how many bytes the kernel carried, once its counts are
+    // read.
+    let transfer = |server: &Netns, ip: &str, client: &Netns, to: &str| {
+        let fast = |v: &serde_json::Value| v[0]["fast_bytes"].as_u64().unwrap();
+        let tx = |v: &serde_json::Value| port(v, to)["counters"]["tx_bytes"].as_u64().unwrap();
+        let s0 = d.json("stats br0");
+        server.iperf3_server(ip);
+        client.ok(&format!("iperf3 -c {ip} -t 2"));
+        std::thread::sleep(Duration::from_millis(1500)); // the kernel's counts read
+        let s1 = d.json("stats br0");
+        (tx(&s1) - tx(&s0), fast(&s1) - fast(&s0))
+    };
+    let (sent, carried) = transfer(host, tap_ip, ns, tap);
+    assert!(sent > 100_000_000, "{sent} bytes to {tap}");
+    assert!(
+        carried * 10 > sent * 9,
+        "the kernel carried {carried} of {sent} bytes to {tap}"
+    );
 
     wait_fast_path(d, tap);
     assert!(
@@ -419,12 +424,13 @@ fn tcp_through_the_kernel_both_ways(
         "{}",
         d.json("stats br0")
     );
-    let b0 = bytes(d);
-    ns.ok(&format!("iperf3 -s -1 -D -B {ns_ip}"));
-    std::thread::sleep(Duration::from_millis(300));
-    host.ok(&format!("iperf3 -c {ns_ip} -t 2"));
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
-    assert!(bytes(d) - b0 > 500_000_000, "{} bytes", bytes(d) - b0);
+    let to_ns = port_of(&ns.name, "eth0");
+    let (sent, carried) = transfer(ns, ns_ip, host, &to_ns);
+    assert!(sent > 100_000_000, "{sent} bytes to {to_ns}");
+    assert!(
+        carried * 10 > sent * 9,
+        "the kernel carried {carried} of {sent} bytes from the host"
+    );
 }
 
 #[test]
@@ -477,22 +483,29 @@ fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
     // Each reaches B and the host exactly once (the host's copy counted by a packet
     // socket on br0: the TAP's own counters see only the daemon's writes).
     let before = rx_packets(&b);
-    let counter = std::process::Command::new("ip")
-        .args(["netns", "exec", &host.name, "python3", "-c"])
+    // The counter says "ready" once bound, then counts until 1000 have come and 0.5 s
+    // passed without another (a duplicate would show), or 10 s in all.
+    let mut counter = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.name, "python3", "-u", "-c"])
         .arg(
-            "import socket\n\
+            "import socket, time\n\
              s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))\n\
-             s.bind(('br0', 0)); s.settimeout(1.5); n = 0\n\
-             try:\n    while True:\n        s.recv(100); n += 1\n\
-             except socket.timeout:\n    print(n)",
+             s.bind(('br0', 0)); print('ready'); n = 0; end = time.time() + 10\n\
+             while time.time() < end:\n\
+             \x20   s.settimeout(0.5 if n >= 1000 else max(end - time.time(), 0.01))\n\
+             \x20   try:\n        s.recv(100); n += 1\n\
+             \x20   except socket.timeout:\n        if n >= 1000: break\n\
+             print(n)",
         )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(counter.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
     broadcasts(&a, "02000000bb0b", 1000);
-    let out = counter.wait_with_output().unwrap();
-    let at_host: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let at_host: u64 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    counter.wait().unwrap();
     assert_eq!(at_host, 1000, "the host got each broadcast once");
     let at_b = rx_packets(&b) - before;
     assert!((1000..1020).contains(&at_b), "B got {at_b}");

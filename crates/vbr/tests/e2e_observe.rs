@@ -47,7 +47,8 @@ impl Lab {
         ));
         assert!(a.reaches("10.70.0.2"));
         // Both ports join the fast path a moment after they are added (the tcx link
-        // waits for an RCU grace period, longer on a busy machine); so does the host port.
+        // waits for an RCU grace period, longer on a busy machine). The host port may
+        // join too, or not yet: it is left out of the count.
         let joined = || {
             d.json("stats br0")[0]["ports"]
                 .as_array()

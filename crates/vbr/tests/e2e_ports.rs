@@ -40,8 +40,7 @@ fn tap_port_moved_into_a_namespace() {
     );
     assert!(host.reaches("10.4.0.2"), "host -> namespace");
     // TCP with TSO: the namespace hands segments far larger than its MTU to the TAP.
-    ns.ok("iperf3 -s -1 -D -B 10.4.0.2");
-    std::thread::sleep(Duration::from_millis(300));
+    ns.iperf3_server("10.4.0.2");
     let (p0, b0) = rx_counters(&d, "br0", "tap0");
     let out = host.ok("iperf3 -c 10.4.0.2 -t 1 -R -J");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -41,8 +41,7 @@ fn seed_004_bridge_namespaces_veth() {
     assert!(nns2.ns.reaches("172.16.0.11"), "nns2 -> nns1");
 
     // TCP through the switch, offloads left on (GSO/partial checksums from veth).
-    nns2.ns.ok("iperf3 -s -1 -D -B 172.16.0.21");
-    std::thread::sleep(Duration::from_millis(300));
+    nns2.ns.iperf3_server("172.16.0.21");
     let out = nns1.ns.ok("iperf3 -c 172.16.0.21 -t 2 -J");
     let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
     let bps = v["end"]["sum_received"]["bits_per_second"]

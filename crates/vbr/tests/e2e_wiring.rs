@@ -212,8 +212,7 @@ fn connect_refuses_bad_requests_clearly_and_leaves_nothing_behind() {
         "{b_addrs}"
     );
     assert!(a.reaches("10.1.1.2"));
-    b.ok("iperf3 -s -1 -D -B 10.1.1.2");
-    std::thread::sleep(Duration::from_millis(300));
+    b.iperf3_server("10.1.1.2");
     let pa = &port_of(&a.name, "eth0");
     let (p0, b0) = rx_counters(&d, "br0", pa);
     a.ok("iperf3 -c 10.1.1.2 -t 1");

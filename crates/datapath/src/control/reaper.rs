@@ -51,6 +51,7 @@ fn finish(n: Notice, ledger: &Ledger, inbox: &Inbox) {
             port,
             ifindex,
             fast,
+            again,
         } => match fast.link_egress(ifindex) {
             // Refused (and closed) by the engine if the port changed meanwhile.
             Ok(f) => {
@@ -59,10 +60,15 @@ fn finish(n: Notice, ledger: &Ledger, inbox: &Inbox) {
                     port,
                     ifindex,
                     fast: f,
+                    path: fast,
                 });
             }
+            // Said once; the retries every half minute only at debug level.
+            Err(e) if again => {
+                tracing::debug!(%bridge, %port, error = %e, "TAP port still off the kernel fast path");
+            }
             Err(e) => {
-                tracing::info!(%port, error = %e, "TAP port stays off the kernel fast path");
+                tracing::info!(%bridge, %port, error = %e, "TAP port stays off the kernel fast path (asked again every 30 s)");
             }
         },
     }

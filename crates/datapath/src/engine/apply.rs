@@ -2,6 +2,8 @@
 //! control side opened, settings, and the queries that answer with plain data. Every
 //! refusal leaves the engine as it was and hands any backend back.
 
+use std::sync::Arc;
+
 use vbridge_core::{Bridge, BridgeConfig, PortId};
 
 use super::{Engine, token};
@@ -99,7 +101,8 @@ impl Engine {
                 port,
                 ifindex,
                 fast,
-            } => self.set_port_fast(&bridge, &port, ifindex, fast),
+                path,
+            } => self.set_port_fast(&bridge, &port, ifindex, fast, &path),
             Action::SetFast { bridge, fast } => {
                 if let Ok(bi) = self.index_of(&bridge) {
                     if let Some(rt) = self.bridges[bi].as_mut() {
@@ -427,21 +430,28 @@ impl Engine {
         self.sync_bridge(bi);
     }
 
-    /// A new port's link to the fast path, made after it was added: taken while the port
-    /// is the one on netdev `ifindex` and has none; else closed off this thread.
+    /// A port's link to the fast path, made on the control side: taken while the port is
+    /// the one on netdev `ifindex` and has none, and `path` (whose program the link
+    /// runs) is still its bridge's fast path (not one of a bridge of that name removed
+    /// meanwhile); else closed off this thread.
     fn set_port_fast(
         &mut self,
         bridge: &str,
         port: &str,
         ifindex: u32,
         fast: vbridge_ports::FastPort,
+        path: &Arc<vbridge_ports::FastPath>,
     ) {
         let now = self.now();
         let taken = self.index_of(bridge).ok().and_then(|bi| {
             let rt = self.bridges[bi].as_mut()?;
+            let ours = rt
+                .fast
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(f.path(), path));
             let id = rt.port_id(port)?;
             let p = rt.port_mut(id)?;
-            (p.ifindex == Some(ifindex) && p.io.is_some() && p.fast.is_none()).then_some(bi)
+            (ours && p.ifindex == Some(ifindex) && p.io.is_some() && p.fast.is_none()).then_some(bi)
         });
         let Some(bi) = taken else {
             self.notify(Notice::Dispose {

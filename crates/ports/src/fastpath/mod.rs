@@ -36,7 +36,8 @@ pub const MAX_FLOODS: u32 = 4096;
 /// One flow the kernel forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    /// ifindex of the ingress port's netdev (the host-side veth).
+    /// ifindex of the ingress port's netdev (a host-side veth, a NIC, a TAP the switch
+    /// reads).
     pub ingress: u32,
     pub dst: MacAddr,
     pub src: MacAddr,
@@ -202,7 +203,7 @@ pub struct FlowStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     pub key: FlowKey,
-    /// ifindex of the egress port's netdev (a host-side veth; frames go to its peer).
+    /// ifindex of the egress port's netdev (how frames reach it: [`Via`]).
     pub egress: u32,
     pub stats: FlowStats,
 }

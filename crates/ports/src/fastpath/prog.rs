@@ -4,7 +4,8 @@
 //! (`skb->ifindex`), so each program is loaded (and verified) once per flow table and
 //! attached to every port, which keeps adding a port cheap:
 //!
-//! - `redirect`: tcx ingress on a port's host-side veth. Builds the flow key (this port's
+//! - `redirect`: tcx ingress on a port's netdev (a host-side veth, a NIC), and tcx egress
+//!   on a TAP the switch reads itself (see [`super::FastPath::link_egress`]). Builds the flow key (this port's
 //!   ifindex, destination MAC, source MAC, the VID of the frame's 802.1Q tag or 0) from the
 //!   frame, looks it up in the flow map and, on a hit, counts the frame, gives it the tag
 //!   the flow leaves with (`bpf_skb_vlan_pop`/`bpf_skb_vlan_push`: popped, pushed or
@@ -12,7 +13,7 @@
 //!   behind an egress veth whose peer is in another namespace, with `bpf_redirect` out
 //!   of any other egress netdev (a veth whose peer is here, a NIC, a TAP someone else
 //!   holds), or with `bpf_redirect` and `BPF_F_INGRESS` into a TAP the switch reads
-//!   itself (the bridge's host port), as if the switch had written it; on a miss the
+//!   itself (the bridge's host port, a VLAN gateway), as if the switch had written it; on a miss the
 //!   frame goes on as before.
 //!   Broadcasts (from a unicast source) are looked up in the flood map instead, by
 //!   ingress ifindex and VID: on a hit the program sends a clone to every port of the
@@ -470,7 +471,8 @@ fn is_cond_jump(i: u64) -> bool {
     (i & 0x07) as u8 == JMP && !matches!((i & 0xf0) as u8, CALL | EXIT)
 }
 
-/// The tcx ingress program of the ports (host-side veths).
+/// The tcx program of the ports (at ingress of their netdevs, at egress of the TAPs the
+/// switch reads).
 pub(crate) fn redirect(map_fd: i32, flood_fd: i32, max_len: u32) -> Vec<u64> {
     let mut p = vec![
         mov_reg(R6, R1),

@@ -110,6 +110,17 @@ impl Netns {
     pub fn reaches(&self, ip: &str) -> bool {
         eventually(Duration::from_secs(5), || self.ping(ip))
     }
+
+    /// Starts a one-test iperf3 server on `ip` here, in the background, and returns once
+    /// it listens (up to 10 s; it forks before it binds).
+    #[allow(dead_code)] // not every test file runs iperf3
+    pub fn iperf3_server(&self, ip: &str) {
+        self.ok(&format!("iperf3 -s -1 -D -B {ip}"));
+        let listening = eventually(Duration::from_secs(10), || {
+            self.ok("ss -Hltn sport = :5201").contains(ip)
+        });
+        assert!(listening, "iperf3 never listened on {ip} in {}", self.name);
+    }
 }
 
 impl Drop for Netns {
