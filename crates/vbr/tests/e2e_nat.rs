@@ -135,7 +135,7 @@ gateway = "10.76.0.1"
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    host.wait_listening(":9090");
     let o = d.vbr(&format!(
         "connect {} brp --ip 10.76.0.9/24 --publish 9090:80",
         x.name

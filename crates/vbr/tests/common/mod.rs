@@ -112,14 +112,21 @@ impl Netns {
     }
 
     /// Starts a one-test iperf3 server on `ip` here, in the background, and returns once
-    /// it listens (up to 10 s; it forks before it binds).
+    /// it listens (it forks before it binds).
     #[allow(dead_code)] // not every test file runs iperf3
     pub fn iperf3_server(&self, ip: &str) {
         self.ok(&format!("iperf3 -s -1 -D -B {ip}"));
+        self.wait_listening(&format!("{ip}:5201"));
+    }
+
+    /// Waits (up to 10 s) until a TCP socket here listens on `addr` (`IP:PORT`, or
+    /// `:PORT` for any address); panics if none does.
+    #[allow(dead_code)]
+    pub fn wait_listening(&self, addr: &str) {
         let listening = eventually(Duration::from_secs(10), || {
-            self.ok("ss -Hltn sport = :5201").contains(ip)
+            self.ok("ss -Hltn").contains(addr)
         });
-        assert!(listening, "iperf3 never listened on {ip} in {}", self.name);
+        assert!(listening, "nothing listened on {addr} in {}", self.name);
     }
 }
 
