@@ -274,20 +274,26 @@ fn three_nodes_share_networks_and_survive_failures() {
     );
     assert!(a1.reaches(&ip3), "n1 → n3");
     assert!(a3.reaches(&ip2), "n3 → n2");
-    // The remote MACs are static entries on the tunnel port, published not learned.
+    // The remote MACs are static entries on the tunnel port, published not learned (n1
+    // may have learned a3's MAC from its frames a moment before n3's record reaches it:
+    // the record then turns the entry static).
     let mac3 = a3.ok("cat /sys/class/net/eth0/address").trim().to_owned();
-    let fdb = d1.json("fdb show blue");
-    assert!(
-        fdb.as_array()
+    let published = || {
+        d1.json("fdb show blue")
+            .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["mac"] == mac3.as_str() && r["port"] == "vx4242" && r["kind"] == "static"),
-        "{fdb}"
+            .any(|r| r["mac"] == mac3.as_str() && r["port"] == "vx4242" && r["kind"] == "static")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), published),
+        "{}",
+        d1.json("fdb show blue")
     );
     assert!(
-        u.nodes[0]
+        eventually(Duration::from_secs(5), || u.nodes[0]
             .ok("bridge fdb show dev vx4242")
-            .contains(&format!("{mac3} dst 10.77.0.3")),
+            .contains(&format!("{mac3} dst 10.77.0.3"))),
         "the tunnel knows where a3 is"
     );
 

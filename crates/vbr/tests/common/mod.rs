@@ -422,10 +422,26 @@ pub fn tcpdump_while(ns: &Netns, args: &[&str], f: impl FnOnce()) -> String {
         ])
         .args(args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // tcpdump says "listening on ..." once its capture is open; the rest of its stderr
+    // is drained to its end.
+    let mut dump = dump;
+    let err = dump.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "tcpdump {args:?} never started listening in {}",
+        ns.name
+    );
     f();
     std::thread::sleep(Duration::from_millis(300));
     sh(&format!(
