@@ -167,8 +167,7 @@ impl Fast {
         ingress: PortId,
         tag: Option<Vid>,
     ) -> bool {
-        let Some(in_if) = fast_ifindex(ports, ingress).filter(|_| !at_egress(ports, ingress))
-        else {
+        let Some(in_if) = fast_ifindex(ports, ingress) else {
             return false;
         };
         let key = FloodKey {
@@ -194,9 +193,7 @@ impl Fast {
         ingress: PortId,
         frame: &[u8],
     ) {
-        // The host's frames on its TAPs reach the program before the switch's reader,
-        // with no filter to leave the switch their headers: their broadcasts stay here.
-        if now < self.flood_quiet_until || at_egress(ports, ingress) {
+        if now < self.flood_quiet_until {
             return;
         }
         let (Some(in_if), Some(tag)) = (fast_ifindex(ports, ingress), kernel_tag(frame)) else {
@@ -491,13 +488,18 @@ fn max_frame(ports: &[Option<PortRt>], id: PortId) -> u32 {
 
 /// How the kernel would flood broadcasts entering `ingress` with `tag`, if it can: the
 /// core floods them by port and tag alone, to ports all on the fast path, in a way the
-/// kernel program does (tagged copies of one VID, at most 64 clones of each kind).
+/// kernel program does (tagged copies of one VID, at most 64 clones of each kind). The
+/// host's broadcasts on its TAPs never: they meet the program before the switch's
+/// reader, with no socket filter to leave the switch their headers.
 fn flood_of(
     core: &Bridge,
     ports: &[Option<PortRt>],
     ingress: PortId,
     tag: Option<Vid>,
 ) -> Option<FloodRec> {
+    if at_egress(ports, ingress) {
+        return None;
+    }
     let target = core.flood_target(ingress, tag)?;
     let mut out = Flood {
         max_len: u32::MAX,
@@ -515,7 +517,7 @@ fn flood_of(
 
 /// Whether port `id`'s frames meet the program at its netdev's egress: a TAP the switch
 /// reads in this namespace ([`crate::view::PortKind::reads_own_tap`]).
-fn at_egress(ports: &[Option<PortRt>], id: PortId) -> bool {
+pub(crate) fn at_egress(ports: &[Option<PortRt>], id: PortId) -> bool {
     ports
         .get(usize::from(id.0))
         .and_then(Option::as_ref)

@@ -301,7 +301,7 @@ impl BridgeRt {
                 }
             }
             _ if flood => {
-                if self.port(ingress).is_some_and(|p| p.kind.reads_own_tap()) {
+                if crate::fast::at_egress(&self.ports, ingress) {
                     "stays in the switch: the host's broadcasts are flooded by the switch, which must see them whole".into()
                 } else if fast.can_flood(&self.core, &self.ports, ingress, tag) {
                     "would be flooded by the kernel once a broadcast of this port and tag is forwarded".into()

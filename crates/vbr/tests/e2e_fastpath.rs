@@ -79,7 +79,7 @@ fn flows_go_to_the_kernel_and_come_back_when_the_switch_changes_its_mind() {
         .unwrap();
     b.iperf3_server("10.7.0.2");
     a.ok("iperf3 -c 10.7.0.2 -t 2");
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    std::thread::sleep(Duration::from_millis(1500)); // the kernel's counts read
     let after = port(&d.json("stats br0"), pa)["counters"]["rx_bytes"]
         .as_u64()
         .unwrap();
@@ -181,7 +181,7 @@ fn a_peer_moved_next_to_the_switch_gets_frames_sent_out_of_the_netdev() {
     assert!(offloaded(&d, &a, "10.6.0.2"), "{}", d.json("stats br0"));
     host.iperf3_server("10.6.0.2");
     a.ok("iperf3 -c 10.6.0.2 -t 1");
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    std::thread::sleep(Duration::from_millis(1500)); // the kernel's counts read
     let carried = fast_frames(&d) - before;
     assert!(carried > 10_000, "the kernel carried {carried} frames");
     assert!(d.alive(), "daemon died:\n{}", d.log());
@@ -241,7 +241,7 @@ fn tagged_flows_cross_a_trunk_in_the_kernel() {
         tags.contains("vlan 10"),
         "no VLAN 10 tags on the trunk:\n{tags}"
     );
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    std::thread::sleep(Duration::from_millis(1500)); // the kernel's counts read
     let (c1, c2) = (fast_frames(&d1) - k1, fast_frames(&d2) - k2);
     assert!(
         c1 > 10_000 && c2 > 10_000,
@@ -270,9 +270,14 @@ fn rx_packets(ns: &Netns) -> u64 {
 /// the switch's receive ring holds, so none is lost to a full ring however the test
 /// threads are scheduled).
 fn broadcasts(ns: &Netns, src: &str, n: usize) {
+    broadcasts_on(ns, "eth0", src, n);
+}
+
+/// [`broadcasts`] from netdev `dev`.
+fn broadcasts_on(ns: &Netns, dev: &str, src: &str, n: usize) {
     ns.ok(&format!(
         "python3 -c \"import socket, time; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
-         s.bind(('eth0', 0)); f=bytes.fromhex('ffffffffffff{src}88b5')+bytes(46); \
+         s.bind(('{dev}', 0)); f=bytes.fromhex('ffffffffffff{src}88b5')+bytes(46); \
          [(s.send(f), i % 100 == 99 and time.sleep(0.001)) for i in range({n})]\""
     ));
 }
@@ -311,7 +316,7 @@ fn broadcasts_are_flooded_by_the_kernel_within_their_vlan_and_learned_by_the_swi
     let rx = |s: &[&Netns]| s.iter().map(|ns| rx_packets(ns)).collect::<Vec<_>>();
     let (before, s0) = (rx(&[b, c, dd]), stats(&d));
     broadcasts(a, "02000000aa0a", n);
-    std::thread::sleep(Duration::from_millis(1500)); // one housekeeping tick
+    std::thread::sleep(Duration::from_millis(1500)); // the kernel's counts read
     let (after, s1) = (rx(&[b, c, dd]), stats(&d));
     let got: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
     for i in [0, 1] {
@@ -509,6 +514,26 @@ fn frames_to_the_bridge_s_own_address_go_through_the_kernel() {
     assert_eq!(at_host, 1000, "the host got each broadcast once");
     let at_b = rx_packets(&b) - before;
     assert!((1000..1020).contains(&at_b), "B got {at_b}");
+
+    // The host's own broadcasts stay in the switch (the program meets them at the TAP's
+    // egress, before the switch could see their headers): still one flood in the
+    // kernel, A's, and both namespaces get the host's frames, from the switch.
+    let floods = || d.json("stats br0")[0]["fast_floods"].as_u64().unwrap();
+    assert_eq!(floods(), 1, "{}", d.json("stats br0"));
+    let (a0, b0) = (rx_packets(&a), rx_packets(&b));
+    let host_mac = host
+        .ok("cat /sys/class/net/br0/address")
+        .trim()
+        .replace(':', "");
+    broadcasts_on(&host, "br0", &host_mac, 100);
+    assert!(
+        eventually(Duration::from_secs(3), || rx_packets(&a) - a0 >= 100
+            && rx_packets(&b) - b0 >= 100),
+        "a got {}, b {}",
+        rx_packets(&a) - a0,
+        rx_packets(&b) - b0
+    );
+    assert_eq!(floods(), 1, "{}", d.json("stats br0"));
     assert!(d.alive(), "daemon died:\n{}", d.log());
 }
 

@@ -237,8 +237,8 @@ pub struct FastPath {
     /// The socket filter of the ports' `AF_PACKET` sockets.
     hide: OwnedFd,
     /// The tcx program of the ports' netdevs: at their ingress, and at the egress of the
-    /// bridge's host port (a TAP the switch reads, whose frames from the host are what
-    /// its netdev transmits).
+    /// TAPs the switch reads itself (the host port, VLAN gateways: the host's frames are
+    /// what their netdevs transmit).
     redirect: OwnedFd,
 }
 
@@ -306,7 +306,7 @@ impl FastPath {
     }
 
     /// The tcx program on the egress of netdev `ifindex` (in the calling thread's
-    /// namespace): for a TAP the switch reads itself (the bridge's host port), whose
+    /// namespace): for a TAP the switch reads itself (the host port, a VLAN gateway), whose
     /// transmitted frames are what enters the switch by that port. They need no socket
     /// filter: frames the program takes never reach the TAP's reader. Flows entering
     /// there must not use [`Via::Peer`] (`bpf_redirect_peer` works at ingress only; the

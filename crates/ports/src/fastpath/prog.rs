@@ -5,16 +5,16 @@
 //! attached to every port, which keeps adding a port cheap:
 //!
 //! - `redirect`: tcx ingress on a port's netdev (a host-side veth, a NIC), and tcx egress
-//!   on a TAP the switch reads itself (see [`super::FastPath::link_egress`]). Builds the flow key (this port's
-//!   ifindex, destination MAC, source MAC, the VID of the frame's 802.1Q tag or 0) from the
-//!   frame, looks it up in the flow map and, on a hit, counts the frame, gives it the tag
-//!   the flow leaves with (`bpf_skb_vlan_pop`/`bpf_skb_vlan_push`: popped, pushed or
-//!   rewritten) and hands it on: with `bpf_redirect_peer` straight to the namespace
-//!   behind an egress veth whose peer is in another namespace, with `bpf_redirect` out
-//!   of any other egress netdev (a veth whose peer is here, a NIC, a TAP someone else
-//!   holds), or with `bpf_redirect` and `BPF_F_INGRESS` into a TAP the switch reads
-//!   itself (the bridge's host port, a VLAN gateway), as if the switch had written it; on a miss the
-//!   frame goes on as before.
+//!   on a TAP the switch reads itself (see [`super::FastPath::link_egress`]). Builds the
+//!   flow key (this port's ifindex, destination MAC, source MAC, the VID of the frame's
+//!   802.1Q tag or 0) from the frame, looks it up in the flow map and, on a hit, counts
+//!   the frame, gives it the tag the flow leaves with (`bpf_skb_vlan_pop`/
+//!   `bpf_skb_vlan_push`: popped, pushed or rewritten) and hands it on: with
+//!   `bpf_redirect_peer` straight to the namespace behind an egress veth whose peer is in
+//!   another namespace, with `bpf_redirect` out of any other egress netdev (a veth whose
+//!   peer is here, a NIC, a TAP someone else holds), or with `bpf_redirect` and
+//!   `BPF_F_INGRESS` into a TAP the switch reads itself (the bridge's host port, a VLAN
+//!   gateway), as if the switch had written it; on a miss the frame goes on as before.
 //!   Broadcasts (from a unicast source) are looked up in the flood map instead, by
 //!   ingress ifindex and VID: on a hit the program sends a clone to every port of the
 //!   entry (`bpf_clone_redirect`), untagged ports first and then, with the tag pushed or
@@ -686,8 +686,8 @@ mod tests {
         let count = |to: usize| t.iter().filter(|&&(_, x)| x == to).count();
         // Too short, three TPIDs, too long, not 802.1Q, VID 0, map miss, over the flow's
         // limit, and for broadcasts a group source, an all-zero one, a flood map miss,
-        // GSO, over the flood's limit: to the switch. Same tag: out. Tag change failed (one for flows,
-        // three for floods): dropped. Untagged in, tagged out: push. Popped and left
+        // GSO, over the flood's limit: to the switch. Same tag: out. Tag change failed
+        // (one for flows, three for floods): dropped. Untagged in, tagged out: push. Popped and left
         // untagged, pushed: send. Popped, to be tagged again: tag. Untagged: past the
         // tag's checks, to the broadcast test. Not a broadcast (three halves of the
         // MAC): the flow lookup. GSO: past the limit. How it leaves: past

@@ -228,16 +228,10 @@ const BPF_F_BEFORE: u32 = 1 << 3;
 /// a frame on would skip ours, while our socket filter hid it from the switch), else
 /// after the others; closing the link detaches it.
 pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
-    let link = |flags: u32| {
-        Attr::new()
-            .u32(0, prog.as_raw_fd() as u32)
-            .u32(4, ifindex)
-            .u32(8, ATTACH_TCX_INGRESS)
-            .u32(12, flags)
-            .run_fd(BPF_LINK_CREATE)
-    };
-    match link(BPF_F_BEFORE) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => link(0),
+    match tcx_link(prog, ifindex, ATTACH_TCX_INGRESS, BPF_F_BEFORE) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tcx_link(prog, ifindex, ATTACH_TCX_INGRESS, 0)
+        }
         r => r,
     }
 }
@@ -246,11 +240,16 @@ pub(crate) fn tcx_ingress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result
 /// programs already there (nothing of ours needs to run first there: a frame they pass
 /// on reaches the switch); closing the link detaches it.
 pub(crate) fn tcx_egress_link(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    tcx_link(prog, ifindex, ATTACH_TCX_EGRESS, 0)
+}
+
+/// `BPF_LINK_CREATE` of `prog` on netdev `ifindex` at tcx hook `attach`.
+fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach: u32, flags: u32) -> io::Result<OwnedFd> {
     Attr::new()
         .u32(0, prog.as_raw_fd() as u32)
         .u32(4, ifindex)
-        .u32(8, ATTACH_TCX_EGRESS)
-        .u32(12, 0)
+        .u32(8, attach)
+        .u32(12, flags)
         .run_fd(BPF_LINK_CREATE)
 }
 
